@@ -1,0 +1,131 @@
+// Command gatehouse runs the reverse proxy appliance.
+//
+//	gatehouse run -config FILE      serve until SIGTERM; SIGHUP reloads FILE
+//	gatehouse check -config FILE    validate FILE and print a summary or every error
+//	gatehouse hash-password         read a password on stdin, print its bcrypt hash
+//	gatehouse version               print the version
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  gatehouse run -config FILE      serve; SIGHUP reloads FILE, SIGTERM stops
+  gatehouse check -config FILE    validate FILE: a summary, or every error with its line
+  gatehouse hash-password         read a password on stdin, print its bcrypt hash
+  gatehouse version               print the version
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run", "check":
+		fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		path := fs.String("config", "/etc/gatehouse/gatehouse.yaml", "configuration file")
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		if args[0] == "check" {
+			return check(*path, stdout, stderr)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := serve(ctx, *path, stderr); err != nil {
+			fmt.Fprintln(stderr, "gatehouse:", err)
+			return 1
+		}
+		return 0
+	case "hash-password":
+		return hashPassword(stdin, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "gatehouse", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "gatehouse: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func check(path string, stdout, stderr io.Writer) int {
+	cfg, err := configs.Load(path)
+	if err != nil {
+		var errs configs.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, e)
+			}
+			fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(errs))
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK\n%s", path, cfg.Summary())
+	return 0
+}
+
+func hashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(stderr, "gatehouse: reading password:", err)
+		return 1
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		fmt.Fprintln(stderr, "gatehouse: empty password (give it on stdin: echo -n secret | gatehouse hash-password)")
+		return 1
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, string(hash))
+	return 0
+}
+
+// newLogger builds the process logger; level is shared so a reload can change it.
+func newLogger(cfg configs.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	level.Set(parseLevel(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

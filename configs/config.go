@@ -1,0 +1,239 @@
+// Package configs loads and validates gatehouse's YAML configuration.
+//
+// It is the only place that knows the file format: Load turns the file into a
+// typed Config with every default applied (see defaults.go), or into a list of
+// errors that each name the file, line and key. The rest of gatehouse (proxy,
+// protocols, blacklist, turn, webui) reads the typed Config and never sees YAML.
+//
+// The contract is shared/spec/gatehouse.example.yaml: every key there is
+// accepted with its meaning; keys added here are documented in README.md.
+//
+// Loading is also where the configuration's files are read: certificates,
+// keys and CA bundles are loaded and kept in the Config (CertKey.Loaded,
+// TLS.ClientCAPool, ...), so a bad file is reported with its line by
+// `gatehouse check`, and the proxy never reads them again.
+package configs
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config is a loaded, validated configuration. Every field holds its
+// effective value: defaults are already applied, and relative file paths
+// are resolved against the directory of the configuration file.
+type Config struct {
+	// File is the path the configuration was loaded from ("" when parsed from memory).
+	File string `yaml:"-"`
+
+	// Listen maps a service type (see ServiceTypes) to the address gatehouse
+	// accepts it on. A type that is absent is not accepted at all.
+	Listen    map[string]string `yaml:"listen"`
+	TLS       TLS               `yaml:"tls"`
+	Services  []Service         `yaml:"services"`
+	Blacklist Blacklist         `yaml:"blacklist"`
+	TURN      TURN              `yaml:"turn"`
+	Admin     Admin             `yaml:"admin"`
+	Log       Log               `yaml:"log"`
+	Limits    Limits            `yaml:"limits"`
+
+	// byName indexes Services by lowercased name; nil in a Config built by hand.
+	byName map[string]*Service
+}
+
+// Service returns the service called name, compared case-insensitively, or nil.
+func (c *Config) Service(name string) *Service {
+	if c.byName != nil {
+		return c.byName[strings.ToLower(name)]
+	}
+	for i := range c.Services {
+		if strings.EqualFold(c.Services[i].Name, name) {
+			return &c.Services[i]
+		}
+	}
+	return nil
+}
+
+// TLS holds the certificates gatehouse offers and the CAs it trusts.
+type TLS struct {
+	// Certificates are offered to clients, chosen by SNI; the first is the default.
+	Certificates []CertKey `yaml:"certificates"`
+	// ClientCAs verify client certificates for check_certificate.
+	ClientCAs []string `yaml:"client_cas"`
+	// TargetCAs verify targets when gatehouse speaks TLS to them; empty means the system roots.
+	TargetCAs []string `yaml:"target_cas"`
+
+	// ClientCAPool holds the ClientCAs; nil when there are none.
+	ClientCAPool *x509.CertPool `yaml:"-"`
+	// TargetCAPool holds the TargetCAs; nil means the system roots.
+	TargetCAPool *x509.CertPool `yaml:"-"`
+}
+
+// CertKey is a PEM certificate chain and its private key, as file paths.
+type CertKey struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+
+	// Loaded is the pair read from Cert and Key, Leaf included.
+	Loaded tls.Certificate `yaml:"-"`
+}
+
+// Service is one internal destination, found by its name.
+type Service struct {
+	// Name is the routing key, compared case-insensitively and exactly.
+	Name string `yaml:"name"`
+	// Target is the IP address or DNS name of the internal host.
+	Target string `yaml:"target"`
+	// Ports maps a service type to the target's port for it. A type with no
+	// port is not forwarded to this service.
+	Ports map[string]int `yaml:"ports"`
+	// CheckCertificate: registrations arriving over TLS (SIP, H.323) are
+	// forwarded over TLS only when the client certificate chains to
+	// tls.client_cas and its CN equals the registering name.
+	CheckCertificate bool `yaml:"check_certificate"`
+	// LDAPStartTLS: speak StartTLS to the target's plain LDAP port when the
+	// request is to be forwarded encrypted and the service has no ldaps port.
+	LDAPStartTLS bool  `yaml:"ldap_starttls"`
+	Allow        Allow `yaml:"allow"`
+}
+
+// Port returns the target's port for service type typ, and whether there is one.
+func (s *Service) Port(typ string) (int, bool) {
+	p, ok := s.Ports[typ]
+	return p, ok && p > 0
+}
+
+// Allow restricts who may use a service and how.
+type Allow struct {
+	// Networks maps a service type to the client networks allowed to use it.
+	// A type that is not listed is open to all.
+	Networks map[string][]Prefix `yaml:"networks"`
+	// URLs is the allowed-URL list for HTTP and HTTPS; nil allows every URL.
+	URLs []string `yaml:"urls"`
+}
+
+// Blacklist configures fraud detection.
+type Blacklist struct {
+	// Threshold is the number of suspicious requests within one minute that
+	// an address may send; one more blocks it.
+	Threshold int `yaml:"threshold"`
+	// Expiration is how long an automatic entry lasts.
+	Expiration time.Duration `yaml:"expiration"`
+	// Whitelist entries are never blocked.
+	Whitelist []Prefix `yaml:"whitelist"`
+	// Blacklist entries are blocked until removed.
+	Blacklist []Prefix `yaml:"blacklist"`
+	// State is the file run-time entries are kept in across restarts; "" keeps them in memory only.
+	State string `yaml:"state"`
+	// IPv6Prefix is the prefix length IPv6 clients are counted by (default 64).
+	IPv6Prefix int `yaml:"ipv6_prefix"`
+	// MaxTracked caps the number of addresses tracked at once (default 100000).
+	MaxTracked int `yaml:"max_tracked"`
+}
+
+// TURN configures the embedded STUN/TURN server. Listen "" disables it.
+type TURN struct {
+	Listen string `yaml:"listen"`
+	// TLSListen, when set, also accepts TURN over TLS with the tls certificates.
+	TLSListen    string    `yaml:"tls_listen"`
+	Realm        string    `yaml:"realm"`
+	RelayAddress string    `yaml:"relay_address"`
+	RelayPorts   PortRange `yaml:"relay_ports"`
+	Accounts     []Account `yaml:"accounts"`
+	// Secret enables time-limited REST credentials (coturn's "timestamp:user" scheme).
+	Secret string `yaml:"secret"`
+	// DenyPeers are networks relayed media may never reach. When the key is
+	// absent the default list applies (DefaultDenyPeers plus the appliance's own addresses).
+	DenyPeers []Prefix `yaml:"deny_peers"`
+	// MaxAllocations caps allocations in total, MaxAllocationsPerUser per account.
+	MaxAllocations        int `yaml:"max_allocations"`
+	MaxAllocationsPerUser int `yaml:"max_allocations_per_user"`
+	// MaxLifetime caps the lifetime a client may request for an allocation.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+}
+
+// Account is a TURN long-term credential.
+type Account struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+}
+
+// Admin configures the admin web UI and JSON API.
+type Admin struct {
+	Listen string      `yaml:"listen"`
+	Users  []AdminUser `yaml:"users"`
+	// Cert and Key override the tls certificates for the admin listener.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// MetricsPublic serves /metrics without authentication.
+	MetricsPublic bool `yaml:"metrics_public"`
+
+	// Loaded is the pair read from Cert and Key; nil when they are not set
+	// and the admin listener uses the tls certificates.
+	Loaded *tls.Certificate `yaml:"-"`
+}
+
+// AdminUser is an administrator with a bcrypt password hash.
+type AdminUser struct {
+	Name         string `yaml:"name"`
+	PasswordHash string `yaml:"password_hash"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Limits bound what one client may cost.
+type Limits struct {
+	// FirstPacketTimeout bounds the wait for the first message (and the TLS handshake before it).
+	FirstPacketTimeout time.Duration `yaml:"first_packet_timeout"`
+	// FirstPacketMax caps the bytes read to find the routing key.
+	FirstPacketMax ByteSize `yaml:"first_packet_max"`
+	// DialTimeout bounds connecting to a target.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// IdleTimeout closes a relayed connection with no traffic either way.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnsPerIP caps concurrent connections from one client address (0: no cap).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// ServiceType describes one accepted protocol-and-encryption pair.
+type ServiceType struct {
+	Name   string // the key used in listen, ports and allow.networks
+	Family string // http, sip, ldap or h323: the plain type's name
+	TLS    bool   // gatehouse terminates TLS before reading the first packet
+}
+
+// ServiceTypes lists every service type gatehouse knows, plain before TLS.
+var ServiceTypes = []ServiceType{
+	{"http", "http", false}, {"https", "http", true},
+	{"sip", "sip", false}, {"sips", "sip", true},
+	{"ldap", "ldap", false}, {"ldaps", "ldap", true},
+	{"h323", "h323", false}, {"h323s", "h323", true},
+}
+
+// LookupType returns the service type called name.
+func LookupType(name string) (ServiceType, bool) {
+	for _, t := range ServiceTypes {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return ServiceType{}, false
+}
+
+// Prefix is an IP network written either as a CIDR or as a single address.
+type Prefix struct{ netip.Prefix }
+
+// PortRange is an inclusive range of UDP ports written "low-high".
+type PortRange struct{ Min, Max uint16 }
+
+// ByteSize is a size in bytes, written as a number or with a KiB/MiB suffix.
+type ByteSize int

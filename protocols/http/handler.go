@@ -1,0 +1,251 @@
+// Package http routes HTTP and HTTPS per request, not per connection.
+//
+// Unlike the stream protocols, HTTP carries many requests on one connection
+// (keep-alive, and HTTP/2 streams on the TLS side), and each may be for
+// another service, so the first packet does not decide a connection's fate.
+// The proxy hands each accepted (and, for HTTPS, TLS-terminated) connection
+// to a net/http server; every request is then routed by its Host, checked
+// against the service's allowed networks and URLs, and forwarded by a
+// reverse proxy that keeps connections to the targets alive.
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	stdhttp "net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+// Handler serves the http and https service types. It implements
+// proxy.Handler, proxy.ALPNer, proxy.Reloader and proxy.Shutdowner.
+//
+// Each configuration gets its own generation: a net/http server with that
+// configuration's limits and a pool of target connections with its target
+// CAs. A reload starts a new generation for new connections; connections
+// already accepted finish on the generation that accepted them.
+type Handler struct {
+	log     *slog.Logger
+	current atomic.Pointer[generation]
+	conns   sync.Map // net.Conn given to a generation's server → *entry
+
+	mu   sync.Mutex // guards gens
+	gens []*generation
+}
+
+var (
+	_ proxy.Handler    = (*Handler)(nil)
+	_ proxy.ALPNer     = (*Handler)(nil)
+	_ proxy.Reloader   = (*Handler)(nil)
+	_ proxy.Shutdowner = (*Handler)(nil)
+)
+
+// generation is the HTTP machinery for one configuration.
+type generation struct {
+	srv       *stdhttp.Server
+	ln        *connListener
+	rp        *httputil.ReverseProxy
+	transport *stdhttp.Transport
+	serving   sync.WaitGroup // the Serve goroutine
+}
+
+// New returns a Handler; it serves once the proxy has called Reload with the
+// first configuration, which NewServer does before accepting.
+func New(logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Handler{log: logger}
+}
+
+// NextProtos offers HTTP/2 on the TLS port.
+func (h *Handler) NextProtos() []string { return []string{"h2", "http/1.1"} }
+
+// Reload starts a generation for t and retires the previous one: it stops
+// taking connections and its idle target connections are closed.
+func (h *Handler) Reload(t *proxy.Table) {
+	l := t.Config.Limits
+	g := &generation{ln: newConnListener()}
+	g.transport = &stdhttp.Transport{
+		DialContext:           (&net.Dialer{Timeout: l.DialTimeout}).DialContext,
+		TLSClientConfig:       t.TargetTLSBase(),
+		TLSHandshakeTimeout:   l.DialTimeout,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	g.rp = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      g.transport,
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.proxyError,
+		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		// Streams (server-sent events, long polls) must not wait for a buffer.
+		FlushInterval: -1,
+	}
+	g.srv = &stdhttp.Server{
+		Handler:           stdhttp.HandlerFunc(func(w stdhttp.ResponseWriter, r *stdhttp.Request) { h.serveHTTP(g, w, r) }),
+		ConnContext:       h.connContext,
+		ConnState:         h.connState,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: l.FirstPacketTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    int(l.FirstPacketMax),
+	}
+	g.serving.Add(1)
+	go func() {
+		defer g.serving.Done()
+		g.srv.Serve(g.ln)
+	}()
+	h.mu.Lock()
+	h.gens = append(h.gens, g)
+	h.mu.Unlock()
+	if old := h.current.Swap(g); old != nil {
+		old.ln.Close()
+		old.transport.CloseIdleConnections()
+	}
+}
+
+// Shutdown stops taking connections, closes idle keep-alive connections and
+// waits for requests in flight until ctx is done.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	gens := h.gens
+	h.gens = nil
+	h.mu.Unlock()
+	var errs []error
+	for _, g := range gens {
+		errs = append(errs, g.srv.Shutdown(ctx))
+		g.serving.Wait()
+		g.transport.CloseIdleConnections()
+	}
+	return errors.Join(errs...)
+}
+
+// entry follows one client connection through the net/http server.
+type entry struct {
+	pc       *proxy.Conn
+	read     atomic.Int64 // bytes read, to tell junk from a silent preconnect
+	served   atomic.Bool  // at least one request reached ServeHTTP
+	hijacked atomic.Bool  // upgraded (WebSocket): ServeHTTP owns it until it returns
+	doneOnce sync.Once
+	done     chan struct{}
+}
+
+func (e *entry) finish() { e.doneOnce.Do(func() { close(e.done) }) }
+
+// ServeConn gives c to the HTTP server and waits until the server is done
+// with it, so that the proxy's connection accounting stays right.
+func (h *Handler) ServeConn(c *proxy.Conn) {
+	e := &entry{pc: c, done: make(chan struct{})}
+	var nc net.Conn = &countingConn{Conn: c.Conn, e: e}
+	if c.Info.TLS != nil && c.Info.TLS.NegotiatedProtocol == "h2" {
+		// net/http serves HTTP/2 only on a *tls.Conn it can see.
+		nc = c.Conn
+	}
+	g := h.current.Load()
+	if g == nil {
+		return // not configured yet
+	}
+	h.conns.Store(nc, e)
+	defer h.conns.Delete(nc)
+	if !g.ln.push(nc) {
+		return
+	}
+	<-e.done
+}
+
+type ctxKey struct{}
+
+func (h *Handler) connContext(ctx context.Context, nc net.Conn) context.Context {
+	if e, ok := h.conns.Load(nc); ok {
+		return context.WithValue(ctx, ctxKey{}, e)
+	}
+	return ctx
+}
+
+func (h *Handler) connState(nc net.Conn, state stdhttp.ConnState) {
+	v, ok := h.conns.Load(nc)
+	if !ok {
+		return
+	}
+	e := v.(*entry)
+	switch state {
+	case stdhttp.StateHijacked:
+		e.hijacked.Store(true)
+	case stdhttp.StateClosed:
+		if !e.served.Load() && e.read.Load() > 0 {
+			// net/http answered junk or a cut-off request itself (400, 431)
+			// or timed it out; we only learn that it never became a request.
+			e.pc.Report("", "unreadable request", nil)
+		}
+		e.finish()
+	}
+}
+
+// countingConn counts what the client sent, so that a connection closed
+// without a request can be told apart from a browser's unused preconnect.
+type countingConn struct {
+	net.Conn
+	e *entry
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.e.read.Add(int64(n))
+	return n, err
+}
+
+// connListener is the net.Listener the HTTP server accepts from: the proxy
+// pushes connections that passed its gate into it.
+type connListener struct {
+	ch        chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+var _ net.Listener = (*connListener)(nil)
+
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4zero}
+}
+
+func clientIP(e *entry) netip.Addr { return e.pc.Info.Client.Addr() }
+
+var errNoEntry = errors.New("http: request without a gatehouse connection")

@@ -1,0 +1,133 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"net"
+	stdhttp "net/http"
+	"net/http/httputil"
+	"os"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+type routeKey struct{}
+
+// routed is what ServeHTTP decided, for the reverse proxy's hooks.
+type routed struct {
+	e     *entry
+	route *proxy.Route
+}
+
+// serveHTTP routes one request: Host → service, the allowed networks and
+// URLs, then the reverse proxy. Refusals say as little as possible.
+func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.Request) {
+	e, ok := r.Context().Value(ctxKey{}).(*entry)
+	if !ok {
+		h.log.Error("request without connection", "err", errNoEntry)
+		stdhttp.Error(w, "Internal Server Error", stdhttp.StatusInternalServerError)
+		return
+	}
+	e.served.Store(true)
+	defer func() {
+		if e.hijacked.Load() {
+			// An upgraded connection ends when the reverse proxy's copy does.
+			e.finish()
+		}
+	}()
+	if r.Method == stdhttp.MethodConnect {
+		e.pc.Report("", "method not allowed", nil)
+		refuse(w, stdhttp.StatusMethodNotAllowed)
+		return
+	}
+	route, err := e.pc.Route(HostKey(r.Host), "")
+	if err != nil {
+		status := stdhttp.StatusMisdirectedRequest
+		if err.(*proxy.Refusal).Reason == proxy.ReasonNetwork {
+			status = stdhttp.StatusForbidden
+		}
+		refuse(w, status)
+		return
+	}
+	if !URLAllowed(route.Service.Allow.URLs, r.URL.Path) {
+		e.pc.Report(route.Service.Name, proxy.ReasonURL, nil)
+		refuse(w, stdhttp.StatusForbidden)
+		return
+	}
+	ctx := context.WithValue(r.Context(), routeKey{}, &routed{e: e, route: route})
+	g.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// refuse answers with the bare status: nothing about the inside.
+func refuse(w stdhttp.ResponseWriter, status int) {
+	w.Header().Set("Connection", "close")
+	stdhttp.Error(w, stdhttp.StatusText(status), status)
+}
+
+// rewrite points the outgoing request at the route's target. The Host the
+// client asked for is kept; X-Forwarded-For gets the client appended.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	rt := pr.In.Context().Value(routeKey{}).(*routed)
+	pr.Out.URL.Scheme = "http"
+	if rt.route.TLS != nil {
+		pr.Out.URL.Scheme = "https"
+	}
+	pr.Out.URL.Host = rt.route.Addr
+	pr.Out.Host = pr.In.Host
+	ip := clientIP(rt.e).String()
+	if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		ip = joinComma(prior) + ", " + ip
+	}
+	pr.Out.Header.Set("X-Forwarded-For", ip)
+	proto := "http"
+	if rt.e.pc.Info.TLS != nil {
+		proto = "https"
+	}
+	pr.Out.Header.Set("X-Forwarded-Proto", proto)
+}
+
+func joinComma(vs []string) string {
+	if len(vs) == 1 {
+		return vs[0]
+	}
+	s := vs[0]
+	for _, v := range vs[1:] {
+		s += ", " + v
+	}
+	return s
+}
+
+// modifyResponse reports a target's refusal of credentials.
+func (h *Handler) modifyResponse(resp *stdhttp.Response) error {
+	if resp.StatusCode != stdhttp.StatusUnauthorized && resp.StatusCode != stdhttp.StatusForbidden {
+		return nil
+	}
+	in := resp.Request
+	if in.Header.Get("Authorization") == "" {
+		return nil
+	}
+	rt := in.Context().Value(routeKey{}).(*routed)
+	rt.e.pc.Report(rt.route.Service.Name, proxy.ReasonCredentials, nil)
+	return nil
+}
+
+// proxyError answers 502 or 504 when the target cannot be reached, without
+// saying which target or why; the log has that.
+func (h *Handler) proxyError(w stdhttp.ResponseWriter, r *stdhttp.Request, err error) {
+	rt := r.Context().Value(routeKey{}).(*routed)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away
+	}
+	status := stdhttp.StatusBadGateway
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		status = stdhttp.StatusGatewayTimeout
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		rt.e.pc.Report(rt.route.Service.Name, proxy.ReasonUnreachable, err)
+	} else {
+		h.log.Warn("target error", "client", clientIP(rt.e), "type", rt.e.pc.Info.Type.Name,
+			"service", rt.route.Service.Name, "target", rt.route.Addr, "err", err)
+	}
+	w.WriteHeader(status)
+}

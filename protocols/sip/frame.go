@@ -1,0 +1,168 @@
+package sip
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+// Over a stream a SIP message is a header block ended by an empty line and
+// then exactly Content-Length bytes of body (RFC 3261 §7.5, §18.3). Between
+// messages either side may send keep-alives (RFC 5626 §3.5.1): a client pings
+// with CRLF CRLF, the server pongs with a single CRLF.
+//
+// Framing runs on every message in both directions for the life of the
+// connection, so it only finds the two numbers it needs (where the header
+// block ends, what Content-Length says) and leaves parsing to sipgo, which
+// then checks that it agrees (see parseHead).
+
+var blankLine = []byte("\r\n\r\n")
+
+// maxMethod bounds the first token of a start line (a method, or "SIP/2.0"
+// in a status line). Real methods are at most 9 letters; the bound lets
+// binary junk be refused at its first bytes rather than at MaxMessage.
+const maxMethod = 32
+
+// A framer splits one direction of a stream into messages. It remembers how
+// far it has searched the current message for the end of its header block,
+// so a message that trickles in byte by byte is searched once, not once per
+// read. A framer belongs to the one relay goroutine of its direction.
+type framer struct {
+	max     int // largest message accepted, header block plus body
+	scanned int // bytes of the current message already searched for blankLine
+}
+
+// frame returns the length of the message or keep-alive at the start of buf,
+// or proxy.ErrNeedMore.
+func (f *framer) frame(buf []byte) (int, error) {
+	if len(buf) > 0 && buf[0] == '\r' {
+		// A keep-alive: each CRLF is passed on as a frame of its own, which
+		// covers both the ping (two of them) and the pong (one).
+		f.scanned = 0
+		if len(buf) < 2 {
+			return 0, proxy.ErrNeedMore
+		}
+		if buf[1] != '\n' {
+			return 0, ErrNotSIP
+		}
+		return 2, nil
+	}
+	hdr, total, err := measure(buf, f.scanned, f.max)
+	if err == proxy.ErrNeedMore && hdr == 0 {
+		// The blank line may begin in the last three bytes seen.
+		f.scanned = max(len(buf)-len(blankLine)+1, 0)
+		return 0, err
+	}
+	f.scanned = 0
+	return total, err
+}
+
+// measure finds the header block of the message at the start of buf,
+// searching for its end from offset from on, and returns the block's length
+// and the message's total length. While the block is incomplete it returns
+// hdr == 0 and proxy.ErrNeedMore. Messages longer than max are refused.
+func measure(buf []byte, from, max int) (hdr, total int, err error) {
+	if !plausible(buf) {
+		return 0, 0, ErrNotSIP
+	}
+	limit := min(len(buf), max)
+	if from > limit {
+		from = limit
+	}
+	i := bytes.Index(buf[from:limit], blankLine)
+	if i < 0 {
+		if len(buf) >= max {
+			return 0, 0, ErrTooLarge
+		}
+		return 0, 0, proxy.ErrNeedMore
+	}
+	hdr = from + i + len(blankLine)
+	body, err := contentLength(buf[:hdr], max)
+	if err != nil {
+		return hdr, 0, err
+	}
+	if body > max-hdr {
+		return hdr, 0, ErrTooLarge
+	}
+	return hdr, hdr + body, nil
+}
+
+// plausible reports whether b can begin a SIP start line: a token (the
+// method, or the SIP-Version of a status line) followed by a space. It only
+// refuses early what sipgo would refuse later.
+func plausible(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == ' ':
+			return i > 0
+		case i >= maxMethod || !isTokenChar(c) && c != '/':
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenChar reports whether c may appear in an RFC 3261 §25.1 token.
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-.!%*_+`'~", c) >= 0
+}
+
+// contentLength returns the body length that the header block announces in
+// Content-Length (or its compact form l). It is absent only at the framing
+// layer's peril, so a missing header, a value that is not a number, or two
+// headers that disagree are refused; sipgo would frame such a stream
+// differently from the target.
+func contentLength(block []byte, max int) (int, error) {
+	n, found := 0, false
+	// Skip the start line; the block ends in CRLF CRLF, so every line,
+	// the empty last one included, ends in CRLF.
+	line := block[bytes.Index(block, blankLine[:2])+2:]
+	for len(line) > 2 {
+		end := bytes.Index(line, blankLine[:2])
+		name, value, ok := bytes.Cut(line[:end], []byte(":"))
+		line = line[end+2:]
+		if !ok || len(name) == 0 || name[0] == ' ' || name[0] == '\t' {
+			continue // a folded continuation, or sipgo's to refuse
+		}
+		name = bytes.TrimRight(name, " \t")
+		if !bytes.EqualFold(name, []byte("content-length")) && !bytes.EqualFold(name, []byte("l")) {
+			continue
+		}
+		v, err := parseLength(bytes.Trim(value, " \t"), max)
+		if err != nil {
+			return 0, err
+		}
+		if found && v != n {
+			return 0, ErrContentLength
+		}
+		n, found = v, true
+	}
+	if !found {
+		return 0, ErrNoContentLength
+	}
+	return n, nil
+}
+
+// parseLength parses a decimal Content-Length no larger than max, without
+// overflowing on a longer one.
+func parseLength(b []byte, max int) (int, error) {
+	if len(b) == 0 {
+		return 0, ErrContentLength
+	}
+	v := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, ErrContentLength
+		}
+		v = v*10 + int(c-'0')
+		if v > max {
+			return 0, ErrTooLarge
+		}
+	}
+	return v, nil
+}

@@ -1,0 +1,48 @@
+package sip
+
+import (
+	"bytes"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+var _ proxy.Refuser = (*Sniffer)(nil)
+
+// RefusalReply answers a first request that gatehouse refuses, so that a
+// phone shows an error instead of retrying a dead connection: 503 when the
+// target is unreachable, 400 when the request itself is at fault, 513 when
+// it is too large, and 403 for everything else (unknown service, network
+// not allowed, ...). It returns nil when first holds no request sipgo can
+// read, or an ACK, which is never answered.
+func (s *Sniffer) RefusalReply(first []byte, reason string) []byte {
+	for len(first) >= 2 && first[0] == '\r' && first[1] == '\n' {
+		first = first[2:]
+	}
+	i := bytes.Index(first, blankLine)
+	if i < 0 {
+		return nil
+	}
+	msg, _, err := parser.ParseHeaders(first[:i+len(blankLine)], true)
+	req, ok := msg.(*sipmsg.Request)
+	if err != nil || !ok || req.IsAck() {
+		return nil
+	}
+	code, phrase := sipmsg.StatusForbidden, "Forbidden"
+	switch reason {
+	case proxy.ReasonUnreachable:
+		code, phrase = sipmsg.StatusServiceUnavailable, "Service Unavailable"
+	case ErrNoFrom.Error(), ErrFromNoHost.Error(), ErrNoContentLength.Error(), ErrContentLength.Error():
+		code, phrase = sipmsg.StatusBadRequest, "Bad Request"
+	case ErrTooLarge.Error(), proxy.ReasonTooLarge:
+		code, phrase = sipmsg.StatusMessageTooLarge, "Message Too Large"
+	}
+	res := sipmsg.NewResponseFromRequest(req, code, phrase, nil)
+	// The client's address is not known here: keep Via's rport bare
+	// rather than adding an empty received.
+	if via := res.Via(); via != nil {
+		via.Params.Remove("received")
+	}
+	return []byte(res.String())
+}

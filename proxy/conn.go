@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
+)
+
+// Conn is a client connection on its way through gatehouse. Handlers read
+// and write it as a net.Conn (the TLS stream on TLS ports) and use its
+// methods to route, dial and report.
+type Conn struct {
+	net.Conn          // the client stream: the raw TCP conn, or TLS over it
+	Info     ConnInfo // who the client is
+	// Table is the configuration the connection was accepted under.
+	Table *Table
+
+	raw     net.Conn // the TCP conn under any TLS
+	srv     *Server
+	id      uint64
+	started time.Time
+
+	closeOnce sync.Once
+	mu        sync.Mutex // guards service and target
+	service   string
+	target    string
+	bytesIn   atomic.Int64
+	bytesOut  atomic.Int64
+}
+
+// Close closes the client connection; it may be called more than once.
+func (c *Conn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		if c.Conn != c.raw {
+			c.raw.Close()
+		}
+	})
+	return err
+}
+
+// Status describes the connection for the admin UI.
+func (c *Conn) Status() ConnStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ConnStatus{
+		ID: c.id, Client: c.Info.Client, Type: c.Info.Type.Name,
+		Service: c.service, Target: c.target, Started: c.started,
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+	}
+}
+
+// setRoute records where the connection goes, for Status.
+func (c *Conn) setRoute(service, target string) {
+	c.mu.Lock()
+	c.service, c.target = service, target
+	c.mu.Unlock()
+}
+
+// Report reports a suspicious request on this connection: reason is short
+// and stable, err (may be nil) gives detail for the log only.
+func (c *Conn) Report(service, reason string, err error) {
+	c.srv.report(blacklist.Event{
+		Client: c.Info.Client.Addr(), Type: c.Info.Type.Name, Service: service,
+		Reason: reason, Time: time.Now(),
+	}, err)
+}
+
+// Route resolves the routing key name for this connection (see
+// Table.Resolve), reporting a refusal.
+func (c *Conn) Route(name, identity string) (*Route, error) {
+	r, ref := c.Table.Resolve(c.Info.Client.Addr(), c.Info.Type, name, identity, c.Info.VerifiedCN)
+	if ref != nil {
+		c.Report(ref.Service, ref.Reason, nil)
+		return nil, ref
+	}
+	c.srv.log.Debug("routed", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name,
+		"service", r.Service.Name, "target", r.Addr, "target_type", r.Type)
+	c.setRoute(r.Service.Name, r.Addr)
+	return r, nil
+}
+
+// Dial connects to the route's target within limits.dial_timeout, with TLS
+// when the route says so (after upgrade, for in-band StartTLS). A failure is
+// reported as suspicious: the contract counts failed target connections.
+func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Table.Config.Limits.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", r.Addr)
+	if err == nil && r.TLS != nil {
+		conn, err = c.clientTLS(ctx, conn, r, upgrade)
+	}
+	if err != nil {
+		c.Report(r.Service.Name, ReasonUnreachable, err)
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (c *Conn) clientTLS(ctx context.Context, conn net.Conn, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
+	if r.StartTLS {
+		if upgrade == nil {
+			conn.Close()
+			return nil, errors.New("in-band StartTLS is not supported by this protocol")
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetDeadline(dl)
+		}
+		err := upgrade(conn)
+		conn.SetDeadline(time.Time{})
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	tc := tls.Client(conn, r.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
+}

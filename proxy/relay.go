@@ -1,0 +1,300 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// relay moves bytes between a routed client and its target until both
+// directions have ended, or the connection has been idle for
+// limits.idle_timeout. run copies client→target itself and starts one
+// goroutine for target→client, which it waits for.
+type relay struct {
+	conn    *Conn
+	target  net.Conn
+	watcher Watcher
+	service string
+
+	up, down  side
+	clientMu  sync.Mutex // serialises writes to the client: target data and watcher replies
+	closeOnce sync.Once
+}
+
+// side is one direction of a relay.
+type side struct {
+	src, dst net.Conn
+	dir      Direction
+	bytes    *atomic.Int64
+	// Idle detection without a timer per connection: each direction reads
+	// with a deadline of idle_timeout. A direction that moved nothing in that
+	// time pokes the other (sets its read deadline to now) to learn whether
+	// it is idle too; only two fresh "nothing moved" answers close the
+	// connection. A poke still unanswered after another idle_timeout means
+	// the other direction is stuck writing to a peer that does not read.
+	idle, poked, done atomic.Bool
+}
+
+var errIdle = errors.New("idle timeout")
+
+func (r *relay) run(first []byte) {
+	c := r.conn
+	r.up = side{src: c.Conn, dst: r.target, dir: FromClient, bytes: &c.bytesIn}
+	r.down = side{src: r.target, dst: c.Conn, dir: FromTarget, bytes: &c.bytesOut}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.finish(&r.down, r.pump(&r.down, &r.up, nil))
+	}()
+	r.finish(&r.up, r.pump(&r.up, &r.down, first))
+	wg.Wait()
+}
+
+// finish ends one direction: a clean EOF half-closes the other side's
+// writer, anything else ends the whole connection.
+func (r *relay) finish(s *side, err error) {
+	s.done.Store(true)
+	if err == nil {
+		if cw, ok := s.dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			return
+		}
+	}
+	r.closeOnce.Do(func() {
+		r.conn.Close()
+		r.target.Close()
+	})
+}
+
+func (r *relay) pump(s, other *side, first []byte) error {
+	if r.watcher != nil {
+		return r.framed(s, other, first)
+	}
+	if len(first) > 0 {
+		if _, err := s.dst.Write(first); err != nil {
+			return err
+		}
+		s.bytes.Add(int64(len(first)))
+	}
+	src, dst := s.src, s.dst
+	st, srcTCP := src.(*net.TCPConn)
+	dt, dstTCP := dst.(*net.TCPConn)
+	var buf []byte
+	if !srcTCP || !dstTCP {
+		buf = make([]byte, 32<<10)
+	}
+	for {
+		src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
+		var n int64
+		var err error
+		if srcTCP && dstTCP {
+			n, err = dt.ReadFrom(st) // splice(2): zero copy between plain TCP conns
+		} else {
+			n, err = io.CopyBuffer(writerOnly{dst}, readerOnly{src}, buf)
+		}
+		s.bytes.Add(n)
+		if err == nil {
+			return nil
+		}
+		if stop, ierr := r.timedOut(s, other, n, err); stop {
+			return ierr
+		}
+	}
+}
+
+func (r *relay) idleTimeout() time.Duration { return r.conn.Table.Config.Limits.IdleTimeout }
+
+// timedOut applies the idle rule (see side) after a read returned err
+// having moved n bytes. It reports whether the direction must stop.
+func (r *relay) timedOut(s, other *side, n int64, err error) (bool, error) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return true, err
+	}
+	wasPoked := s.poked.Swap(false)
+	if n > 0 {
+		s.idle.Store(false)
+		return false, nil
+	}
+	s.idle.Store(true)
+	switch {
+	case other.done.Load(), wasPoked && other.idle.Load(), other.poked.Load():
+		return true, errIdle
+	}
+	other.poked.Store(true)
+	other.src.SetReadDeadline(time.Now())
+	return false, nil
+}
+
+// framed relays one direction message by message through the watcher. The
+// buffer starts small and grows to first_packet_max only for long heads.
+func (r *relay) framed(s, other *side, first []byte) error {
+	limit := int(r.conn.Table.Config.Limits.FirstPacketMax)
+	buf := make([]byte, max(min(initialPeek, limit), len(first)))
+	end := copy(buf, first)
+	start := 0
+	for {
+		var err error
+		if start, err = r.messages(s, buf, start, end); err != nil {
+			return err
+		}
+		// Keep the unfinished message at the front; grow when it fills the buffer.
+		end = copy(buf, buf[start:end])
+		start = 0
+		if end == len(buf) {
+			if len(buf) >= limit {
+				return r.framingError(s, errors.New("message head exceeds first_packet_max"))
+			}
+			grown := make([]byte, min(limit, 2*len(buf)))
+			copy(grown, buf[:end])
+			buf = grown
+		}
+		s.src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
+		n, rerr := s.src.Read(buf[end:])
+		end += n
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				// Complete messages still go through; a message cut off
+				// by the close is dropped.
+				_, err := r.messages(s, buf, 0, end)
+				return err
+			}
+			if stop, err := r.timedOut(s, other, int64(n), rerr); stop {
+				return err
+			}
+		}
+	}
+}
+
+// messages frames and judges the complete messages in buf[start:end],
+// forwards what the watcher lets through in as few writes as possible, and
+// returns where the first incomplete message starts.
+func (r *relay) messages(s *side, buf []byte, start, end int) (int, error) {
+	limit := int(r.conn.Table.Config.Limits.FirstPacketMax)
+	flushFrom := start
+	flush := func(upto int) error {
+		if upto > flushFrom {
+			if err := r.write(s, buf[flushFrom:upto]); err != nil {
+				return err
+			}
+		}
+		flushFrom = upto
+		return nil
+	}
+	for start < end {
+		n, err := r.watcher.Frame(s.dir, buf[start:end])
+		if errors.Is(err, ErrNeedMore) {
+			break
+		}
+		if err == nil && n <= 0 {
+			err = errors.New("watcher framed an empty message")
+		}
+		if err != nil {
+			flush(start)
+			return start, r.framingError(s, err)
+		}
+		avail := end - start
+		if avail < min(n, limit) {
+			break // the head is not all here yet
+		}
+		head := buf[start : start+min(n, limit)]
+		forward := true
+		if s.dir == FromClient {
+			v := r.watcher.Client(head)
+			if v.Reason != "" {
+				r.conn.Report(r.service, v.Reason, nil)
+			}
+			if v.Reply != nil {
+				forward = false
+				if err := flush(start); err != nil {
+					return start, err
+				}
+				if err := r.writeClient(v.Reply); err != nil {
+					return start, err
+				}
+			}
+			if v.Close {
+				flush(start)
+				return start, errors.New("closed by watcher")
+			}
+		} else if reason := r.watcher.Target(head); reason != "" {
+			r.conn.Report(r.service, reason, nil)
+		}
+		if n <= avail {
+			start += n
+			if !forward {
+				flushFrom = start
+			}
+			continue
+		}
+		// A message longer than the buffer: forward (or skip) what is here,
+		// then stream the rest without buffering it.
+		if forward {
+			if err := flush(end); err != nil {
+				return end, err
+			}
+		}
+		if err := r.stream(s, int64(n-avail), forward); err != nil {
+			return end, err
+		}
+		return end, nil
+	}
+	return start, flush(start)
+}
+
+// stream copies (or, for a dropped message, discards) the next n bytes of
+// a message whose head has been judged.
+func (r *relay) stream(s *side, n int64, forward bool) error {
+	var dst io.Writer = io.Discard
+	if forward {
+		dst = writerFunc(func(p []byte) (int, error) { return len(p), r.write(s, p) })
+	}
+	s.src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
+	_, err := io.CopyN(dst, readerOnly{s.src}, n)
+	return err
+}
+
+// write forwards p in direction s, counting it.
+func (r *relay) write(s *side, p []byte) error {
+	var err error
+	if s.dir == FromTarget {
+		err = r.writeClient(p)
+	} else {
+		_, err = s.dst.Write(p)
+	}
+	if err == nil {
+		s.bytes.Add(int64(len(p)))
+	}
+	return err
+}
+
+func (r *relay) writeClient(p []byte) error {
+	r.clientMu.Lock()
+	defer r.clientMu.Unlock()
+	_, err := r.conn.Conn.Write(p)
+	return err
+}
+
+// framingError ends a direction whose bytes the watcher cannot frame; from
+// the client it is suspicious, from the target it is only logged.
+func (r *relay) framingError(s *side, err error) error {
+	if s.dir == FromClient {
+		r.conn.Report(r.service, err.Error(), nil)
+	} else {
+		r.conn.srv.log.Warn("target sent unframeable data", "client", r.conn.Info.Client.Addr(),
+			"type", r.conn.Info.Type.Name, "service", r.service, "err", err)
+	}
+	return err
+}
+
+// readerOnly and writerOnly hide ReaderFrom/WriterTo so io.CopyBuffer uses
+// the buffer it is given instead of allocating.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

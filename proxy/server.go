@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/configs"
+)
+
+// Guard is the fraud blacklist as the listener layer sees it:
+// *blacklist.List implements it.
+type Guard interface {
+	// Blocked is asked for every accepted connection before anything is
+	// read from it; it must be cheap.
+	Blocked(ip netip.Addr) bool
+	// Report hears about every suspicious request.
+	Report(ev blacklist.Event)
+}
+
+// Options are the parts of a Server that do not come from the configuration.
+type Options struct {
+	// Handlers serve each service type, by type name ("https", "sip", ...).
+	// Every type in the configuration's listen section needs one.
+	Handlers map[string]Handler
+	// Guard refuses blocked clients and hears suspicious requests; nil
+	// blocks nobody (refusals are still logged).
+	Guard Guard
+	// Logger receives one line per refused request; nil is slog.Default().
+	Logger *slog.Logger
+}
+
+// Server runs one listener per configured service type and keeps track of
+// every connection it accepted, so that Shutdown can wait for them.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	table atomic.Pointer[Table]
+	ids   atomic.Uint64
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[string]*listener
+	conns     map[*Conn]struct{}
+	perIP     map[netip.Addr]int
+	closing   bool
+
+	wg sync.WaitGroup // accept loops and connections
+}
+
+// ALPNer is a Handler that negotiates application protocols on TLS ports
+// (HTTP/2 for HTTPS).
+type ALPNer interface {
+	NextProtos() []string
+}
+
+// Reloader is a Handler that keeps state derived from the configuration.
+type Reloader interface {
+	Reload(t *Table)
+}
+
+// NewServer checks that every listened type has a handler, opens the
+// listeners and starts accepting. A listener that cannot be opened fails
+// the whole start, with the others closed again.
+func NewServer(cfg *configs.Config, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[string]*listener),
+		conns:     make(map[*Conn]struct{}),
+		perIP:     make(map[netip.Addr]int),
+	}
+	if err := s.apply(cfg); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Table returns the configuration snapshot new connections use.
+func (s *Server) Table() *Table { return s.table.Load() }
+
+// Reload switches new connections to cfg; established ones keep theirs.
+// Listeners whose address is unchanged stay open, so no connection attempt
+// is refused during a reload.
+func (s *Server) Reload(cfg *configs.Config) error {
+	return s.apply(cfg)
+}
+
+func (s *Server) apply(cfg *configs.Config) error {
+	for typ := range cfg.Listen {
+		if s.opts.Handlers[typ] == nil {
+			return fmt.Errorf("proxy: no handler for service type %q", typ)
+		}
+	}
+	alpn := make(map[string][]string)
+	for typ, h := range s.opts.Handlers {
+		if a, ok := h.(ALPNer); ok {
+			alpn[typ] = a.NextProtos()
+		}
+	}
+	t := NewTable(cfg, alpn)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	// Open every new listener before closing any old one, so that a bind
+	// error leaves the running configuration untouched.
+	opened := make(map[string]*listener)
+	for typ, addr := range cfg.Listen {
+		if old := s.listeners[typ]; old != nil && old.addr == addr {
+			continue
+		}
+		st, _ := configs.LookupType(typ)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			return fmt.Errorf("proxy: listen %s on %s: %w", typ, addr, err)
+		}
+		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ]}
+	}
+	s.table.Store(t)
+	for typ, old := range s.listeners {
+		if addr, ok := cfg.Listen[typ]; !ok || opened[typ] != nil || addr != old.addr {
+			old.ln.Close()
+			delete(s.listeners, typ)
+		}
+	}
+	for typ, l := range opened {
+		s.listeners[typ] = l
+		s.wg.Add(1)
+		go l.serve()
+	}
+	for _, h := range s.opts.Handlers {
+		if r, ok := h.(Reloader); ok {
+			r.Reload(t)
+		}
+	}
+	return nil
+}
+
+// Addr returns the address service type typ listens on, or nil.
+func (s *Server) Addr(typ string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.listeners[typ]; l != nil {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// ErrServerClosed is returned by Reload after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Shutdown stops accepting, lets handlers drain idle state, and waits for
+// connections to end until ctx is done; then it closes the rest. It returns
+// ctx's error when it had to close connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.closeListeners()
+	for typ, h := range s.opts.Handlers {
+		if sd, ok := h.(Shutdowner); ok {
+			if err := sd.Shutdown(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("handler shutdown", "type", typ, "err", err)
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for typ, l := range s.listeners {
+		l.ln.Close()
+		delete(s.listeners, typ)
+	}
+}
+
+// ConnStatus describes a live connection for the admin UI.
+type ConnStatus struct {
+	ID       uint64
+	Client   netip.AddrPort
+	Type     string
+	Service  string
+	Target   string
+	Started  time.Time
+	BytesIn  int64 // from the client
+	BytesOut int64 // to the client
+}
+
+// Conns lists the live connections, oldest first.
+func (s *Server) Conns() []ConnStatus {
+	s.mu.Lock()
+	list := make([]ConnStatus, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c.Status())
+	}
+	s.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	return list
+}
+
+// Drop closes the live connection with the given ID.
+func (s *Server) Drop(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.id == id {
+			c.Close()
+			return true
+		}
+	}
+	return false
+}
+
+// admit registers a new connection, enforcing limits.max_conns_per_ip.
+func (s *Server) admit(c *Conn) bool {
+	max := c.Table.Config.Limits.MaxConnsPerIP
+	ip := c.Info.Client.Addr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || (max > 0 && s.perIP[ip] >= max) {
+		return false
+	}
+	s.perIP[ip]++
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) release(c *Conn) {
+	ip := c.Info.Client.Addr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	delete(s.conns, c)
+}
+
+// report logs a suspicious request and hands it to the Guard.
+func (s *Server) report(ev blacklist.Event, err error) {
+	attrs := []any{"client", ev.Client, "type", ev.Type, "service", ev.Service, "reason", ev.Reason}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	s.log.Info("refused", attrs...)
+	if s.opts.Guard != nil {
+		s.opts.Guard.Report(ev)
+	}
+}
+
+// Close stops the server at once: listeners and every connection.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.Shutdown(ctx)
+	return nil
+}

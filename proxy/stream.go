@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// Stream returns the Handler for a stream protocol: it reads the first
+// message until sniffer can name its service, routes it, dials the target,
+// replays the bytes read so far and relays both ways for the life of the
+// connection (message by message when the Decision has a Watcher).
+func Stream(sniffer Sniffer) Handler { return &streamHandler{sniffer: sniffer} }
+
+type streamHandler struct{ sniffer Sniffer }
+
+// initialPeek is the first read buffer: a SIP REGISTER, an LDAP bind or an
+// H.323 RRQ fit, so most connections never grow it towards first_packet_max.
+const initialPeek = 4096
+
+func (h *streamHandler) ServeConn(c *Conn) {
+	first, d, err := h.sniff(c)
+	if err != nil {
+		return // reported by sniff
+	}
+	r, err := c.Route(d.Service, d.Identity)
+	if err != nil {
+		h.refuse(c, first, err.(*Refusal).Reason)
+		return
+	}
+	var upgrade func(net.Conn) error
+	if u, ok := h.sniffer.(TargetUpgrader); ok {
+		upgrade = u.StartTLS
+	}
+	target, err := c.Dial(context.Background(), r, upgrade)
+	if err != nil {
+		h.refuse(c, first, ReasonUnreachable)
+		return
+	}
+	defer target.Close()
+	c.Conn.SetDeadline(time.Time{})
+	rl := &relay{conn: c, target: target, watcher: d.Watcher, service: r.Service.Name}
+	rl.run(first)
+}
+
+// refuse answers the first message when the protocol knows how.
+func (h *streamHandler) refuse(c *Conn, first []byte, reason string) {
+	if rf, ok := h.sniffer.(Refuser); ok {
+		if reply := rf.RefusalReply(first, reason); reply != nil {
+			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Conn.Write(reply)
+		}
+	}
+}
+
+// sniff reads until the sniffer decides, under the deadline the listener
+// set and the first_packet_max cap. Every failure is reported.
+func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
+	limit := int(c.Table.Config.Limits.FirstPacketMax)
+	buf := make([]byte, 0, min(limit, initialPeek))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= limit {
+				c.Report("", ReasonTooLarge, nil)
+				h.refuse(c, buf, ReasonTooLarge)
+				return nil, nil, errors.New(ReasonTooLarge)
+			}
+			grown := make([]byte, len(buf), min(limit, 2*cap(buf)))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, rerr := c.Conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n > 0 {
+			d, err := h.sniffer.Sniff(buf, &c.Info)
+			switch {
+			case err == nil:
+				if d.Reply != nil {
+					if _, err := c.Conn.Write(d.Reply); err != nil {
+						return nil, nil, err
+					}
+				}
+				if !d.UpgradeTLS {
+					return buf, d, nil
+				}
+				if c.Info.TLS != nil {
+					c.Report("", "tls upgrade inside tls", nil)
+					return nil, nil, errors.New("tls upgrade inside tls")
+				}
+				if err := c.startTLS(); err != nil {
+					c.Report("", ReasonTLS, err)
+					return nil, nil, err
+				}
+				buf = buf[:0]
+				continue
+			case !errors.Is(err, ErrNeedMore):
+				c.Report("", err.Error(), nil)
+				h.refuse(c, buf, err.Error())
+				return nil, nil, err
+			}
+		}
+		if rerr != nil {
+			reason := "read error"
+			switch {
+			case errors.Is(rerr, os.ErrDeadlineExceeded):
+				reason = ReasonTimeout
+			case errors.Is(rerr, io.EOF) && len(buf) == 0:
+				reason = ReasonClosed
+			case errors.Is(rerr, io.EOF):
+				reason = "incomplete first packet"
+			}
+			c.Report("", reason, rerr)
+			return nil, nil, rerr
+		}
+	}
+}

@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+)
+
+// Table is an immutable snapshot of one configuration, as the data path
+// needs it. A connection keeps the Table it was accepted under for its whole
+// life, so a reload changes new connections only.
+type Table struct {
+	Config *configs.Config
+
+	serverTLS map[string]*tls.Config // by service type name, TLS types only
+	clientCAs *x509.CertPool
+	targetTLS map[string]*tls.Config // by lower-case service name
+}
+
+// certCheckFamilies are the families whose TLS registrations check_certificate
+// covers (see the contract): the identity a client certificate must carry is
+// the registering name, which only SIP and H.323 have.
+var certCheckFamilies = map[string]bool{"sip": true, "h323": true}
+
+// NewTable prepares cfg for the data path. cfg must come from configs.Load,
+// which has loaded the certificates and CA pools.
+func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
+	t := &Table{
+		Config:    cfg,
+		serverTLS: make(map[string]*tls.Config),
+		clientCAs: cfg.TLS.ClientCAPool,
+		targetTLS: make(map[string]*tls.Config),
+	}
+	var certs []tls.Certificate
+	for _, ck := range cfg.TLS.Certificates {
+		certs = append(certs, ck.Loaded)
+	}
+	for _, st := range configs.ServiceTypes {
+		if !st.TLS {
+			continue
+		}
+		sc := &tls.Config{
+			// crypto/tls picks the certificate whose names match the SNI and
+			// falls back to the first: exactly the contract's rule.
+			Certificates: certs,
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   alpn[st.Name],
+		}
+		if t.clientCAs != nil {
+			// Request, never require, and verify after the handshake: an
+			// untrusted certificate must not fail the handshake, it only
+			// means "forward over the plain port" (check_certificate).
+			sc.ClientAuth = tls.RequestClientCert
+		}
+		t.serverTLS[st.Name] = sc
+	}
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		tc := &tls.Config{RootCAs: cfg.TLS.TargetCAPool, MinVersion: tls.VersionTLS12, ServerName: s.Target}
+		t.targetTLS[strings.ToLower(s.Name)] = tc
+	}
+	return t
+}
+
+// ServerTLS returns the TLS configuration for clients of service type typ.
+func (t *Table) ServerTLS(typ string) *tls.Config { return t.serverTLS[typ] }
+
+// TargetTLS returns the TLS configuration for dialling service's target.
+func (t *Table) TargetTLS(service string) *tls.Config {
+	return t.targetTLS[strings.ToLower(service)]
+}
+
+// TargetTLSBase is the TLS configuration for targets without a server
+// name, for clients that set it per connection (net/http's Transport).
+func (t *Table) TargetTLSBase() *tls.Config {
+	return &tls.Config{RootCAs: t.Config.TLS.TargetCAPool, MinVersion: tls.VersionTLS12}
+}
+
+// verifiedCN returns the CN of the client's certificate when it chains to
+// tls.client_cas, or "".
+func (t *Table) verifiedCN(cs *tls.ConnectionState) string {
+	if t.clientCAs == nil || cs == nil || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	leaf := cs.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         t.clientCAs,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return ""
+	}
+	return leaf.Subject.CommonName
+}
+
+// Route is where one request goes.
+type Route struct {
+	Service *configs.Service
+	Type    string      // the service type used towards the target ("sips", ...)
+	Addr    string      // host:port of the target
+	TLS     *tls.Config // non-nil: speak TLS to the target
+	// StartTLS: the port is plain but the link must be encrypted in band
+	// (LDAP StartTLS) before TLS is started with the TLS config.
+	StartTLS bool
+}
+
+// Refusal is a request gatehouse will not forward. Its Reason is reported as
+// a suspicious event.
+type Refusal struct {
+	Service string
+	Reason  string
+}
+
+func (r *Refusal) Error() string {
+	if r.Service == "" {
+		return r.Reason
+	}
+	return r.Reason + " (service " + strconv.Quote(r.Service) + ")"
+}
+
+// Refusal reasons, stable for logs, metrics and the admin UI.
+const (
+	ReasonUnknownService = "unknown service"
+	ReasonNoPort         = "service not offered for this type"
+	ReasonNetwork        = "network not allowed"
+	ReasonURL            = "url not allowed"
+	ReasonTLS            = "tls handshake failed"
+	ReasonTimeout        = "first packet timeout"
+	ReasonTooLarge       = "first packet too large"
+	ReasonClosed         = "closed before first packet"
+	ReasonUnreachable    = "target unreachable"
+	ReasonCredentials    = "credentials rejected by target"
+)
+
+// Resolve applies the service, port and network checks for a request with
+// routing key name, and the encryption mapping rule of the contract.
+// identity and verifiedCN feed check_certificate (see Decision.Identity).
+func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, name, identity, verifiedCN string) (*Route, *Refusal) {
+	svc := t.Config.Service(name)
+	if svc == nil {
+		return nil, &Refusal{Service: name, Reason: ReasonUnknownService}
+	}
+	if nets, ok := svc.Allow.Networks[typ.Name]; ok && !contains(nets, client) {
+		return nil, &Refusal{Service: svc.Name, Reason: ReasonNetwork}
+	}
+	plain, tlsType := familyTypes(typ.Family)
+	plainPort, hasPlain := svc.Port(plain)
+	tlsPort, hasTLS := svc.Port(tlsType)
+	var useTLS bool
+	switch {
+	case hasPlain && hasTLS:
+		useTLS = typ.TLS
+		if useTLS && svc.CheckCertificate && certCheckFamilies[typ.Family] {
+			useTLS = identity != "" && strings.EqualFold(identity, verifiedCN)
+		}
+	case hasTLS:
+		useTLS = true
+	case hasPlain:
+		useTLS = false
+	default:
+		return nil, &Refusal{Service: svc.Name, Reason: ReasonNoPort}
+	}
+	r := &Route{Service: svc, Type: plain, Addr: net.JoinHostPort(svc.Target, strconv.Itoa(plainPort))}
+	if useTLS {
+		r.Type, r.Addr, r.TLS = tlsType, net.JoinHostPort(svc.Target, strconv.Itoa(tlsPort)), t.TargetTLS(svc.Name)
+	} else if svc.LDAPStartTLS && typ.Family == "ldap" {
+		r.StartTLS, r.TLS = true, t.TargetTLS(svc.Name)
+	}
+	return r, nil
+}
+
+// familyTypes returns the plain and TLS service type names of a family.
+func familyTypes(family string) (plain, tlsType string) {
+	for _, st := range configs.ServiceTypes {
+		if st.Family == family {
+			if st.TLS {
+				tlsType = st.Name
+			} else {
+				plain = st.Name
+			}
+		}
+	}
+	return plain, tlsType
+}
+
+func contains(nets []configs.Prefix, ip netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+)
+
+// cnSniffer routes everything to one service and records what the
+// listener told it about the client.
+type cnSniffer struct{ infos chan ConnInfo }
+
+func (s cnSniffer) Sniff(first []byte, info *ConnInfo) (*Decision, error) {
+	s.infos <- *info
+	return &Decision{Service: "pbx.example.com"}, nil
+}
+
+func TestTLSTerminationSNIAndClientCertificates(t *testing.T) {
+	serverCA := testpki.NewCA(t, "server")
+	phones := testpki.NewCA(t, "phones")
+	rogue := testpki.NewCA(t, "rogue")
+	first := serverCA.Server("default.example.com")
+	second := serverCA.Server("pbx.example.com")
+	tg := newTarget(t, echoLines)
+	port := freePort(t)
+	yaml := fmt.Sprintf(`listen: {sips: "127.0.0.1:%d"}
+tls:
+  certificates:
+    - {cert: %s, key: %s}
+    - {cert: %s, key: %s}
+  client_cas: [%s]
+services:
+  - {name: pbx.example.com, target: 127.0.0.1, ports: {sip: %d}}
+`, port, first.CertFile, first.KeyFile, second.CertFile, second.KeyFile, phones.File, tg.port())
+	cfg, err := configs.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := cnSniffer{infos: make(chan ConnInfo, 1)}
+	g := &recordingGuard{}
+	srv, err := NewServer(cfg, Options{Handlers: map[string]Handler{"sips": Stream(sn)}, Guard: g,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	addr := srv.Addr("sips").String()
+
+	for _, tc := range []struct {
+		name, sni, wantCert string
+		client              *testpki.Issued
+		wantCN              string
+	}{
+		{"SNI picks the matching certificate", "pbx.example.com", "pbx.example.com", nil, ""},
+		{"no SNI gets the first", "", "default.example.com", nil, ""},
+		{"unknown SNI gets the first", "nope.example.com", "default.example.com", nil, ""},
+		{"trusted client certificate", "pbx.example.com", "pbx.example.com", phones.Client("alice"), "alice"},
+		{"untrusted client certificate is not fatal", "pbx.example.com", "pbx.example.com", rogue.Client("alice"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true}
+			if tc.client != nil {
+				conf.Certificates = []tls.Certificate{tc.client.TLS}
+			}
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if got := c.ConnectionState().PeerCertificates[0].Subject.CommonName; got != tc.wantCert {
+				t.Fatalf("server certificate %q, want %q", got, tc.wantCert)
+			}
+			fmt.Fprint(c, "hello\n")
+			info := <-sn.infos
+			if info.TLS == nil || info.VerifiedCN != tc.wantCN {
+				t.Fatalf("sniffer saw TLS=%v VerifiedCN=%q, want %q", info.TLS != nil, info.VerifiedCN, tc.wantCN)
+			}
+		})
+	}
+
+	// TLS junk is refused and reported before any sniffing.
+	c := dialFrom(t, "127.0.0.2", addr)
+	c.Write([]byte("REGISTER sip:pbx.example.com SIP/2.0\r\n\r\n"))
+	io.ReadAll(c)
+	g.waitReason(t, ReasonTLS)
+}

@@ -13,6 +13,8 @@ type Error struct {
 	Line int    // 1-based; 0 when the problem has no line (the file could not be read)
 	Key  string // path of the key, e.g. services[1].allow.networks.ldaps[0]; "" for the whole file
 	Msg  string
+
+	col int // orders problems within a line, for flow mappings like {a: 1, b: 2}
 }
 
 // Error formats the problem as FILE:LINE: KEY: MSG, leaving out what is unknown.
@@ -46,8 +48,11 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sort orders the problems by line; problems on one line keep the order
-// they were found in, which follows the file.
-func (es Errors) sort() {
-	slices.SortStableFunc(es, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+// sorted orders the problems as the file does and drops repeats (a value
+// merged into several mappings with "<<" is reported once).
+func (es Errors) sorted() Errors {
+	slices.SortStableFunc(es, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.col, b.col))
+	})
+	return slices.CompactFunc(es, func(a, b *Error) bool { return *a == *b })
 }

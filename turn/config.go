@@ -7,19 +7,20 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
-// Defaults New applies to zero fields of configs.TURN.
+// Defaults New applies to zero fields of configs.TURN; configs applies the
+// same ones to a loaded file.
 const (
 	DefaultRealm = "gatehouse"
 	// DefaultMaxAllocations bounds relay sockets (file descriptors and ports) in total.
 	DefaultMaxAllocations = 1000
-	// DefaultMaxAllocationsPerUser keeps one leaked credential from taking them all;
-	// it is high because a PBX's phones often share one account.
-	DefaultMaxAllocationsPerUser = 200
+	// DefaultMaxAllocationsPerUser keeps one leaked credential from taking them all.
+	DefaultMaxAllocationsPerUser = 50
 	// DefaultMaxLifetime is RFC 8656's recommended maximum, and pion's.
 	DefaultMaxLifetime = time.Hour
 )
@@ -128,10 +129,11 @@ func newSettings(cfg configs.TURN, certs []tls.Certificate, local []netip.Addr) 
 	}
 	st.relayBind = relayBind(st.relayIP, listenHost, local)
 
-	// An absent deny_peers key (nil) means the default list plus the
-	// appliance's own addresses; an explicit list is taken as written.
-	if cfg.DenyPeers == nil {
-		own := append([]netip.Addr{}, local...)
+	// The default list (the key absent: configs fills in DefaultDenyPeers,
+	// or leaves nil when built in code) also denies the appliance's own
+	// addresses, which only run time knows. An explicit list is taken as written.
+	if cfg.DenyPeers == nil || slices.Equal(cfg.DenyPeers, configs.DefaultDenyPeers) {
+		own := slices.Clone(local)
 		if st.relayIP.IsValid() {
 			own = append(own, st.relayIP)
 		}

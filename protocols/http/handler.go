@@ -89,8 +89,9 @@ func (h *Handler) Reload(t *proxy.Table) {
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.proxyError,
 		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
-		// Streams (server-sent events, long polls) must not wait for a buffer.
-		FlushInterval: -1,
+		BufferPool:     copyBuffers,
+		// FlushInterval 0: httputil already flushes at once for streams
+		// (server-sent events, bodies of unknown length).
 	}
 	g.srv = &stdhttp.Server{
 		Handler:           stdhttp.HandlerFunc(func(w stdhttp.ResponseWriter, r *stdhttp.Request) { h.serveHTTP(g, w, r) }),
@@ -249,3 +250,18 @@ func (l *connListener) Addr() net.Addr {
 func clientIP(e *entry) netip.Addr { return e.pc.Info.Client.Addr() }
 
 var errNoEntry = errors.New("http: request without a gatehouse connection")
+
+// copyBuffers recycles the reverse proxy's body copy buffers, which it
+// would otherwise allocate (32 KiB) for every request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

@@ -26,10 +26,9 @@ const (
 	tagSequence = byte(ber.ClassUniversal) | byte(ber.TypeConstructed) | byte(ber.TagSequence) // LDAPMessage
 	tagInteger  = byte(ber.ClassUniversal) | byte(ber.TypePrimitive) | byte(ber.TagInteger)    // messageID
 
-	opBindRequest      = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationBindRequest
-	opBindResponse     = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationBindResponse
-	opExtendedRequest  = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationExtendedRequest
-	opExtendedResponse = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationExtendedResponse
+	opBindRequest     = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationBindRequest
+	opBindResponse    = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationBindResponse
+	opExtendedRequest = byte(ber.ClassApplication) | byte(ber.TypeConstructed) | goldap.ApplicationExtendedRequest
 )
 
 // maxLengthOctets bounds the long length form: four octets already describe

@@ -7,8 +7,9 @@
 // the bind name: "example.com\alice" and "CN=alice,DC=example,DC=com" both
 // route to "example.com". A StartTLS request in first place is answered by
 // gatehouse itself (Decision.UpgradeTLS); the bind inside TLS then routes.
-// Everything else in first place is refused with an LDAP error response
-// (see Refusal). The Watcher in the Decision follows the relayed stream:
+// Everything else in first place is refused, and answered with the LDAP
+// error response the request calls for (Sniffer.RefusalReply, a
+// proxy.Refuser). The watcher in the Decision follows the relayed stream:
 // each bind answered with invalidCredentials is reported, and a later bind
 // for another service's domain is refused without reaching the target.
 // Towards a target that is to be spoken to over TLS on its plain port,
@@ -42,6 +43,7 @@ type Sniffer struct {
 var (
 	_ proxy.Sniffer        = (*Sniffer)(nil)
 	_ proxy.TargetUpgrader = (*Sniffer)(nil)
+	_ proxy.Refuser        = (*Sniffer)(nil)
 	_ proxy.Watcher        = (*watcher)(nil)
 )
 

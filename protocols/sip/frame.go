@@ -17,7 +17,10 @@ import (
 // block ends, what Content-Length says) and leaves parsing to sipgo, which
 // then checks that it agrees (see parseHead).
 
-var blankLine = []byte("\r\n\r\n")
+var (
+	crlf      = []byte("\r\n")
+	blankLine = []byte("\r\n\r\n")
+)
 
 // maxMethod bounds the first token of a start line (a method, or "SIP/2.0"
 // in a status line). Real methods are at most 9 letters; the bound lets
@@ -119,23 +122,15 @@ func isTokenChar(c byte) bool {
 // differently from the target.
 func contentLength(block []byte, max int) (int, error) {
 	n, found := 0, false
-	// Skip the start line; the block ends in CRLF CRLF, so every line,
-	// the empty last one included, ends in CRLF.
-	line := block[bytes.Index(block, blankLine[:2])+2:]
-	for len(line) > 2 {
-		end := bytes.Index(line, blankLine[:2])
-		name, value, ok := bytes.Cut(line[:end], []byte(":"))
-		line = line[end+2:]
-		if !ok || len(name) == 0 || name[0] == ' ' || name[0] == '\t' {
-			continue // a folded continuation, or sipgo's to refuse
-		}
-		name = bytes.TrimRight(name, " \t")
-		if !bytes.EqualFold(name, []byte("content-length")) && !bytes.EqualFold(name, []byte("l")) {
+	h := headerLines{rest: block[bytes.Index(block, crlf)+len(crlf):]}
+	for name, line := h.next(); line != nil; name, line = h.next() {
+		if !isContentLength(name) {
 			continue
 		}
+		_, value, _ := bytes.Cut(line[:len(line)-len(crlf)], []byte(":"))
 		v, err := parseLength(bytes.Trim(value, " \t"), max)
 		if err != nil {
-			return 0, err
+			return 0, err // a folded value lands here too
 		}
 		if found && v != n {
 			return 0, ErrContentLength
@@ -146,6 +141,56 @@ func contentLength(block []byte, max int) (int, error) {
 		return 0, ErrNoContentLength
 	}
 	return n, nil
+}
+
+// isContentLength and isFrom match a header name in its long or compact
+// form (RFC 3261 §7.3.3), case-insensitively; the length test first keeps
+// them cheap on the other headers of every message.
+func isContentLength(name []byte) bool {
+	switch len(name) {
+	case 1:
+		return name[0]|0x20 == 'l'
+	case len("content-length"):
+		return bytes.EqualFold(name, []byte("content-length"))
+	}
+	return false
+}
+
+func isFrom(name []byte) bool {
+	switch len(name) {
+	case 1:
+		return name[0]|0x20 == 'f'
+	case len("from"):
+		return bytes.EqualFold(name, []byte("from"))
+	}
+	return false
+}
+
+// headerLines walks the header lines of a header block, past its start
+// line, the way sipgo splits them: a line that begins with a space or tab
+// continues the header before it (RFC 3261 §7.3.1).
+type headerLines struct {
+	rest []byte // what is left of the block, ending in its blank line
+}
+
+// next returns the name and the raw line(s), CRLFs included, of the next
+// header, or a nil line at the blank line.
+func (h *headerLines) next() (name, line []byte) {
+	if len(h.rest) <= len(crlf) {
+		return nil, nil
+	}
+	// Every line ends in CRLF, and the block in a blank line, so the
+	// search always succeeds and a continuation check never runs off.
+	end := 0
+	for {
+		end += bytes.Index(h.rest[end:], crlf) + len(crlf)
+		if c := h.rest[end]; c != ' ' && c != '\t' {
+			break
+		}
+	}
+	line, h.rest = h.rest[:end], h.rest[end:]
+	name, _, _ = bytes.Cut(line, []byte(":"))
+	return bytes.TrimSpace(name), line
 }
 
 // parseLength parses a decimal Content-Length no larger than max, without

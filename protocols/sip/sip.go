@@ -63,19 +63,18 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 		b = b[2:]
 	}
 	hdr, total, err := measure(b, 0, limit)
-	if err == proxy.ErrNeedMore {
-		if err := checkStartLine(b); err != nil {
-			return nil, err
-		}
-		return nil, proxy.ErrNeedMore
-	}
 	if err != nil {
+		// A start line that is not a request is the better reason, and
+		// refuses at once what would otherwise be waited for.
+		if serr := checkStartLine(b); serr != nil {
+			return nil, serr
+		}
 		return nil, err
 	}
 	if total > len(b) {
 		return nil, proxy.ErrNeedMore
 	}
-	msg, err := parseHead(b[:hdr], total-hdr)
+	msg, err := parseHead(essentials(b[:hdr]), total-hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +96,11 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	w.frames[proxy.FromTarget].max = limit
 	if info != nil {
 		w.client = info.Client
-		// When the certificate vouches for the registering user, the
-		// proxy may forward over TLS, which tells the PBX the user was
-		// certificate-authenticated: no other user may then register on
-		// this connection.
-		if d.Identity != "" && info.VerifiedCN == d.Identity {
+		// When the certificate vouches for the registering user (the CN
+		// compared as check_certificate does), the proxy may forward over
+		// TLS, which tells the PBX the user was certificate-authenticated:
+		// no other user may then register on this connection.
+		if d.Identity != "" && strings.EqualFold(info.VerifiedCN, d.Identity) {
 			w.identity = d.Identity
 		}
 	}
@@ -109,14 +108,31 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	return d, nil
 }
 
+// essentials copies the start line and the From and Content-Length header
+// lines of a header block: all that the routing decision needs sipgo to
+// parse. Parsing every header would take three times as long, and the
+// Watcher parses the whole request anyway before it is forwarded.
+func essentials(block []byte) []byte {
+	i := bytes.Index(block, crlf) + len(crlf)
+	out := make([]byte, 0, 256)
+	out = append(out, block[:i]...)
+	h := headerLines{rest: block[i:]}
+	for name, line := h.next(); line != nil; name, line = h.next() {
+		if isFrom(name) || isContentLength(name) {
+			out = append(out, line...)
+		}
+	}
+	return append(out, crlf...)
+}
+
 // checkStartLine refuses a first line that sipgo cannot read as a request
-// line, as soon as it is complete, rather than when the header block is.
+// line, as soon as the line is complete.
 func checkStartLine(b []byte) error {
-	i := bytes.Index(b, blankLine[:2])
+	i := bytes.Index(b, crlf)
 	if i < 0 {
 		return nil
 	}
-	msg, _, err := parser.ParseHeaders(b[:i+2], true)
+	msg, _, err := parser.ParseHeaders(b[:i+len(crlf)], true)
 	switch {
 	case msg == nil && err != nil:
 		return ErrNotSIP

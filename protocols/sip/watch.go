@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
@@ -33,8 +34,8 @@ type watcher struct {
 
 var _ proxy.Watcher = (*watcher)(nil)
 
-// txn identifies a transaction the way its responses do (RFC 3261 §17.1.3
-// matches by branch; over one connection Call-ID and CSeq suffice).
+// txn identifies a request to its responses: by Call-ID and CSeq, which
+// over one connection are unique to a transaction.
 type txn struct {
 	callID string
 	seq    uint32
@@ -106,10 +107,29 @@ func (w *watcher) Target(head []byte) string {
 		return ""
 	}
 	switch res.StatusCode {
-	case sipmsg.StatusUnauthorized, sipmsg.StatusForbidden, sipmsg.StatusProxyAuthRequired:
+	case sipmsg.StatusUnauthorized, sipmsg.StatusProxyAuthRequired:
+		if staleNonce(res) {
+			return "" // right credentials, expired nonce: a phone re-registering
+		}
+		fallthrough
+	case sipmsg.StatusForbidden:
 		return fmt.Sprintf("%s credentials rejected (%d)", t.method, res.StatusCode)
 	}
 	return ""
+}
+
+// staleNonce reports whether a challenge in res says stale=true: the
+// credentials were good, only the nonce they used had expired (RFC 7616
+// §3.3).
+func staleNonce(res *sipmsg.Response) bool {
+	for _, name := range []string{"www-authenticate", "proxy-authenticate"} {
+		for _, h := range res.GetHeaders(name) {
+			if c, err := digest.ParseChallenge(h.Value()); err == nil && c.Stale {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // answered forgets t, which a final response answered, and reports whether

@@ -1,0 +1,82 @@
+package configs
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// DefaultDenyPeers are the networks TURN never relays to when
+// turn.deny_peers is left out: loopback, "this network", the unspecified
+// addresses and link-local, where relayed media could reach the appliance
+// itself or services bound to it. The turn package adds the appliance's own
+// addresses at run time; only it knows them.
+var DefaultDenyPeers = []Prefix{
+	{netip.MustParsePrefix("127.0.0.0/8")},
+	{netip.MustParsePrefix("::1/128")},
+	{netip.MustParsePrefix("0.0.0.0/8")},
+	{netip.MustParsePrefix("::/128")},
+	{netip.MustParsePrefix("169.254.0.0/16")},
+	{netip.MustParsePrefix("fe80::/10")},
+}
+
+// applyDefaults fills in every key the file left out; written reports
+// whether the file wrote a key. A key written with a zero value keeps it,
+// so that validation refuses it (or, for max_conns_per_ip, honours 0 as
+// "no cap") instead of quietly replacing it.
+func applyDefaults(c *Config, written func(key string) bool) {
+	b, t, l := &c.Blacklist, &c.TURN, &c.Limits
+
+	// A user retrying a forgotten password stays far below twenty suspicious
+	// requests a minute; a scanner or a credential-stuffing run passes it in seconds.
+	def(written, "blacklist.threshold", &b.Threshold, 20)
+	// Long enough to stall a brute-force run, short enough that a phone
+	// sharing a NAT address with the offender recovers by itself.
+	def(written, "blacklist.expiration", &b.Expiration, 10*time.Minute)
+	// A /64 is one site: an attacker holds a whole one and could otherwise
+	// hop addresses within it.
+	def(written, "blacklist.ipv6_prefix", &b.IPv6Prefix, 64)
+	// Bounds the blacklist's memory (a few MB) under a distributed scan.
+	def(written, "blacklist.max_tracked", &b.MaxTracked, 100000)
+
+	// The IANA dynamic port range, as coturn uses.
+	def(written, "turn.relay_ports", &t.RelayPorts, PortRange{49152, 65535})
+	// Bounds the relay sockets and bandwidth held at once.
+	def(written, "turn.max_allocations", &t.MaxAllocations, 1000)
+	// A phone holds a few allocations per call; this bounds what one leaked
+	// account can take from the others.
+	def(written, "turn.max_allocations_per_user", &t.MaxAllocationsPerUser, 50)
+	// The maximum lifetime RFC 8656 recommends (3600 seconds).
+	def(written, "turn.max_lifetime", &t.MaxLifetime, time.Hour)
+	// Only an absent key means the default: "deny_peers: []" denies nothing.
+	def(written, "turn.deny_peers", &t.DenyPeers, slices.Clone(DefaultDenyPeers))
+
+	// Info logs what an operator acts on; debug logs every routing decision.
+	def(written, "log.level", &c.Log.Level, "info")
+	// Text reads well in journald; json is for log shippers.
+	def(written, "log.format", &c.Log.Format, "text")
+
+	// Real clients send their first message as soon as they connect (or
+	// finish the handshake); this bounds how long a silent connection holds a slot.
+	def(written, "limits.first_packet_timeout", &l.FirstPacketTimeout, 5*time.Second)
+	// Holds a SIP INVITE with a large SDP body or an H.323 Setup with
+	// fastStart elements many times over.
+	def(written, "limits.first_packet_max", &l.FirstPacketMax, 64*KiB)
+	// Targets are on the local network; a target that has not answered in
+	// five seconds is down.
+	def(written, "limits.dial_timeout", &l.DialTimeout, 5*time.Second)
+	// Longer than the refresh intervals of SIP and H.323 registrations and of
+	// LDAP connection pools, so quiet but live sessions survive.
+	def(written, "limits.idle_timeout", &l.IdleTimeout, 15*time.Minute)
+	// A large office behind one NAT address stays below it; one host
+	// opening connections in a loop does not.
+	def(written, "limits.max_conns_per_ip", &l.MaxConnsPerIP, 500)
+	// Lets in-flight requests finish on SIGTERM without stalling a restart.
+	def(written, "limits.shutdown_timeout", &l.ShutdownTimeout, 30*time.Second)
+}
+
+func def[T any](written func(string) bool, key string, field *T, value T) {
+	if !written(key) {
+		*field = value
+	}
+}

@@ -1,0 +1,78 @@
+package configs
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Summary describes the configuration in a few lines, for `gatehouse check`:
+// what is accepted where, the services and their types, and the state of
+// the blacklist, TURN and the admin UI.
+func (c *Config) Summary() string {
+	var b strings.Builder
+	var listen []string
+	for _, t := range ServiceTypes {
+		if addr, ok := c.Listen[t.Name]; ok {
+			listen = append(listen, t.Name+" "+addr)
+		}
+	}
+	fmt.Fprintf(&b, "listen: %s\n", orNone(strings.Join(listen, ", ")))
+
+	fmt.Fprintf(&b, "%s\n", count(len(c.Services), "service"))
+	for _, s := range c.Services {
+		var ports []string
+		for _, t := range ServiceTypes {
+			if p, ok := s.Port(t.Name); ok {
+				ports = append(ports, fmt.Sprintf("%s %d", t.Name, p))
+			}
+		}
+		fmt.Fprintf(&b, "  %s -> %s: %s", s.Name, s.Target, strings.Join(ports, ", "))
+		if s.CheckCertificate {
+			b.WriteString(" (check certificate)")
+		}
+		b.WriteString("\n")
+	}
+
+	bl := c.Blacklist
+	fmt.Fprintf(&b, "blacklist: threshold %d a minute, expiration %s, %d whitelisted, %d blacklisted, state %s\n",
+		bl.Threshold, bl.Expiration, len(bl.Whitelist), len(bl.Blacklist), orNone(bl.State))
+
+	t := c.TURN
+	var turn []string
+	if t.Listen != "" {
+		turn = append(turn, t.Listen)
+	}
+	if t.TLSListen != "" {
+		turn = append(turn, t.TLSListen+" (TLS)")
+	}
+	switch {
+	case len(turn) == 0:
+		b.WriteString("turn: off\n")
+	case len(t.Accounts) == 0 && t.Secret == "":
+		fmt.Fprintf(&b, "turn: %s, STUN only\n", strings.Join(turn, ", "))
+	default:
+		fmt.Fprintf(&b, "turn: %s, realm %s, %s, relay %s ports %s\n",
+			strings.Join(turn, ", "), t.Realm, count(len(t.Accounts), "account"), orNone(t.RelayAddress), t.RelayPorts)
+	}
+
+	if c.Admin.Listen == "" {
+		b.WriteString("admin: off\n")
+	} else {
+		fmt.Fprintf(&b, "admin: %s, %s\n", c.Admin.Listen, count(len(c.Admin.Users), "user"))
+	}
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

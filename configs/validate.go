@@ -1,0 +1,409 @@
+package configs
+
+import (
+	"cmp"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// validator checks a decoded Config and loads the files it names. Problems
+// join the decoder's, located by the positions it recorded.
+type validator struct {
+	c *Config
+	d *decoder
+}
+
+func (v *validator) errorf(key, format string, args ...any) {
+	for k := key; k != ""; k = parent(k) {
+		if v.d.bad[k] {
+			return // the value, or one it is part of, could not be decoded, and that was reported
+		}
+	}
+	v.d.errorf(v.d.where(key), key, format, args...)
+}
+
+// line is the line key is written on, for messages that point at a second place.
+func (v *validator) line(key string) int { return v.d.where(key).line }
+
+func (v *validator) validate() {
+	v.listeners()
+	v.tls()
+	v.services()
+	v.blacklist()
+	v.turn()
+	v.admin()
+	v.logAndLimits()
+}
+
+// listener is one address gatehouse accepts connections on.
+type listener struct {
+	key, addr string
+	host      string // canonical; "" for every address
+	port      int
+}
+
+func (v *validator) listeners() {
+	c := v.c
+	noCerts := len(c.TLS.Certificates) == 0
+	var ls []listener
+	for typ, addr := range c.Listen {
+		key := "listen." + typ
+		t, ok := LookupType(typ)
+		if !ok {
+			v.errorf(key, "unknown service type%s", suggest(typ, typeNames()))
+			continue
+		}
+		if t.TLS && noCerts {
+			v.errorf(key, "%s is TLS and needs tls.certificates", typ)
+		}
+		ls = v.listener(ls, key, addr)
+	}
+	if c.TURN.Listen != "" {
+		ls = v.listener(ls, "turn.listen", c.TURN.Listen)
+	}
+	if c.TURN.TLSListen != "" {
+		if noCerts {
+			v.errorf("turn.tls_listen", "TURN over TLS needs tls.certificates")
+		}
+		ls = v.listener(ls, "turn.tls_listen", c.TURN.TLSListen)
+	}
+	if c.Admin.Listen != "" {
+		if noCerts && c.Admin.Cert == "" {
+			v.errorf("admin.listen", "the admin UI is served over TLS and needs tls.certificates or admin.cert and admin.key")
+		}
+		ls = v.listener(ls, "admin.listen", c.Admin.Listen)
+	}
+	v.conflicts(ls)
+}
+
+// listener checks addr, written at key, and adds it to ls when it is good.
+func (v *validator) listener(ls []listener, key, addr string) []listener {
+	host, portStr, err := net.SplitHostPort(addr)
+	port, perr := strconv.Atoi(portStr)
+	switch {
+	case err != nil:
+		v.errorf(key, "%q is not host:port (\":443\" means every address)", addr)
+	case perr != nil || port < 1 || port > 65535:
+		v.errorf(key, "port %q is not a number from 1 to 65535", portStr)
+	case host != "" && !isHost(host):
+		v.errorf(key, "%q is not an IP address or DNS name", host)
+	default:
+		if a, err := netip.ParseAddr(host); err == nil {
+			host = a.Unmap().String()
+			if a.IsUnspecified() {
+				host = ""
+			}
+		}
+		return append(ls, listener{key, addr, strings.ToLower(host), port})
+	}
+	return ls
+}
+
+// conflicts refuses two listeners on one address. A listener on every
+// address takes its port on each of them, so it conflicts with any other
+// listener on that port. The later listener in the file is the one reported.
+func (v *validator) conflicts(ls []listener) {
+	slices.SortFunc(ls, func(a, b listener) int {
+		pa, pb := v.d.where(a.key), v.d.where(b.key)
+		return cmp.Or(cmp.Compare(pa.line, pb.line), cmp.Compare(pa.col, pb.col), cmp.Compare(a.key, b.key))
+	})
+	byPort := map[int][]listener{}
+	for _, l := range ls {
+		for _, o := range byPort[l.port] {
+			if l.host != o.host && l.host != "" && o.host != "" {
+				continue
+			}
+			admin, svc := l, o
+			if o.key == "admin.listen" {
+				admin, svc = o, l
+			}
+			if typ, ok := strings.CutPrefix(svc.key, "listen."); ok && admin.key == "admin.listen" {
+				v.errorf(admin.key, "%q is on port %d of the %s service (%s, line %d); the admin UI needs a port of its own",
+					admin.addr, admin.port, typ, svc.key, v.line(svc.key))
+			} else {
+				v.errorf(l.key, "%q conflicts with %s %q (line %d)", l.addr, o.key, o.addr, v.line(o.key))
+			}
+			break
+		}
+		byPort[l.port] = append(byPort[l.port], l)
+	}
+}
+
+func (v *validator) tls() {
+	t := &v.c.TLS
+	for i := range t.Certificates {
+		ck := &t.Certificates[i]
+		if pair, ok := v.keyPair(fmt.Sprintf("tls.certificates[%d]", i), ck.Cert, ck.Key); ok {
+			ck.Loaded = pair
+		}
+	}
+	t.ClientCAPool = v.certPool("tls.client_cas", t.ClientCAs)
+	t.TargetCAPool = v.certPool("tls.target_cas", t.TargetCAs)
+}
+
+// keyPair loads a certificate chain and its private key, written at
+// key.cert and key.key; a file that cannot be read is reported at its own key.
+func (v *validator) keyPair(key, certFile, keyFile string) (tls.Certificate, bool) {
+	certPEM, ok1 := v.file(key+".cert", certFile)
+	keyPEM, ok2 := v.file(key+".key", keyFile)
+	if !ok1 || !ok2 {
+		return tls.Certificate{}, false
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		v.errorf(key, "%s and %s: %v", certFile, keyFile, err)
+		return tls.Certificate{}, false
+	}
+	return pair, true
+}
+
+// certPool loads the CA files listed at key; nil when there are none.
+func (v *validator) certPool(key string, files []string) *x509.CertPool {
+	if len(files) == 0 {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	for i, name := range files {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if data, ok := v.file(k, name); ok && !pool.AppendCertsFromPEM(data) {
+			v.errorf(k, "%s holds no PEM certificate", name)
+		}
+	}
+	return pool
+}
+
+func (v *validator) file(key, name string) ([]byte, bool) {
+	if name == "" {
+		v.errorf(key, "missing")
+		return nil, false
+	}
+	data, err := readFile(name)
+	if err != nil {
+		v.errorf(key, "%v", err)
+		return nil, false
+	}
+	return data, true
+}
+
+func (v *validator) services() {
+	first := map[string]int{} // lowercased name → index of the service that has it
+	for i := range v.c.Services {
+		s := &v.c.Services[i]
+		key := fmt.Sprintf("services[%d]", i)
+		switch j, dup := first[strings.ToLower(s.Name)]; {
+		case s.Name == "":
+			v.errorf(key+".name", "missing")
+		case !validName(s.Name):
+			v.errorf(key+".name", "%q may hold only letters, digits, '.', '-', '_' and '/'", s.Name)
+		case dup:
+			v.errorf(key+".name", "%q is already the name of services[%d] (line %d)",
+				s.Name, j, v.line(fmt.Sprintf("services[%d].name", j)))
+		default:
+			first[strings.ToLower(s.Name)] = i
+		}
+		switch {
+		case s.Target == "":
+			v.errorf(key+".target", "missing")
+		case !isHost(s.Target):
+			v.errorf(key+".target", "%q is not an IP address or DNS name (ports go under ports)", s.Target)
+		}
+		if len(s.Ports) == 0 {
+			v.errorf(key+".ports", "missing: a service without ports is never forwarded to")
+		}
+		for typ, port := range s.Ports {
+			k := key + ".ports." + typ
+			if _, ok := LookupType(typ); !ok {
+				v.errorf(k, "unknown service type%s", suggest(typ, typeNames()))
+			} else if port < 1 || port > 65535 {
+				v.errorf(k, "port %d is not from 1 to 65535", port)
+			}
+		}
+		for typ := range s.Allow.Networks {
+			if _, ok := LookupType(typ); !ok {
+				v.errorf(key+".allow.networks."+typ, "unknown service type%s", suggest(typ, typeNames()))
+			}
+		}
+		for j, u := range s.Allow.URLs {
+			if !strings.HasPrefix(u, "/") {
+				v.errorf(fmt.Sprintf("%s.allow.urls[%d]", key, j), "%q does not start with \"/\"", u)
+			}
+		}
+		if s.CheckCertificate && len(v.c.TLS.ClientCAs) == 0 {
+			v.errorf(key+".check_certificate", "needs tls.client_cas to check client certificates against")
+		}
+	}
+}
+
+func (v *validator) blacklist() {
+	b := &v.c.Blacklist
+	v.atLeast("blacklist.threshold", b.Threshold, 1)
+	v.positive("blacklist.expiration", b.Expiration)
+	if b.IPv6Prefix < 1 || b.IPv6Prefix > 128 {
+		v.errorf("blacklist.ipv6_prefix", "%d is not from 1 to 128", b.IPv6Prefix)
+	}
+	v.atLeast("blacklist.max_tracked", b.MaxTracked, 1)
+}
+
+func (v *validator) turn() {
+	t := &v.c.TURN
+	if t.Realm == "" && (len(t.Accounts) > 0 || t.Secret != "") {
+		v.errorf("turn.realm", "required with accounts or a secret")
+	}
+	if _, err := netip.ParseAddr(t.RelayAddress); t.RelayAddress != "" && err != nil {
+		v.errorf("turn.relay_address", "%q is not an IP address", t.RelayAddress)
+	}
+	switch r := t.RelayPorts; {
+	case r.Min < 1:
+		v.errorf("turn.relay_ports", "%s: ports start at 1", r)
+	case r.Min > r.Max:
+		v.errorf("turn.relay_ports", "%s is empty: the low port is above the high one", r)
+	}
+	users := map[string]int{}
+	for i, a := range t.Accounts {
+		key := fmt.Sprintf("turn.accounts[%d]", i)
+		switch j, dup := users[a.User]; {
+		case a.User == "":
+			v.errorf(key+".user", "missing")
+		case dup:
+			v.errorf(key+".user", "%q is already the user of turn.accounts[%d] (line %d)",
+				a.User, j, v.line(fmt.Sprintf("turn.accounts[%d].user", j)))
+		default:
+			users[a.User] = i
+		}
+		if a.Password == "" {
+			v.errorf(key+".password", "missing")
+		}
+	}
+	v.atLeast("turn.max_allocations", t.MaxAllocations, 1)
+	v.atLeast("turn.max_allocations_per_user", t.MaxAllocationsPerUser, 1)
+	v.positive("turn.max_lifetime", t.MaxLifetime)
+}
+
+func (v *validator) admin() {
+	a := &v.c.Admin
+	if a.Listen != "" && len(a.Users) == 0 {
+		v.errorf("admin.users", "the admin listener refuses to start without users")
+	}
+	names := map[string]int{}
+	for i, u := range a.Users {
+		key := fmt.Sprintf("admin.users[%d]", i)
+		switch j, dup := names[u.Name]; {
+		case u.Name == "":
+			v.errorf(key+".name", "missing")
+		case dup:
+			v.errorf(key+".name", "%q is already the name of admin.users[%d] (line %d)",
+				u.Name, j, v.line(fmt.Sprintf("admin.users[%d].name", j)))
+		default:
+			names[u.Name] = i
+		}
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			v.errorf(key+".password_hash", "missing or not a bcrypt hash (make one with `gatehouse hash-password`)")
+		}
+	}
+	switch {
+	case a.Cert == "" && a.Key == "":
+	case a.Key == "":
+		v.errorf("admin.key", "needed with admin.cert")
+	case a.Cert == "":
+		v.errorf("admin.cert", "needed with admin.key")
+	default:
+		if pair, ok := v.keyPair("admin", a.Cert, a.Key); ok {
+			a.Loaded = &pair
+		}
+	}
+}
+
+func (v *validator) logAndLimits() {
+	c := v.c
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		v.errorf("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		v.errorf("log.format", "%q is not text or json", c.Log.Format)
+	}
+	l := &c.Limits
+	v.positive("limits.first_packet_timeout", l.FirstPacketTimeout)
+	if l.FirstPacketMax < KiB || l.FirstPacketMax > 16*MiB {
+		v.errorf("limits.first_packet_max", "%s is not from 1KiB to 16MiB", l.FirstPacketMax)
+	}
+	v.positive("limits.dial_timeout", l.DialTimeout)
+	v.positive("limits.idle_timeout", l.IdleTimeout)
+	if l.MaxConnsPerIP < 0 {
+		v.errorf("limits.max_conns_per_ip", "%d is negative (0 means no cap)", l.MaxConnsPerIP)
+	}
+	v.positive("limits.shutdown_timeout", l.ShutdownTimeout)
+}
+
+func (v *validator) atLeast(key string, n, least int) {
+	if n < least {
+		v.errorf(key, "%d is below %d", n, least)
+	}
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.errorf(key, "%s is not a positive duration", d)
+	}
+}
+
+func typeNames() []string {
+	names := make([]string, len(ServiceTypes))
+	for i, t := range ServiceTypes {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// validName reports whether s holds only what a routing key may: a DNS
+// name, or an H.323 gatekeeper ID such as example.com/branch.
+func validName(s string) bool {
+	for _, c := range []byte(s) {
+		if !isAlnum(c) && !strings.ContainsRune(".-_/", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// isHost reports whether s is an IP address or a DNS name.
+func isHost(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil || isDNSName(s)
+}
+
+// isDNSName checks the syntax of a host name: dot-separated labels of
+// letters, digits, '-' and '_' (seen in internal names), up to 63 bytes
+// each and 253 in all, with a last label that is not all digits, so that a
+// mistyped IPv4 address such as 10.0.0.300 is not taken for a name.
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if !isAlnum(c) && c != '-' && c != '_' {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}

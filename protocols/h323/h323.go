@@ -1,0 +1,249 @@
+// Package h323 routes H.323 call-signalling connections (H.225.0 over TCP,
+// port 1720, and over TLS, port 1300) for gatehouse's proxy: it is the
+// proxy.Sniffer of the h323 and h323s service types.
+//
+// innovaphone phones and soft clients keep one connection to their PBX and
+// tunnel their RAS messages in it (H.460.17): the first message is a Q.931
+// Facility whose H.225.0 genericData carries a GatekeeperRequest or
+// RegistrationRequest. Its gatekeeper ID, [physical-location@]domain
+// [/registration-location], names the service: domain[/registration-location].
+// A call from an unregistered endpoint starts with a Setup instead; its
+// service is the domain of the called user@domain alias. Anything else is
+// refused.
+//
+// The layers are apart: tpkt.go frames (RFC 1006), q931.go finds the
+// User-user IE, package per reads ASN.1 PER, and h225.go walks the few
+// H.225.0 types routing needs. The watcher (watch.go) keeps every later
+// registration on a connection to the service and alias it was routed and
+// certificate-checked for, and reports the target's gatekeeper and
+// registration rejects, so that password guessing gets a client blacklisted.
+package h323
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+// Reasons gatehouse refuses a connection or a message for. Their text is
+// what the proxy logs and reports as suspicious: short, stable, and never
+// quoting the client's bytes.
+var (
+	errH225            = errors.New("bad H.225.0 message")
+	errRAS             = errors.New("bad tunnelled RAS message")
+	errNotRoutable     = errors.New("neither Setup nor registration")
+	errNoGatekeeperID  = errors.New("registration without gatekeeper ID")
+	errBadGatekeeperID = errors.New("bad gatekeeper ID")
+	errNoCalledDomain  = errors.New("Setup without called domain")
+	errOtherService    = errors.New("registration for another service")
+	errOtherAlias      = errors.New("registration for another alias")
+	errUncheckable     = errors.New("Facility too large to check")
+)
+
+// A refusal is a reason with the decoding error behind it: its text is the
+// reason alone, while errors.Is and errors.As still reach the cause.
+type refusal struct{ reason, cause error }
+
+func (e *refusal) Error() string   { return e.reason.Error() }
+func (e *refusal) Unwrap() []error { return []error{e.reason, e.cause} }
+
+// Sniffer routes H.323 connections. The zero value is ready to use.
+type Sniffer struct{}
+
+var _ proxy.Sniffer = Sniffer{}
+
+// Sniff names the service of the first non-empty TPKT packet in first: a
+// Facility tunnelling a GRQ or RRQ, or a Setup. For a registration,
+// Decision.Identity is the alias the client certificate must name for
+// check_certificate: the alias equal to info.VerifiedCN when the
+// registration has one, else its first h323-ID.
+func (Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error) {
+	msg, err := firstMessage(first)
+	if err != nil {
+		return nil, err
+	}
+	q, err := parseQ931(msg)
+	if err != nil {
+		return nil, err
+	}
+	var cn string
+	if info != nil {
+		cn = info.VerifiedCN
+	}
+	var reg registration
+	switch q.msgType {
+	case q931Setup:
+		reg, err = sniffSetup(q)
+	case q931Facility:
+		reg, err = sniffRegistration(q, cn)
+	default:
+		err = errNotRoutable
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &proxy.Decision{Service: reg.service, Identity: reg.identity, Watcher: &watcher{reg: reg}}, nil
+}
+
+// firstMessage returns the payload of the first TPKT packet in b that is
+// not a keep-alive.
+func firstMessage(b []byte) ([]byte, error) {
+	for {
+		n, err := Frame(b)
+		switch {
+		case err != nil:
+			return nil, err
+		case n > len(b):
+			return nil, proxy.ErrNeedMore
+		case n > tpktHeaderLen:
+			return b[tpktHeaderLen:n], nil
+		}
+		b = b[n:]
+	}
+}
+
+// sniffSetup routes a call by the domain of its first called alias that
+// has one.
+func sniffSetup(q q931Message) (registration, error) {
+	uu, err := decodeUserInfo(q.userUser, q931Setup)
+	if err != nil {
+		return registration{}, &refusal{errH225, err}
+	}
+	for _, a := range uu.dest {
+		if d := calledDomain(a); d != "" {
+			return registration{service: d}, nil
+		}
+	}
+	return registration{}, errNoCalledDomain
+}
+
+// sniffRegistration routes by the gatekeeper ID of the first GRQ or RRQ
+// tunnelled in a Facility; any further one must agree with it.
+func sniffRegistration(q q931Message, verifiedCN string) (registration, error) {
+	var reg registration
+	uu, err := decodeUserInfo(q.userUser, q931Facility)
+	if err != nil {
+		return reg, &refusal{errH225, err}
+	}
+	for _, raw := range uu.ras {
+		m, err := decodeRAS(raw)
+		switch {
+		case err != nil:
+			return reg, &refusal{errRAS, err}
+		case !m.registration():
+			continue
+		case reg.service != "":
+			if err := reg.check(&m); err != nil {
+				return reg, err
+			}
+			continue
+		case m.gatekeeperID == nil:
+			return reg, errNoGatekeeperID
+		}
+		service, ok := serviceName(bmpString(m.gatekeeperID))
+		if !ok {
+			return reg, errBadGatekeeperID
+		}
+		reg = registration{service: service, identity: identity(m.aliases, verifiedCN)}
+	}
+	if reg.service == "" {
+		return reg, errNotRoutable
+	}
+	return reg, nil
+}
+
+// registration is what a connection was routed for.
+type registration struct {
+	service string
+	// identity is the alias the connection registered (and whose client
+	// certificate was checked); "" for a call, or a registration without
+	// a text alias.
+	identity string
+}
+
+// check refuses a registration m that does not keep to r: a gatekeeper ID
+// of another service, or aliases without r's identity. A registration
+// without either (a lightweight RRQ) keeps to anything.
+func (r *registration) check(m *rasInfo) error {
+	if m.gatekeeperID != nil {
+		service, ok := serviceName(bmpString(m.gatekeeperID))
+		if !ok || !strings.EqualFold(service, r.service) {
+			return errOtherService
+		}
+	}
+	if r.identity == "" || m.aliasCount == 0 {
+		return nil
+	}
+	for _, a := range m.aliases {
+		if a.equalFold(r.identity) {
+			return nil
+		}
+	}
+	return errOtherAlias
+}
+
+// identity picks the alias a client certificate is checked against: the
+// one the verified CN names, else the first h323-ID (which the proxy then
+// finds unequal to the CN: the registration goes over the plain port).
+func identity(aliases []alias, verifiedCN string) string {
+	if verifiedCN != "" {
+		for _, a := range aliases {
+			if a.equalFold(verifiedCN) {
+				return a.String()
+			}
+		}
+	}
+	for _, a := range aliases {
+		if a.kind == aliasH323ID {
+			return a.String()
+		}
+	}
+	return ""
+}
+
+// serviceName maps a gatekeeper ID, [physical-location@]domain
+// [/registration-location], to the service name domain[/registration-location].
+// Only the part before the first "/" can hold the physical location.
+func serviceName(gatekeeperID string) (string, bool) {
+	head, _, _ := strings.Cut(gatekeeperID, "/")
+	if at := strings.LastIndexByte(head, '@'); at >= 0 {
+		gatekeeperID, head = gatekeeperID[at+1:], head[at+1:]
+	}
+	if head == "" || strings.HasSuffix(gatekeeperID, "/") || !printable(gatekeeperID) {
+		return "", false
+	}
+	return gatekeeperID, true
+}
+
+// calledDomain returns the domain of a called alias user@domain (h323-ID or
+// email-ID) or URL scheme:user@domain[:port][;parameters] (url-ID, RFC
+// 3508), or "" when it has none.
+func calledDomain(a alias) string {
+	s := a.String()
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return ""
+	}
+	domain := s[at+1:]
+	if a.kind == aliasURL {
+		if end := strings.IndexAny(domain, ":;?"); end >= 0 {
+			domain = domain[:end]
+		}
+	}
+	if domain == "" || !printable(domain) {
+		return ""
+	}
+	return domain
+}
+
+// printable reports whether a name has no spaces or control characters, so
+// that it can be matched and logged as it is.
+func printable(s string) bool {
+	for _, c := range s {
+		if c <= ' ' || c == 0x7F || c == '\uFFFD' || (c >= 0x80 && c < 0xA0) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,356 @@
+// Package slapdtest runs a throwaway OpenLDAP slapd on 127.0.0.1 for tests:
+// the real directory server that LDAP through gatehouse is tested against.
+//
+// Start writes a slapd.conf with one mdb database into the test's temporary
+// directory, loads users with slapadd, and runs slapd in the foreground
+// with plain LDAP and LDAPS listeners and StartTLS, using a certificate
+// from a CA made for the test. The test owns the process: it is stopped
+// and waited for when the test ends, and its log is shown if the test
+// failed. Tests skip when slapd is not installed (Debian packages slapd and
+// ldap-utils), and fail instead when the environment says CI=true.
+package slapdtest
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A User is an inetOrgPerson uid=UID under the suffix, with a cleartext
+// userPassword that simple binds check.
+type User struct {
+	UID      string
+	Password string
+}
+
+// Config describes the directory to serve.
+type Config struct {
+	// Suffix is the database's base DN, "dc=example,dc=com" say.
+	Suffix string
+	// Users are created under Suffix before slapd starts.
+	Users []User
+	// NoTLS leaves TLS unconfigured: no LDAPS listener, and StartTLS is
+	// refused, as by a server without a certificate.
+	NoTLS bool
+}
+
+// Server is a running slapd.
+type Server struct {
+	Suffix string
+	// Addr is the plain LDAP listener, LDAPSAddr the LDAPS one ("" with
+	// NoTLS); both are 127.0.0.1:port.
+	Addr, LDAPSAddr string
+	// CA issued the server's certificate: trust it to reach slapd over TLS.
+	CA *CA
+
+	log *syncBuffer
+}
+
+// Log returns what slapd logged so far: one line per connection and
+// operation ("-d stats"), so tests can tell what reached the directory.
+func (s *Server) Log() string { return s.log.String() }
+
+// DN returns the bind DN of user uid.
+func (s *Server) DN(uid string) string { return "uid=" + uid + "," + s.Suffix }
+
+// URL returns the ldap:// URL of the plain listener.
+func (s *Server) URL() string { return "ldap://" + s.Addr }
+
+// LDAPSURL returns the ldaps:// URL of the TLS listener.
+func (s *Server) LDAPSURL() string { return "ldaps://" + s.LDAPSAddr }
+
+// Lookup finds a program the way the tests need it: slapd and slapadd live
+// in /usr/sbin, often not on a test's PATH. It skips t when the program is
+// missing, or fails t under CI=true, where every test must run.
+func Lookup(t testing.TB, program, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(program); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/libexec"} {
+		p := filepath.Join(dir, program)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("%s not installed (Debian package %s)", program, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// Start runs slapd for cfg until t ends.
+func Start(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	slapd := Lookup(t, "slapd", "slapd")
+	schema := firstDir(t, "/etc/ldap/schema", "/etc/openldap/schema")
+	dir := t.TempDir()
+	s := &Server{Suffix: cfg.Suffix}
+	if !cfg.NoTLS {
+		s.CA = NewCA(t)
+		certPEM, keyPEM := s.CA.IssuePEM(t, "localhost", "127.0.0.1")
+		write(t, filepath.Join(dir, "server.crt"), certPEM)
+		write(t, filepath.Join(dir, "server.key"), keyPEM)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "slapd.conf")
+	write(t, conf, []byte(slapdConf(dir, schema, cfg)))
+	ldif := filepath.Join(dir, "init.ldif")
+	write(t, ldif, []byte(initLDIF(cfg)))
+	// slapadd is slapd under another name; running it as slapd -T add needs no second binary.
+	if out, err := exec.Command(slapd, "-T", "add", "-f", conf, "-l", ldif).CombinedOutput(); err != nil {
+		t.Fatalf("slapadd: %v\n%s", err, out)
+	}
+
+	// A port picked by the kernel is free again once closed; another
+	// process may grab it before slapd does, hence the retries.
+	var lastErr error
+	for range 3 {
+		s.Addr, s.LDAPSAddr = freeAddr(t), ""
+		urls := "ldap://" + s.Addr + "/"
+		if !cfg.NoTLS {
+			s.LDAPSAddr = freeAddr(t)
+			urls += " ldaps://" + s.LDAPSAddr + "/"
+		}
+		s.log = &syncBuffer{}
+		if lastErr = run(t, slapd, conf, urls, s.Addr, s.log); lastErr == nil {
+			return s
+		}
+	}
+	t.Fatalf("slapd did not start: %v", lastErr)
+	return nil
+}
+
+// run starts slapd in the foreground and waits until addr accepts
+// connections. On success the process belongs to t: Cleanup kills it and
+// waits for it, and shows log if t failed.
+func run(t testing.TB, slapd, conf, urls, addr string, log *syncBuffer) error {
+	// -d stats keeps slapd in the foreground and logs each operation.
+	cmd := exec.Command(slapd, "-d", "stats", "-f", conf, "-h", urls)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Kill()
+		<-exited
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("slapd exited: %v\n%s", err, log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return fmt.Errorf("slapd not listening on %s after 10s\n%s", addr, log.String())
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("slapd log:\n%s", log.String())
+		}
+	})
+	return nil
+}
+
+func slapdConf(dir, schema string, cfg Config) string {
+	var b strings.Builder
+	for _, s := range []string{"core", "cosine", "inetorgperson"} {
+		fmt.Fprintf(&b, "include %s\n", filepath.Join(schema, s+".schema"))
+	}
+	// Debian builds the database backends as modules; other builds link them in.
+	for _, d := range []string{"/usr/lib/ldap", "/usr/lib/openldap", "/usr/lib64/openldap", "/usr/libexec/openldap"} {
+		if _, err := os.Stat(filepath.Join(d, "back_mdb.la")); err == nil {
+			fmt.Fprintf(&b, "modulepath %s\nmoduleload back_mdb\n", d)
+			break
+		}
+	}
+	fmt.Fprintf(&b, "pidfile %s\nargsfile %s\n", filepath.Join(dir, "slapd.pid"), filepath.Join(dir, "slapd.args"))
+	if !cfg.NoTLS {
+		fmt.Fprintf(&b, "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
+			filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	}
+	fmt.Fprintf(&b, "database mdb\nmaxsize 10485760\nsuffix %q\ndirectory %s\n", cfg.Suffix, filepath.Join(dir, "db"))
+	// Users may bind and read; passwords are only ever compared.
+	b.WriteString("access to attrs=userPassword by anonymous auth by * none\n")
+	b.WriteString("access to * by users read by * none\n")
+	return b.String()
+}
+
+func initLDIF(cfg Config) string {
+	rdn, _, _ := strings.Cut(cfg.Suffix, ",")
+	attr, value, _ := strings.Cut(rdn, "=")
+	var b strings.Builder
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: %s\n%s: %s\n\n",
+		cfg.Suffix, value, attr, value)
+	for _, u := range cfg.Users {
+		fmt.Fprintf(&b, "dn: uid=%s,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\nuserPassword: %s\n\n",
+			u.UID, cfg.Suffix, u.UID, u.UID, u.UID, u.Password)
+	}
+	return b.String()
+}
+
+func firstDir(t testing.TB, dirs ...string) string {
+	t.Helper()
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("no OpenLDAP schema directory among %v", dirs)
+	return ""
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func write(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer collects slapd's output, written by exec's copying goroutine
+// and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// A CA issues certificates for a test: slapd's, and gatehouse's for the
+// client side of tests.
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	// PEM is the CA certificate, for clients that read files (LDAPTLS_CACERT).
+	PEM []byte
+	// Pool trusts the CA, for Go clients.
+	Pool *x509.CertPool
+}
+
+// NewCA makes a CA valid for an hour.
+func NewCA(t testing.TB) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "slapdtest CA"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Pool: pool}
+}
+
+// IssuePEM returns a server certificate and its key, PEM encoded, for the
+// given DNS names and IP addresses.
+func (ca *CA) IssuePEM(t testing.TB, hosts ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: hosts[0]},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// Issue returns a server certificate for the given hosts, ready for tls.Config.
+func (ca *CA) Issue(t testing.TB, hosts ...string) tls.Certificate {
+	t.Helper()
+	cert, err := tls.X509KeyPair(ca.IssuePEM(t, hosts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}

@@ -1,0 +1,118 @@
+package sip
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// needProgram returns the path of a Debian program the test needs; without
+// it the test is skipped, or fails under CI=true, where it must run.
+func needProgram(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is missing: install the Debian package %s", name, pkg)
+		}
+		t.Skipf("%s is missing (Debian package %s)", name, pkg)
+	}
+	return path
+}
+
+// TestKamailioSipp is the end-to-end test: sipp phones register through
+// gatehouse with Kamailio (testdata/e2e/kamailio.cfg) as the registrar. A
+// REGISTER brute force from 127.0.0.2 gets that address blacklisted while
+// 127.0.0.3 keeps registering.
+func TestKamailioSipp(t *testing.T) {
+	kamailio := needProgram(t, "kamailio", "kamailio")
+	sipp := needProgram(t, "sipp", "sip-tester")
+	e2e, err := filepath.Abs(filepath.Join("testdata", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	registrar := "127.0.0.1:" + freePort(t)
+	run := t.TempDir()
+	var kamLog bytes.Buffer
+	kam := exec.Command(kamailio, "-f", filepath.Join(e2e, "kamailio.cfg"), "-DD", "-E",
+		"-Y", run, "-l", "tcp:"+registrar, "-m", "32", "-M", "4")
+	kam.Stdout, kam.Stderr = &kamLog, &kamLog
+	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
+	if err := kam.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		kam.Wait()
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-kam.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("kamailio:\n%s", kamLog.String())
+		}
+	})
+	waitListening(t, registrar)
+
+	gatehouse, g := startSIPGatehouse(t, registrar, "blacklist:\n  threshold: 5\n")
+	// phone runs count registrations from src through gatehouse over one
+	// TCP connection; it fails when sipp does.
+	phone := func(src, scenario, user, password string, count int) error {
+		cmd := exec.CommandContext(ctx, sipp, "-sf", filepath.Join(e2e, scenario),
+			"-t", "t1", "-i", src, "-s", user, "-au", user, "-ap", password,
+			"-key", "domain", "example.com", "-m", fmt.Sprint(count),
+			"-nostdin", "-timeout", "10s", "-recv_timeout", "3s", gatehouse)
+		cmd.Dir = t.TempDir() // sipp writes its logs beside it
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("sipp %s from %s: %v\n%s", scenario, src, err, lastLines(out, 15))
+		}
+		return nil
+	}
+
+	if err := phone("127.0.0.3", "register.xml", "bob", "secret", 3); err != nil {
+		t.Fatalf("bob cannot register: %v", err)
+	}
+	if err := phone("127.0.0.2", "guess.xml", "alice", "guess", 8); err != nil {
+		t.Fatalf("the guesses were not refused by the registrar: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !g.Blocked(netip.MustParseAddr("127.0.0.2")); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("127.0.0.2 is not blocked; events %q", g.reasons())
+		}
+	}
+	if err := phone("127.0.0.2", "register.xml", "alice", "secret", 1); err == nil {
+		t.Fatal("the blocked attacker registered")
+	}
+	if err := phone("127.0.0.3", "register.xml", "bob", "secret", 3); err != nil {
+		t.Fatalf("bob cannot register after the attack: %v", err)
+	}
+	if g.Blocked(netip.MustParseAddr("127.0.0.3")) {
+		t.Fatal("127.0.0.3 is blocked")
+	}
+	for _, r := range g.reasons() {
+		if r != "127.0.0.2 example.com: REGISTER credentials rejected (401)" {
+			t.Errorf("unexpected event %q", r)
+		}
+	}
+}
+
+func lastLines(b []byte, n int) []byte {
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	return bytes.Join(lines[max(0, len(lines)-n):], []byte("\n"))
+}

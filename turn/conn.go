@@ -1,0 +1,208 @@
+package turn
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pion/turn/v4"
+)
+
+const (
+	// firstFrameTimeout bounds a new stream's TLS handshake and first
+	// message, so idle connections cannot pin goroutines.
+	firstFrameTimeout = 10 * time.Second
+	// writeTimeout bounds one write to a stream client that stopped reading.
+	writeTimeout = 10 * time.Second
+	// maxFrame fits the largest STUN message or ChannelData frame (16-bit
+	// length plus header), so no frame is ever truncated before admit.
+	maxFrame = 1<<16 + 64
+)
+
+// packetConn is the UDP socket pion reads from, with admit in front.
+type packetConn struct {
+	net.PacketConn
+	s    *Server
+	done func() // pion's read loop has stopped
+}
+
+func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			c.done() // pion stops reading on any error
+			return n, addr, err
+		}
+		if n >= len(p) {
+			// pion's buffer is its MTU: the datagram was truncated.
+			c.s.stats.malformed.Add(1)
+			c.s.logs.Log(slog.LevelDebug, "turn: oversized datagram dropped", "client", addr, "service", "turn")
+			continue
+		}
+		frame, v := c.s.admit(addrOf(addr), p[:n])
+		if v != pass {
+			continue
+		}
+		if !sameSlice(frame, p[:n]) { // rewritten
+			if len(frame) >= len(p) {
+				c.s.stats.malformed.Add(1)
+				continue
+			}
+			n = copy(p, frame)
+		}
+		return n, addr, nil
+	}
+}
+
+// sameSlice reports whether a and b are the same bytes in memory.
+func sameSlice(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// listener hands pion TCP (or TLS) connections from unblocked sources,
+// each framed and filtered by a streamConn.
+type listener struct {
+	net.Listener
+	s    *Server
+	tls  *tls.Config // nil: plain TCP
+	done func()      // pion's accept loop has stopped
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			// pion gives up on any error; outlive the transient ones
+			// (EMFILE, ECONNABORTED) as net/http does.
+			if errors.Is(err, net.ErrClosed) || !l.s.sleep(&backoff) {
+				l.done()
+				return nil, err
+			}
+			l.s.logs.Log(slog.LevelWarn, "turn: accept failed, retrying", "error", err, "retry_in", backoff)
+			continue
+		}
+		backoff = 0
+		if l.s.isBlocked(addrOf(c.RemoteAddr())) {
+			c.Close()
+			continue
+		}
+		sc := newStreamConn(l.s, c, l.tls)
+		if !l.s.trackConn(sc) {
+			c.Close()
+			l.done()
+			return nil, net.ErrClosed
+		}
+		return sc, nil
+	}
+}
+
+// streamConn is a client's TCP or TLS connection as pion sees it. Read
+// returns whole STUN and ChannelData frames that passed admit; pion
+// re-frames them, which costs a copy on the less used transport but lets
+// one admit serve UDP and streams alike.
+type streamConn struct {
+	net.Conn          // what pion reads, writes and closes: TLS or the TCP conn
+	raw      net.Conn // the TCP conn, closed to stop pion at shutdown
+	s        *Server
+	src      netip.Addr
+	frames   *turn.STUNConn
+	buf      []byte
+	pending  []byte // admitted frame bytes not yet returned to pion
+	idle     time.Duration
+	first    bool
+	once     sync.Once
+}
+
+func newStreamConn(s *Server, raw net.Conn, cfg *tls.Config) *streamConn {
+	c := &streamConn{Conn: raw, raw: raw, s: s, src: addrOf(raw.RemoteAddr()), idle: s.cfg.maxLifetime, first: true}
+	if cfg != nil {
+		c.Conn = tls.Server(raw, cfg)
+	}
+	c.frames = turn.NewSTUNConn(firstByte{Conn: c.Conn, seen: new(bool)})
+	return c
+}
+
+// firstByte refuses a stream whose first byte cannot start a STUN message
+// (RFC 7983: 0 to 3). A client's first frame is a request: ChannelData
+// needs a channel first. Without this, text ("GET /") would be taken for
+// ChannelData of some kilobytes and wait for it.
+type firstByte struct {
+	net.Conn
+	seen *bool
+}
+
+func (f firstByte) Read(p []byte) (int, error) {
+	n, err := f.Conn.Read(p)
+	if n > 0 && !*f.seen {
+		*f.seen = true
+		if p[0] > 3 {
+			return 0, errNotSTUN
+		}
+	}
+	return n, err
+}
+
+var errNotSTUN = errors.New("turn: stream does not start with a STUN message")
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		if c.buf == nil {
+			c.buf = make([]byte, maxFrame)
+		}
+		// The deadline covers a whole frame (and, first, the TLS
+		// handshake), so trickling bytes does not keep a conn alive.
+		timeout := c.idle
+		if c.first {
+			timeout, c.first = firstFrameTimeout, false
+		}
+		_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
+		n, _, err := c.frames.ReadFrom(c.buf)
+		if err != nil {
+			c.readFailed(err)
+			return 0, err
+		}
+		frame, v := c.s.admit(c.src, c.buf[:n])
+		switch v {
+		case block:
+			return 0, errBlocked
+		case pass:
+			c.pending = frame
+		}
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+var errBlocked = errors.New("turn: source address is blacklisted")
+
+// readFailed counts a stream that broke STUN framing or TLS. Peers hanging
+// up and idle timeouts are ordinary.
+func (c *streamConn) readFailed(err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) {
+		return
+	}
+	c.s.stats.malformed.Add(1)
+	c.s.logs.Log(slog.LevelDebug, "turn: stream closed on bad input", "client", c.src, "service", "turn", "error", err)
+}
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.Conn.Write(p)
+}
+
+// Close is called by pion once it is done with the connection.
+func (c *streamConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.s.untrackConn(c) })
+	return err
+}

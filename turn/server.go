@@ -1,0 +1,304 @@
+package turn
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/turn/v4"
+
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/configs"
+)
+
+// Guard is the blacklist as the TURN server sees it; *blacklist.List
+// implements it.
+type Guard interface {
+	Blocked(ip netip.Addr) bool
+	Report(ev blacklist.Event)
+}
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	// Guard drops blocked sources and receives failed authentications;
+	// nil blocks and reports nothing.
+	Guard Guard
+	// Logger receives the server's lines, rate-limited; nil means slog.Default().
+	Logger *slog.Logger
+	// Certificates are offered on turn.tls_listen, chosen by SNI.
+	Certificates []tls.Certificate
+}
+
+// Server is a running STUN/TURN server.
+type Server struct {
+	cfg           settings
+	guard         Guard
+	log           *slog.Logger
+	logs          *rateLog
+	creds         *credentials // nil: STUN only
+	limiter       *limiter
+	lifetimeLimit time.Duration
+	pion          *turn.Server
+	addr, tlsAddr netip.AddrPort
+	closing       chan struct{}
+	stats         counters
+
+	// wg counts what pion has been handed and must give back before Close
+	// returns: its read and accept loops, stream conns and relay sockets.
+	wg sync.WaitGroup
+
+	mu      sync.Mutex // guards the fields below
+	closed  bool
+	conns   map[*streamConn]struct{}
+	relays  map[*relayConn]struct{}
+	pending int            // relay sockets being opened
+	active  int            // allocations
+	perUser map[string]int // allocations by quotaUser
+}
+
+// New validates cfg, fills its defaults, opens the listeners and starts
+// serving. The caller owns the Server and must Close it.
+func New(cfg configs.TURN, opts Options) (*Server, error) {
+	local, err := localAddrs()
+	if err != nil {
+		return nil, err
+	}
+	st, err := newSettings(cfg, opts.Certificates, local)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:           st,
+		guard:         opts.Guard,
+		log:           log,
+		logs:          newRateLog(log, time.Now),
+		limiter:       newLimiter(requestRate, requestBurst, maxTracked, time.Now),
+		lifetimeLimit: min(st.maxLifetime, maxGrantable),
+		closing:       make(chan struct{}),
+		conns:         make(map[*streamConn]struct{}),
+		relays:        make(map[*relayConn]struct{}),
+		perUser:       make(map[string]int),
+	}
+	if st.relay {
+		s.creds = &credentials{realm: st.realm, accounts: st.accounts, now: time.Now}
+		if st.secret != "" {
+			s.creds.secret = []byte(st.secret)
+		}
+	}
+
+	udp, tcp, err := listenPair(st.listen)
+	if err != nil {
+		return nil, fmt.Errorf("turn: listening on %s: %w", st.listen, err)
+	}
+	s.addr = tcp.Addr().(*net.TCPAddr).AddrPort()
+	listeners := []*listener{{Listener: tcp, s: s}}
+	if st.tlsListen != "" {
+		tl, err := net.Listen("tcp", st.tlsListen)
+		if err != nil {
+			udp.Close()
+			tcp.Close()
+			return nil, fmt.Errorf("turn: listening on %s: %w", st.tlsListen, err)
+		}
+		s.tlsAddr = tl.Addr().(*net.TCPAddr).AddrPort()
+		listeners = append(listeners, &listener{Listener: tl, s: s, tls: st.tls})
+	}
+
+	r := &relays{s: s}
+	if st.relay {
+		r.gen = &turn.RelayAddressGeneratorPortRange{
+			RelayAddress: st.relayIP.AsSlice(),
+			Address:      st.relayBind,
+			MinPort:      st.relayPorts.Min,
+			MaxPort:      st.relayPorts.Max,
+		}
+	}
+	pc := turn.ServerConfig{
+		Realm:         st.realm,
+		LoggerFactory: pionLogs{s.logs},
+		QuotaHandler:  s.quota,
+		EventHandler: turn.EventHandler{
+			OnAuth:              s.onAuth,
+			OnAllocationCreated: s.onAllocationCreated,
+			OnAllocationDeleted: s.onAllocationDeleted,
+			OnAllocationError:   s.onError,
+		},
+	}
+	if s.creds != nil {
+		pc.AuthHandler = s.authenticate
+	}
+	s.wg.Add(1 + len(listeners))
+	pc.PacketConnConfigs = []turn.PacketConnConfig{{
+		PacketConn:            &packetConn{PacketConn: udp, s: s, done: sync.OnceFunc(s.wg.Done)},
+		RelayAddressGenerator: r,
+		PermissionHandler:     s.permit,
+	}}
+	for _, l := range listeners {
+		l.done = sync.OnceFunc(s.wg.Done)
+		pc.ListenerConfigs = append(pc.ListenerConfigs, turn.ListenerConfig{
+			Listener:              l,
+			RelayAddressGenerator: r,
+			PermissionHandler:     s.permit,
+		})
+	}
+	if s.pion, err = turn.NewServer(pc); err != nil {
+		// pion validates before it starts anything.
+		udp.Close()
+		for _, l := range listeners {
+			l.Listener.Close()
+		}
+		return nil, fmt.Errorf("turn: %w", err)
+	}
+	mode := "STUN and TURN"
+	if s.creds == nil {
+		mode = "STUN only"
+	}
+	log.Info("turn: serving", "mode", mode, "listen", s.addr, "tls_listen", s.tlsAddr,
+		"relay_address", st.relayIP, "relay_ports", fmt.Sprintf("%d-%d", st.relayPorts.Min, st.relayPorts.Max))
+	return s, nil
+}
+
+// listenPair opens UDP and TCP on the same address. Port 0 picks one port
+// free for both, which tests rely on.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for range 20 {
+		tcp, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		p := port
+		if p == "0" {
+			p = strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
+		}
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, p))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		tcp.Close()
+		if port != "0" {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, errors.New("no port free for both UDP and TCP")
+}
+
+// Addr is where STUN and TURN are served, over UDP and TCP.
+func (s *Server) Addr() netip.AddrPort { return s.addr }
+
+// TLSAddr is where TURN over TLS is served; invalid when it is not.
+func (s *Server) TLSAddr() netip.AddrPort { return s.tlsAddr }
+
+// Close stops the listeners, closes every client connection and relay
+// socket, and returns once pion has given all of them back. It returns the
+// errors of closing the listeners.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+
+	err := s.pion.Close() // closes the UDP socket and listeners
+	// Stop pion's per-connection loops and relay handlers; each gives its
+	// conn back through Close, which is what wg waits for.
+	s.mu.Lock()
+	for c := range s.conns {
+		c.raw.Close()
+	}
+	for r := range s.relays {
+		r.PacketConn.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// sleep waits out an accept backoff (5ms doubling to 1s), reporting false
+// when the server closes meanwhile.
+func (s *Server) sleep(backoff *time.Duration) bool {
+	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.closing:
+		return false
+	}
+}
+
+func (s *Server) trackConn(c *streamConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackConn(c *streamConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// reserveRelay makes room for one relay socket under max_allocations.
+func (s *Server) reserveRelay() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return errClosed
+	case len(s.relays)+s.pending >= s.cfg.maxAllocs:
+		s.stats.quotaRejections.Add(1)
+		return errTotalQuota
+	}
+	s.pending++
+	s.wg.Add(1)
+	return nil
+}
+
+// trackRelay turns a reservation into an open relay socket.
+func (s *Server) trackRelay(c *relayConn) error {
+	s.mu.Lock()
+	s.pending--
+	s.relays[c] = struct{}{}
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		c.Close()
+		return errClosed
+	}
+	return nil
+}
+
+// releaseRelay gives back a relay socket, or with nil a failed reservation.
+func (s *Server) releaseRelay(c *relayConn) {
+	s.mu.Lock()
+	if c == nil {
+		s.pending--
+	} else {
+		delete(s.relays, c)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}

@@ -7,15 +7,27 @@ package protocols
 import (
 	"log/slog"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/protocols/h323"
 	"github.com/gatehouse-pbx/gatehouse/protocols/http"
+	"github.com/gatehouse-pbx/gatehouse/protocols/ldap"
+	"github.com/gatehouse-pbx/gatehouse/protocols/sip"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
 // Handlers returns the handler of every service type gatehouse knows.
-func Handlers(logger *slog.Logger) map[string]proxy.Handler {
+// The stream sniffers' message caps follow limits.first_packet_max of the
+// configuration gatehouse starts with.
+func Handlers(limits configs.Limits, logger *slog.Logger) map[string]proxy.Handler {
 	web := http.New(logger)
+	max := int(limits.FirstPacketMax)
+	sipH := proxy.Stream(&sip.Sniffer{MaxMessage: max})
+	ldapH := proxy.Stream(&ldap.Sniffer{MaxMessage: max})
+	h323H := proxy.Stream(h323.Sniffer{})
 	return map[string]proxy.Handler{
-		"http":  web,
-		"https": web,
+		"http": web, "https": web,
+		"sip": sipH, "sips": sipH,
+		"ldap": ldapH, "ldaps": ldapH,
+		"h323": h323H, "h323s": h323H,
 	}
 }

@@ -76,7 +76,7 @@ func (c *Conn) Report(service, reason string, err error) {
 // Route resolves the routing key name for this connection (see
 // Table.Resolve), reporting a refusal.
 func (c *Conn) Route(name, identity string) (*Route, error) {
-	r, ref := c.Table.Resolve(c.Info.Client.Addr(), c.Info.Type, name, identity, c.Info.VerifiedCN)
+	r, ref := c.Table.Resolve(c.Info.Client.Addr(), c.Info.Type, c.Info.TLS != nil, name, identity, c.Info.VerifiedCN)
 	if ref != nil {
 		c.Report(ref.Service, ref.Reason, nil)
 		return nil, ref

@@ -90,7 +90,10 @@ func (l *listener) handle(raw net.Conn) {
 // startTLS terminates TLS on the client connection, within the deadline
 // already set on it.
 func (c *Conn) startTLS() error {
-	tc := tls.Server(c.Conn, c.Table.ServerTLS(c.Info.Type.Name))
+	// A plain type upgraded in band (LDAP StartTLS) uses its TLS sibling's
+	// configuration.
+	_, tlsType := familyTypes(c.Info.Type.Family)
+	tc := tls.Server(c.Conn, c.Table.ServerTLS(tlsType))
 	ctx, cancel := context.WithTimeout(context.Background(), c.Table.Config.Limits.FirstPacketTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {

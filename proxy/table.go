@@ -145,7 +145,9 @@ const (
 // Resolve applies the service, port and network checks for a request with
 // routing key name, and the encryption mapping rule of the contract.
 // identity and verifiedCN feed check_certificate (see Decision.Identity).
-func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, name, identity, verifiedCN string) (*Route, *Refusal) {
+// secure says the request arrived encrypted: on a TLS type, or after an
+// in-band upgrade (LDAP StartTLS) on a plain one.
+func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool, name, identity, verifiedCN string) (*Route, *Refusal) {
 	svc := t.Config.Service(name)
 	if svc == nil {
 		return nil, &Refusal{Service: name, Reason: ReasonUnknownService}
@@ -159,7 +161,7 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, name, identi
 	var useTLS bool
 	switch {
 	case hasPlain && hasTLS:
-		useTLS = typ.TLS
+		useTLS = secure
 		if useTLS && svc.CheckCertificate && certCheckFamilies[typ.Family] {
 			useTLS = identity != "" && strings.EqualFold(identity, verifiedCN)
 		}

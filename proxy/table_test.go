@@ -80,7 +80,7 @@ services:
 		{"networks only for the listed type", outside, sips, "mixed.example.com", "", "", "10.0.0.5:5060", false, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, ref := tb.Resolve(tc.client, tc.typ, tc.key, tc.identity, tc.cn)
+			r, ref := tb.Resolve(tc.client, tc.typ, tc.typ.TLS, tc.key, tc.identity, tc.cn)
 			if tc.wantRefusal != "" {
 				if ref == nil || ref.Reason != tc.wantRefusal {
 					t.Fatalf("got route %+v, refusal %v; want refusal %q", r, ref, tc.wantRefusal)

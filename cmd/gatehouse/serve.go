@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/turn"
 )
 
 // serve runs gatehouse until ctx is cancelled (SIGTERM, SIGINT), reloading
@@ -25,13 +29,31 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	log := newLogger(cfg.Log, &level, logw)
 	slog.SetDefault(log)
 
+	bl, err := blacklist.New(cfg.Blacklist, blacklist.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	bl.Start()
+	defer bl.Close()
+
 	srv, err := proxy.NewServer(cfg, proxy.Options{
-		Handlers: protocols.Handlers(log),
+		Handlers: protocols.Handlers(cfg.Limits, log),
+		Guard:    bl,
 		Logger:   log,
 	})
 	if err != nil {
 		return err
 	}
+	relay, err := startTURN(cfg, bl, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer func() {
+		if relay != nil {
+			relay.Close()
+		}
+	}()
 	log.Info("gatehouse started", "version", version, "config", path, "services", len(cfg.Services))
 
 	hup := make(chan os.Signal, 1)
@@ -50,6 +72,16 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 				log.Error("reload failed: keeping the running configuration", "config", path, "err", err)
 				continue
 			}
+			bl.Reconfigure(next.Blacklist)
+			if !reflect.DeepEqual(next.TURN, cfg.TURN) {
+				// pion's server cannot change settings in place: restart it.
+				if relay != nil {
+					relay.Close()
+				}
+				if relay, err = startTURN(next, bl, log); err != nil {
+					log.Error("TURN server not restarted", "err", err)
+				}
+			}
 			level.Set(parseLevel(next.Log.Level))
 			cfg = next
 			log.Info("configuration reloaded", "config", path, "services", len(cfg.Services))
@@ -64,6 +96,18 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 			return nil
 		}
 	}
+}
+
+// startTURN starts the STUN/TURN server when turn.listen is set.
+func startTURN(cfg *configs.Config, bl *blacklist.List, log *slog.Logger) (*turn.Server, error) {
+	if cfg.TURN.Listen == "" {
+		return nil, nil
+	}
+	var certs []tls.Certificate
+	for _, ck := range cfg.TLS.Certificates {
+		certs = append(certs, ck.Loaded)
+	}
+	return turn.New(cfg.TURN, turn.Options{Guard: bl, Logger: log, Certificates: certs})
 }
 
 func logConfigErrors(log *slog.Logger, err error) {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package per
+
+const raceEnabled = false

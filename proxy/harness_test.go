@@ -135,7 +135,7 @@ func (g *recordingGuard) waitReason(t *testing.T, reason string) blacklist.Event
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
 // needProgram returns the path of a Debian program the test needs; without
@@ -70,23 +73,49 @@ func TestKamailioSipp(t *testing.T) {
 	})
 	waitListening(t, registrar)
 
-	gatehouse, g := startSIPGatehouse(t, registrar, "blacklist:\n  threshold: 5\n")
+	// Gatehouse on sip and sips; the registrar has a plain port only, so
+	// TLS clients without a certificate reach it over TCP (the mapping rule).
+	ca := testpki.NewCA(t, "sip-e2e")
+	cert := ca.Server("example.com", "127.0.0.1")
+	srv, g := startGatehouse(t, fmt.Sprintf(`listen:
+  sip: "127.0.0.1:%s"
+  sips: "127.0.0.1:%s"
+tls:
+  certificates: [{cert: %s, key: %s}]
+services:
+  - name: example.com
+    target: 127.0.0.1
+    ports: {sip: %s}
+blacklist:
+  threshold: 5
+`, freePort(t), freePort(t), cert.CertFile, cert.KeyFile, port(t, registrar)))
+	gatehouse := srv.Addr("sip").String()
 	// phone runs count registrations from src through gatehouse over one
 	// TCP connection; it fails when sipp does.
-	phone := func(src, scenario, user, password string, count int) error {
+	sippTo := func(to, src, scenario, user, password string, count int) error {
 		cmd := exec.CommandContext(ctx, sipp, "-sf", filepath.Join(e2e, scenario),
 			"-t", "t1", "-i", src, "-s", user, "-au", user, "-ap", password,
 			"-key", "domain", "example.com", "-m", fmt.Sprint(count),
-			"-nostdin", "-timeout", "10s", "-recv_timeout", "3s", gatehouse)
+			"-nostdin", "-timeout", "10s", "-recv_timeout", "3s", to)
 		cmd.Dir = t.TempDir() // sipp writes its logs beside it
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("sipp %s from %s: %v\n%s", scenario, src, err, lastLines(out, 15))
 		}
 		return nil
 	}
+	phone := func(src, scenario, user, password string, count int) error {
+		return sippTo(gatehouse, src, scenario, user, password, count)
+	}
 
 	if err := phone("127.0.0.3", "register.xml", "bob", "secret", 3); err != nil {
 		t.Fatalf("bob cannot register: %v", err)
+	}
+	// Over TLS: Debian's sipp has no TLS, so socat on 127.0.0.4 wraps its
+	// TCP connection in TLS to gatehouse's sips listener (verifying the
+	// certificate), from the same address.
+	tlsFront := startSocat(t, "127.0.0.4", srv.Addr("sips").String(), ca.File)
+	if err := sippTo(tlsFront, "127.0.0.4", "register.xml", "bob", "secret", 3); err != nil {
+		t.Fatalf("bob cannot register over TLS: %v", err)
 	}
 	if err := phone("127.0.0.2", "guess.xml", "alice", "guess", 8); err != nil {
 		t.Fatalf("the guesses were not refused by the registrar: %v", err)
@@ -106,10 +135,45 @@ func TestKamailioSipp(t *testing.T) {
 		t.Fatal("127.0.0.3 is blocked")
 	}
 	for _, r := range g.reasons() {
-		if r != "127.0.0.2 example.com: REGISTER credentials rejected (401)" {
+		// The readiness probe of socat's port made it open a TLS connection
+		// that closed without a message: suspicious, as it should be.
+		probe := r == "127.0.0.4 : closed before first packet"
+		if r != "127.0.0.2 example.com: REGISTER credentials rejected (401)" && !probe {
 			t.Errorf("unexpected event %q", r)
 		}
 	}
+}
+
+// startSocat listens on src and forwards each connection over TLS to
+// addr from src, verifying the server against caFile; it returns the
+// address to connect to.
+func startSocat(t *testing.T, src, addr, caFile string) string {
+	t.Helper()
+	socat := needProgram(t, "socat", "socat")
+	listen := src + ":" + freePort(t)
+	_, p, _ := strings.Cut(listen, ":")
+	var out bytes.Buffer
+	cmd := exec.Command(socat, "TCP-LISTEN:"+p+",bind="+src+",reuseaddr,fork",
+		"OPENSSL:"+addr+",bind="+src+",cafile="+caFile+",commonname=example.com,verify=1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its forked children go with it
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		<-done
+		if t.Failed() {
+			t.Logf("socat:\n%s", out.String())
+		}
+	})
+	waitListening(t, listen)
+	return listen
 }
 
 func lastLines(b []byte, n int) []byte {

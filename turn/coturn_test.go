@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -16,24 +15,18 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 // End-to-end tests with coturn's own clients (Debian package coturn):
 // turnutils_uclient allocates, binds channels and streams to
 // turnutils_peer, which echoes; turnutils_stunclient sends bindings.
 
-// coturnTool returns the path of a coturn client program. Missing, the
-// test is skipped, except in CI where it must be installed.
+// coturnTool returns the path of a coturn client program.
 func coturnTool(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found: CI must install the Debian package coturn", name)
-		}
-		t.Skipf("%s not found: install the Debian package coturn to run this test", name)
-	}
-	return path
+	return testpeer.Program(t, name, "coturn")
 }
 
 // coturnPeer runs turnutils_peer on 127.0.0.1 and returns its port.

@@ -3,6 +3,7 @@
 //	gatehouse run -config FILE      serve until SIGTERM; SIGHUP reloads FILE
 //	gatehouse check -config FILE    validate FILE and print a summary or every error
 //	gatehouse hash-password         read a password on stdin, print its bcrypt hash
+//	gatehouse health -config FILE   ask the running gatehouse's admin listener for /healthz
 //	gatehouse version               print the version
 package main
 
@@ -35,6 +36,8 @@ const usage = `usage:
   gatehouse run -config FILE      serve; SIGHUP reloads FILE, SIGTERM stops
   gatehouse check -config FILE    validate FILE: a summary, or every error with its line
   gatehouse hash-password         read a password on stdin, print its bcrypt hash
+  gatehouse health -config FILE   exit 0 when the running gatehouse answers GET /healthz
+                                  on admin.listen, else 1 (for HEALTHCHECK and monitoring)
   gatehouse version               print the version
 `
 
@@ -63,6 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "hash-password":
 		return hashPassword(stdin, stdout, stderr)
+	case "health":
+		return health(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 		return 0

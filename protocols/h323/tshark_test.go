@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 // TestTshark is the independent oracle for the test vectors: Wireshark's
@@ -17,13 +19,7 @@ import (
 // reads from it. tshark decodes TCP port 1720 as TPKT, Q.931 and H.225.0
 // by default, and the RAS inside H.460.17 with it.
 func TestTshark(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tshark is missing (Debian package tshark)")
-		}
-		t.Skip("tshark is missing: apt-get install tshark")
-	}
+	tshark := testpeer.Program(t, "tshark", "tshark")
 	packets := make([][]byte, len(vectors))
 	fromTarget := make([]bool, len(vectors))
 	for i, v := range vectors {

@@ -8,12 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/protocols/ldap/internal/slapdtest"
 )
 
@@ -129,7 +129,7 @@ func dialFrom(t *testing.T, src, addr string) *goldap.Conn {
 type gatehouse struct {
 	ldap, ldaps string // listen addresses
 	caFile      string // the CA of gatehouse's certificate, for clients
-	log         *lockedBuffer
+	log         *testpeer.Log
 }
 
 // startGatehouse builds and runs the binary with a configuration routing
@@ -153,7 +153,7 @@ func startGatehouse(t *testing.T, com, org *slapdtest.Server) *gatehouse {
 			t.Fatal(err)
 		}
 	}
-	gh := &gatehouse{ldap: freeAddr(t), ldaps: freeAddr(t), caFile: filepath.Join(dir, "ca.pem"), log: &lockedBuffer{}}
+	gh := &gatehouse{ldap: freeAddr(t), ldaps: freeAddr(t), caFile: filepath.Join(dir, "ca.pem"), log: &testpeer.Log{}}
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	config := fmt.Sprintf(`listen:
   ldap: %q
@@ -236,23 +236,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// lockedBuffer collects the binary's log, written by exec's copying
-// goroutine and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 var update = flag.Bool("update", false, "capture the testdata/*.client and *.target streams afresh from sipgo and sipp")
@@ -112,7 +114,7 @@ func TestCaptureFixtures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Wait()
-	waitListening(t, "127.0.0.1:"+uas)
+	testpeer.WaitListening(t, "127.0.0.1:"+uas)
 	capture(t, "sipp-uac", func(dest string) {
 		uac := exec.CommandContext(ctx, "sipp", "-sn", "uac", "-t", "t1", "-i", "127.0.0.1", "-m", "1", "-nostdin", dest)
 		uac.Dir = t.TempDir()

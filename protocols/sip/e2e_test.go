@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,30 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
-
-// needProgram returns the path of a Debian program the test needs; without
-// it the test is skipped, or fails under CI=true, where it must run.
-func needProgram(t *testing.T, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: install the Debian package %s", name, pkg)
-		}
-		t.Skipf("%s is missing (Debian package %s)", name, pkg)
-	}
-	return path
-}
 
 // TestKamailioSipp is the end-to-end test: sipp phones register through
 // gatehouse with Kamailio (testdata/e2e/kamailio.cfg) as the registrar. A
 // REGISTER brute force from 127.0.0.2 gets that address blacklisted while
 // 127.0.0.3 keeps registering.
 func TestKamailioSipp(t *testing.T) {
-	kamailio := needProgram(t, "kamailio", "kamailio")
-	sipp := needProgram(t, "sipp", "sip-tester")
+	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	sipp := testpeer.Program(t, "sipp", "sip-tester")
 	e2e, err := filepath.Abs(filepath.Join("testdata", "e2e"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +57,7 @@ func TestKamailioSipp(t *testing.T) {
 			t.Logf("kamailio:\n%s", kamLog.String())
 		}
 	})
-	waitListening(t, registrar)
+	testpeer.WaitListening(t, registrar)
 
 	// Gatehouse on sip and sips; the registrar has a plain port only, so
 	// TLS clients without a certificate reach it over TCP (the mapping rule).
@@ -149,7 +135,7 @@ blacklist:
 // address to connect to.
 func startSocat(t *testing.T, src, addr, caFile string) string {
 	t.Helper()
-	socat := needProgram(t, "socat", "socat")
+	socat := testpeer.Program(t, "socat", "socat")
 	listen := src + ":" + freePort(t)
 	_, p, _ := strings.Cut(listen, ":")
 	var out bytes.Buffer
@@ -172,7 +158,7 @@ func startSocat(t *testing.T, src, addr, caFile string) string {
 			t.Logf("socat:\n%s", out.String())
 		}
 	})
-	waitListening(t, listen)
+	testpeer.WaitListening(t, listen)
 	return listen
 }
 

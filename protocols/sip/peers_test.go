@@ -20,6 +20,8 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -301,7 +303,7 @@ func (p *phone) call(ctx context.Context, callee, password string) (int, error) 
 type recorder struct {
 	ln             net.Listener
 	target         string
-	client, server lockedBuffer
+	client, server testpeer.Log
 	done           chan struct{}
 }
 
@@ -344,24 +346,6 @@ func (r *recorder) serve() {
 	wg.Wait()
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b = append(l.b, p...)
-	return len(p), nil
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.b...)
-}
-
 func expectStatus(t *testing.T, what string, want int) func(int, error) {
 	return func(got int, err error) {
 		t.Helper()
@@ -371,23 +355,4 @@ func expectStatus(t *testing.T, what string, want int) func(int, error) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
-// waitListening waits until something accepts TCP connections on addr.
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-	}
-	t.Fatalf("nothing listens on %s", addr)
-}
+func freePort(t *testing.T) string { return strconv.Itoa(testpeer.FreePort(t)) }

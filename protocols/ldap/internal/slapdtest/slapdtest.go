@@ -11,7 +11,6 @@
 package slapdtest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,9 +25,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 // A User is an inetOrgPerson uid=UID under the suffix, with a cleartext
@@ -58,7 +58,7 @@ type Server struct {
 	// CA issued the server's certificate: trust it to reach slapd over TLS.
 	CA *CA
 
-	log *syncBuffer
+	log *testpeer.Log
 }
 
 // Log returns what slapd logged so far: one line per connection and
@@ -74,26 +74,11 @@ func (s *Server) URL() string { return "ldap://" + s.Addr }
 // LDAPSURL returns the ldaps:// URL of the TLS listener.
 func (s *Server) LDAPSURL() string { return "ldaps://" + s.LDAPSAddr }
 
-// Lookup finds a program the way the tests need it: slapd and slapadd live
-// in /usr/sbin, often not on a test's PATH. It skips t when the program is
-// missing, or fails t under CI=true, where every test must run.
+// Lookup finds a program the tests need (slapd and slapadd live in
+// /usr/sbin): see testpeer.Program.
 func Lookup(t testing.TB, program, pkg string) string {
 	t.Helper()
-	if p, err := exec.LookPath(program); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/libexec"} {
-		p := filepath.Join(dir, program)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("%s not installed (Debian package %s)", program, pkg)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testpeer.Program(t, program, pkg)
 }
 
 // Start runs slapd for cfg until t ends.
@@ -131,7 +116,7 @@ func Start(t testing.TB, cfg Config) *Server {
 			s.LDAPSAddr = freeAddr(t)
 			urls += " ldaps://" + s.LDAPSAddr + "/"
 		}
-		s.log = &syncBuffer{}
+		s.log = &testpeer.Log{}
 		if lastErr = run(t, slapd, conf, urls, s.Addr, s.log); lastErr == nil {
 			return s
 		}
@@ -143,7 +128,7 @@ func Start(t testing.TB, cfg Config) *Server {
 // run starts slapd in the foreground and waits until addr accepts
 // connections. On success the process belongs to t: Cleanup kills it and
 // waits for it, and shows log if t failed.
-func run(t testing.TB, slapd, conf, urls, addr string, log *syncBuffer) error {
+func run(t testing.TB, slapd, conf, urls, addr string, log *testpeer.Log) error {
 	// -d stats keeps slapd in the foreground and logs each operation.
 	cmd := exec.Command(slapd, "-d", "stats", "-f", conf, "-h", urls)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -245,25 +230,6 @@ func write(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer collects slapd's output, written by exec's copying goroutine
-// and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // A CA issues certificates for a test: slapd's, and gatehouse's for the

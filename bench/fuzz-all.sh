@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Runs every Go fuzz target in the module for a while each (default 20s).
-# New interesting inputs land in the package's testdata/fuzz/<Target>/,
-# which `go test` replays as regression cases: commit the ones worth keeping.
+# Runs every Go fuzz target in the module for a while each (default 20s),
+# one worker each (FUZZ_WORKERS) so the machine stays usable.
+#
+# The fuzzer keeps the inputs that found new coverage in Go's build cache,
+# not in the tree; with KEEP=N the script copies the N smallest of them for
+# each target into the package's testdata/fuzz/<Target>/, where every
+# `go test` replays them as regression cases. Commit those. PKGS limits
+# the run to some packages (go list patterns). A crasher is
+# written to testdata/fuzz/<Target>/ by the fuzzer itself and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${1:-20s}
-for pkg in $(go list ./...); do
+keep=${KEEP:-0}
+workers=${FUZZ_WORKERS:-1}
+cache=$(go env GOCACHE)/fuzz
+for pkg in $(go list ${PKGS:-./...}); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "== $pkg $target ($fuzztime)"
-		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime"
+		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel "$workers"
+		if [ "$keep" -gt 0 ] && [ -d "$cache/$pkg/$target" ]; then
+			mkdir -p "$dir/testdata/fuzz/$target"
+			# ls -S sorts by size, largest first: keep the tail.
+			ls -S "$cache/$pkg/$target" | tail -n "$keep" | while read -r f; do
+				cp "$cache/$pkg/$target/$f" "$dir/testdata/fuzz/$target/$f"
+			done
+			echo "   kept $(ls "$dir/testdata/fuzz/$target" | wc -l) inputs in ${dir#$PWD/}/testdata/fuzz/$target"
+		fi
 	done
 done

@@ -170,9 +170,18 @@ type Admin struct {
 	Key  string `yaml:"key"`
 	// MetricsPublic serves /metrics without authentication.
 	MetricsPublic bool `yaml:"metrics_public"`
+	// StateDir holds what the admin UI keeps between runs: the self-signed
+	// certificate made when neither admin.cert nor tls.certificates is set.
+	StateDir string `yaml:"state_dir"`
+	// SessionTimeout is how long a login lasts; a session is never extended.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// Backups is how many earlier versions of the configuration file the
+	// admin UI keeps when it saves a new one (FILE.1 the latest).
+	Backups int `yaml:"backups"`
 
 	// Loaded is the pair read from Cert and Key; nil when they are not set
-	// and the admin listener uses the tls certificates.
+	// and the admin listener uses the tls certificates (or, with none, a
+	// self-signed certificate kept in StateDir).
 	Loaded *tls.Certificate `yaml:"-"`
 }
 

@@ -180,7 +180,7 @@ func TestLoad(t *testing.T) {
 	t.Run("relative paths are relative to the file", func(t *testing.T) {
 		name := filepath.Join(fx.dir, "gatehouse.yaml")
 		data := "tls:\n  certificates: [{cert: example.com.crt, key: example.com.key}]\n  client_cas: [example.com.crt]\n" +
-			"blacklist: {state: state.json}\nadmin: {cert: /abs/a.crt, key: example.com.key}\n"
+			"blacklist: {state: state.json}\nadmin: {cert: /abs/a.crt, key: example.com.key, state_dir: state}\n"
 		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,8 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.File != name || c.TLS.Certificates[0].Cert != fx.cert || c.TLS.ClientCAs[0] != fx.cert ||
-			c.Blacklist.State != filepath.Join(fx.dir, "state.json") || c.Admin.Key != fx.key || c.Admin.Loaded == nil {
+			c.Blacklist.State != filepath.Join(fx.dir, "state.json") || c.Admin.Key != fx.key || c.Admin.Loaded == nil ||
+			c.Admin.StateDir != filepath.Join(fx.dir, "state") {
 			t.Errorf("paths not resolved against %s: %+v", fx.dir, c)
 		}
 	})

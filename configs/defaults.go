@@ -51,6 +51,15 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	// Only an absent key means the default: "deny_peers: []" denies nothing.
 	def(written, "turn.deny_peers", &t.DenyPeers, slices.Clone(DefaultDenyPeers))
 
+	// Where a package installs its state (the blacklist's state file
+	// lives there too in the example configuration).
+	def(written, "admin.state_dir", &c.Admin.StateDir, "/var/lib/gatehouse")
+	// A working day: an administrator logs in once in the morning, and a
+	// session cookie left on a shared laptop does not last until the next.
+	def(written, "admin.session_timeout", &c.Admin.SessionTimeout, 8*time.Hour)
+	// Enough to undo the last few changes made through the UI.
+	def(written, "admin.backups", &c.Admin.Backups, 3)
+
 	// Info logs what an operator acts on; debug logs every routing decision.
 	def(written, "log.level", &c.Log.Level, "info")
 	// Text reads well in journald; json is for log shippers.

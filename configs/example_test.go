@@ -131,8 +131,11 @@ func TestExample(t *testing.T) {
 			MaxLifetime:           time.Hour,
 		}},
 		{"admin", c.Admin, configs.Admin{
-			Listen: "127.0.0.1:8443",
-			Users:  []configs.AdminUser{{Name: "admin", PasswordHash: fx.hash}},
+			Listen:         "127.0.0.1:8443",
+			Users:          []configs.AdminUser{{Name: "admin", PasswordHash: fx.hash}},
+			StateDir:       "/var/lib/gatehouse",
+			SessionTimeout: 8 * time.Hour,
+			Backups:        3,
 		}},
 		{"log", c.Log, configs.Log{Level: "info", Format: "text"}},
 		{"limits", c.Limits, configs.Limits{

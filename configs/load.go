@@ -89,6 +89,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	abs(&c.Admin.Cert)
 	abs(&c.Admin.Key)
+	abs(&c.Admin.StateDir)
 	abs(&c.Blacklist.State)
 }
 

@@ -77,8 +77,10 @@ func (v *validator) listeners() {
 		ls = v.listener(ls, "turn.tls_listen", c.TURN.TLSListen)
 	}
 	if c.Admin.Listen != "" {
-		if noCerts && c.Admin.Cert == "" {
-			v.errorf("admin.listen", "the admin UI is served over TLS and needs tls.certificates or admin.cert and admin.key")
+		// Without tls.certificates or admin.cert the admin listener makes a
+		// self-signed certificate in admin.state_dir (see webui).
+		if noCerts && c.Admin.Cert == "" && c.Admin.StateDir == "" {
+			v.errorf("admin.state_dir", "needed to keep the admin UI's self-signed certificate (or set admin.cert and admin.key)")
 		}
 		ls = v.listener(ls, "admin.listen", c.Admin.Listen)
 	}
@@ -258,8 +260,19 @@ func (v *validator) turn() {
 	if t.Realm == "" && (len(t.Accounts) > 0 || t.Secret != "") {
 		v.errorf("turn.realm", "required with accounts or a secret")
 	}
-	if _, err := netip.ParseAddr(t.RelayAddress); t.RelayAddress != "" && err != nil {
+	relays := t.Listen != "" && (len(t.Accounts) > 0 || t.Secret != "")
+	if ip, err := netip.ParseAddr(t.RelayAddress); t.RelayAddress != "" && err != nil {
 		v.errorf("turn.relay_address", "%q is not an IP address", t.RelayAddress)
+	} else if relays && t.RelayAddress != "" && !ip.Unmap().Is4() {
+		v.errorf("turn.relay_address", "%s: relays are IPv4 only", ip)
+	}
+	if relays && t.RelayAddress == "" {
+		// Clients must be told a reachable address; a wildcard listen has none.
+		if host, _, err := net.SplitHostPort(t.Listen); err == nil {
+			if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+				v.errorf("turn.relay_address", "required when turn.listen (%q) has no specific address: the public IPv4 address offered to clients", t.Listen)
+			}
+		}
 	}
 	switch r := t.RelayPorts; {
 	case r.Min < 1:
@@ -308,6 +321,10 @@ func (v *validator) admin() {
 		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 			v.errorf(key+".password_hash", "missing or not a bcrypt hash (make one with `gatehouse hash-password`)")
 		}
+	}
+	v.positive("admin.session_timeout", a.SessionTimeout)
+	if a.Backups < 0 || a.Backups > 100 {
+		v.errorf("admin.backups", "%d is not from 0 to 100", a.Backups)
 	}
 	switch {
 	case a.Cert == "" && a.Key == "":

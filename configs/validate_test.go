@@ -92,10 +92,14 @@ listen:
 			[]string{`1: listen.sips: sips is TLS and needs tls.certificates`}},
 		{"turn TLS without certificates", `turn: {tls_listen: ":5349"}`,
 			[]string{`1: turn.tls_listen: TURN over TLS needs tls.certificates`}},
-		{"admin without certificates", `admin:
+		{"admin without certificates makes its own in the state directory", `admin:
   listen: ":8443"
-  users: [{name: a, password_hash: "{hash}"}]`,
-			[]string{`2: admin.listen: the admin UI is served over TLS and needs tls.certificates or admin.cert and admin.key`}},
+  users: [{name: a, password_hash: "{hash}"}]`, nil},
+		{"admin without certificates nor a state directory", `admin:
+  listen: ":8443"
+  users: [{name: a, password_hash: "{hash}"}]
+  state_dir: ""`,
+			[]string{`4: admin.state_dir: needed to keep the admin UI's self-signed certificate`}},
 
 		// tls
 		{"certificate file missing", `tls:
@@ -204,8 +208,24 @@ listen:
 		// turn
 		{"accounts need a realm", `turn:
   listen: ":3478"
+  relay_address: 192.0.2.5
   accounts: [{user: a, password: b}]`,
 			[]string{`1: turn.realm: required with accounts or a secret`}},
+		{"relaying on a wildcard listen needs a relay address", `turn:
+  listen: ":3478"
+  realm: example.com
+  accounts: [{user: a, password: b}]`,
+			[]string{`1: turn.relay_address: required when turn.listen (":3478") has no specific address`}},
+		{"relay address of a specific listen is implied", `turn:
+  listen: "192.0.2.5:3478"
+  realm: example.com
+  secret: s3cret`, nil},
+		{"relay address IPv6", `turn:
+  listen: "[::]:3478"
+  realm: example.com
+  relay_address: "2001:db8::5"
+  secret: s3cret`,
+			[]string{`4: turn.relay_address: 2001:db8::5: relays are IPv4 only`}},
 		{"secret needs a realm", `turn:
   secret: s3cret`,
 			[]string{`1: turn.realm: required`}},
@@ -257,6 +277,12 @@ admin:
   cert: "{cert}"
   key: "{otherkey}"`,
 			[]string{`1: admin: ` + fx.cert + ` and ` + fx.otherKey + `: tls: private key does not match`}},
+		{"admin session and backups", `admin:
+  session_timeout: 0s
+  backups: -1`,
+			[]string{`2: admin.session_timeout: 0s is not a positive duration`, `3: admin.backups: -1 is not from 0 to 100`}},
+		{"admin session timeout without a unit", `admin: {session_timeout: 30}`,
+			[]string{`1: admin.session_timeout:`}},
 		{"admin with its own certificate", `admin:
   listen: "127.0.0.1:8443"
   users: [{name: a, password_hash: "{hash}"}]

@@ -84,6 +84,7 @@ func (c *Conn) Route(name, identity string) (*Route, error) {
 	c.srv.log.Debug("routed", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name,
 		"service", r.Service.Name, "target", r.Addr, "target_type", r.Type)
 	c.setRoute(r.Service.Name, r.Addr)
+	c.srv.stats.forward(c.Info.Type.Name, r.Service.Name)
 	return r, nil
 }
 
@@ -94,6 +95,7 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	ctx, cancel := context.WithTimeout(ctx, c.Table.Config.Limits.DialTimeout)
 	defer cancel()
 	var d net.Dialer
+	start := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", r.Addr)
 	if err == nil && r.TLS != nil {
 		conn, err = c.clientTLS(ctx, conn, r, upgrade)
@@ -102,6 +104,7 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 		c.Report(r.Service.Name, ReasonUnreachable, err)
 		return nil, err
 	}
+	c.srv.stats.dialed(r.Service.Name, time.Since(start))
 	return conn, nil
 }
 

@@ -51,7 +51,9 @@ func (l *listener) serve() {
 func (l *listener) handle(raw net.Conn) {
 	defer l.srv.wg.Done()
 	client := clientAddr(raw)
-	if g := l.srv.opts.Guard; g != nil && g.Blocked(client.Addr()) {
+	blocked := l.srv.opts.Guard != nil && l.srv.opts.Guard.Blocked(client.Addr())
+	l.srv.stats.accept(l.typ.Name, blocked)
+	if blocked {
 		// Closed before a byte is read or a TLS handshake is started.
 		raw.Close()
 		return

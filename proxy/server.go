@@ -45,6 +45,7 @@ type Server struct {
 	log   *slog.Logger
 	table atomic.Pointer[Table]
 	ids   atomic.Uint64
+	stats *stats // counters for the admin UI (stats.go)
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[string]*listener
@@ -79,6 +80,7 @@ func NewServer(cfg *configs.Config, opts Options) (*Server, error) {
 		listeners: make(map[string]*listener),
 		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[netip.Addr]int),
+		stats:     newStats(),
 	}
 	if err := s.apply(cfg); err != nil {
 		s.closeListeners()
@@ -274,6 +276,7 @@ func (s *Server) report(ev blacklist.Event, err error) {
 		attrs = append(attrs, "err", err)
 	}
 	s.log.Info("refused", attrs...)
+	s.stats.refuse(ev, ev.Service != "" && s.Table().Config.Service(ev.Service) != nil)
 	if s.opts.Guard != nil {
 		s.opts.Guard.Report(ev)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
@@ -16,7 +18,25 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/turn"
+	"github.com/gatehouse-pbx/gatehouse/webui"
 )
+
+// app is a running gatehouse: the parts serve wires together, and the one
+// reload path that SIGHUP, the admin UI and the admin API all use.
+type app struct {
+	path   string
+	log    *slog.Logger
+	level  *slog.LevelVar
+	bl     *blacklist.List
+	events *webui.EventLog
+	srv    *proxy.Server
+	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
+	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
+
+	mu    sync.Mutex // one reload at a time; guards the fields below
+	cfg   *configs.Config
+	admin *webui.Server
+}
 
 // serve runs gatehouse until ctx is cancelled (SIGTERM, SIGINT), reloading
 // the configuration on SIGHUP.
@@ -35,25 +55,38 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	}
 	bl.Start()
 	defer bl.Close()
+	var a *app
+	defer func() { a.bg.Wait() }()
+	a = &app{path: path, log: log, level: &level, bl: bl, cfg: cfg,
+		// Every part reports through the event log, so the admin UI shows
+		// refusals of the service ports, TURN and the admin listener alike.
+		events: webui.NewEventLog(bl, webui.DefaultEventLogSize)}
 
-	srv, err := proxy.NewServer(cfg, proxy.Options{
+	a.srv, err = proxy.NewServer(cfg, proxy.Options{
 		Handlers: protocols.Handlers(cfg.Limits, log),
-		Guard:    bl,
+		Guard:    a.events,
 		Logger:   log,
 	})
 	if err != nil {
 		return err
 	}
-	relay, err := startTURN(cfg, bl, log)
+	relay, err := startTURN(cfg, a.events, log)
 	if err != nil {
-		srv.Close()
+		a.srv.Close()
 		return err
 	}
+	a.relay.Store(relay)
 	defer func() {
-		if relay != nil {
-			relay.Close()
+		if r := a.relay.Load(); r != nil {
+			r.Close()
 		}
 	}()
+	if cfg.Admin.Listen != "" {
+		if a.admin, err = a.startAdmin(cfg); err != nil {
+			a.srv.Close()
+			return err
+		}
+	}
 	log.Info("gatehouse started", "version", version, "config", path, "services", len(cfg.Services))
 
 	hup := make(chan os.Signal, 1)
@@ -68,28 +101,20 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 				log.Error("reload failed: keeping the running configuration", "config", path)
 				continue
 			}
-			if err := srv.Reload(next); err != nil {
+			if err := a.reload(next); err != nil {
 				log.Error("reload failed: keeping the running configuration", "config", path, "err", err)
-				continue
 			}
-			bl.Reconfigure(next.Blacklist)
-			if !reflect.DeepEqual(next.TURN, cfg.TURN) {
-				// pion's server cannot change settings in place: restart it.
-				if relay != nil {
-					relay.Close()
-				}
-				if relay, err = startTURN(next, bl, log); err != nil {
-					log.Error("TURN server not restarted", "err", err)
-				}
-			}
-			level.Set(parseLevel(next.Log.Level))
-			cfg = next
-			log.Info("configuration reloaded", "config", path, "services", len(cfg.Services))
 		case <-ctx.Done():
+			a.mu.Lock()
+			cfg, admin := a.cfg, a.admin
+			a.mu.Unlock()
 			log.Info("shutting down", "grace", cfg.Limits.ShutdownTimeout)
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
 			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
+			if admin != nil {
+				admin.Shutdown(sctx)
+			}
+			if err := a.srv.Shutdown(sctx); err != nil {
 				log.Warn("shutdown grace period over: connections closed", "err", err)
 			}
 			log.Info("stopped")
@@ -98,8 +123,69 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	}
 }
 
+// reload switches every part to next, a validated configuration. New
+// connections use it; established ones keep the configuration they were
+// accepted under. When the proxy cannot take it (a port in use) nothing
+// changes and the error says why.
+func (a *app) reload(next *configs.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.srv.Reload(next); err != nil {
+		return err
+	}
+	a.bl.Reconfigure(next.Blacklist)
+	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) {
+		// pion's server cannot change settings in place: restart it.
+		if r := a.relay.Swap(nil); r != nil {
+			r.Close()
+		}
+		r, err := startTURN(next, a.events, a.log)
+		if err != nil {
+			a.log.Error("TURN server not restarted", "err", err)
+		}
+		a.relay.Store(r)
+	}
+	a.level.Set(parseLevel(next.Log.Level))
+	switch {
+	case a.admin != nil && next.Admin.Listen == "":
+		// Stopped after this request: the one applying the change may be
+		// on the admin listener itself. Shutdown lets it finish.
+		old := a.admin
+		a.admin = nil
+		a.bg.Go(func() { old.Shutdown(context.Background()) })
+		a.log.Info("admin UI stopped: admin.listen is no longer set")
+	case a.admin != nil:
+		if err := a.admin.Reconfigure(next); err != nil {
+			a.log.Error("admin UI keeps part of its previous settings", "err", err)
+		}
+	case next.Admin.Listen != "":
+		admin, err := a.startAdmin(next)
+		if err != nil {
+			a.log.Error("admin UI not started", "err", err)
+		}
+		a.admin = admin
+	}
+	a.cfg = next
+	a.log.Info("configuration reloaded", "config", a.path, "services", len(next.Services))
+	return nil
+}
+
+// startAdmin opens the admin listener.
+func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
+	return webui.New(cfg, webui.Options{
+		Proxy:     a.srv,
+		Blacklist: a.bl,
+		Guard:     a.events,
+		Events:    a.events,
+		TURN:      a.relay.Load,
+		Apply:     a.reload,
+		Logger:    a.log,
+		Version:   version,
+	})
+}
+
 // startTURN starts the STUN/TURN server when turn.listen is set.
-func startTURN(cfg *configs.Config, bl *blacklist.List, log *slog.Logger) (*turn.Server, error) {
+func startTURN(cfg *configs.Config, guard turn.Guard, log *slog.Logger) (*turn.Server, error) {
 	if cfg.TURN.Listen == "" {
 		return nil, nil
 	}
@@ -107,7 +193,7 @@ func startTURN(cfg *configs.Config, bl *blacklist.List, log *slog.Logger) (*turn
 	for _, ck := range cfg.TLS.Certificates {
 		certs = append(certs, ck.Loaded)
 	}
-	return turn.New(cfg.TURN, turn.Options{Guard: bl, Logger: log, Certificates: certs})
+	return turn.New(cfg.TURN, turn.Options{Guard: guard, Logger: log, Certificates: certs})
 }
 
 func logConfigErrors(log *slog.Logger, err error) {

@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
+)
+
+// Stats are the listener layer's counters since the Server started, for the
+// admin UI and /metrics. Every map is a copy the caller owns.
+type Stats struct {
+	// Accepted counts connections accepted, by service type; Blocked the
+	// part of them closed at once because the Guard blocked the client.
+	Accepted map[string]uint64
+	Blocked  map[string]uint64
+	// Services counts requests per service type and service, sorted by
+	// service then type. Service "" collects refusals that named no
+	// configured service (unknown names are not kept, so that a scanner
+	// cannot grow this list).
+	Services []ServiceStats
+	// Reasons counts refusals by reason (the Reason constants and the
+	// protocols' own); reasons beyond maxReasons are counted as "other".
+	Reasons map[string]uint64
+	// DialErrors counts failed connections to a target, by service
+	// (reported with ReasonUnreachable, by any handler).
+	DialErrors map[string]uint64
+	// DialLatency holds the time successful target connections took, TLS
+	// included, by service. Only handlers that dial through Conn.Dial feed it.
+	DialLatency map[string]Histogram
+}
+
+// ServiceStats counts one service type of one service.
+type ServiceStats struct {
+	Type, Service string
+	// Forwarded counts requests routed to the service's target (each
+	// request on a kept-alive HTTP connection, each stream connection).
+	Forwarded uint64
+	// Refused counts suspicious requests reported for the service.
+	Refused uint64
+}
+
+// Histogram is a latency distribution in the shape Prometheus uses:
+// Buckets[i] counts observations of at most DialBuckets[i] seconds
+// (cumulative); Count and Sum (seconds) cover every observation.
+type Histogram struct {
+	Count   uint64
+	Sum     float64
+	Buckets []uint64
+}
+
+// DialBuckets are the upper bounds, in seconds, of DialLatency's buckets:
+// targets are on the local network, so most dials take well under 10 ms and
+// limits.dial_timeout (5s by default) ends the slowest.
+var DialBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// maxReasons bounds the distinct refusal reasons counted: protocols may
+// report parse errors in their reason text, which must not grow a metric
+// without end.
+const maxReasons = 64
+
+// stats is the live form of Stats. One mutex is enough: it is taken once
+// per connection or request, never per byte.
+type stats struct {
+	mu       sync.Mutex
+	accepted map[string]uint64
+	blocked  map[string]uint64
+	services map[serviceKey]*ServiceStats
+	reasons  map[string]uint64
+	dialErrs map[string]uint64
+	dialLat  map[string]*Histogram
+}
+
+type serviceKey struct{ typ, service string }
+
+func newStats() *stats {
+	return &stats{
+		accepted: map[string]uint64{},
+		blocked:  map[string]uint64{},
+		services: map[serviceKey]*ServiceStats{},
+		reasons:  map[string]uint64{},
+		dialErrs: map[string]uint64{},
+		dialLat:  map[string]*Histogram{},
+	}
+}
+
+func (s *stats) accept(typ string, blocked bool) {
+	s.mu.Lock()
+	s.accepted[typ]++
+	if blocked {
+		s.blocked[typ]++
+	}
+	s.mu.Unlock()
+}
+
+// service returns the counters of typ and service; s.mu is held.
+func (s *stats) service(typ, service string) *ServiceStats {
+	k := serviceKey{typ, service}
+	ss := s.services[k]
+	if ss == nil {
+		ss = &ServiceStats{Type: typ, Service: service}
+		s.services[k] = ss
+	}
+	return ss
+}
+
+func (s *stats) forward(typ, service string) {
+	s.mu.Lock()
+	s.service(typ, service).Forwarded++
+	s.mu.Unlock()
+}
+
+// refuse counts a suspicious request; known says whether ev.Service is a
+// configured service (else it is counted under "").
+func (s *stats) refuse(ev blacklist.Event, known bool) {
+	service := ev.Service
+	if !known {
+		service = ""
+	}
+	reason := ev.Reason
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.reasons[reason]; !ok && len(s.reasons) >= maxReasons {
+		reason = "other"
+	}
+	s.reasons[reason]++
+	s.service(ev.Type, service).Refused++
+	if ev.Reason == ReasonUnreachable {
+		s.dialErrs[service]++
+	}
+}
+
+func (s *stats) dialed(service string, d time.Duration) {
+	sec := d.Seconds()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.dialLat[service]
+	if h == nil {
+		h = &Histogram{Buckets: make([]uint64, len(DialBuckets))}
+		s.dialLat[service] = h
+	}
+	h.Count++
+	h.Sum += sec
+	for i, b := range DialBuckets {
+		if sec <= b {
+			h.Buckets[i]++
+		}
+	}
+}
+
+func (s *stats) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Stats{
+		Accepted:    cloneMap(s.accepted),
+		Blocked:     cloneMap(s.blocked),
+		Reasons:     cloneMap(s.reasons),
+		DialErrors:  cloneMap(s.dialErrs),
+		DialLatency: make(map[string]Histogram, len(s.dialLat)),
+		Services:    make([]ServiceStats, 0, len(s.services)),
+	}
+	for svc, h := range s.dialLat {
+		c := *h
+		c.Buckets = slices.Clone(h.Buckets)
+		out.DialLatency[svc] = c
+	}
+	for _, ss := range s.services {
+		out.Services = append(out.Services, *ss)
+	}
+	slices.SortFunc(out.Services, func(a, b ServiceStats) int {
+		if c := strings.Compare(strings.ToLower(a.Service), strings.ToLower(b.Service)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Type, b.Type)
+	})
+	return out
+}
+
+func cloneMap(m map[string]uint64) map[string]uint64 {
+	c := make(map[string]uint64, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats { return s.stats.snapshot() }

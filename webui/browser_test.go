@@ -1,0 +1,152 @@
+package webui
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's headless Chromium. Missing, the test skips,
+// except in CI (CI=true), where a missing browser is a broken setup.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed (.ci/run installs it)")
+	}
+	t.Skip("chromium is not installed")
+	return ""
+}
+
+// TestBrowser drives the admin UI in headless Chromium as an administrator
+// would: log in, watch a client that sends bad requests appear on the
+// blacklist page without reloading it, remove it, and see the client served
+// again. It saves a screenshot of every page in testdata/screenshots.
+func TestBrowser(t *testing.T) {
+	exe := chromium(t)
+	a := newAppliance(t, "")
+	shots := filepath.Join("testdata", "screenshots")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // root in a container has no user namespace for the sandbox
+		// Trust the admin UI's self-signed certificate by its key, as an
+		// administrator does by its fingerprint. (With certificate errors
+		// merely ignored, Chromium does not keep the Secure cookies.)
+		chromedp.Flag("ignore-certificate-errors-spki-list", spki(t, filepath.Join(a.dir, "state", selfCertFile))),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancelCtx()
+	// The first call starts the browser and must not have a timeout (it
+	// would stop the browser); the steps after it get generous ones, for a
+	// slow two-core CI machine under -race.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
+		})
+	}
+	// press clicks a button the way a user's click would, through the DOM:
+	// synthetic mouse events that start a navigation can wait forever for
+	// their acknowledgement in headless Chromium.
+	press := func(sel string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.WaitVisible(sel),
+			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := chromedp.Evaluate[bool]("document.querySelector("+strconv.Quote(sel)+").click(), true")(ctx, tg)
+				return err
+			}),
+		)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+
+	// Some traffic first, so the dashboard has numbers to show.
+	for range 3 {
+		if st := a.httpGet("127.0.0.1", "/PBX0/MY"); st != http.StatusOK {
+			t.Fatalf("proxy: %d", st)
+		}
+	}
+
+	run("log in",
+		chromedp.Navigate(a.base+"/"),
+		chromedp.WaitVisible("#login-form"),
+		shot("login"),
+		chromedp.SendKeys("#user", testUser),
+		chromedp.SendKeys("#password", testPassword),
+		press("#login"),
+		chromedp.WaitVisible("#services"),
+		shot("dashboard"),
+	)
+
+	const bad = "127.0.0.5"
+	run("open the blacklist page", chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible("#blacklist"))
+	// Bad requests until the address is blocked (threshold 3).
+	waitFor(t, bad+" blocked by the proxy", func() bool { return a.httpGet(bad, "/etc/passwd") == 0 })
+	row := `tr[data-ip="` + bad + `/32"]`
+	// The page was loaded before the block: the row comes by live update.
+	run("see the blocked address appear", chromedp.WaitVisible(row), shot("blacklist"))
+
+	run("remove it",
+		press(row+` button.remove`),
+		chromedp.WaitVisible("#flash"),
+		chromedp.WaitNotPresent(row),
+		shot("blacklist-removed"),
+	)
+	if st := a.httpGet(bad, "/PBX0/MY"); st != http.StatusOK {
+		t.Fatalf("removed address not served again: %d", st)
+	}
+
+	run("the other pages",
+		chromedp.Navigate(a.base+"/connections"), chromedp.WaitVisible("#connections"), shot("connections"),
+		chromedp.Navigate(a.base+"/whitelist"), chromedp.WaitVisible("#whitelist"), shot("whitelist"),
+		chromedp.Navigate(a.base+"/refusals"), chromedp.WaitVisible("#refusals"), shot("refusals"),
+		chromedp.Navigate(a.base+"/config"), chromedp.WaitVisible("#config"),
+		chromedp.SetValue("#config", "listen:\n  htp: \":80\"\n"),
+		press("#check"),
+		chromedp.WaitVisible("#problems"),
+		shot("config-check"),
+		press("#logout"),
+		chromedp.WaitVisible("#login-form"),
+	)
+}
+
+// spki is the base64 SHA-256 of a certificate's public key, the form
+// Chromium's --ignore-certificate-errors-spki-list takes.
+func spki(t *testing.T, certFile string) string {
+	sum := sha256.Sum256(certOf(t, certFile).RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}

@@ -1,0 +1,150 @@
+package webui
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+// metrics reads the counters the parts keep (proxy.Stats, blacklist.Stats,
+// turn.Stats) at scrape time: nothing on the data path knows Prometheus,
+// and a scrape always sees the current values.
+type metrics struct {
+	s *Server
+
+	connsActive, accepted, blockedAccept, forwarded, refusedSvc, refusals *prometheus.Desc
+	dialErrors, dialLatency                                               *prometheus.Desc
+	blEntries, blTracked, blWhite, blBlocks, blRejected, blEvicted        *prometheus.Desc
+	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
+	adminSessions, events                                                 *prometheus.Desc
+}
+
+func (s *Server) newMetrics() http.Handler {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("gatehouse_"+name, help, labels, nil)
+	}
+	m := &metrics{
+		s:             s,
+		connsActive:   d("connections_active", "Connections open now, by service type and service (\"\" before routing).", "type", "service"),
+		accepted:      d("connections_accepted_total", "Connections accepted, by service type.", "type"),
+		blockedAccept: d("connections_blocked_total", "Connections closed at accept because the client is blacklisted, by service type.", "type"),
+		forwarded:     d("requests_forwarded_total", "Requests routed to a target, by service type and service.", "type", "service"),
+		refusedSvc:    d("requests_refused_total", "Suspicious requests, by service type and service (\"\" when no configured service was named).", "type", "service"),
+		refusals:      d("refusals_total", "Suspicious requests on the service ports, by reason.", "reason"),
+		dialErrors:    d("target_dial_errors_total", "Failed connections to a target, by service.", "service"),
+		dialLatency:   d("target_dial_seconds", "Time to connect to a target (TLS included), by service.", "service"),
+		blEntries:     d("blacklist_entries", "Addresses and networks blocked now: automatic and manual entries."),
+		blTracked:     d("blacklist_tracked", "Client addresses with suspicious requests being counted."),
+		blWhite:       d("whitelist_entries", "Whitelist entries, from the configuration and run time."),
+		blBlocks:      d("blacklist_blocks_total", "Automatic blocks since start."),
+		blRejected:    d("blacklist_rejected_total", "Connections and packets refused because their source is blocked."),
+		blEvicted:     d("blacklist_evicted_total", "Tracked clients dropped because blacklist.max_tracked was reached."),
+		turnActive:    d("turn_allocations", "TURN allocations open now."),
+		turnAllocs:    d("turn_allocations_total", "TURN allocations created since the TURN server started."),
+		turnAuthFail:  d("turn_auth_failures_total", "TURN requests whose credentials failed."),
+		turnBytes:     d("turn_relayed_bytes_total", "Bytes relayed by TURN, both directions."),
+		turnBlocked:   d("turn_blocked_total", "TURN datagrams and connections dropped because their source is blocked."),
+		adminSessions: d("admin_sessions", "Admin UI sessions in force."),
+		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "gatehouse"}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(m, ch) }
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	s := m.s
+	st := s.opts.Proxy.Stats()
+	for _, a := range activeByService(s.opts.Proxy.Conns()) {
+		gauge(m.connsActive, a.n, a.typ, a.service)
+	}
+	for typ, n := range st.Accepted {
+		counter(m.accepted, n, typ)
+		counter(m.blockedAccept, st.Blocked[typ], typ)
+	}
+	for _, ss := range st.Services {
+		counter(m.forwarded, ss.Forwarded, ss.Type, ss.Service)
+		counter(m.refusedSvc, ss.Refused, ss.Type, ss.Service)
+	}
+	for reason, n := range st.Reasons {
+		counter(m.refusals, n, reason)
+	}
+	for svc, n := range st.DialErrors {
+		counter(m.dialErrors, n, svc)
+	}
+	for svc, h := range st.DialLatency {
+		buckets := make(map[float64]uint64, len(proxy.DialBuckets))
+		for i, b := range proxy.DialBuckets {
+			buckets[b] = h.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(m.dialLatency, h.Count, h.Sum, buckets, svc)
+	}
+
+	bs := s.opts.Blacklist.Stats()
+	gauge(m.blEntries, bs.ActiveBlocked)
+	gauge(m.blTracked, bs.Tracked)
+	gauge(m.blWhite, bs.Whitelisted)
+	counter(m.blBlocks, bs.Blocks)
+	counter(m.blRejected, bs.RejectedAtAccept)
+	counter(m.blEvicted, bs.Evicted)
+
+	// TURN metrics are there whenever TURN is, so that a dashboard can tell
+	// "no allocations" from "no TURN".
+	if t := s.opts.TURN(); t != nil {
+		ts := t.Stats()
+		gauge(m.turnActive, ts.AllocationsActive)
+		counter(m.turnAllocs, ts.Allocations)
+		counter(m.turnAuthFail, ts.AuthFailures)
+		counter(m.turnBytes, ts.RelayedBytes)
+		counter(m.turnBlocked, ts.Blocked)
+	}
+	gauge(m.adminSessions, s.sessions.count())
+	if s.opts.Events != nil {
+		counter(m.events, s.opts.Events.Total())
+	}
+}
+
+// active counts open connections of one service type and service.
+type active struct {
+	typ, service string
+	n            int
+}
+
+func activeByService(conns []proxy.ConnStatus) []active {
+	idx := map[[2]string]int{}
+	var out []active
+	for _, c := range conns {
+		k := [2]string{c.Type, c.Service}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, active{typ: c.Type, service: c.Service})
+		}
+		out[i].n++
+	}
+	return out
+}
+
+// serveMetrics answers /metrics: public when admin.metrics_public, else
+// guarded like the API.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.Load().Admin.MetricsPublic && s.authenticate(w, r) == nil {
+		return
+	}
+	s.metrics.ServeHTTP(w, r)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -134,8 +136,10 @@ func (a *app) reload(next *configs.Config) error {
 		return err
 	}
 	a.bl.Reconfigure(next.Blacklist)
-	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) {
-		// pion's server cannot change settings in place: restart it.
+	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) || (next.TURN.TLSListen != "" && !sameCertificates(next, a.cfg)) {
+		// pion's server cannot change settings in place: restart it
+		// (allocations end; clients allocate again). A renewed
+		// certificate counts as a change when TURN speaks TLS.
 		if r := a.relay.Swap(nil); r != nil {
 			r.Close()
 		}
@@ -181,6 +185,13 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,
+	})
+}
+
+// sameCertificates tells whether a and b offer the same tls certificates.
+func sameCertificates(a, b *configs.Config) bool {
+	return slices.EqualFunc(a.TLS.Certificates, b.TLS.Certificates, func(x, y configs.CertKey) bool {
+		return slices.EqualFunc(x.Loaded.Certificate, y.Loaded.Certificate, bytes.Equal)
 	})
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,11 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
@@ -43,12 +42,7 @@ func TestMain(m *testing.M) {
 func need(t *testing.T, programs ...string) {
 	t.Helper()
 	for _, p := range programs {
-		if _, err := exec.LookPath(p); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed (.ci/run installs it)", p)
-			}
-			t.Skipf("%s is not installed", p)
-		}
+		testpeer.Program(t, p, p)
 	}
 }
 
@@ -62,27 +56,9 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer collects a process's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type instance struct {
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testpeer.Log
 	config string
 	done   chan error
 }
@@ -94,7 +70,7 @@ func start(t *testing.T, config, addr string) *instance {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{log: &syncBuffer{}, config: path, done: make(chan error, 1)}
+	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
 	in.cmd = exec.Command(binary, "run", "-config", path)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	if err := in.cmd.Start(); err != nil {

@@ -179,11 +179,8 @@ func (l *List) AddManual(p netip.Prefix, note string) error {
 	}
 	l.mu.Lock()
 	defer l.unlock()
-	if _, ok := l.cfgManual[p]; ok {
-		return fmt.Errorf("%w: %s is in the configuration", ErrExists, p)
-	}
-	if _, ok := l.rtManual[p]; ok {
-		return fmt.Errorf("%w: %s", ErrExists, p)
+	if err := canAdd(p, l.cfgManual, l.rtManual); err != nil {
+		return err
 	}
 	now := l.now()
 	note = cut(note, maxNote)
@@ -205,11 +202,8 @@ func (l *List) RemoveManual(p netip.Prefix) error {
 	}
 	l.mu.Lock()
 	defer l.unlock()
-	if _, ok := l.cfgManual[p]; ok {
-		return fmt.Errorf("%w: %s", ErrFromConfig, p)
-	}
-	if _, ok := l.rtManual[p]; !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, p)
+	if err := canRemove(p, l.cfgManual, l.rtManual); err != nil {
+		return err
 	}
 	l.removeManualLocked(p, "manual entry removed")
 	return nil
@@ -299,11 +293,8 @@ func (l *List) AddWhitelist(p netip.Prefix, note string) error {
 	}
 	l.mu.Lock()
 	defer l.unlock()
-	if _, ok := l.cfgWhite[p]; ok {
-		return fmt.Errorf("%w: %s is in the configuration", ErrExists, p)
-	}
-	if _, ok := l.rtWhite[p]; ok {
-		return fmt.Errorf("%w: %s", ErrExists, p)
+	if err := canAdd(p, l.cfgWhite, l.rtWhite); err != nil {
+		return err
 	}
 	l.addWhiteLocked(p, cut(note, maxNote))
 	return nil
@@ -328,11 +319,8 @@ func (l *List) RemoveWhitelist(p netip.Prefix) error {
 	}
 	l.mu.Lock()
 	defer l.unlock()
-	if _, ok := l.cfgWhite[p]; ok {
-		return fmt.Errorf("%w: %s", ErrFromConfig, p)
-	}
-	if _, ok := l.rtWhite[p]; !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, p)
+	if err := canRemove(p, l.cfgWhite, l.rtWhite); err != nil {
+		return err
 	}
 	delete(l.rtWhite, p)
 	l.gen++
@@ -387,4 +375,28 @@ func checkAddr(ip netip.Addr) (netip.Addr, error) {
 		return ip, fmt.Errorf("%w: %s", ErrInvalid, ip)
 	}
 	return ip.Unmap().WithZone(""), nil
+}
+
+// canAdd tells whether p may join a run-time list: not already there, nor
+// in its configuration counterpart.
+func canAdd(p netip.Prefix, fromConfig, runTime map[netip.Prefix]listed) error {
+	if _, ok := fromConfig[p]; ok {
+		return fmt.Errorf("%w: %s is in the configuration", ErrExists, p)
+	}
+	if _, ok := runTime[p]; ok {
+		return fmt.Errorf("%w: %s", ErrExists, p)
+	}
+	return nil
+}
+
+// canRemove tells whether p may leave a run-time list: entries from the
+// configuration file are changed there only.
+func canRemove(p netip.Prefix, fromConfig, runTime map[netip.Prefix]listed) error {
+	if _, ok := fromConfig[p]; ok {
+		return fmt.Errorf("%w: %s", ErrFromConfig, p)
+	}
+	if _, ok := runTime[p]; !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, p)
+	}
+	return nil
 }

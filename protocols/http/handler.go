@@ -4,9 +4,15 @@
 // (keep-alive, and HTTP/2 streams on the TLS side), and each may be for
 // another service, so the first packet does not decide a connection's fate.
 // The proxy hands each accepted (and, for HTTPS, TLS-terminated) connection
-// to a net/http server; every request is then routed by its Host, checked
-// against the service's allowed networks and URLs, and forwarded by a
-// reverse proxy that keeps connections to the targets alive.
+// to this package; every request is then routed by its Host, checked
+// against the service's allowed networks and URLs, and forwarded over
+// target connections that are kept alive between requests.
+//
+// HTTP/1.x runs on a request loop of its own (h1.go) that does this work
+// on the connection's goroutine, which is what makes gatehouse's
+// keep-alive throughput comparable to HAProxy's. HTTP/2 (negotiated by
+// ALPN on the TLS port) goes through net/http's server and
+// httputil.ReverseProxy (serve.go), under the same rules.
 package http
 
 import (
@@ -27,10 +33,11 @@ import (
 // Handler serves the http and https service types. It implements
 // proxy.Handler, proxy.ALPNer, proxy.Reloader and proxy.Shutdowner.
 //
-// Each configuration gets its own generation: a net/http server with that
-// configuration's limits and a pool of target connections with its target
-// CAs. A reload starts a new generation for new connections; connections
-// already accepted finish on the generation that accepted them.
+// Each configuration gets its own generation: a pool of target connections
+// for HTTP/1.x, and a net/http server and transport for HTTP/2 with that
+// configuration's limits and target CAs. A reload starts a new generation
+// for new connections; connections already accepted finish on the
+// generation that accepted them.
 type Handler struct {
 	log     *slog.Logger
 	current atomic.Pointer[generation]
@@ -49,11 +56,88 @@ var (
 
 // generation is the HTTP machinery for one configuration.
 type generation struct {
+	// HTTP/1.x: the request loops' target connections, and the loops.
+	pool    *pool
+	closing atomic.Bool // Shutdown began: finish requests in flight, take no more
+	mu      sync.Mutex  // guards conns and retired
+	conns   map[*h1conn]struct{}
+	retired bool // a newer generation takes new connections
+
+	// HTTP/2.
 	srv       *stdhttp.Server
 	ln        *connListener
 	rp        *httputil.ReverseProxy
 	transport *stdhttp.Transport
 	serving   sync.WaitGroup // the Serve goroutine
+}
+
+// Target connections idle in a pool: at most this many per target, for at
+// most this long (as net/http's Transport was configured before).
+const (
+	poolPerTarget = 256
+	poolMaxIdle   = 90 * time.Second
+)
+
+// track registers a request loop; false once Shutdown has begun.
+func (g *generation) track(c *h1conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing.Load() {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	return true
+}
+
+// untrack ends a request loop's registration; the last loop of a retired
+// generation closes its idle target connections.
+func (g *generation) untrack(c *h1conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	last := g.retired && len(g.conns) == 0
+	g.mu.Unlock()
+	if last {
+		g.pool.closeAll()
+	}
+}
+
+// retire hands new connections to a newer generation.
+func (g *generation) retire() {
+	g.mu.Lock()
+	g.retired = true
+	empty := len(g.conns) == 0
+	g.mu.Unlock()
+	if empty {
+		g.pool.closeAll()
+	}
+	g.ln.Close()
+	g.transport.CloseIdleConnections()
+}
+
+// beginShutdown stops the request loops at their next request boundary:
+// idle ones at once.
+func (g *generation) beginShutdown() {
+	g.closing.Store(true)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		c.wake()
+	}
+}
+
+// abort ends the request loops' waits on their targets.
+func (g *generation) abort() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		c.abort()
+	}
+}
+
+func (g *generation) active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
 }
 
 // New returns a Handler; it serves once the proxy has called Reload with the
@@ -72,7 +156,11 @@ func (h *Handler) NextProtos() []string { return []string{"h2", "http/1.1"} }
 // taking connections and its idle target connections are closed.
 func (h *Handler) Reload(t *proxy.Table) {
 	l := t.Config.Limits
-	g := &generation{ln: newConnListener()}
+	g := &generation{
+		ln:    newConnListener(),
+		pool:  newPool(poolPerTarget, poolMaxIdle),
+		conns: make(map[*h1conn]struct{}),
+	}
 	g.transport = &stdhttp.Transport{
 		DialContext:           (&net.Dialer{Timeout: l.DialTimeout}).DialContext,
 		TLSClientConfig:       t.TargetTLSBase(),
@@ -111,8 +199,7 @@ func (h *Handler) Reload(t *proxy.Table) {
 	h.gens = append(h.gens, g)
 	h.mu.Unlock()
 	if old := h.current.Swap(g); old != nil {
-		old.ln.Close()
-		old.transport.CloseIdleConnections()
+		old.retire()
 	}
 }
 
@@ -123,40 +210,78 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	gens := h.gens
 	h.gens = nil
 	h.mu.Unlock()
+	for _, g := range gens {
+		g.beginShutdown()
+	}
 	var errs []error
 	for _, g := range gens {
 		errs = append(errs, g.srv.Shutdown(ctx))
 		g.serving.Wait()
 		g.transport.CloseIdleConnections()
 	}
+	// Like net/http's Shutdown, poll: a loop ends when its request does.
+	wait := time.Millisecond
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		n := 0
+		for _, g := range gens {
+			n += g.active()
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			// The proxy closes the client connections now; end the waits
+			// on targets too, so that every loop returns.
+			for _, g := range gens {
+				g.abort()
+			}
+			errs = append(errs, ctx.Err())
+		case <-timer.C:
+			wait = min(2*wait, 100*time.Millisecond)
+			timer.Reset(wait)
+			continue
+		}
+		break
+	}
+	for _, g := range gens {
+		g.pool.closeAll()
+	}
 	return errors.Join(errs...)
 }
 
-// entry follows one client connection through the net/http server.
+// entry follows one HTTP/2 client connection through the net/http server.
 type entry struct {
 	pc       *proxy.Conn
-	read     atomic.Int64 // bytes read, to tell junk from a silent preconnect
-	served   atomic.Bool  // at least one request reached ServeHTTP
-	hijacked atomic.Bool  // upgraded (WebSocket): ServeHTTP owns it until it returns
+	hijacked atomic.Bool // upgraded: ServeHTTP owns it until it returns
 	doneOnce sync.Once
 	done     chan struct{}
 }
 
 func (e *entry) finish() { e.doneOnce.Do(func() { close(e.done) }) }
 
-// ServeConn gives c to the HTTP server and waits until the server is done
-// with it, so that the proxy's connection accounting stays right.
+// ServeConn serves c until the client or gatehouse ends it: HTTP/1.x on
+// the request loop, HTTP/2 on the generation's net/http server.
 func (h *Handler) ServeConn(c *proxy.Conn) {
-	e := &entry{pc: c, done: make(chan struct{})}
-	var nc net.Conn = &countingConn{Conn: c.Conn, e: e}
-	if c.Info.TLS != nil && c.Info.TLS.NegotiatedProtocol == "h2" {
-		// net/http serves HTTP/2 only on a *tls.Conn it can see.
-		nc = c.Conn
-	}
 	g := h.current.Load()
 	if g == nil {
 		return // not configured yet
 	}
+	if c.Info.TLS != nil && c.Info.TLS.NegotiatedProtocol == "h2" {
+		h.serveH2(g, c)
+		return
+	}
+	h.serveH1(g, c)
+}
+
+// serveH2 gives c to the HTTP/2 server and waits until the server is done
+// with it, so that the proxy's connection accounting stays right.
+func (h *Handler) serveH2(g *generation, c *proxy.Conn) {
+	e := &entry{pc: c, done: make(chan struct{})}
+	// net/http serves HTTP/2 only on a *tls.Conn it can see.
+	nc := c.Conn
 	h.conns.Store(nc, e)
 	defer h.conns.Delete(nc)
 	if !g.ln.push(nc) {
@@ -184,26 +309,8 @@ func (h *Handler) connState(nc net.Conn, state stdhttp.ConnState) {
 	case stdhttp.StateHijacked:
 		e.hijacked.Store(true)
 	case stdhttp.StateClosed:
-		if !e.served.Load() && e.read.Load() > 0 {
-			// net/http answered junk or a cut-off request itself (400, 431)
-			// or timed it out; we only learn that it never became a request.
-			e.pc.Report("", "unreadable request", nil)
-		}
 		e.finish()
 	}
-}
-
-// countingConn counts what the client sent, so that a connection closed
-// without a request can be told apart from a browser's unused preconnect.
-type countingConn struct {
-	net.Conn
-	e *entry
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.e.read.Add(int64(n))
-	return n, err
 }
 
 // connListener is the net.Listener the HTTP server accepts from: the proxy

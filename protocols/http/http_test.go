@@ -112,6 +112,7 @@ func (p *pbxTarget) port() string {
 }
 
 type gate struct {
+	yaml   string
 	srv    *proxy.Server
 	ev     *events
 	ca     *testpki.CA
@@ -120,7 +121,7 @@ type gate struct {
 	client *stdhttp.Client
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +132,7 @@ func freeAddr(t *testing.T) string {
 
 // startGate runs gatehouse's proxy with the HTTP handler on free loopback
 // ports; services is the YAML of the services list.
-func startGate(t *testing.T, ca *testpki.CA, services string, extra string) *gate {
+func startGate(t testing.TB, ca *testpki.CA, services string, extra string) *gate {
 	t.Helper()
 	cert := ca.Server("hq.example.com", "other.example.com")
 	yaml := fmt.Sprintf(`listen:
@@ -163,7 +164,7 @@ services:
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	g := &gate{srv: srv, ev: ev, ca: ca, http: srv.Addr("http").String(), https: srv.Addr("https").String()}
+	g := &gate{yaml: yaml, srv: srv, ev: ev, ca: ca, http: srv.Addr("http").String(), https: srv.Addr("https").String()}
 	g.client = g.clientFrom("127.0.0.2", false)
 	return g
 }

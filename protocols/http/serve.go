@@ -19,7 +19,7 @@ type routed struct {
 	route *proxy.Route
 }
 
-// serveHTTP routes one request: Host → service, the allowed networks and
+// serveHTTP routes one HTTP/2 request (h1.go does HTTP/1.x): Host → service, the allowed networks and
 // URLs, then the reverse proxy. Refusals say as little as possible.
 func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.Request) {
 	e, ok := r.Context().Value(ctxKey{}).(*entry)
@@ -28,7 +28,6 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 		stdhttp.Error(w, "Internal Server Error", stdhttp.StatusInternalServerError)
 		return
 	}
-	e.served.Store(true)
 	defer func() {
 		if e.hijacked.Load() {
 			// An upgraded connection ends when the reverse proxy's copy does.

@@ -1,0 +1,164 @@
+package http
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// targetConn is a connection to a target, kept alive between requests.
+type targetConn struct {
+	conn net.Conn     // TCP, or TLS over it
+	tcp  *net.TCPConn // the TCP connection under conn, for the liveness check
+	key  poolKey
+	cr   countReader
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	// idleSince is when the connection went back into the pool; zero for
+	// a fresh one.
+	idleSince time.Time
+	dl        time.Time // the deadline last set by renew
+}
+
+func newTargetConn(conn net.Conn, key poolKey) *targetConn {
+	tc := &targetConn{conn: conn, key: key}
+	raw := conn
+	if t, ok := conn.(*tls.Conn); ok {
+		raw = t.NetConn()
+	}
+	tc.tcp, _ = raw.(*net.TCPConn)
+	tc.cr = countReader{r: conn, limit: noLimit}
+	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
+	tc.bw = bufio.NewWriterSize(conn, bufSize)
+	return tc
+}
+
+func (tc *targetConn) reused() bool { return !tc.idleSince.IsZero() }
+
+func (tc *targetConn) close() { tc.conn.Close() }
+
+// alive reports whether an idle connection can still carry a request: the
+// target has neither closed it nor sent anything unasked (a TLS
+// close_notify, a 408) while it sat in the pool. It peeks at the socket
+// without blocking: one system call, made only where a failed reuse could
+// not simply be retried.
+func (tc *targetConn) alive() bool {
+	if tc.br.Buffered() > 0 {
+		return false
+	}
+	if tc.tcp == nil {
+		return true
+	}
+	rc, err := tc.tcp.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n < 0 && errors.Is(err, syscall.EAGAIN)
+		return true // never wait for readiness
+	})
+	return ok
+}
+
+// poolKey names a target: its address, and the TLS configuration used
+// towards it (nil for plain TCP), which pins the CAs and the server name.
+type poolKey struct {
+	addr string
+	tls  *tls.Config
+}
+
+// pool keeps idle target connections per target, most recently used on
+// top. It is bounded per target; connections idle longer than maxIdle are
+// closed when the pool is next used (no timer: an unused pool only holds
+// sockets until the generation is retired).
+type pool struct {
+	perTarget int
+	maxIdle   time.Duration
+
+	mu     sync.Mutex
+	idle   map[poolKey][]*targetConn
+	closed bool
+}
+
+func newPool(perTarget int, maxIdle time.Duration) *pool {
+	return &pool{perTarget: perTarget, maxIdle: maxIdle, idle: make(map[poolKey][]*targetConn)}
+}
+
+// get returns the most recently used idle connection to key, or nil.
+func (p *pool) get(key poolKey) *targetConn {
+	now := time.Now()
+	p.mu.Lock()
+	list := p.idle[key]
+	if len(list) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	tc := list[len(list)-1]
+	list[len(list)-1] = nil
+	list = list[:len(list)-1]
+	var stale []*targetConn
+	if now.Sub(tc.idleSince) > p.maxIdle {
+		// Everything below is older still.
+		stale, list = append(list, tc), list[:0]
+		tc = nil
+	}
+	p.idle[key] = list
+	p.mu.Unlock()
+	for _, s := range stale {
+		s.close()
+	}
+	return tc
+}
+
+// put returns tc to the pool, or closes it when the pool is full or closed.
+func (p *pool) put(tc *targetConn) {
+	now := time.Now()
+	tc.idleSince = now
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		tc.close()
+		return
+	}
+	list := p.idle[tc.key]
+	// Drop connections idle too long from the bottom.
+	n := 0
+	for n < len(list) && now.Sub(list[n].idleSince) > p.maxIdle {
+		n++
+	}
+	stale := append([]*targetConn(nil), list[:n]...)
+	list = append(list[:0], list[n:]...)
+	full := len(list) >= p.perTarget
+	if !full {
+		list = append(list, tc)
+	}
+	p.idle[tc.key] = list
+	p.mu.Unlock()
+	for _, s := range stale {
+		s.close()
+	}
+	if full {
+		tc.close()
+	}
+}
+
+// closeAll closes every idle connection; later puts close theirs.
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = make(map[poolKey][]*targetConn)
+	p.mu.Unlock()
+	for _, list := range idle {
+		for _, tc := range list {
+			tc.close()
+		}
+	}
+}

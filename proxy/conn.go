@@ -57,6 +57,11 @@ func (c *Conn) Status() ConnStatus {
 	}
 }
 
+// Traffic returns the connection's byte counters, from the client and to
+// the client, for handlers that move the bytes themselves (HTTP): the
+// admin UI shows them live.
+func (c *Conn) Traffic() (in, out *atomic.Int64) { return &c.bytesIn, &c.bytesOut }
+
 // setRoute records where the connection goes, for Status.
 func (c *Conn) setRoute(service, target string) {
 	c.mu.Lock()

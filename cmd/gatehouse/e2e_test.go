@@ -219,6 +219,8 @@ func TestHTTPSRoutingWithCurl(t *testing.T) {
 	}
 	in.waitLog(t, `msg=refused client=127.0.0.2 type=https service=intranet.example.com reason="unknown service"`)
 	in.waitLog(t, `msg=refused client=127.0.0.9 type=https service=hq.example.com reason="network not allowed"`)
+	// The refused path is named, for the administrator tuning allow.urls.
+	in.waitLog(t, `msg=refused client=127.0.0.2 type=https service=hq.example.com reason="url not allowed" err="path \"/PBX0/ADMIN.xml\""`)
 	in.waitLog(t, `msg=routed client=127.0.0.2 type=https service=hq.example.com`)
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
@@ -45,6 +46,7 @@ type h1conn struct {
 	conn   net.Conn
 	limits configs.Limits
 	cr     countReader // under br
+	cw     countWriter // under bw
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	proto  string // for X-Forwarded-Proto
@@ -80,9 +82,11 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 		return
 	}
 	defer g.untrack(c)
-	c.cr = countReader{r: pc.Conn, limit: noLimit}
+	in, out := pc.Traffic()
+	c.cr = countReader{r: pc.Conn, limit: noLimit, total: in}
+	c.cw = countWriter{w: pc.Conn, total: out}
 	c.br = getReader(&c.cr)
-	c.bw = getWriter(pc.Conn)
+	c.bw = getWriter(&c.cw)
 	defer func() {
 		putReader(c.br)
 		putWriter(c.bw)
@@ -254,7 +258,7 @@ func (c *h1conn) serveOne() bool {
 		return false
 	}
 	if !URLAllowed(route.Service.Allow.URLs, req.URL.Path) {
-		c.pc.Report(route.Service.Name, proxy.ReasonURL, nil)
+		c.pc.Report(route.Service.Name, proxy.ReasonURL, refusedPath(req.URL.Path))
 		c.writeError(stdhttp.StatusForbidden, true, req.Method == "HEAD")
 		return false
 	}
@@ -866,19 +870,64 @@ func (c *h1conn) switchProtocols(req *stdhttp.Request, resp *stdhttp.Response, t
 	if c.bw.Flush() != nil {
 		return false
 	}
-	// An upgraded stream has no timeouts of HTTP's (as with net/http);
-	// TCP keep-alive finds dead peers.
+	// An upgraded stream is the relay of the stream protocols from now on,
+	// with their idle timeout: a WebSocket whose peers both went silent
+	// (myPBX pings its own) holds two sockets for nothing.
 	c.conn.SetDeadline(time.Time{})
 	tc.conn.SetDeadline(time.Time{})
+	u := &upgraded{idle: c.limits.IdleTimeout}
+	u.touch()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tc.br.WriteTo(c.conn) // what the target sent after its 101, then the rest
-		c.conn.SetReadDeadline(aLongTimeAgo)
+		u.pipe(&c.cw, tc.br, tc.conn) // what the target sent after its 101, then the rest
+		c.conn.SetDeadline(aLongTimeAgo)
 	}()
-	c.br.WriteTo(tc.conn)
-	tc.close()
+	u.pipe(tc.conn, c.br, c.conn)
+	tc.conn.SetDeadline(aLongTimeAgo)
 	wg.Wait()
+	tc.close()
 	return false
+}
+
+// upgraded relays an upgraded stream both ways. The stream is idle when
+// neither direction has moved a byte for idle: each direction reads with
+// that deadline and, when it expires, ends only if the other direction has
+// been as quiet.
+type upgraded struct {
+	idle time.Duration // 0: none
+	last atomic.Int64  // unix nanoseconds of the last byte either way
+	done atomic.Bool   // one direction has ended: so does the other
+}
+
+func (u *upgraded) touch() { u.last.Store(time.Now().UnixNano()) }
+
+// pipe copies src, read through its buffered reader br, to dst until
+// either fails, the other direction ends, or the stream is idle.
+func (u *upgraded) pipe(dst io.Writer, br *bufio.Reader, src net.Conn) {
+	defer u.done.Store(true)
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	for !u.done.Load() {
+		if u.idle > 0 {
+			src.SetReadDeadline(time.Now().Add(u.idle))
+		}
+		n, err := br.Read(buf)
+		if n > 0 {
+			u.touch()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			quiet := time.Since(time.Unix(0, u.last.Load()))
+			if errors.As(err, &ne) && ne.Timeout() && !u.done.Load() && quiet < u.idle {
+				continue // the other direction is busy
+			}
+			return
+		}
+	}
 }

@@ -86,9 +86,14 @@ func newPBX(t *testing.T, tlsCert *tls.Certificate) *pbxTarget {
 		defer conn.Close()
 		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 		rw.Flush()
-		line, _ := rw.ReadString('\n')
-		rw.WriteString("ws echo: " + line)
-		rw.Flush()
+		for {
+			line, err := rw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			rw.WriteString("ws echo: " + line)
+			rw.Flush()
+		}
 	})
 	p.Server = httptest.NewUnstartedServer(mux)
 	p.Config.ConnState = func(c net.Conn, s stdhttp.ConnState) {
@@ -335,6 +340,77 @@ func TestWebSocketUpgradePasses(t *testing.T) {
 	fmt.Fprint(c, "hello\n")
 	if line, err := r.ReadString('\n'); line != "ws echo: hello\n" {
 		t.Fatalf("after upgrade: %q %v", line, err)
+	}
+}
+
+// An upgraded stream lives while either side talks, however long, and
+// ends once both have been silent for limits.idle_timeout.
+func TestWebSocketIdleTimeout(t *testing.T) {
+	ca := testpki.NewCA(t, "test")
+	pbx := newPBX(t, nil)
+	g := startGate(t, ca, fmt.Sprintf(myPBX, pbx.port()), "limits:\n  idle_timeout: 1s")
+	c, err := net.Dial("tcp", g.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET /PBX0/WEBSOCKET HTTP/1.1\r\nHost: hq.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := stdhttp.ReadResponse(r, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(100 * time.Millisecond) {
+		fmt.Fprint(c, "ping\n")
+		if line, err := r.ReadString('\n'); line != "ws echo: ping\n" {
+			t.Fatalf("an active stream after %v: %q %v", time.Since(start), line, err)
+		}
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := r.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("an idle stream read %d bytes", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("an idle stream was not closed by gatehouse")
+	}
+}
+
+// The live connection list counts HTTP/1.x bytes both ways, request by
+// request, and through an upgraded stream.
+func TestConnectionBytesCounted(t *testing.T) {
+	ca := testpki.NewCA(t, "test")
+	pbx := newPBX(t, nil)
+	g := startGate(t, ca, fmt.Sprintf(myPBX, pbx.port()), "")
+	c, err := net.Dial("tcp", g.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	var sent, got int64
+	send := func(s string) { fmt.Fprint(c, s); sent += int64(len(s)) }
+	req := "GET /PBX0/WEBSOCKET HTTP/1.1\r\nHost: hq.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	send(req)
+	resp, err := stdhttp.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	send("hello\n")
+	line, _ := r.ReadString('\n')
+	if line != "ws echo: hello\n" {
+		t.Fatalf("after upgrade: %q", line)
+	}
+	got = int64(len(line)) // and the 101's head, whatever its length
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		conns := g.srv.Conns()
+		if len(conns) == 1 && conns[0].BytesIn == sent && conns[0].BytesOut > got {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections %+v: want %d bytes in and more than %d out", conns, sent, got)
+		}
 	}
 }
 

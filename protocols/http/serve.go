@@ -49,7 +49,7 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 		return
 	}
 	if !URLAllowed(route.Service.Allow.URLs, r.URL.Path) {
-		e.pc.Report(route.Service.Name, proxy.ReasonURL, nil)
+		e.pc.Report(route.Service.Name, proxy.ReasonURL, refusedPath(r.URL.Path))
 		refuse(w, stdhttp.StatusForbidden)
 		return
 	}

@@ -1,6 +1,9 @@
 package http
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // HostKey returns the routing key of a Host header or :authority: the host
 // without its port, lower-cased, without a trailing dot.
@@ -57,4 +60,14 @@ func cleanPath(path string) bool {
 		}
 	}
 	return true
+}
+
+// refusedPath names a refused path in the log line (the administrator
+// tuning allow.urls needs it), cut short: the client chose it.
+func refusedPath(path string) error {
+	const max = 200
+	if len(path) > max {
+		path = path[:max] + "…"
+	}
+	return fmt.Errorf("path %q", path)
 }

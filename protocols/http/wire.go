@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // This file holds the HTTP/1.x wire helpers of the per-connection loop
@@ -167,9 +168,22 @@ var errTooLarge = errors.New("message head too large")
 // message head may take.
 type countReader struct {
 	r     io.Reader
-	n     int64  // bytes read so far
-	limit int64  // reads stop at n == limit
-	stash []byte // read from r by someone else, to be read first
+	n     int64         // bytes read so far
+	limit int64         // reads stop at n == limit
+	stash []byte        // read from r by someone else, to be read first
+	total *atomic.Int64 // also counts here, when set (the client's counter)
+}
+
+// countWriter counts what is written to the client, for the admin UI.
+type countWriter struct {
+	w     io.Writer
+	total *atomic.Int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.total.Add(int64(n))
+	return n, err
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
@@ -183,11 +197,19 @@ func (c *countReader) Read(p []byte) (int, error) {
 		n := copy(p, c.stash)
 		c.stash = c.stash[n:]
 		c.n += int64(n)
+		c.count(n)
 		return n, nil
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	c.count(n)
 	return n, err
+}
+
+func (c *countReader) count(n int) {
+	if c.total != nil && n > 0 {
+		c.total.Add(int64(n))
+	}
 }
 
 // capHead limits reads to max more bytes than the reader already holds.

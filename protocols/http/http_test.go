@@ -320,23 +320,33 @@ func TestHTTP2PerStreamRouting(t *testing.T) {
 	}
 }
 
-func TestWebSocketUpgradePasses(t *testing.T) {
-	ca := testpki.NewCA(t, "test")
-	pbx := newPBX(t, nil)
-	g := startGate(t, ca, fmt.Sprintf(myPBX, pbx.port()), "")
+// upgradeRequest asks the myPBX service for a WebSocket.
+const upgradeRequest = "GET /PBX0/WEBSOCKET HTTP/1.1\r\nHost: hq.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+// openWebSocket upgrades a new connection to g's http listener; the
+// target echoes every line after its 101.
+func openWebSocket(t *testing.T, g *gate) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	c, err := net.Dial("tcp", g.http)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(c, "GET /PBX0/WEBSOCKET HTTP/1.1\r\nHost: hq.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, upgradeRequest)
 	r := bufio.NewReader(c)
-	resp, err := stdhttp.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 101 {
+	if resp, err := stdhttp.ReadResponse(r, nil); err != nil || resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
+	return c, r
+}
+
+func TestWebSocketUpgradePasses(t *testing.T) {
+	ca := testpki.NewCA(t, "test")
+	pbx := newPBX(t, nil)
+	g := startGate(t, ca, fmt.Sprintf(myPBX, pbx.port()), "")
+	c, r := openWebSocket(t, g)
 	fmt.Fprint(c, "hello\n")
 	if line, err := r.ReadString('\n'); line != "ws echo: hello\n" {
 		t.Fatalf("after upgrade: %q %v", line, err)
@@ -349,18 +359,7 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 	ca := testpki.NewCA(t, "test")
 	pbx := newPBX(t, nil)
 	g := startGate(t, ca, fmt.Sprintf(myPBX, pbx.port()), "limits:\n  idle_timeout: 1s")
-	c, err := net.Dial("tcp", g.http)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprint(c, "GET /PBX0/WEBSOCKET HTTP/1.1\r\nHost: hq.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	r := bufio.NewReader(c)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if resp, err := stdhttp.ReadResponse(r, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
+	c, r := openWebSocket(t, g)
 	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(100 * time.Millisecond) {
 		fmt.Fprint(c, "ping\n")
 		if line, err := r.ReadString('\n'); line != "ws echo: ping\n" {
@@ -381,28 +380,15 @@ func TestConnectionBytesCounted(t *testing.T) {
 	ca := testpki.NewCA(t, "test")
 	pbx := newPBX(t, nil)
 	g := startGate(t, ca, fmt.Sprintf(myPBX, pbx.port()), "")
-	c, err := net.Dial("tcp", g.http)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	var sent, got int64
+	c, r := openWebSocket(t, g)
+	sent := int64(len(upgradeRequest))
 	send := func(s string) { fmt.Fprint(c, s); sent += int64(len(s)) }
-	req := "GET /PBX0/WEBSOCKET HTTP/1.1\r\nHost: hq.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	send(req)
-	resp, err := stdhttp.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
 	send("hello\n")
 	line, _ := r.ReadString('\n')
 	if line != "ws echo: hello\n" {
 		t.Fatalf("after upgrade: %q", line)
 	}
-	got = int64(len(line)) // and the 101's head, whatever its length
+	got := int64(len(line)) // and the 101's head, whatever its length
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		conns := g.srv.Conns()
 		if len(conns) == 1 && conns[0].BytesIn == sent && conns[0].BytesOut > got {

@@ -51,7 +51,7 @@ func (f *framer) frame(buf []byte) (int, error) {
 		}
 		return 2, nil
 	}
-	hdr, total, err := measure(buf, f.scanned, f.max)
+	hdr, total, err := measure(buf, f.scanned, f.max, nil)
 	if err == proxy.ErrNeedMore && hdr == 0 {
 		// The blank line may begin in the last three bytes seen.
 		f.scanned = max(len(buf)-len(blankLine)+1, 0)
@@ -65,7 +65,9 @@ func (f *framer) frame(buf []byte) (int, error) {
 // searching for its end from offset from on, and returns the block's length
 // and the message's total length. While the block is incomplete it returns
 // hdr == 0 and proxy.ErrNeedMore. Messages longer than max are refused.
-func measure(buf []byte, from, max int) (hdr, total int, err error) {
+// With essential set, the walk over the headers also collects what routing
+// needs parsed (see contentLength).
+func measure(buf []byte, from, max int, essential *[]byte) (hdr, total int, err error) {
 	if !plausible(buf) {
 		return 0, 0, ErrNotSIP
 	}
@@ -81,7 +83,7 @@ func measure(buf []byte, from, max int) (hdr, total int, err error) {
 		return 0, 0, proxy.ErrNeedMore
 	}
 	hdr = from + i + len(blankLine)
-	body, err := contentLength(buf[:hdr], max)
+	body, err := contentLength(buf[:hdr], max, essential)
 	if err != nil {
 		return hdr, 0, err
 	}
@@ -120,11 +122,25 @@ func isTokenChar(c byte) bool {
 // layer's peril, so a missing header, a value that is not a number, or two
 // headers that disagree are refused; sipgo would frame such a stream
 // differently from the target.
-func contentLength(block []byte, max int) (int, error) {
+//
+// When essential is not nil, the same walk appends to it the start line and
+// the From and Content-Length lines, ended by a blank line: all that the
+// routing decision needs sipgo to parse. Parsing every header would take
+// three times as long, and the Watcher parses the whole request anyway
+// before it is forwarded.
+func contentLength(block []byte, max int, essential *[]byte) (int, error) {
 	n, found := 0, false
-	h := headerLines{rest: block[bytes.Index(block, crlf)+len(crlf):]}
+	start := bytes.Index(block, crlf) + len(crlf)
+	if essential != nil {
+		*essential = append(*essential, block[:start]...)
+	}
+	h := headerLines{rest: block[start:]}
 	for name, line := h.next(); line != nil; name, line = h.next() {
-		if !isContentLength(name) {
+		cl := isContentLength(name)
+		if essential != nil && (cl || isFrom(name)) {
+			*essential = append(*essential, line...)
+		}
+		if !cl {
 			continue
 		}
 		_, value, _ := bytes.Cut(line[:len(line)-len(crlf)], []byte(":"))
@@ -139,6 +155,9 @@ func contentLength(block []byte, max int) (int, error) {
 	}
 	if !found {
 		return 0, ErrNoContentLength
+	}
+	if essential != nil {
+		*essential = append(*essential, crlf...)
 	}
 	return n, nil
 }

@@ -62,7 +62,8 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	for len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
 		b = b[2:]
 	}
-	hdr, total, err := measure(b, 0, limit)
+	essential := make([]byte, 0, 256)
+	hdr, total, err := measure(b, 0, limit, &essential)
 	if err != nil {
 		// A start line that is not a request is the better reason, and
 		// refuses at once what would otherwise be waited for.
@@ -74,7 +75,7 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	if total > len(b) {
 		return nil, proxy.ErrNeedMore
 	}
-	msg, err := parseHead(essentials(b[:hdr]), total-hdr)
+	msg, err := parseHead(essential, total-hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -106,23 +107,6 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	}
 	d.Watcher = w
 	return d, nil
-}
-
-// essentials copies the start line and the From and Content-Length header
-// lines of a header block: all that the routing decision needs sipgo to
-// parse. Parsing every header would take three times as long, and the
-// Watcher parses the whole request anyway before it is forwarded.
-func essentials(block []byte) []byte {
-	i := bytes.Index(block, crlf) + len(crlf)
-	out := make([]byte, 0, 256)
-	out = append(out, block[:i]...)
-	h := headerLines{rest: block[i:]}
-	for name, line := h.next(); line != nil; name, line = h.next() {
-		if isFrom(name) || isContentLength(name) {
-			out = append(out, line...)
-		}
-	}
-	return append(out, crlf...)
 }
 
 // checkStartLine refuses a first line that sipgo cannot read as a request
@@ -169,7 +153,7 @@ func parseMessage(head []byte, max int) (sipmsg.Message, error) {
 		return nil, ErrTooLarge
 	}
 	block := head[:i+len(blankLine)]
-	body, err := contentLength(block, max)
+	body, err := contentLength(block, max, nil)
 	if err != nil {
 		return nil, err
 	}

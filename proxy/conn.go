@@ -89,8 +89,15 @@ func (c *Conn) Route(name, identity string) (*Route, error) {
 	c.srv.log.Debug("routed", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name,
 		"service", r.Service.Name, "target", r.Addr, "target_type", r.Type)
 	c.setRoute(r.Service.Name, r.Addr)
-	c.srv.stats.forward(c.Info.Type.Name, r.Service.Name)
 	return r, nil
+}
+
+// Forwarded counts a request that passed every rule and goes on to r's
+// service: a stream connection, or one HTTP request (which Route alone
+// cannot tell, as the allowed-URL rule comes after it and a kept-alive
+// connection routes once per Host).
+func (c *Conn) Forwarded(r *Route) {
+	c.srv.stats.forward(c.Info.Type.Name, r.Service.Name)
 }
 
 // Dial connects to the route's target within limits.dial_timeout, with TLS

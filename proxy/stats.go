@@ -35,8 +35,8 @@ type Stats struct {
 // ServiceStats counts one service type of one service.
 type ServiceStats struct {
 	Type, Service string
-	// Forwarded counts requests routed to the service's target (each
-	// request on a kept-alive HTTP connection, each stream connection).
+	// Forwarded counts requests that passed every rule and went on to the
+	// service's target: each HTTP request, each stream connection.
 	Forwarded uint64
 	// Refused counts suspicious requests reported for the service.
 	Refused uint64

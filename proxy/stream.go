@@ -31,6 +31,7 @@ func (h *streamHandler) ServeConn(c *Conn) {
 		h.refuse(c, first, err.(*Refusal).Reason)
 		return
 	}
+	c.Forwarded(r)
 	var upgrade func(net.Conn) error
 	if u, ok := h.sniffer.(TargetUpgrader); ok {
 		upgrade = u.StartTLS

@@ -262,6 +262,7 @@ func (c *h1conn) serveOne() bool {
 		c.writeError(stdhttp.StatusForbidden, true, req.Method == "HEAD")
 		return false
 	}
+	c.pc.Forwarded(route)
 	return c.forward(req, route)
 }
 

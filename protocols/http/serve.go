@@ -53,6 +53,7 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 		refuse(w, stdhttp.StatusForbidden)
 		return
 	}
+	e.pc.Forwarded(route)
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{e: e, route: route})
 	g.rp.ServeHTTP(w, r.WithContext(ctx))
 }

@@ -4,9 +4,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
 // Stats are the listener layer's counters since the Server started, for the
@@ -61,12 +63,14 @@ var DialBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .
 // without end.
 const maxReasons = 64
 
-// stats is the live form of Stats. One mutex is enough: it is taken once
-// per connection or request, never per byte.
+// stats is the live form of Stats. The accept counters are atomics, one
+// pair per service type made at the start: the accept path, which a blocked
+// client may flood, takes no lock shared with anything. Everything else is
+// counted once per request under one mutex, never per byte.
 type stats struct {
+	accepts map[string]*acceptCounts // read-only after newStats
+
 	mu       sync.Mutex
-	accepted map[string]uint64
-	blocked  map[string]uint64
 	services map[serviceKey]*ServiceStats
 	reasons  map[string]uint64
 	dialErrs map[string]uint64
@@ -75,10 +79,15 @@ type stats struct {
 
 type serviceKey struct{ typ, service string }
 
+type acceptCounts struct{ accepted, blocked atomic.Uint64 }
+
 func newStats() *stats {
+	accepts := make(map[string]*acceptCounts, len(configs.ServiceTypes))
+	for _, t := range configs.ServiceTypes {
+		accepts[t.Name] = &acceptCounts{}
+	}
 	return &stats{
-		accepted: map[string]uint64{},
-		blocked:  map[string]uint64{},
+		accepts:  accepts,
 		services: map[serviceKey]*ServiceStats{},
 		reasons:  map[string]uint64{},
 		dialErrs: map[string]uint64{},
@@ -87,12 +96,14 @@ func newStats() *stats {
 }
 
 func (s *stats) accept(typ string, blocked bool) {
-	s.mu.Lock()
-	s.accepted[typ]++
-	if blocked {
-		s.blocked[typ]++
+	c := s.accepts[typ]
+	if c == nil {
+		return // not a service type: listeners exist only for those
 	}
-	s.mu.Unlock()
+	c.accepted.Add(1)
+	if blocked {
+		c.blocked.Add(1)
+	}
 }
 
 // service returns the counters of typ and service; s.mu is held.
@@ -154,12 +165,18 @@ func (s *stats) snapshot() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := Stats{
-		Accepted:    cloneMap(s.accepted),
-		Blocked:     cloneMap(s.blocked),
+		Accepted:    map[string]uint64{},
+		Blocked:     map[string]uint64{},
 		Reasons:     cloneMap(s.reasons),
 		DialErrors:  cloneMap(s.dialErrs),
 		DialLatency: make(map[string]Histogram, len(s.dialLat)),
 		Services:    make([]ServiceStats, 0, len(s.services)),
+	}
+	for typ, c := range s.accepts {
+		if n := c.accepted.Load(); n > 0 {
+			out.Accepted[typ] = n
+			out.Blocked[typ] = c.blocked.Load()
+		}
 	}
 	for svc, h := range s.dialLat {
 		c := *h

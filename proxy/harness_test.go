@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 // lineSniffer is a minimal stream protocol for testing the listener layer:
@@ -135,15 +136,7 @@ func (g *recordingGuard) waitReason(t *testing.T, reason string) blacklist.Event
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testpeer.FreePort(t) }
 
 // target is a real TCP server that records what it receives and runs a
 // per-connection script.
@@ -155,7 +148,7 @@ type target struct {
 	serve func(c net.Conn)
 }
 
-func newTarget(t *testing.T, serve func(c net.Conn)) *target {
+func newTarget(t testing.TB, serve func(c net.Conn)) *target {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -24,28 +24,7 @@ import (
 // through the real blacklist. Compare the two, not absolute figures: the
 // loopback client, the proxy and the target share the machine.
 func BenchmarkBlockedRejection(b *testing.B) {
-	target, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var targets sync.WaitGroup
-	targets.Add(1)
-	go func() {
-		defer targets.Done()
-		for {
-			c, err := target.Accept()
-			if err != nil {
-				return
-			}
-			targets.Add(1)
-			go func() {
-				defer targets.Done()
-				defer c.Close()
-				echoLines(c)
-			}()
-		}
-	}()
-	defer func() { target.Close(); targets.Wait() }()
+	tg := newTarget(b, echoLines)
 
 	bl, err := blacklist.New(configs.Blacklist{
 		Blacklist: []configs.Prefix{{Prefix: netip.MustParsePrefix("127.0.0.66/32")}},
@@ -54,9 +33,8 @@ func BenchmarkBlockedRejection(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer bl.Close()
-	port := target.Addr().(*net.TCPAddr).Port
 	cfg, err := configs.Parse("bench.yaml", []byte(fmt.Sprintf(
-		"listen:\n  sip: \"127.0.0.1:%d\"\nlimits: {max_conns_per_ip: 0}\n%s", freePort(b), svcYAML("pbx.example.com", port, ""))))
+		"listen:\n  sip: \"127.0.0.1:%d\"\nlimits: {max_conns_per_ip: 0}\n%s", freePort(b), svcYAML("pbx.example.com", tg.port(), ""))))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -247,22 +247,11 @@ func (c *h1conn) serveOne() bool {
 		return false
 	}
 	c.lastPost = req.Method == "POST"
-	if req.Method == stdhttp.MethodConnect {
-		c.pc.Report("", "method not allowed", nil)
-		c.writeError(stdhttp.StatusMethodNotAllowed, true, false)
-		return false
-	}
-	route, status := c.routeFor(req)
+	route, status := admit(c.pc, req, c.routeFor)
 	if route == nil {
 		c.writeError(status, true, req.Method == "HEAD")
 		return false
 	}
-	if !URLAllowed(route.Service.Allow.URLs, req.URL.Path) {
-		c.pc.Report(route.Service.Name, proxy.ReasonURL, refusedPath(req.URL.Path))
-		c.writeError(stdhttp.StatusForbidden, true, req.Method == "HEAD")
-		return false
-	}
-	c.pc.Forwarded(route)
 	return c.forward(req, route)
 }
 
@@ -295,24 +284,20 @@ func checkRequest(req *stdhttp.Request) (int, error) {
 
 // routeFor resolves the request's Host; on refusal it returns the status
 // to answer: 403 for a network not allowed, else 421.
-func (c *h1conn) routeFor(req *stdhttp.Request) (*proxy.Route, int) {
-	key := HostKey(req.Host)
+func (c *h1conn) routeFor(key string) (*proxy.Route, error) {
 	if c.route != nil && key == c.host {
 		if c.h.log.Enabled(context.Background(), slog.LevelDebug) {
 			c.h.log.Debug("routed", "client", c.pc.Info.Client.Addr(), "type", c.pc.Info.Type.Name,
-				"service", c.route.Service.Name, "target", c.route.Addr, "method", req.Method, "path", req.URL.Path)
+				"service", c.route.Service.Name, "target", c.route.Addr)
 		}
-		return c.route, 0
+		return c.route, nil
 	}
 	r, err := c.pc.Route(key, "")
 	if err != nil {
-		if err.(*proxy.Refusal).Reason == proxy.ReasonNetwork {
-			return nil, stdhttp.StatusForbidden
-		}
-		return nil, stdhttp.StatusMisdirectedRequest
+		return nil, err
 	}
 	c.host, c.route = key, r
-	return r, 0
+	return r, nil
 }
 
 // writeError answers with the bare status: nothing about the inside.

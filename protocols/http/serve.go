@@ -34,28 +34,38 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 			e.finish()
 		}
 	}()
-	if r.Method == stdhttp.MethodConnect {
-		e.pc.Report("", "method not allowed", nil)
-		refuse(w, stdhttp.StatusMethodNotAllowed)
-		return
-	}
-	route, err := e.pc.Route(HostKey(r.Host), "")
-	if err != nil {
-		status := stdhttp.StatusMisdirectedRequest
-		if err.(*proxy.Refusal).Reason == proxy.ReasonNetwork {
-			status = stdhttp.StatusForbidden
-		}
+	route, status := admit(e.pc, r, func(host string) (*proxy.Route, error) { return e.pc.Route(host, "") })
+	if route == nil {
 		refuse(w, status)
 		return
 	}
-	if !URLAllowed(route.Service.Allow.URLs, r.URL.Path) {
-		e.pc.Report(route.Service.Name, proxy.ReasonURL, refusedPath(r.URL.Path))
-		refuse(w, stdhttp.StatusForbidden)
-		return
-	}
-	e.pc.Forwarded(route)
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{e: e, route: route})
 	g.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// admit applies the rules every request must pass, HTTP/1.x and HTTP/2
+// alike: no CONNECT; the Host names a service the client's network may
+// reach (route resolves it; HTTP/1.x caches it per connection); the path is
+// on the service's allowed-URL list. A refusal is reported and its status
+// returned; a request that passes is counted as forwarded.
+func admit(pc *proxy.Conn, req *stdhttp.Request, route func(host string) (*proxy.Route, error)) (*proxy.Route, int) {
+	if req.Method == stdhttp.MethodConnect {
+		pc.Report("", "method not allowed", nil)
+		return nil, stdhttp.StatusMethodNotAllowed
+	}
+	r, err := route(HostKey(req.Host))
+	if err != nil {
+		if err.(*proxy.Refusal).Reason == proxy.ReasonNetwork {
+			return nil, stdhttp.StatusForbidden
+		}
+		return nil, stdhttp.StatusMisdirectedRequest
+	}
+	if !URLAllowed(r.Service.Allow.URLs, req.URL.Path) {
+		pc.Report(r.Service.Name, proxy.ReasonURL, refusedPath(req.URL.Path))
+		return nil, stdhttp.StatusForbidden
+	}
+	pc.Forwarded(r)
+	return r, 0
 }
 
 // refuse answers with the bare status: nothing about the inside.

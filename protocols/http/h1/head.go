@@ -1,0 +1,151 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+)
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// readHead reads a message head up to and including the empty line that
+// ends it, at most max bytes, and returns it as one string that the
+// parsed fields share. It stops at the first empty line whatever its line
+// ending, so that a head with bare LFs is read to its end and then refused
+// by the parser rather than left half-read.
+func readHead(br *bufio.Reader, max int) (string, error) {
+	// Most heads arrive whole in one read: take them in one piece. (A head
+	// with a bare LF may end elsewhere by the loop's reading, but the
+	// parser refuses any bare LF, so both readings refuse it.)
+	if b, _ := br.Peek(br.Buffered()); len(b) > 0 {
+		if i := bytes.Index(b, crlfcrlf); i >= 0 {
+			if i+4 > max {
+				return "", ErrHeadTooLarge
+			}
+			s := string(b[:i+4])
+			br.Discard(i + 4)
+			return s, nil
+		}
+	}
+	var buf []byte
+	start := 0 // where the current line starts in buf
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(buf)+len(line) > max {
+			return "", ErrHeadTooLarge
+		}
+		buf = append(buf, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && len(buf) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		if l := buf[start:]; len(l) == 1 || (len(l) == 2 && l[0] == '\r') {
+			return string(buf), nil
+		}
+		start = len(buf)
+	}
+}
+
+// nextLine splits the first line off s. It refuses a line not ended by
+// CRLF, and a CR anywhere else in it.
+func nextLine(s string) (line, rest string, err error) {
+	i := strings.IndexByte(s, '\n')
+	if i < 1 || s[i-1] != '\r' {
+		return "", "", ErrLineEnding
+	}
+	line = s[:i-1]
+	if strings.IndexByte(line, '\r') >= 0 {
+		return "", "", ErrLineEnding
+	}
+	return line, s[i+1:], nil
+}
+
+// parseFields parses field lines up to the empty line that ends s. Each
+// field goes to h, except those that pick claims as its own; pick returns
+// an error to refuse the message.
+func parseFields(s string, h Header, pick func(name, value string) (bool, error)) (Header, error) {
+	for {
+		line, rest, err := nextLine(s)
+		if err != nil {
+			return nil, err
+		}
+		if line == "" {
+			if rest != "" {
+				return nil, ErrLineEnding
+			}
+			return h, nil
+		}
+		s = rest
+		if line[0] == ' ' || line[0] == '\t' {
+			return nil, ErrObsFold
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return nil, ErrFieldName
+		}
+		name := line[:colon]
+		if !isToken(name) {
+			// Whitespace before the colon lands here: RFC 9112 section 5.1
+			// says a server MUST reject it.
+			return nil, ErrFieldName
+		}
+		value := trimOWS(line[colon+1:])
+		for i := 0; i < len(value); i++ {
+			if !fieldVChar[value[i]] {
+				return nil, ErrFieldValue
+			}
+		}
+		if pick != nil {
+			taken, err := pick(name, value)
+			if err != nil {
+				return nil, err
+			}
+			if taken {
+				continue
+			}
+		}
+		h = append(h, Field{Name: name, Value: value})
+	}
+}
+
+// parseVersion reads "HTTP/1.0" or "HTTP/1.1" and returns the minor
+// version. Other 1.x minors are read as 1.1, as RFC 9110 section 2.5 asks;
+// other majors are refused.
+func parseVersion(v string) (int, error) {
+	if len(v) != 8 || v[:5] != "HTTP/" || v[6] != '.' || v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9' {
+		return 0, errMalformedVersion
+	}
+	if v[5] != '1' {
+		return 0, ErrVersion
+	}
+	if v[7] == '0' {
+		return 0, nil
+	}
+	return 1, nil
+}
+
+var errMalformedVersion = errors.New("h1: malformed HTTP version")
+
+// parseContentLength reads a Content-Length value: digits only (no sign,
+// no list, not empty), at most 18 of them so that it cannot overflow.
+func parseContentLength(v string) (int64, error) {
+	if v == "" || len(v) > 18 {
+		return 0, ErrContentLength
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, ErrContentLength
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
+}

@@ -1,0 +1,145 @@
+package h1
+
+import (
+	"bufio"
+	"strings"
+)
+
+// UntilClose is the body length of a response delimited by the target
+// closing the connection.
+const UntilClose = -2
+
+// Response is a response head as gatehouse read it.
+type Response struct {
+	Minor      int
+	StatusCode int
+	// Reason is the reason phrase, possibly empty.
+	Reason string
+	// Header holds every field but Content-Length and Transfer-Encoding.
+	Header Header
+	// ContentLength is the Content-Length field's value, -1 without one:
+	// for a response without a body (HEAD, 304) it tells the length of the
+	// representation.
+	ContentLength int64
+	// BodyLength is how much body follows the head: a length (0 for none),
+	// Chunked or UntilClose (RFC 9112 section 6.3).
+	BodyLength int64
+	// Close: the connection ends after this response.
+	Close bool
+}
+
+// Bodyless reports whether a response to method with code has no body
+// whatever its fields say.
+func Bodyless(method string, code int) bool {
+	return method == "HEAD" || code/100 == 1 || code == 204 || code == 304
+}
+
+// ReadResponse reads one response head from br, at most max bytes, for a
+// request with the given method. Framing that a tolerant reader could take
+// two ways (both Content-Length and Transfer-Encoding, a coding other than
+// chunked, repeated lengths) is refused: the caller answers 502 and closes
+// the target connection.
+func ReadResponse(br *bufio.Reader, max int, method string) (*Response, error) {
+	head, err := readHead(br, max)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResponse(head, method)
+}
+
+// ParseResponse parses a whole response head.
+func ParseResponse(head, method string) (*Response, error) {
+	line, rest, err := nextLine(head)
+	if err != nil {
+		return nil, err
+	}
+	r := &Response{ContentLength: -1}
+	if err := r.parseLine(line); err != nil {
+		return nil, err
+	}
+	var (
+		lengths, codings int
+		te               string
+	)
+	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
+		switch len(name) {
+		case 14:
+			if equalFold(name, "Content-Length") {
+				lengths++
+				n, err := parseContentLength(value)
+				if err != nil {
+					return false, err
+				}
+				r.ContentLength = n
+				return true, nil
+			}
+		case 17:
+			if equalFold(name, "Transfer-Encoding") {
+				codings++
+				te = value
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case lengths > 1:
+		return nil, ErrContentLength
+	case codings > 0 && lengths > 0:
+		return nil, ErrFramingConflict
+	case codings > 0 && (codings > 1 || r.Minor == 0 || !equalFold(te, "chunked")):
+		return nil, ErrTransferEncoding
+	}
+	switch {
+	case Bodyless(method, r.StatusCode):
+		r.BodyLength = 0
+	case codings > 0:
+		r.BodyLength = Chunked
+	case lengths > 0:
+		r.BodyLength = r.ContentLength
+	default:
+		r.BodyLength = UntilClose
+	}
+	if r.Minor == 0 {
+		r.Close = !r.Header.HasToken("Connection", "keep-alive")
+	} else {
+		r.Close = r.Header.HasToken("Connection", "close")
+	}
+	if r.BodyLength == UntilClose {
+		r.Close = true
+	}
+	return r, nil
+}
+
+// parseLine reads "HTTP-version SP 3DIGIT SP reason-phrase". A missing
+// reason phrase is taken with or without its space (many embedded servers
+// send "HTTP/1.1 200"): it carries no meaning.
+func (r *Response) parseLine(line string) error {
+	version, rest, ok := strings.Cut(line, " ")
+	if !ok {
+		return ErrStatusLine
+	}
+	minor, err := parseVersion(version)
+	if err != nil {
+		if err == errMalformedVersion {
+			return ErrStatusLine
+		}
+		return err
+	}
+	code, reason, _ := strings.Cut(rest, " ")
+	if len(code) != 3 || code[0] < '1' || code[0] > '5' || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' {
+		return ErrStatusLine
+	}
+	for i := 0; i < len(reason); i++ {
+		if !fieldVChar[reason[i]] {
+			return ErrStatusLine
+		}
+	}
+	r.Minor = minor
+	r.StatusCode = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
+	r.Reason = reason
+	return nil
+}

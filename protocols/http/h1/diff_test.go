@@ -155,4 +155,3 @@ func FuzzResponseDifferential(f *testing.F) {
 		diffResponse(t, raw, m)
 	})
 }
-

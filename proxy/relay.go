@@ -21,6 +21,10 @@ type relay struct {
 	service string
 
 	up, down  side
+	// live counts bytes as they move rather than when a copy returns, for
+	// the admin UI's live view of long-lived upgraded streams; it costs
+	// splice(2).
+	live bool
 	clientMu  sync.Mutex // serialises writes to the client: target data and watcher replies
 	closeOnce sync.Once
 }
@@ -55,6 +59,18 @@ func (r *relay) run(first []byte) {
 	wg.Wait()
 }
 
+// Relay relays raw bytes between c and target until both directions have
+// ended or neither has moved a byte for limits.idle_timeout: the stream
+// protocols' relay, for a handler whose connection has switched protocols
+// (an HTTP upgrade to WebSocket). first is written to target before
+// anything else. The caller still owns target and closes it afterwards.
+func (c *Conn) Relay(target net.Conn, service string, first []byte) {
+	c.Conn.SetDeadline(time.Time{})
+	target.SetDeadline(time.Time{})
+	rl := &relay{conn: c, target: target, service: service, live: true}
+	rl.run(first)
+}
+
 // finish ends one direction: a clean EOF half-closes the other side's
 // writer, anything else ends the whole connection.
 func (r *relay) finish(s *side, err error) {
@@ -83,20 +99,31 @@ func (r *relay) pump(s, other *side, first []byte) error {
 	src, dst := s.src, s.dst
 	st, srcTCP := src.(*net.TCPConn)
 	dt, dstTCP := dst.(*net.TCPConn)
+	splice := srcTCP && dstTCP && !r.live
 	var buf []byte
-	if !srcTCP || !dstTCP {
+	var w io.Writer = writerOnly{dst}
+	if !splice {
 		buf = make([]byte, 32<<10)
+	}
+	if r.live {
+		w = writerFunc(func(p []byte) (int, error) {
+			n, err := dst.Write(p)
+			s.bytes.Add(int64(n))
+			return n, err
+		})
 	}
 	for {
 		src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
 		var n int64
 		var err error
-		if srcTCP && dstTCP {
+		if splice {
 			n, err = dt.ReadFrom(st) // splice(2): zero copy between plain TCP conns
 		} else {
-			n, err = io.CopyBuffer(writerOnly{dst}, readerOnly{src}, buf)
+			n, err = io.CopyBuffer(w, readerOnly{src}, buf)
 		}
-		s.bytes.Add(n)
+		if !r.live {
+			s.bytes.Add(n)
+		}
 		if err == nil {
 			return nil
 		}

@@ -140,6 +140,8 @@ const (
 	ReasonClosed         = "closed before first packet"
 	ReasonUnreachable    = "target unreachable"
 	ReasonCredentials    = "credentials rejected by target"
+	ReasonUnreadable     = "unreadable request"
+	ReasonMethod         = "method not allowed"
 )
 
 // Resolve applies the service, port and network checks for a request with

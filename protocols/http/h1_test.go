@@ -192,7 +192,7 @@ func TestH1MessagesPassFaithfully(t *testing.T) {
 		{name: "empty POST keeps its length",
 			req:    "POST /echo HTTP/1.1\r\nHost: hq.example.com\r\nContent-Length: 0\r\n\r\n",
 			method: "POST", status: 200, want: []string{"cl=0", "Content-Length: 0\n"}},
-		{name: "absolute form", req: "GET http://hq.example.com/echo HTTP/1.1\r\nHost: other\r\n\r\n",
+		{name: "absolute form", req: "GET http://hq.example.com/echo HTTP/1.1\r\nHost: hq.example.com\r\n\r\n",
 			method: "GET", status: 200, want: []string{"GET /echo host=hq.example.com"}},
 		{name: "streamed answer is chunked, with trailers",
 			req:    "GET /stream HTTP/1.1\r\nHost: hq.example.com\r\nTE: trailers\r\n\r\n",
@@ -349,6 +349,7 @@ func TestH1RefusalsAndUnreadableRequests(t *testing.T) {
 		{"two Hosts", "GET /echo HTTP/1.1\r\nHost: hq.example.com\r\nHost: x\r\n\r\n", 400, ": unreadable request"},
 		{"two lengths", "POST /echo HTTP/1.1\r\nHost: hq.example.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, ": unreadable request"},
 		{"no form of request target", "GET a:0 HTTP/1.1\r\nHost: hq.example.com\r\n\r\n", 400, ": unreadable request"},
+		{"absolute form naming another Host", "GET http://hq.example.com/echo HTTP/1.1\r\nHost: other\r\n\r\n", 400, ": unreadable request"},
 		{"HTTP/2 preface on the plain port", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, ": unreadable request"},
 		{"header too large", "GET /echo HTTP/1.1\r\nHost: hq.example.com\r\nX-Big: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431, ": unreadable request"},
 	} {

@@ -3,6 +3,7 @@ package http
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // HostKey returns the routing key of a Host header or :authority: the host
@@ -21,19 +22,22 @@ func HostKey(host string) string {
 	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
 
-// URLAllowed applies the contract's allowed-URL rule to a request path (the
-// query string is not part of it): the path must head-match one entry, and
-// where that entry ends in "/", the rest of the path must not contain
-// another "/". A nil list allows every path. Matching is case sensitive.
+// URLAllowed applies the contract's allowed-URL rule to a request path as
+// the client sent it, percent-encoded (the query string is not part of
+// it): the decoded path must head-match one entry, and where that entry
+// ends in "/", the rest of the path must not contain another "/". A nil
+// list allows every path. Matching is case sensitive.
 //
-// Paths that a target would resolve differently from how they read are
-// refused whenever a list applies: dot segments ("/PBX0/MY/../admin") and
-// backslashes, which some web servers treat as "/".
-func URLAllowed(urls []string, path string) bool {
+// Whenever a list applies, a path that some target could resolve
+// differently from how gatehouse reads it is refused (see canonicalPath):
+// the list is only worth what the target's reading of the path agrees
+// with gatehouse's.
+func URLAllowed(urls []string, rawPath string) bool {
 	if urls == nil {
 		return true
 	}
-	if !cleanPath(path) {
+	path, ok := canonicalPath(rawPath)
+	if !ok {
 		return false
 	}
 	for _, u := range urls {
@@ -48,18 +52,85 @@ func URLAllowed(urls []string, path string) bool {
 	return false
 }
 
-// cleanPath reports whether path is absolute and free of dot segments and
-// backslashes.
-func cleanPath(path string) bool {
-	if !strings.HasPrefix(path, "/") || strings.ContainsRune(path, '\\') {
-		return false
+// canonicalPath decodes a raw request path and reports whether every
+// target reads it the same way. Refused are:
+//   - dot segments ("/PBX0/MY/../ADMIN"), which a target resolves;
+//   - ';' anywhere: Tomcat and Jetty-style servers take "..;" for "..";
+//   - backslashes, which some servers (IIS, embedded ones) treat as "/";
+//   - percent-encoded '.', '/', '\', ';', '%' and NUL: a server that
+//     decodes once more, or decodes before splitting segments, sees
+//     another path ("%2e%2e", "%252e%252e", "%2f");
+//   - encoded bytes that are not valid UTF-8, overlong forms such as
+//     "%c0%ae" ('.') among them.
+func canonicalPath(raw string) (string, bool) {
+	if !strings.HasPrefix(raw, "/") {
+		return "", false
+	}
+	var b []byte
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c <= ' ' || c >= 0x7f {
+			return "", false // HTTP/2 paths are not checked byte by byte as HTTP/1 targets are
+		}
+		switch c {
+		case ';', '\\':
+			return "", false
+		case '%':
+			if i+2 >= len(raw) {
+				return "", false
+			}
+			v, ok := unhex(raw[i+1], raw[i+2])
+			if !ok {
+				return "", false
+			}
+			switch v {
+			case '.', '/', '\\', ';', '%', 0:
+				return "", false
+			}
+			if b == nil {
+				b = append(make([]byte, 0, len(raw)), raw[:i]...)
+			}
+			b = append(b, v)
+			i += 2
+			continue
+		}
+		if b != nil {
+			b = append(b, c)
+		}
+	}
+	path := raw
+	if b != nil {
+		if !utf8.Valid(b) {
+			return "", false
+		}
+		path = string(b)
 	}
 	for seg := range strings.SplitSeq(path[1:], "/") {
 		if seg == "." || seg == ".." {
-			return false
+			return "", false
 		}
 	}
-	return true
+	return path, true
+}
+
+func unhex(a, b byte) (byte, bool) {
+	x, y := fromHex(a), fromHex(b)
+	if x < 0 || y < 0 {
+		return 0, false
+	}
+	return byte(x<<4 | y), true
+}
+
+func fromHex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
 }
 
 // refusedPath names a refused path in the log line (the administrator

@@ -173,15 +173,17 @@ func (r *Request) parseLine(line string) error {
 	if !ok || target == "" {
 		return ErrRequestLine
 	}
-	if !isToken(method) {
-		return ErrMethod
-	}
+	// The version first: an HTTP/2 preface ("PRI * HTTP/2.0") is told
+	// apart by it (505), whatever its target.
 	minor, err := parseVersion(version)
 	if err != nil {
 		if err == errMalformedVersion {
 			return ErrRequestLine
 		}
 		return err
+	}
+	if !isToken(method) {
+		return ErrMethod
 	}
 	r.Method, r.Target, r.Minor = method, target, minor
 	return r.parseTarget()

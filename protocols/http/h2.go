@@ -7,6 +7,7 @@ import (
 	stdhttp "net/http"
 	"net/http/httputil"
 	"os"
+	"strings"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
@@ -34,44 +35,14 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 			e.finish()
 		}
 	}()
-	route, status := admit(e.pc, r, func(host string) (*proxy.Route, error) { return e.pc.Route(host, "") })
+	route, status := admit(e.pc, request{method: r.Method, host: r.Host, path: rawPath(r)},
+		func(host string) (*proxy.Route, error) { return e.pc.Route(host, "") })
 	if route == nil {
 		refuse(w, status)
 		return
 	}
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{e: e, route: route})
 	g.rp.ServeHTTP(w, r.WithContext(ctx))
-}
-
-// admit applies the rules every request must pass, HTTP/1.x and HTTP/2
-// alike: no CONNECT; the Host names a service the client's network may
-// reach (route resolves it; HTTP/1.x caches it per connection); the path is
-// on the service's allowed-URL list. A refusal is reported and its status
-// returned; a request that passes is counted as forwarded.
-func admit(pc *proxy.Conn, req *stdhttp.Request, route func(host string) (*proxy.Route, error)) (*proxy.Route, int) {
-	if req.Method == stdhttp.MethodConnect {
-		pc.Report("", "method not allowed", nil)
-		return nil, stdhttp.StatusMethodNotAllowed
-	}
-	r, err := route(HostKey(req.Host))
-	if err != nil {
-		if err.(*proxy.Refusal).Reason == proxy.ReasonNetwork {
-			return nil, stdhttp.StatusForbidden
-		}
-		return nil, stdhttp.StatusMisdirectedRequest
-	}
-	if !URLAllowed(r.Service.Allow.URLs, req.URL.Path) {
-		pc.Report(r.Service.Name, proxy.ReasonURL, refusedPath(req.URL.Path))
-		return nil, stdhttp.StatusForbidden
-	}
-	pc.Forwarded(r)
-	return r, 0
-}
-
-// refuse answers with the bare status: nothing about the inside.
-func refuse(w stdhttp.ResponseWriter, status int) {
-	w.Header().Set("Connection", "close")
-	stdhttp.Error(w, stdhttp.StatusText(status), status)
 }
 
 // rewrite points the outgoing request at the route's target. The Host the
@@ -94,6 +65,17 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		proto = "https"
 	}
 	pr.Out.Header.Set("X-Forwarded-Proto", proto)
+	pr.Out.Header.Set("X-Real-IP", clientIP(rt.e).String())
+}
+
+// rawPath is the path of an HTTP/2 request as the client sent it
+// (percent-encoded), which the allowed-URL rule reads.
+func rawPath(r *stdhttp.Request) string {
+	p := r.RequestURI
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return p
 }
 
 func joinComma(vs []string) string {

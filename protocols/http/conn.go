@@ -1,0 +1,285 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/protocols/http/h1"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+// HTTP/1.x is served by a loop of its own rather than by net/http's server
+// and httputil.ReverseProxy: one goroutine per client connection (the
+// proxy's) reads a request, routes and checks it, writes it to a pooled
+// target connection and copies the answer back, with no hand-off to other
+// goroutines for a request without a body. The rules are those of the
+// HTTP/2 path (rules.go); what differs is only who frames the bytes.
+//
+// Both directions are read by package h1, strictly, and written anew from
+// what it read: the target never sees the client's framing bytes, only
+// gatehouse's reading of them, so no request can be smuggled past the
+// rules (exchange.go).
+
+// maxResponseHead caps a target's response head.
+const maxResponseHead = 1 << 20
+
+// aLongTimeAgo is a deadline that has passed: setting it wakes a blocked
+// read or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// h1conn is one HTTP/1.x client connection.
+type h1conn struct {
+	h      *Handler
+	g      *generation
+	pc     *proxy.Conn
+	conn   net.Conn
+	limits configs.Limits
+	cr     countReader // under br
+	cw     countWriter // under bw
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	proto  string // for X-Forwarded-Proto
+	ip     string // the client address, for X-Forwarded-For
+	wdl    time.Time
+
+	// The route of the last request, reused while the Host stays the same:
+	// the table, the client address and the service type are fixed for
+	// the connection, so the answer would be the same.
+	host  string
+	route *proxy.Route
+
+	lastBody bool // the previous request had a body (see serveOne)
+	// linger: the loop ends with an answer written while the client may
+	// still be sending (a body not read, junk); see lingerClose.
+	linger bool
+
+	mu      sync.Mutex  // guards the fields below, against Shutdown's look at them
+	idle    bool        // waiting for the next request
+	target  *targetConn // in use for the request in flight
+	aborted bool        // Shutdown ran out of time
+}
+
+// serveH1 runs the request loop until the client closes, breaks the
+// protocol, goes idle too long, or the handler shuts down.
+func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
+	c := &h1conn{h: h, g: g, pc: pc, conn: pc.Conn, limits: pc.Table.Config.Limits,
+		ip: pc.Info.Client.Addr().String(), proto: "http"}
+	if pc.Info.TLS != nil {
+		c.proto = "https"
+	}
+	if !g.track(c) {
+		return
+	}
+	defer g.untrack(c)
+	in, out := pc.Traffic()
+	c.cr = countReader{r: pc.Conn, limit: noLimit, total: in}
+	c.cw = countWriter{w: pc.Conn, total: out}
+	c.br = getReader(&c.cr)
+	c.bw = getWriter(&c.cw)
+	defer func() {
+		putReader(c.br)
+		putWriter(c.bw)
+	}()
+	// The listener's deadline still bounds the first request's head; its
+	// write half is renewed per response.
+	c.wdl = time.Now().Add(c.limits.FirstPacketTimeout)
+	for first := true; c.awaitRequest(first) && c.serveOne(); first = false {
+	}
+	if c.linger {
+		c.lingerClose()
+	}
+}
+
+// lingerClose lets the client read the last answer before the connection
+// closes: closing a socket with unread input resets the connection, and a
+// reset can destroy the answer before the client has read it. So the
+// write side is closed first and what the client still sends is read and
+// dropped, until it closes too or half a second has passed (as net/http
+// does).
+func (c *h1conn) lingerClose() {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c.conn, 256<<10)
+}
+
+func after(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// renew moves a deadline last set to *dl to now+d and reports whether it
+// moved. It leaves one alone that would come less than a second early, so
+// that a busy connection does not reset its timers on every request.
+func renew(dl *time.Time, now time.Time, d time.Duration) bool {
+	if d <= 0 {
+		if dl.IsZero() {
+			return false
+		}
+		*dl = time.Time{}
+		return true
+	}
+	next := now.Add(d)
+	if !dl.IsZero() && next.Sub(*dl) < time.Second {
+		return false
+	}
+	*dl = next
+	return true
+}
+
+// awaitRequest waits up to limits.idle_timeout for the first byte of the
+// next request, then gives its head limits.first_packet_timeout. It
+// returns false when the connection should end quietly.
+func (c *h1conn) awaitRequest(first bool) bool {
+	if c.br.Buffered() == 0 {
+		if !first {
+			c.conn.SetReadDeadline(after(c.limits.IdleTimeout))
+		}
+		if !c.setIdle(true) {
+			return false
+		}
+		_, err := c.br.Peek(1)
+		if !c.setIdle(false) || err != nil {
+			return false
+		}
+	} else if c.g.closing.Load() {
+		return false
+	}
+	if !first {
+		c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	}
+	return true
+}
+
+// setIdle records whether the connection waits for a request, and reports
+// whether it may go on: not once Shutdown has begun.
+func (c *h1conn) setIdle(idle bool) bool {
+	c.mu.Lock()
+	c.idle = idle
+	c.mu.Unlock()
+	return !c.g.closing.Load()
+}
+
+// wake ends the wait for a next request, for Shutdown.
+func (c *h1conn) wake() {
+	c.mu.Lock()
+	if c.idle {
+		c.conn.SetReadDeadline(aLongTimeAgo)
+	}
+	c.mu.Unlock()
+}
+
+// hold records the target connection the request in flight uses, so that
+// abort can close it; nil when done with it. It returns tc.
+func (c *h1conn) hold(tc *targetConn) *targetConn {
+	c.mu.Lock()
+	c.target = tc
+	if tc != nil && c.aborted {
+		tc.close()
+	}
+	c.mu.Unlock()
+	return tc
+}
+
+// abort closes the target connection of the request in flight, when
+// Shutdown's time is up: the proxy closes client connections then, but a
+// request loop may be waiting on its target rather than its client.
+func (c *h1conn) abort() {
+	c.mu.Lock()
+	c.aborted = true
+	if c.target != nil {
+		c.target.close()
+	}
+	c.mu.Unlock()
+}
+
+// serveOne reads, checks and forwards one request; it reports whether the
+// connection can carry another.
+func (c *h1conn) serveOne() bool {
+	if c.lastBody {
+		// Some old clients send a CRLF after a body (RFC 9112 section 2.2
+		// asks a server to ignore at least one empty line).
+		c.lastBody = false
+		if b, _ := c.br.Peek(2); len(b) == 2 && b[0] == '\r' && b[1] == '\n' {
+			c.br.Discard(2)
+			if c.br.Buffered() == 0 {
+				return c.awaitRequest(false) && c.serveOne()
+			}
+		}
+	}
+	req, err := h1.ReadRequest(c.br, int(c.limits.FirstPacketMax))
+	if err != nil {
+		// Something arrived (awaitRequest saw a byte) but it was not a
+		// request: junk, TLS on the plain port, smuggling tricks, a cut-off
+		// or too slow head.
+		c.pc.Report("", proxy.ReasonUnreadable, err)
+		var ne net.Error
+		if err != io.EOF && err != io.ErrUnexpectedEOF && !(errors.As(err, &ne) && ne.Timeout()) {
+			c.writeError(h1.Status(err), true, false)
+		}
+		return false
+	}
+	c.lastBody = req.ContentLength != 0
+	route, status := admit(c.pc, request{method: req.Method, host: req.Host, path: req.Path, form: req.Form}, c.routeFor)
+	if route == nil {
+		c.writeError(status, true, req.Method == "HEAD")
+		return false
+	}
+	return c.forward(req, route)
+}
+
+// routeFor resolves the request's Host; on refusal it returns the status
+// to answer: 403 for a network not allowed, else 421.
+func (c *h1conn) routeFor(key string) (*proxy.Route, error) {
+	if c.route != nil && key == c.host {
+		if c.h.log.Enabled(context.Background(), slog.LevelDebug) {
+			c.h.log.Debug("routed", "client", c.pc.Info.Client.Addr(), "type", c.pc.Info.Type.Name,
+				"service", c.route.Service.Name, "target", c.route.Addr)
+		}
+		return c.route, nil
+	}
+	r, err := c.pc.Route(key, "")
+	if err != nil {
+		return nil, err
+	}
+	c.host, c.route = key, r
+	return r, nil
+}
+
+// writeError answers with the bare status: nothing about the inside.
+func (c *h1conn) writeError(code int, close, head bool) {
+	text := statusText(code)
+	bw := c.bw
+	if renew(&c.wdl, time.Now(), c.limits.IdleTimeout) {
+		c.conn.SetWriteDeadline(c.wdl)
+	}
+	writeStatusLine(bw, code, "")
+	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ")
+	h1.WriteInt(bw, int64(len(text)+1))
+	if close {
+		c.linger = true
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	if !head {
+		bw.WriteString(text)
+		bw.WriteByte('\n')
+	}
+	bw.Flush()
+}
+
+func (c *h1conn) targetError(route *proxy.Route, err error) {
+	c.h.log.Warn("target error", "client", c.pc.Info.Client.Addr(), "type", c.pc.Info.Type.Name,
+		"service", route.Service.Name, "target", route.Addr, "err", err)
+}

@@ -1,0 +1,463 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	stdhttp "net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/protocols/http/h1"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+)
+
+// This file is the exchange of one HTTP/1.x request with a target: get a
+// target connection (pooled or new), write the request as gatehouse read
+// it, read the answer by gatehouse's framing, pass it on, and decide
+// whether the target connection can carry another request.
+
+// exchange is one request on its way to a target and back.
+type exchange struct {
+	c     *h1conn
+	req   *h1.Request
+	route *proxy.Route
+	key   poolKey
+	tc    *targetConn
+	body  *bodyCopy // the request body's copy, when it runs on its own goroutine
+	// reqBody reads the request body by gatehouse's framing.
+	reqBody *h1.Body
+	// closeClient: the client connection ends after this answer.
+	closeClient bool
+}
+
+// errUnexpected1xx is a target's 101 to a request that asked for no
+// upgrade, or to another protocol than the one asked for.
+var errUnexpected1xx = errors.New("switching protocols unasked")
+
+// forward sends req to the route's target and its answer to the client.
+// It reports whether the client connection can carry another request.
+func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
+	x := &exchange{c: c, req: req, route: route, key: poolKey{addr: route.Addr, tls: route.TLS},
+		reqBody: h1.NewBody(c.br, req.ContentLength), closeClient: req.Close}
+	defer c.hold(nil)
+	if !x.connect() {
+		return x.refuse(stdhttp.StatusBadGateway)
+	}
+	resp, err := x.roundTrip()
+	if err != nil {
+		return x.failed(err)
+	}
+	if (resp.StatusCode == stdhttp.StatusUnauthorized || resp.StatusCode == stdhttp.StatusForbidden) &&
+		req.Header.Has("Authorization") {
+		c.pc.Report(route.Service.Name, proxy.ReasonCredentials, nil)
+	}
+	if resp.StatusCode == stdhttp.StatusSwitchingProtocols {
+		return x.switchProtocols(resp)
+	}
+	return x.answer(resp)
+}
+
+// refuse answers a request that could not be sent with status. The client
+// connection carries on only when no body of it is left unread.
+func (x *exchange) refuse(status int) bool {
+	keep := !x.closeClient && x.req.ContentLength == 0
+	x.c.writeError(status, !keep, x.req.Method == "HEAD")
+	return keep
+}
+
+// connect takes a pooled target connection or dials one.
+func (x *exchange) connect() bool {
+	c := x.c
+	if x.tc = c.hold(c.targetFor(x.key)); x.tc != nil {
+		return true
+	}
+	x.tc = c.hold(c.dial(x.route, x.key))
+	return x.tc != nil
+}
+
+// roundTrip sends the request and reads the head of the final answer. A
+// pooled connection that the target closed just as it was reused, before
+// answering, is replaced once for a request that can safely be sent again.
+func (x *exchange) roundTrip() (*h1.Response, error) {
+	n0 := x.tc.cr.n
+	resp, err := x.send()
+	if err != nil && x.req.ContentLength == 0 && idempotent(x.req.Method) && x.tc.reused() &&
+		x.tc.cr.n == n0 && !errors.Is(err, errClientGone) && !isMalformed(err) {
+		x.c.h.log.Debug("retrying on a new target connection", "client", x.c.pc.Info.Client.Addr(),
+			"service", x.route.Service.Name, "err", err)
+		x.tc.close()
+		if x.tc = x.c.hold(x.c.dial(x.route, x.key)); x.tc == nil {
+			return nil, errDialFailed
+		}
+		resp, err = x.send()
+	}
+	return resp, err
+}
+
+var errDialFailed = errors.New("dial failed") // reported by proxy.Conn.Dial
+
+// failed handles a request whose answer could not be read.
+func (x *exchange) failed(err error) bool {
+	c := x.c
+	if x.tc != nil {
+		x.tc.close()
+	}
+	if errors.Is(err, errClientGone) {
+		return false
+	}
+	if x.body != nil {
+		clientFailed := x.body.finished() && x.body.err != nil
+		c.stopBody(x.body, x.tc)
+		if clientFailed {
+			return false // the client broke off its own request: nobody to answer
+		}
+	}
+	if !errors.Is(err, errDialFailed) {
+		c.targetError(x.route, err)
+	}
+	status := stdhttp.StatusBadGateway
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		status = stdhttp.StatusGatewayTimeout
+	}
+	return x.refuse(status)
+}
+
+// isMalformed reports a target answer that h1 refused: never retried,
+// since the target did answer.
+func isMalformed(err error) bool {
+	var ne net.Error
+	return !errors.As(err, &ne) && err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, net.ErrClosed)
+}
+
+// targetFor takes an idle connection to key from the pool that is still
+// open and has sent nothing since its last answer: bytes that arrive
+// unasked (the answer to a request gatehouse never sent, a body longer
+// than framed) must never be read as the answer to another client's
+// request, so such a connection is closed, not used.
+func (c *h1conn) targetFor(key poolKey) *targetConn {
+	for {
+		tc := c.g.pool.get(key)
+		if tc == nil {
+			return nil
+		}
+		if tc.alive() {
+			return tc
+		}
+		tc.close()
+	}
+}
+
+// dial opens a new target connection; a failure is reported as suspicious
+// by proxy.Conn.Dial.
+func (c *h1conn) dial(route *proxy.Route, key poolKey) *targetConn {
+	conn, err := c.pc.Dial(context.Background(), route, nil)
+	if err != nil {
+		return nil
+	}
+	return newTargetConn(conn, key)
+}
+
+// maxInformational bounds the 1xx answers passed on before the final one.
+const maxInformational = 16
+
+// send writes the request to the target and reads the answer up to the
+// head of its final response, passing informational (1xx) responses on
+// to the client. A request body is sent along: at once when it is already
+// buffered and small, else by a bodyCopy that the answer waits for.
+func (x *exchange) send() (*h1.Response, error) {
+	c, tc, req := x.c, x.tc, x.req
+	now := time.Now()
+	idle := c.limits.IdleTimeout
+	// Reading the answer is bounded by idle_timeout: no byte from the
+	// target in that time is a 504.
+	if renew(&tc.dl, now, idle) {
+		tc.conn.SetDeadline(tc.dl)
+	}
+	if renew(&c.wdl, now, idle) {
+		c.conn.SetWriteDeadline(c.wdl)
+	}
+	c.writeRequestHead(tc.bw, req)
+	switch n := req.ContentLength; {
+	case n == 0:
+	case n > 0 && n <= int64(c.br.Buffered()) && n <= bufSize && !expectsContinue(req):
+		// Small and already here: one write carries head and body.
+		if _, err := io.Copy(tc.bw, x.reqBody); err != nil {
+			return nil, err
+		}
+	default:
+		if err := tc.bw.Flush(); err != nil {
+			return nil, err
+		}
+		// From here on tc.bw is the body copy's.
+		x.body = &bodyCopy{done: make(chan struct{})}
+		go c.copyBody(x.body, tc, x.reqBody)
+	}
+	if x.body == nil {
+		if err := tc.bw.Flush(); err != nil {
+			return nil, err
+		}
+		// (With a body copy under way, it notices a client that leaves.)
+		if err := c.awaitTarget(tc); err != nil {
+			return nil, err
+		}
+	}
+	for i := 0; ; i++ {
+		resp, err := h1.ReadResponse(tc.br, maxResponseHead, req.Method)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case resp.StatusCode == stdhttp.StatusSwitchingProtocols:
+			if !req.Upgrade() {
+				return nil, errUnexpected1xx
+			}
+			return resp, nil
+		case resp.StatusCode/100 != 1:
+			return resp, nil
+		case i == maxInformational:
+			return nil, errors.New("too many informational responses")
+		}
+		if req.Minor == 1 { // 1xx means nothing to HTTP/1.0
+			writeStatusLine(c.bw, resp.StatusCode, resp.Reason)
+			h1.WriteFields(c.bw, resp.Header, nil)
+			c.bw.WriteString("\r\n")
+			if err := c.bw.Flush(); err != nil {
+				return nil, errClientGone
+			}
+		}
+	}
+}
+
+func expectsContinue(req *h1.Request) bool { return req.Header.HasToken("Expect", "100-continue") }
+
+// answer passes the final response on and settles both connections.
+func (x *exchange) answer(resp *h1.Response) bool {
+	c, req := x.c, x.req
+	if x.body != nil && !x.body.wait(bodyGrace) {
+		// The target answered before the whole body was sent: it may not
+		// want it (a refusal, or no 100 Continue). Where the client's next
+		// request would start is then unknown.
+		x.closeClient = true
+	}
+	if c.g.closing.Load() {
+		x.closeClient = true
+	}
+	chunked := false
+	switch resp.BodyLength {
+	case h1.Chunked, h1.UntilClose:
+		if req.Minor == 1 {
+			chunked = true
+		} else {
+			x.closeClient = true // an HTTP/1.0 client reads to the close
+		}
+	}
+	x.writeResponseHead(resp, chunked)
+	respBody := h1.NewBody(x.tc.br, resp.BodyLength)
+	reuse := !resp.Close
+	if resp.BodyLength != 0 {
+		targetErr, clientErr := x.copyResponse(respBody, chunked)
+		if targetErr != nil {
+			// The answer is cut off or malformed; the client can only learn
+			// that from the connection closing.
+			c.targetError(x.route, targetErr)
+			reuse, x.closeClient = false, true
+		}
+		if clientErr != nil {
+			reuse, x.closeClient = false, true
+		}
+	}
+	if x.body != nil {
+		if !x.body.finished() {
+			// The target answered without reading the whole body; where
+			// the client's next request would start is unknown.
+			c.stopBody(x.body, x.tc)
+			reuse, x.closeClient, c.linger = false, true, true
+		}
+		if x.body.err != nil {
+			reuse, x.closeClient = false, true
+		}
+	}
+	if !x.reqBody.Done() {
+		reuse, x.closeClient = false, true
+	}
+	// Only a connection whose answer ended exactly where its framing said,
+	// with nothing after it, answers the next request.
+	if !respBody.Done() || x.tc.br.Buffered() > 0 {
+		reuse = false
+	}
+	// The target connection goes back to the pool before the client has
+	// the last bytes of the answer, so that the client's next request (on
+	// this connection or another) finds it there.
+	if reuse {
+		c.g.pool.put(x.tc)
+	} else {
+		x.tc.close()
+	}
+	if err := c.bw.Flush(); err != nil {
+		x.closeClient = true
+	}
+	return !x.closeClient
+}
+
+// writeResponseHead writes the answer's head to the client, with framing
+// of gatehouse's own.
+func (x *exchange) writeResponseHead(resp *h1.Response, chunked bool) {
+	c, bw := x.c, x.c.bw
+	writeStatusLine(bw, resp.StatusCode, resp.Reason)
+	h1.WriteFields(bw, resp.Header, func(name string) bool {
+		return !chunked && strings.EqualFold(name, "Trailer")
+	})
+	switch {
+	case resp.BodyLength == 0:
+		// HEAD and 304 tell the length of the GET.
+		if resp.ContentLength >= 0 && resp.StatusCode != 204 && resp.StatusCode/100 != 1 {
+			bw.WriteString("Content-Length: ")
+			h1.WriteInt(bw, resp.ContentLength)
+			bw.WriteString("\r\n")
+		}
+	case chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case resp.BodyLength > 0:
+		bw.WriteString("Content-Length: ")
+		h1.WriteInt(bw, resp.BodyLength)
+		bw.WriteString("\r\n")
+	}
+	if x.closeClient {
+		c.linger = c.linger || (x.body != nil && (!x.body.finished() || x.body.err != nil))
+		bw.WriteString("Connection: close\r\n")
+	} else if x.req.Minor == 0 {
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// copyResponse copies the response body to the client, chunked when the
+// target did not tell its length and the client speaks HTTP/1.1. A body of
+// unknown length is passed on as it comes, for streams (server-sent
+// events); the caller flushes the end.
+func (x *exchange) copyResponse(body *h1.Body, chunked bool) (targetErr, clientErr error) {
+	c, tc, bw := x.c, x.tc, x.c.bw
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := *bp
+	idle := c.limits.IdleTimeout
+	last := time.Now()
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if chunked {
+				h1.WriteChunk(bw, buf[:n])
+				if tc.br.Buffered() == 0 {
+					if err := bw.Flush(); err != nil {
+						return nil, err
+					}
+				}
+			} else if _, err := bw.Write(buf[:n]); err != nil {
+				return nil, err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			bw.Flush()
+			return rerr, nil
+		}
+		if now := time.Now(); idle > 0 && now.Sub(last) > time.Second {
+			last = now
+			tc.conn.SetReadDeadline(now.Add(idle))
+			c.wdl = now.Add(idle)
+			c.conn.SetWriteDeadline(c.wdl)
+		}
+	}
+	if chunked {
+		h1.WriteLastChunk(bw, body.Trailer)
+	}
+	return nil, nil // the caller flushes
+}
+
+// writeRequestHead writes the request as it goes to the target: the
+// request line in origin form, the Host the client asked for, the
+// end-to-end fields, X-Forwarded-For with the client appended,
+// X-Forwarded-Proto and X-Real-IP, and framing of gatehouse's own. None of
+// the fields gatehouse writes can be suppressed by the client naming them
+// in Connection, and none of the client's forwarding fields passes.
+func (c *h1conn) writeRequestHead(w *bufio.Writer, req *h1.Request) {
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(req.RequestURI())
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(req.Host)
+	w.WriteString("\r\n")
+	chunked := req.ContentLength == h1.Chunked
+	h1.WriteFields(w, req.Header, func(name string) bool {
+		return requestOnlyHeader(name) || (!chunked && strings.EqualFold(name, "Trailer"))
+	})
+	if req.Upgrade() {
+		w.WriteString("Connection: Upgrade\r\n")
+		up, _ := req.Header.Get("Upgrade")
+		h1.WriteField(w, "Upgrade", up)
+	}
+	if req.Header.HasToken("TE", "trailers") {
+		w.WriteString("TE: trailers\r\n")
+	}
+	w.WriteString("X-Forwarded-For: ")
+	for _, f := range req.Header {
+		if strings.EqualFold(f.Name, "X-Forwarded-For") {
+			w.WriteString(f.Value)
+			w.WriteString(", ")
+		}
+	}
+	w.WriteString(c.ip)
+	w.WriteString("\r\nX-Forwarded-Proto: ")
+	w.WriteString(c.proto)
+	w.WriteString("\r\nX-Real-IP: ")
+	w.WriteString(c.ip)
+	w.WriteString("\r\n")
+	switch {
+	case req.ContentLength > 0:
+		w.WriteString("Content-Length: ")
+		h1.WriteInt(w, req.ContentLength)
+		w.WriteString("\r\n")
+	case chunked:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// requestOnlyHeader reports fields of a request that gatehouse writes
+// itself or drops: Host (written from the parsed request) and every
+// forwarding field, which a client could otherwise forge (X-Forwarded-Host
+// and Forwarded are dropped, X-Real-IP replaced, X-Forwarded-For appended
+// to, X-Forwarded-Proto set).
+func requestOnlyHeader(name string) bool {
+	for _, n := range [...]string{"Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+		"Forwarded", "X-Real-IP", "Upgrade"} {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeStatusLine writes "HTTP/1.1 code reason"; the standard reason when
+// the target sent none.
+func writeStatusLine(w *bufio.Writer, code int, reason string) {
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(code), 10))
+	w.WriteByte(' ')
+	if reason == "" {
+		reason = statusText(code)
+	}
+	w.WriteString(reason)
+	w.WriteString("\r\n")
+}
+
+func statusText(code int) string { return stdhttp.StatusText(code) }

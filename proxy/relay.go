@@ -20,11 +20,11 @@ type relay struct {
 	watcher Watcher
 	service string
 
-	up, down  side
+	up, down side
 	// live counts bytes as they move rather than when a copy returns, for
 	// the admin UI's live view of long-lived upgraded streams; it costs
 	// splice(2).
-	live bool
+	live      bool
 	clientMu  sync.Mutex // serialises writes to the client: target data and watcher replies
 	closeOnce sync.Once
 }

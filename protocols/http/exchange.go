@@ -111,10 +111,15 @@ func (x *exchange) failed(err error) bool {
 		return false
 	}
 	if x.body != nil {
-		clientFailed := x.body.finished() && x.body.err != nil
 		c.stopBody(x.body, x.tc)
-		if clientFailed {
-			return false // the client broke off its own request: nobody to answer
+		if err := x.body.err; err != nil {
+			if isFraming(err) {
+				// A chunked body gatehouse refuses to read: what was sent of
+				// it ends with the target connection, the rest never leaves.
+				c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, err)
+				c.writeError(stdhttp.StatusBadRequest, true, x.req.Method == "HEAD")
+			}
+			return false // else the client broke off its own request: nobody to answer
 		}
 	}
 	if !errors.Is(err, errDialFailed) {
@@ -126,6 +131,9 @@ func (x *exchange) failed(err error) bool {
 	}
 	return x.refuse(status)
 }
+
+// isFraming reports a request body that broke its chunked framing.
+func isFraming(err error) bool { return errors.Is(err, h1.ErrChunk) || errors.Is(err, h1.ErrTrailer) }
 
 // isMalformed reports a target answer that h1 refused: never retried,
 // since the target did answer.
@@ -279,6 +287,9 @@ func (x *exchange) answer(resp *h1.Response) bool {
 			reuse, x.closeClient, c.linger = false, true, true
 		}
 		if x.body.err != nil {
+			if isFraming(x.body.err) {
+				c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, x.body.err)
+			}
 			reuse, x.closeClient = false, true
 		}
 	}

@@ -54,14 +54,22 @@ var (
 	_ proxy.Shutdowner = (*Handler)(nil)
 )
 
-// generation is the HTTP machinery for one configuration.
+// generation is the HTTP machinery for one configuration. A retired
+// generation is dropped (its server closed, its pools emptied, its entry in
+// Handler.gens removed) once its last connection has ended, so reloads leave
+// nothing behind.
 type generation struct {
+	h     *Handler
+	table *proxy.Table
+
 	// HTTP/1.x: the request loops' target connections, and the loops.
 	pool    *pool
 	closing atomic.Bool // Shutdown began: finish requests in flight, take no more
-	mu      sync.Mutex  // guards conns and retired
+	mu      sync.Mutex  // guards conns, h2conns, retired and dropped
 	conns   map[*h1conn]struct{}
+	h2conns int  // HTTP/2 connections being served
 	retired bool // a newer generation takes new connections
+	dropped bool
 
 	// HTTP/2.
 	srv       *stdhttp.Server
@@ -89,29 +97,60 @@ func (g *generation) track(c *h1conn) bool {
 	return true
 }
 
-// untrack ends a request loop's registration; the last loop of a retired
-// generation closes its idle target connections.
+// untrack ends a request loop's registration; the last connection of a
+// retired generation drops it.
 func (g *generation) untrack(c *h1conn) {
 	g.mu.Lock()
 	delete(g.conns, c)
-	last := g.retired && len(g.conns) == 0
 	g.mu.Unlock()
-	if last {
-		g.pool.closeAll()
+	g.dropIfDone()
+}
+
+// trackH2 registers an HTTP/2 connection; false once the generation is
+// retired, when the caller must use the current one.
+func (g *generation) trackH2() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.retired {
+		return false
 	}
+	g.h2conns++
+	return true
+}
+
+func (g *generation) untrackH2() {
+	g.mu.Lock()
+	g.h2conns--
+	g.mu.Unlock()
+	g.dropIfDone()
 }
 
 // retire hands new connections to a newer generation.
 func (g *generation) retire() {
 	g.mu.Lock()
 	g.retired = true
-	empty := len(g.conns) == 0
 	g.mu.Unlock()
-	if empty {
-		g.pool.closeAll()
-	}
 	g.ln.Close()
 	g.transport.CloseIdleConnections()
+	g.dropIfDone()
+}
+
+// dropIfDone drops a retired generation that serves no connection any more.
+func (g *generation) dropIfDone() {
+	g.mu.Lock()
+	done := g.retired && !g.dropped && len(g.conns) == 0 && g.h2conns == 0
+	if done {
+		g.dropped = true
+	}
+	g.mu.Unlock()
+	if !done {
+		return
+	}
+	g.pool.closeAll()
+	g.srv.Close()
+	g.serving.Wait()
+	g.transport.CloseIdleConnections()
+	g.h.forget(g)
 }
 
 // beginShutdown stops the request loops at their next request boundary:
@@ -152,11 +191,30 @@ func New(logger *slog.Logger) *Handler {
 // NextProtos offers HTTP/2 on the TLS port.
 func (h *Handler) NextProtos() []string { return []string{"h2", "http/1.1"} }
 
+// forget removes a dropped generation from the list Shutdown walks.
+func (h *Handler) forget(g *generation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, x := range h.gens {
+		if x == g {
+			h.gens = append(h.gens[:i], h.gens[i+1:]...)
+			return
+		}
+	}
+}
+
 // Reload starts a generation for t and retires the previous one: it stops
-// taking connections and its idle target connections are closed.
+// taking connections and its idle target connections are closed. The
+// proxy calls it once per service type the handler serves (http and
+// https); a table it already serves is not started again.
 func (h *Handler) Reload(t *proxy.Table) {
+	if cur := h.current.Load(); cur != nil && cur.table == t {
+		return
+	}
 	l := t.Config.Limits
 	g := &generation{
+		h:     h,
+		table: t,
 		ln:    newConnListener(),
 		pool:  newPool(poolPerTarget, poolMaxIdle),
 		conns: make(map[*h1conn]struct{}),
@@ -276,17 +334,30 @@ func (h *Handler) ServeConn(c *proxy.Conn) {
 	h.serveH1(g, c)
 }
 
-// serveH2 gives c to the HTTP/2 server and waits until the server is done
-// with it, so that the proxy's connection accounting stays right.
+// serveH2 gives c to the HTTP/2 server of the current generation and
+// waits until the server is done with it, so that the proxy's connection
+// accounting stays right. A reload that retires the generation while c is
+// on its way to it hands c to the next one: no connection is dropped.
 func (h *Handler) serveH2(g *generation, c *proxy.Conn) {
 	e := &entry{pc: c, done: make(chan struct{})}
 	// net/http serves HTTP/2 only on a *tls.Conn it can see.
 	nc := c.Conn
 	h.conns.Store(nc, e)
 	defer h.conns.Delete(nc)
-	if !g.ln.push(nc) {
-		return
+	for {
+		if g.trackH2() {
+			if g.ln.push(nc) {
+				break
+			}
+			g.untrackH2()
+		}
+		next := h.current.Load()
+		if next == g || g.closing.Load() {
+			return // shutting down
+		}
+		g = next
 	}
+	defer g.untrackH2()
 	<-e.done
 }
 

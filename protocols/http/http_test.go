@@ -117,6 +117,7 @@ func (p *pbxTarget) port() string {
 }
 
 type gate struct {
+	h      *Handler
 	yaml   string
 	srv    *proxy.Server
 	ev     *events
@@ -169,7 +170,7 @@ services:
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	g := &gate{yaml: yaml, srv: srv, ev: ev, ca: ca, http: srv.Addr("http").String(), https: srv.Addr("https").String()}
+	g := &gate{h: h, yaml: yaml, srv: srv, ev: ev, ca: ca, http: srv.Addr("http").String(), https: srv.Addr("https").String()}
 	g.client = g.clientFrom("127.0.0.2", false)
 	return g
 }

@@ -218,7 +218,7 @@ func TestTargetVectors(t *testing.T) {
 	for _, v := range vectors {
 		t.Run(v.name, func(t *testing.T) {
 			b := load(t, v.name)
-			if got := w.Target(b); got != v.reason {
+			if got, _ := w.Target(b); got != v.reason {
 				t.Errorf("Target = %q, want %q", got, v.reason)
 			}
 		})

@@ -101,7 +101,7 @@ func TestWatcherTarget(t *testing.T) {
 		{"target garbage", []byte{3, 0, 0, 9, 1, 2, 3, 4, 5}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := w.Target(tc.head); got != tc.want {
+			if got, _ := w.Target(tc.head); got != tc.want {
 				t.Errorf("Target = %q, want %q", got, tc.want)
 			}
 		})

@@ -54,18 +54,18 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 
 // Target reports a bind that failed for wrong credentials; the bind that
 // routed the connection and every later one alike.
-func (w *watcher) Target(head []byte) string {
+func (w *watcher) Target(head []byte) (string, bool) {
 	if op, ok := opTag(head); !ok || op != opBindResponse {
-		return ""
+		return "", false
 	}
 	m, err := decodeHead(head)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	if goldap.IsErrorWithCode(goldap.GetLDAPError(m.packet), goldap.LDAPResultInvalidCredentials) {
-		return proxy.ReasonCredentials
+		return proxy.ReasonCredentials, false
 	}
-	return ""
+	return "", false
 }
 
 // decodeHead decodes a message the relay handed over as head: the whole

@@ -34,7 +34,7 @@ func TestWatcherFrame(t *testing.T) {
 }
 
 func TestWatcherClient(t *testing.T) {
-	registered := &watcher{reg: registration{service: "example.com", identity: "alice"}}
+	registered := &watcher{reg: registration{service: "example.com", user: "alice"}}
 	call := &watcher{reg: registration{service: "example.com"}}
 	rrqAlice := rrq("hq@Example.COM", false, h323ID("ALICE"), dialled("201"))
 	cut := facility(facilityOptions{}, rrqAlice)
@@ -83,7 +83,7 @@ func TestWatcherClient(t *testing.T) {
 }
 
 func TestWatcherTarget(t *testing.T) {
-	w := &watcher{reg: registration{service: "example.com", identity: "alice"}}
+	w := &watcher{reg: registration{service: "example.com", user: "alice"}}
 	cut := load(t, "rrj_security_denial")
 	for _, tc := range []struct {
 		name string

@@ -42,8 +42,8 @@ var (
 type aliasKind int
 
 const (
-	aliasOther aliasKind = iota // transportID, partyNumber, ...: not read
-	aliasDigits                 // dialledDigits: an E.164 number
+	aliasOther  aliasKind = iota // transportID, partyNumber, ...: not read
+	aliasDigits                  // dialledDigits: an E.164 number
 	aliasH323ID
 	aliasURL
 	aliasEmail

@@ -3,6 +3,7 @@ package ldap
 import (
 	"strings"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -28,6 +29,11 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 	op, ok := opTag(head)
 	if !ok {
 		return refused(nil, errMalformed, true)
+	}
+	if op&byte(ber.HighTag) == byte(ber.HighTag) {
+		// A high-tag-number protocolOp could be a bind in disguise to
+		// a decoder that reads it as asn1-ber does.
+		return refused(nil, errEncoding, true)
 	}
 	if op != opBindRequest && op != opExtendedRequest {
 		return proxy.Verdict{}

@@ -271,6 +271,9 @@ func mostRepeated(msg []byte) (string, int) {
 		case "from", "to", "call-id", "cseq", "max-forwards", "content-length":
 			counts[name]++
 		}
+		if _, v, _ := strings.Cut(h, ":"); (name == "from" || name == "to") && addresses(v) > 1 {
+			counts[name]++ // a list of addresses on one line
+		}
 	}
 	best, n := "", 0
 	for name, c := range counts {
@@ -279,6 +282,33 @@ func mostRepeated(msg []byte) (string, int) {
 		}
 	}
 	return best, n
+}
+
+// addresses counts the name-addr/addr-spec values of a From or To value:
+// one more at each comma outside a quoted string (outside angle brackets)
+// and outside angle brackets.
+func addresses(v string) int {
+	n, inQuotes, inAngle := 1, false, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case inAngle:
+			inAngle = c != '>'
+		case inQuotes:
+			if c == '\\' {
+				i++
+			} else {
+				inQuotes = c != '"'
+			}
+		case c == '"':
+			inQuotes = true
+		case c == '<':
+			inAngle = true
+		case c == ',':
+			n++
+		}
+	}
+	return n
 }
 
 // FuzzSingletons checks the duplicate detection of the header walk against

@@ -3,10 +3,14 @@
 //
 // The proxy's stream listener hands the first bytes of a connection to
 // Sniffer. Its Decision names the service from the domain of the From URI of
-// the first request, and, for a REGISTER, the registering user that
-// check_certificate compares with the client certificate's CN. The Decision's
-// Watcher then frames both directions by Content-Length for the life of the
-// connection and judges each message:
+// the first request, and, when the verified client certificate names the
+// address the request acts for (cert.go), the certificate's CN for
+// check_certificate. Every message must carry From, To, Call-ID, CSeq,
+// Max-Forwards and Content-Length at most once (frame.go finds duplicates on
+// its raw walk, parseHead checks sipgo agrees), so that what is routed and
+// checked is what the target reads. The Decision's Watcher then frames both
+// directions by Content-Length for the life of the connection and judges
+// each message:
 //
 //   - a later request whose From domain is not the connection's service is
 //     answered 403 by gatehouse and not forwarded: a connection is bound to
@@ -15,6 +19,9 @@
 //   - a 401, 403 or 407 answering a REGISTER or INVITE that carried
 //     credentials is a target rejection (failed credentials); the ordinary
 //     challenge of a request without credentials is not;
+//   - on a certified connection, a request for another user is answered 403;
+//   - a request with a duplicate or unreadable singleton header is answered
+//     400, and such a message from the target is dropped, both counted;
 //   - keep-alives (RFC 5626 CRLF CRLF pings, CRLF pongs) pass both ways.
 //
 // sipgo parses every message that is judged; this package only finds where

@@ -78,11 +78,14 @@ func (lineWatcher) Client(head []byte) Verdict {
 	return Verdict{}
 }
 
-func (lineWatcher) Target(head []byte) string {
-	if string(bytes.TrimSpace(head)) == "REJECT" {
-		return "rejected by target"
+func (lineWatcher) Target(head []byte) (string, bool) {
+	switch string(bytes.TrimSpace(head)) {
+	case "REJECT":
+		return "rejected by target", false
+	case "SPOOF":
+		return "target spoofed", true
 	}
-	return ""
+	return "", false
 }
 
 // recordingGuard is a Guard that blocks a fixed set and records events.

@@ -59,9 +59,12 @@ type ConnInfo struct {
 type Decision struct {
 	// Service is the routing key: the service name the connection is for.
 	Service string
-	// Identity is the registering name (SIP From user, H.323 alias) that a
-	// client certificate's CN must equal for check_certificate; "" when the
-	// first message is not a registration.
+	// Identity is, for check_certificate, the VerifiedCN of a client
+	// certificate that the protocol found to name the identity the first
+	// message claims (SIP: its address of record; H.323: every alias of a
+	// registration), by that protocol's rule; "" when it names none or the
+	// message claims none. The proxy forwards over TLS only when Identity
+	// equals VerifiedCN.
 	Identity string
 	// Reply, when not nil, is written to the client before anything else
 	// happens (an LDAP StartTLS response, say).
@@ -104,9 +107,10 @@ type Watcher interface {
 	Frame(dir Direction, buf []byte) (int, error)
 	// Client judges a message from the client.
 	Client(head []byte) Verdict
-	// Target judges a message from the target; a non-empty result is a
-	// target rejection (failed credentials), reported as suspicious.
-	Target(head []byte) (reason string)
+	// Target judges a message from the target; a non-empty reason is
+	// reported as suspicious (a target rejection: failed credentials). With
+	// drop, the message is not forwarded to the client.
+	Target(head []byte) (reason string, drop bool)
 }
 
 // Verdict is a Watcher's answer to a client message.

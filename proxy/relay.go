@@ -247,8 +247,17 @@ func (r *relay) messages(s *side, buf []byte, start, end int) (int, error) {
 				flush(start)
 				return start, errors.New("closed by watcher")
 			}
-		} else if reason := r.watcher.Target(head); reason != "" {
-			r.conn.Report(r.service, reason, nil)
+		} else {
+			reason, drop := r.watcher.Target(head)
+			if reason != "" {
+				r.conn.Report(r.service, reason, nil)
+			}
+			if drop {
+				forward = false
+				if err := flush(start); err != nil {
+					return start, err
+				}
+			}
 		}
 		if n <= avail {
 			start += n

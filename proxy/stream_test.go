@@ -132,6 +132,11 @@ func TestWatcherVerdicts(t *testing.T) {
 				fmt.Fprint(c, "REJECT\n")
 				continue
 			}
+			if line == "SPOOF\n" {
+				// Dropped by the watcher: only the line after it arrives.
+				fmt.Fprint(c, "SPOOF\necho: after spoof\n")
+				continue
+			}
 			fmt.Fprintf(c, "echo: %s", line)
 		}
 	})
@@ -159,6 +164,11 @@ func TestWatcherVerdicts(t *testing.T) {
 	g.waitReason(t, "denied line")
 	g.waitReason(t, "bad line")
 	g.waitReason(t, "rejected by target")
+	fmt.Fprint(c, "SPOOF\n")
+	if line, _ := r.ReadString('\n'); line != "echo: after spoof\n" {
+		t.Fatalf("after a dropped target line: got %q", line)
+	}
+	g.waitReason(t, "target spoofed")
 	// A message split at every byte still frames.
 	for _, b := range []byte("SPLIT\n") {
 		c.Write([]byte{b})

@@ -1,6 +1,8 @@
 package h323
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,6 +11,9 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
+
+// fuzzCert names a user and a number, as a phone's certificate does.
+var fuzzCert = &x509.Certificate{Subject: pkix.Name{CommonName: "alice"}, EmailAddresses: []string{"201@example.com"}}
 
 // addVectors seeds a fuzz target with every packet in testdata: each is a
 // real message of one of the shapes gatehouse routes on or reports.
@@ -104,7 +109,8 @@ func FuzzH225(f *testing.F) {
 			}
 			if m, err := decodeRAS(b); err == nil {
 				_, _ = serviceName(bmpString(m.gatekeeperID))
-				_ = identity(m.aliases, "alice")
+				_, _ = oneUser(m.aliases)
+				_ = certifiesAll(fuzzCert, &m, "example.com")
 			}
 		})
 		if n > allocBound(len(b)) {

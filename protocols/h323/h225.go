@@ -42,14 +42,15 @@ var (
 type aliasKind int
 
 const (
-	aliasOther aliasKind = iota // dialledDigits, transportID, partyNumber, ...
+	aliasOther  aliasKind = iota // transportID, partyNumber, ...: not read
+	aliasDigits                  // dialledDigits: an E.164 number
 	aliasH323ID
 	aliasURL
 	aliasEmail
 )
 
 // alias is an AliasAddress gatehouse can read: raw holds UTF-16BE for an
-// h323-ID and IA5 octets for a url-ID or email-ID, still in the message.
+// h323-ID and IA5 octets for a url-ID, email-ID or dialledDigits.
 type alias struct {
 	kind aliasKind
 	raw  []byte
@@ -62,7 +63,7 @@ func (a alias) String() string {
 	switch a.kind {
 	case aliasH323ID:
 		return bmpString(a.raw)
-	case aliasURL, aliasEmail:
+	case aliasURL, aliasEmail, aliasDigits:
 		return string(a.raw)
 	}
 	return ""
@@ -72,7 +73,7 @@ func (a alias) String() string {
 // compared without decoding it.
 func (a alias) equalFold(s string) bool {
 	switch a.kind {
-	case aliasURL, aliasEmail:
+	case aliasURL, aliasEmail, aliasDigits:
 		return strings.EqualFold(string(a.raw), s)
 	case aliasH323ID:
 		raw := a.raw
@@ -226,8 +227,8 @@ func readAlias(r *per.Reader) alias {
 	i, ext := r.Choice(2, true)
 	switch {
 	case !ext && i == 0:
-		r.SkipChars(1, 128, 4) // 13 permitted characters: 4 bits each when aligned
-		return alias{}
+		// 13 permitted characters, sent as their index: 4 bits each when aligned.
+		return alias{kind: aliasDigits, raw: r.AlphabetString(1, 128, 4, "#*,0123456789")}
 	case !ext:
 		return alias{kind: aliasH323ID, raw: r.BMPString(1, 256)}
 	}

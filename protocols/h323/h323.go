@@ -20,7 +20,9 @@
 package h323
 
 import (
+	"crypto/x509"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -38,6 +40,7 @@ var (
 	errNoCalledDomain  = errors.New("Setup without called domain")
 	errOtherService    = errors.New("registration for another service")
 	errOtherAlias      = errors.New("registration for another alias")
+	errManyUsers       = errors.New("registration for more than one user")
 	errUncheckable     = errors.New("Facility too large to check")
 )
 
@@ -54,10 +57,10 @@ type Sniffer struct{}
 var _ proxy.Sniffer = Sniffer{}
 
 // Sniff names the service of the first non-empty TPKT packet in first: a
-// Facility tunnelling a GRQ or RRQ, or a Setup. For a registration,
-// Decision.Identity is the alias the client certificate must name for
-// check_certificate: the alias equal to info.VerifiedCN when the
-// registration has one, else its first h323-ID.
+// Facility tunnelling a GRQ or RRQ, or a Setup. For a registration whose
+// aliases the verified client certificate names, every one of them (see
+// certifiesAll), Decision.Identity is the certificate's CN, which lets the
+// proxy forward over TLS for check_certificate.
 func (Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error) {
 	msg, err := firstMessage(first)
 	if err != nil {
@@ -67,23 +70,32 @@ func (Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error
 	if err != nil {
 		return nil, err
 	}
-	var cn string
-	if info != nil {
-		cn = info.VerifiedCN
-	}
 	var reg registration
 	switch q.msgType {
 	case q931Setup:
 		reg, err = sniffSetup(q)
 	case q931Facility:
-		reg, err = sniffRegistration(q, cn)
+		reg, err = sniffRegistration(q, verifiedLeaf(info))
 	default:
 		err = errNotRoutable
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &proxy.Decision{Service: reg.service, Identity: reg.identity, Watcher: &watcher{reg: reg}}, nil
+	d := &proxy.Decision{Service: reg.service, Watcher: &watcher{reg: reg}}
+	if reg.cert != nil {
+		d.Identity = info.VerifiedCN
+	}
+	return d, nil
+}
+
+// verifiedLeaf returns the client certificate when it chains to
+// tls.client_cas: the proxy sets VerifiedCN only then.
+func verifiedLeaf(info *proxy.ConnInfo) *x509.Certificate {
+	if info == nil || info.VerifiedCN == "" || info.TLS == nil || len(info.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return info.TLS.PeerCertificates[0]
 }
 
 // firstMessage returns the payload of the first TPKT packet in b that is
@@ -119,13 +131,15 @@ func sniffSetup(q q931Message) (registration, error) {
 }
 
 // sniffRegistration routes by the gatekeeper ID of the first GRQ or RRQ
-// tunnelled in a Facility; any further one must agree with it.
-func sniffRegistration(q q931Message, verifiedCN string) (registration, error) {
+// tunnelled in a Facility; any further one must agree with it. The
+// registration is certified when leaf names every alias of every one.
+func sniffRegistration(q q931Message, leaf *x509.Certificate) (registration, error) {
 	var reg registration
 	uu, err := decodeUserInfo(q.userUser, q931Facility)
 	if err != nil {
 		return reg, &refusal{errH225, err}
 	}
+	var regs []rasInfo
 	for _, raw := range uu.ras {
 		m, err := decodeRAS(raw)
 		switch {
@@ -137,6 +151,7 @@ func sniffRegistration(q q931Message, verifiedCN string) (registration, error) {
 			if err := reg.check(&m); err != nil {
 				return reg, err
 			}
+			regs = append(regs, m)
 			continue
 		case m.gatekeeperID == nil:
 			return reg, errNoGatekeeperID
@@ -145,10 +160,18 @@ func sniffRegistration(q q931Message, verifiedCN string) (registration, error) {
 		if !ok {
 			return reg, errBadGatekeeperID
 		}
-		reg = registration{service: service, identity: identity(m.aliases, verifiedCN)}
+		reg = registration{service: service}
+		if reg.user, err = oneUser(m.aliases); err != nil {
+			return reg, err
+		}
+		regs = append(regs, m)
 	}
 	if reg.service == "" {
 		return reg, errNotRoutable
+	}
+	if leaf != nil && slices.ContainsFunc(regs, func(m rasInfo) bool { return m.aliasCount > 0 }) &&
+		!slices.ContainsFunc(regs, func(m rasInfo) bool { return !certifiesAll(leaf, &m, reg.service) }) {
+		reg.cert = leaf
 	}
 	return reg, nil
 }
@@ -156,15 +179,21 @@ func sniffRegistration(q q931Message, verifiedCN string) (registration, error) {
 // registration is what a connection was routed for.
 type registration struct {
 	service string
-	// identity is the alias the connection registered (and whose client
-	// certificate was checked); "" for a call, or a registration without
-	// a text alias.
-	identity string
+	// user is the one user the registration's aliases name (see oneUser);
+	// "" for a call, or a registration by number only.
+	user string
+	// cert is the client certificate that names every alias registered,
+	// when there is one: the connection then reached the target as
+	// certificate-authenticated, and every later registration on it must
+	// be named by the same certificate.
+	cert *x509.Certificate
 }
 
 // check refuses a registration m that does not keep to r: a gatekeeper ID
-// of another service, or aliases without r's identity. A registration
-// without either (a lightweight RRQ) keeps to anything.
+// of another service, aliases of more than one user, of another user than
+// r's, or (on a certified connection) an alias the certificate does not
+// name. A registration without either (a lightweight RRQ) keeps to
+// anything.
 func (r *registration) check(m *rasInfo) error {
 	if m.gatekeeperID != nil {
 		service, ok := serviceName(bmpString(m.gatekeeperID))
@@ -172,34 +201,21 @@ func (r *registration) check(m *rasInfo) error {
 			return errOtherService
 		}
 	}
-	if r.identity == "" || m.aliasCount == 0 {
+	if m.aliasCount == 0 {
 		return nil
 	}
-	for _, a := range m.aliases {
-		if a.equalFold(r.identity) {
-			return nil
+	user, err := oneUser(m.aliases)
+	switch {
+	case err != nil:
+		return err
+	case r.cert != nil:
+		if !certifiesAll(r.cert, m, r.service) {
+			return errOtherAlias
 		}
+	case r.user != "" && !strings.EqualFold(user, r.user):
+		return errOtherAlias
 	}
-	return errOtherAlias
-}
-
-// identity picks the alias a client certificate is checked against: the
-// one the verified CN names, else the first h323-ID (which the proxy then
-// finds unequal to the CN: the registration goes over the plain port).
-func identity(aliases []alias, verifiedCN string) string {
-	if verifiedCN != "" {
-		for _, a := range aliases {
-			if a.equalFold(verifiedCN) {
-				return a.String()
-			}
-		}
-	}
-	for _, a := range aliases {
-		if a.kind == aliasH323ID {
-			return a.String()
-		}
-	}
-	return ""
+	return nil
 }
 
 // serviceName maps a gatekeeper ID, [physical-location@]domain

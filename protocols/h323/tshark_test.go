@@ -68,7 +68,7 @@ func TestTshark(t *testing.T) {
 // sharkFact matches the lines of tshark -V that gatehouse's reading is
 // compared with: "gatekeeperIdentifier: example.com", "h323-ID: alice",
 // "RasMessage: gatekeeperRequest (0)", "rejectReason: securityDenial (11)".
-var sharkFact = regexp.MustCompile(`(?m)^\s*(gatekeeperIdentifier|h323-ID|url-ID|email-ID|RasMessage|rejectReason): (.*?)\s*$`)
+var sharkFact = regexp.MustCompile(`(?m)^\s*(gatekeeperIdentifier|h323-ID|url-ID|email-ID|dialledDigits|RasMessage|rejectReason): (.*?)\s*$`)
 
 var sharkChoice = regexp.MustCompile(`^(\S+) \((\d+)\)$`)
 
@@ -95,7 +95,7 @@ func gatehouseFacts(packet []byte) (map[string][]string, error) {
 	facts := map[string][]string{}
 	addAliases := func(as []alias) {
 		for _, a := range as {
-			field := map[aliasKind]string{aliasH323ID: "h323-ID", aliasURL: "url-ID", aliasEmail: "email-ID"}[a.kind]
+			field := map[aliasKind]string{aliasH323ID: "h323-ID", aliasURL: "url-ID", aliasEmail: "email-ID", aliasDigits: "dialledDigits"}[a.kind]
 			facts[field] = append(facts[field], a.String())
 		}
 	}

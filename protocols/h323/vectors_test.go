@@ -21,17 +21,16 @@ type vector struct {
 	// fromTarget vectors are answers of the PBX, judged by Watcher.Target.
 	fromTarget bool
 
-	service, identity string // what Sniff decides
-	cn                string // the verified client certificate CN
-	err               error  // or the reason Sniff refuses
-	reason            string // what Target reports
+	service string // what Sniff decides
+	err     error  // or the reason Sniff refuses
+	reason  string // what Target reports
 }
 
 var vectors = []vector{
 	{
 		name:    "grq_example_com",
 		build:   func() []byte { return facility(facilityOptions{}, grq("example.com", h323ID("alice"))) },
-		service: "example.com", identity: "alice",
+		service: "example.com",
 	},
 	{
 		// The slave-PBX form, with the physical location, and the number
@@ -43,17 +42,16 @@ var vectors = []vector{
 			return facility(facilityOptions{body: "facility", otherFeature: true},
 				rrq("hq@example.com/branch", true, dialled("201"), h323ID("Alice")))
 		},
-		service: "example.com/branch", identity: "Alice",
+		service: "example.com/branch",
 	},
 	{
-		// The certificate names the second alias: that is the identity.
 		name: "rrq_cn_second_alias",
 		build: func() []byte {
 			return facility(facilityOptions{noTunnelling: true},
 				rrq("example.com", false, h323ID("201"), h323ID("alice"), email("alice@example.com")))
 		},
-		cn:      "ALICE",
-		service: "example.com", identity: "alice",
+		// Two names in one registration: 201 and alice are two users.
+		err: errManyUsers,
 	},
 	{
 		name: "grq_rrq",
@@ -61,7 +59,7 @@ var vectors = []vector{
 			return facility(facilityOptions{}, grq("example.com", h323ID("alice")),
 				rrq("example.com", false, h323ID("alice"), dialled("201")))
 		},
-		service: "example.com", identity: "alice",
+		service: "example.com",
 	},
 	{
 		// A lightweight RRQ may carry no alias; it keeps to the GRQ's.
@@ -69,7 +67,7 @@ var vectors = []vector{
 		build: func() []byte {
 			return facility(facilityOptions{}, grq("example.com", h323ID("alice")), rrq("", false))
 		},
-		service: "example.com", identity: "alice",
+		service: "example.com",
 	},
 	{
 		name:  "rrq_no_gatekeeper_id",
@@ -193,7 +191,7 @@ func TestSniffVectors(t *testing.T) {
 			continue
 		}
 		t.Run(v.name, func(t *testing.T) {
-			d, err := Sniffer{}.Sniff(load(t, v.name), &proxy.ConnInfo{VerifiedCN: v.cn})
+			d, err := Sniffer{}.Sniff(load(t, v.name), &proxy.ConnInfo{})
 			if v.err != nil {
 				if !errors.Is(err, v.err) || err.Error() != v.err.Error() {
 					t.Fatalf("Sniff error %v, want %v", err, v.err)
@@ -203,8 +201,8 @@ func TestSniffVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Service != v.service || d.Identity != v.identity {
-				t.Errorf("Sniff = service %q identity %q, want %q %q", d.Service, d.Identity, v.service, v.identity)
+			if d.Service != v.service || d.Identity != "" { // no certificate, no identity
+				t.Errorf("Sniff = service %q identity %q, want %q", d.Service, d.Identity, v.service)
 			}
 			if d.Watcher == nil || d.Reply != nil || d.UpgradeTLS {
 				t.Errorf("Decision %+v: want a watcher and nothing else", d)
@@ -214,11 +212,11 @@ func TestSniffVectors(t *testing.T) {
 }
 
 func TestTargetVectors(t *testing.T) {
-	w := &watcher{reg: registration{service: "example.com", identity: "alice"}}
+	w := &watcher{reg: registration{service: "example.com", user: "alice"}}
 	for _, v := range vectors {
 		t.Run(v.name, func(t *testing.T) {
 			b := load(t, v.name)
-			if got := w.Target(b); got != v.reason {
+			if got, _ := w.Target(b); got != v.reason {
 				t.Errorf("Target = %q, want %q", got, v.reason)
 			}
 		})

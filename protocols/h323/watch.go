@@ -45,10 +45,10 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 // that belong to the normal course of registering are not counted: they
 // ask the endpoint to discover or register again, or say the gatekeeper is
 // busy, and a PBX restart sends them to every phone behind one NAT address.
-func (w *watcher) Target(head []byte) string {
+func (w *watcher) Target(head []byte) (string, bool) {
 	ras, err := tunnelledRAS(head)
 	if err != nil {
-		return "" // the target's own bytes are not the client's fault
+		return "", false // the target's own bytes are not the client's fault
 	}
 	for _, raw := range ras {
 		m, err := decodeRAS(raw)
@@ -57,12 +57,12 @@ func (w *watcher) Target(head []byte) string {
 		}
 		switch m.kind {
 		case rasGRJ:
-			return "gatekeeper rejected (" + m.reject + ")"
+			return "gatekeeper rejected (" + m.reject + ")", false
 		case rasRRJ:
-			return "registration rejected (" + m.reject + ")"
+			return "registration rejected (" + m.reject + ")", false
 		}
 	}
-	return ""
+	return "", false
 }
 
 // routineRejects are the GRJ and RRJ reasons that are not the client's fault.

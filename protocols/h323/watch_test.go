@@ -34,7 +34,7 @@ func TestWatcherFrame(t *testing.T) {
 }
 
 func TestWatcherClient(t *testing.T) {
-	registered := &watcher{reg: registration{service: "example.com", identity: "alice"}}
+	registered := &watcher{reg: registration{service: "example.com", user: "alice"}}
 	call := &watcher{reg: registration{service: "example.com"}}
 	rrqAlice := rrq("hq@Example.COM", false, h323ID("ALICE"), dialled("201"))
 	cut := facility(facilityOptions{}, rrqAlice)
@@ -83,7 +83,7 @@ func TestWatcherClient(t *testing.T) {
 }
 
 func TestWatcherTarget(t *testing.T) {
-	w := &watcher{reg: registration{service: "example.com", identity: "alice"}}
+	w := &watcher{reg: registration{service: "example.com", user: "alice"}}
 	cut := load(t, "rrj_security_denial")
 	for _, tc := range []struct {
 		name string
@@ -101,7 +101,7 @@ func TestWatcherTarget(t *testing.T) {
 		{"target garbage", []byte{3, 0, 0, 9, 1, 2, 3, 4, 5}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := w.Target(tc.head); got != tc.want {
+			if got, _ := w.Target(tc.head); got != tc.want {
 				t.Errorf("Target = %q, want %q", got, tc.want)
 			}
 		})

@@ -165,7 +165,11 @@ func (r *relay) pump(src io.Reader, dir proxy.Direction, dst, client net.Conn) {
 			msg := buf[:size]
 			buf = buf[size:]
 			if dir == proxy.FromTarget {
-				r.report(r.w.Target(msg))
+				reason, drop := r.w.Target(msg)
+				r.report(reason)
+				if drop {
+					continue
+				}
 				if !r.write(dst, msg) {
 					return
 				}

@@ -23,9 +23,13 @@ type message struct {
 	op     *ber.Packet // its protocolOp
 }
 
-// decode decodes b, one complete LDAPMessage as measured by frame. asn1-ber
-// copies what it keeps, so b may be reused afterwards.
+// decode decodes b, one complete LDAPMessage as measured by frame, once
+// checkEncoding found it canonical. asn1-ber copies what it keeps, so b may
+// be reused afterwards.
 func decode(b []byte) (*message, error) {
+	if err := checkEncoding(b); err != nil {
+		return nil, err
+	}
 	p, err := ber.DecodePacketErr(b)
 	if err != nil || len(p.Children) < 2 {
 		return nil, errMalformed

@@ -37,6 +37,7 @@ var resultCodes = map[string]uint16{
 	errSASLNoName.Error():     goldap.LDAPResultInappropriateAuthentication,
 	errBindMethod.Error():     goldap.LDAPResultAuthMethodNotSupported,
 	errBadBind.Error():        goldap.LDAPResultProtocolError,
+	errEncoding.Error():       goldap.LDAPResultProtocolError,
 	errBadDN.Error():          goldap.LDAPResultInvalidDNSyntax,
 	errNotBind.Error():        goldap.LDAPResultOperationsError,
 	errNestedStartTLS.Error(): goldap.LDAPResultOperationsError, // RFC 4513 3.1.1

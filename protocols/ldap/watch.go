@@ -3,6 +3,7 @@ package ldap
 import (
 	"strings"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -29,6 +30,11 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 	if !ok {
 		return refused(nil, errMalformed, true)
 	}
+	if op&byte(ber.HighTag) == byte(ber.HighTag) {
+		// A high-tag-number protocolOp could be a bind in disguise to
+		// a decoder that reads it as asn1-ber does.
+		return refused(nil, errEncoding, true)
+	}
 	if op != opBindRequest && op != opExtendedRequest {
 		return proxy.Verdict{}
 	}
@@ -54,18 +60,18 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 
 // Target reports a bind that failed for wrong credentials; the bind that
 // routed the connection and every later one alike.
-func (w *watcher) Target(head []byte) string {
+func (w *watcher) Target(head []byte) (string, bool) {
 	if op, ok := opTag(head); !ok || op != opBindResponse {
-		return ""
+		return "", false
 	}
 	m, err := decodeHead(head)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	if goldap.IsErrorWithCode(goldap.GetLDAPError(m.packet), goldap.LDAPResultInvalidCredentials) {
-		return proxy.ReasonCredentials
+		return proxy.ReasonCredentials, false
 	}
-	return ""
+	return "", false
 }
 
 // decodeHead decodes a message the relay handed over as head: the whole

@@ -157,7 +157,7 @@ func TestWatcherTarget(t *testing.T) {
 			if tc.head > 0 {
 				head = head[:tc.head]
 			}
-			if got := w.Target(head); got != tc.reason {
+			if got, _ := w.Target(head); got != tc.reason {
 				t.Errorf("Target = %q, want %q", got, tc.reason)
 			}
 		})

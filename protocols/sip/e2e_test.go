@@ -132,15 +132,16 @@ blacklist:
 
 // startSocat listens on src and forwards each connection over TLS to
 // addr from src, verifying the server against caFile; it returns the
-// address to connect to.
-func startSocat(t *testing.T, src, addr, caFile string) string {
+// address to connect to. opts are more socat OPENSSL options (a client
+// certificate: "cert=...", "key=...").
+func startSocat(t *testing.T, src, addr, caFile string, opts ...string) string {
 	t.Helper()
 	socat := testpeer.Program(t, "socat", "socat")
 	listen := src + ":" + freePort(t)
 	_, p, _ := strings.Cut(listen, ":")
 	var out bytes.Buffer
 	cmd := exec.Command(socat, "TCP-LISTEN:"+p+",bind="+src+",reuseaddr,fork",
-		"OPENSSL:"+addr+",bind="+src+",cafile="+caFile+",commonname=example.com,verify=1")
+		"OPENSSL:"+addr+",bind="+src+",cafile="+caFile+",commonname=example.com,verify=1"+strings.Join(append([]string{""}, opts...), ","))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its forked children go with it
 	if err := cmd.Start(); err != nil {

@@ -18,7 +18,6 @@ import (
 type fixture struct {
 	name             string
 	service          string
-	identity         string
 	client, target   []string // each message's method or status code; "CRLF" for a keep-alive
 	rejections       []string // what Target reports, in order
 	client0, target0 []byte   // the recorded streams
@@ -28,7 +27,6 @@ var fixtures = []fixture{{
 	// Digest challenge, registration, OPTIONS, then a wrong password.
 	name:       "sipgo-register",
 	service:    "example.com",
-	identity:   "alice",
 	client:     []string{"REGISTER", "REGISTER", "OPTIONS", "REGISTER", "REGISTER"},
 	target:     []string{"401", "200", "200", "401", "401"},
 	rejections: []string{"REGISTER credentials rejected (401)"},
@@ -41,11 +39,10 @@ var fixtures = []fixture{{
 	rejections: []string{"INVITE credentials rejected (403)"},
 }, {
 	// Compact header names: f:, v:, i:, l:, ...
-	name:     "sipgo-compact",
-	service:  "example.com",
-	identity: "alice",
-	client:   []string{"REGISTER", "REGISTER"},
-	target:   []string{"401", "200"},
+	name:    "sipgo-compact",
+	service: "example.com",
+	client:  []string{"REGISTER", "REGISTER"},
+	target:  []string{"401", "200"},
 }, {
 	// A CRLF CRLF ping between two requests, and sipgo's CRLF pong.
 	name:    "sipgo-keepalive",

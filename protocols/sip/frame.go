@@ -65,9 +65,9 @@ func (f *framer) frame(buf []byte) (int, error) {
 // searching for its end from offset from on, and returns the block's length
 // and the message's total length. While the block is incomplete it returns
 // hdr == 0 and proxy.ErrNeedMore. Messages longer than max are refused.
-// With essential set, the walk over the headers also collects what routing
-// needs parsed (see contentLength).
-func measure(buf []byte, from, max int, essential *[]byte) (hdr, total int, err error) {
+// With sc set, the walk over the headers also collects what judging needs
+// (see contentLength).
+func measure(buf []byte, from, max int, sc *scan) (hdr, total int, err error) {
 	if !plausible(buf) {
 		return 0, 0, ErrNotSIP
 	}
@@ -83,7 +83,7 @@ func measure(buf []byte, from, max int, essential *[]byte) (hdr, total int, err 
 		return 0, 0, proxy.ErrNeedMore
 	}
 	hdr = from + i + len(blankLine)
-	body, err := contentLength(buf[:hdr], max, essential)
+	body, err := contentLength(buf[:hdr], max, sc)
 	if err != nil {
 		return hdr, 0, err
 	}
@@ -117,30 +117,113 @@ func isTokenChar(c byte) bool {
 	return strings.IndexByte("-.!%*_+`'~", c) >= 0
 }
 
+// Headers a SIP message carries exactly once (RFC 3261 §7.3.1: only a
+// header whose grammar is a comma-separated list may repeat, and none of
+// these is one). Two of any of them is how identity checks get borrowed:
+// sipgo keeps the last From, other stacks the first, so gatehouse would
+// route and check one header while the target acts on another.
+const (
+	hFrom = iota
+	hTo
+	hCallID
+	hCSeq
+	hMaxForwards
+	hContentLength
+	nSingle
+)
+
+// singleNames are the long names of the singleton headers, for reasons.
+var singleNames = [nSingle]string{"From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"}
+
+// singleton returns which singleton header name is, in its long or compact
+// form (RFC 3261 §7.3.3), case-insensitively, or -1. Switching on the
+// length first keeps it cheap on the other headers of every message.
+func singleton(name []byte) int {
+	switch len(name) {
+	case 1:
+		switch name[0] | 0x20 {
+		case 'f':
+			return hFrom
+		case 't':
+			return hTo
+		case 'i':
+			return hCallID
+		case 'l':
+			return hContentLength
+		}
+	case 2:
+		if bytes.EqualFold(name, []byte("to")) {
+			return hTo
+		}
+	case 4:
+		if bytes.EqualFold(name, []byte("from")) {
+			return hFrom
+		}
+		if bytes.EqualFold(name, []byte("cseq")) {
+			return hCSeq
+		}
+	case 7:
+		if bytes.EqualFold(name, []byte("call-id")) {
+			return hCallID
+		}
+	case 12:
+		if bytes.EqualFold(name, []byte("max-forwards")) {
+			return hMaxForwards
+		}
+	case 14:
+		if bytes.EqualFold(name, []byte("content-length")) {
+			return hContentLength
+		}
+	}
+	return -1
+}
+
+// A scan is what the walk over a header block collects for judging a
+// message, beyond the Content-Length that framing alone needs.
+type scan struct {
+	// essential, when collect is set, receives the start line and the
+	// singleton header lines, ended by a blank line: all that the routing
+	// decision needs sipgo to parse. Parsing every header would take three
+	// times as long, and the Watcher parses the whole request anyway
+	// before it is forwarded.
+	essential []byte
+	collect   bool
+	// dup is the first singleton header found twice, raw, on the walk:
+	// nil when there is none.
+	dup error
+}
+
 // contentLength returns the body length that the header block announces in
 // Content-Length (or its compact form l). It is absent only at the framing
 // layer's peril, so a missing header, a value that is not a number, or two
 // headers that disagree are refused; sipgo would frame such a stream
-// differently from the target.
-//
-// When essential is not nil, the same walk appends to it the start line and
-// the From and Content-Length lines, ended by a blank line: all that the
-// routing decision needs sipgo to parse. Parsing every header would take
-// three times as long, and the Watcher parses the whole request anyway
-// before it is forwarded.
-func contentLength(block []byte, max int, essential *[]byte) (int, error) {
+// differently from the target. Two that agree frame the stream alike and
+// are left to the judging walk: with sc set, the same walk records the
+// first singleton header that appears twice (sc.dup) and, if asked,
+// collects the essential lines.
+func contentLength(block []byte, max int, sc *scan) (int, error) {
 	n, found := 0, false
+	var seen [nSingle]bool
 	start := bytes.Index(block, crlf) + len(crlf)
-	if essential != nil {
-		*essential = append(*essential, block[:start]...)
+	if sc != nil && sc.collect {
+		sc.essential = append(sc.essential, block[:start]...)
 	}
 	h := headerLines{rest: block[start:]}
 	for name, line := h.next(); line != nil; name, line = h.next() {
-		cl := isContentLength(name)
-		if essential != nil && (cl || isFrom(name)) {
-			*essential = append(*essential, line...)
+		k := singleton(name)
+		if k < 0 {
+			continue
 		}
-		if !cl {
+		if sc != nil {
+			if (seen[k] || (k == hFrom || k == hTo) && isList(line)) && sc.dup == nil {
+				sc.dup = errDuplicate[k]
+			}
+			seen[k] = true
+			if sc.collect {
+				sc.essential = append(sc.essential, line...)
+			}
+		}
+		if k != hContentLength {
 			continue
 		}
 		_, value, _ := bytes.Cut(line[:len(line)-len(crlf)], []byte(":"))
@@ -156,33 +239,10 @@ func contentLength(block []byte, max int, essential *[]byte) (int, error) {
 	if !found {
 		return 0, ErrNoContentLength
 	}
-	if essential != nil {
-		*essential = append(*essential, crlf...)
+	if sc != nil && sc.collect {
+		sc.essential = append(sc.essential, crlf...)
 	}
 	return n, nil
-}
-
-// isContentLength and isFrom match a header name in its long or compact
-// form (RFC 3261 §7.3.3), case-insensitively; the length test first keeps
-// them cheap on the other headers of every message.
-func isContentLength(name []byte) bool {
-	switch len(name) {
-	case 1:
-		return name[0]|0x20 == 'l'
-	case len("content-length"):
-		return bytes.EqualFold(name, []byte("content-length"))
-	}
-	return false
-}
-
-func isFrom(name []byte) bool {
-	switch len(name) {
-	case 1:
-		return name[0]|0x20 == 'f'
-	case len("from"):
-		return bytes.EqualFold(name, []byte("from"))
-	}
-	return false
 }
 
 // headerLines walks the header lines of a header block, past its start
@@ -210,6 +270,32 @@ func (h *headerLines) next() (name, line []byte) {
 	line, h.rest = h.rest[:end], h.rest[end:]
 	name, _, _ = bytes.Cut(line, []byte(":"))
 	return bytes.TrimSpace(name), line
+}
+
+// isList reports whether the value of a From or To line holds a comma
+// outside a quoted string and outside angle brackets: a second address.
+// RFC 3261 §20.10 puts a URI with a comma in angle brackets, so a valid
+// single address never has one; sipgo would keep the first address and
+// take the rest for parameters.
+func isList(line []byte) bool {
+	_, v, _ := bytes.Cut(line, []byte(":"))
+	quoted, angle := false, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++ // a quoted pair
+		case c == '"' && !angle:
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == ',' && !angle:
+			return true
+		}
+	}
+	return false
 }
 
 // parseLength parses a decimal Content-Length no larger than max, without

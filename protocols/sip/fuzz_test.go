@@ -12,8 +12,9 @@ import (
 
 // refusals are the only errors Sniff and Frame may return: short, stable
 // reasons for the blacklist, never an echo of the client's bytes.
-var refusals = []error{proxy.ErrNeedMore, ErrNotSIP, ErrNotRequest, ErrMalformed, ErrTooLarge,
-	ErrNoContentLength, ErrContentLength, ErrNoFrom, ErrFromNoHost}
+var refusals = append([]error{proxy.ErrNeedMore, ErrNotSIP, ErrNotRequest, ErrMalformed, ErrTooLarge,
+	ErrNoContentLength, ErrContentLength, ErrNoFrom, ErrFromNoHost, ErrNoTo, ErrToNoHost, ErrNoCallID,
+	ErrNoCSeq, ErrCSeqMethod, ErrToOtherService}, append(errDuplicate[:], errUnreadable[:]...)...)
 
 func isRefusal(err error) bool {
 	for _, r := range refusals {
@@ -31,16 +32,20 @@ func FuzzSniff(f *testing.F) {
 	for _, fx := range loadFixtures(f) {
 		f.Add(fx.client0) // each recorded client stream: a first request and what follows it
 	}
-	f.Add([]byte("\r\n\r\n" + request("REGISTER", alice, "l: 0\r\n\r\n")))                 // keep-alive before the request
-	f.Add([]byte(request("INVITE", "f: <sip:a@b.example>;tag=1\r\n", "l: 3\r\n\r\nabc")))  // compact From and a body
-	f.Add([]byte(request("INVITE", alice, "l: 3\r\nContent-Length: 4\r\n\r\nabcd")))       // two Content-Lengths
-	f.Add([]byte(request("INVITE", alice, "l: 9\r\n\r\nabc")))                             // cut in the body
-	f.Add([]byte(request("INVITE", "From: <sip:a@>\r\n", "l: 0\r\n\r\n")))                 // From without host
-	f.Add([]byte(request("INVITE", "From: a\r\n x\r\n", "Content-Length:\r\n 0\r\n\r\n"))) // folded lines
-	f.Add([]byte("0 :00 SIP\r\nF:sip:0\r\n0\r\nContent-Length:0\r\n\r\n00"))               // routable, but a header without colon: the Watcher refuses it
-	f.Add([]byte("SIP/2.0 200 OK\r\nl: 0\r\n\r\n"))                                        // a response
-	f.Add([]byte("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"))                           // HTTP
-	f.Add([]byte("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"))                          // TLS record header
+	f.Add([]byte("\r\n\r\n" + request("REGISTER", alice, "l: 0\r\n\r\n")))                                       // keep-alive before the request
+	f.Add([]byte(request("INVITE", "f: <sip:a@b.example>;tag=1\r\n", "l: 3\r\n\r\nabc")))                        // compact From and a body
+	f.Add([]byte(request("INVITE", alice, "l: 3\r\nContent-Length: 4\r\n\r\nabcd")))                             // two Content-Lengths
+	f.Add([]byte(request("INVITE", alice, "l: 9\r\n\r\nabc")))                                                   // cut in the body
+	f.Add([]byte(request("INVITE", "From: <sip:a@>\r\n", "l: 0\r\n\r\n")))                                       // From without host
+	f.Add([]byte(request("INVITE", "From: a\r\n x\r\n", "Content-Length:\r\n 0\r\n\r\n")))                       // folded lines
+	f.Add([]byte("0 :00 SIP\r\nF:sip:0\r\n0\r\nContent-Length:0\r\n\r\n00"))                                     // routable, but a header without colon: the Watcher refuses it
+	f.Add([]byte(request("INVITE", alice+"f: <sip:bob@example.com>;tag=2\r\n", "l: 0\r\n\r\n")))                 // two From, long and compact
+	f.Add([]byte(request("INVITE", "From: <sip:a@example.com>;tag=1, <sip:b@example.com>\r\n", "l: 0\r\n\r\n"))) // a From list on one line
+	f.Add([]byte(request("REGISTER", alice, "i: c2\r\nl: 0\r\n\r\n")))                                           // Call-ID twice
+	f.Add([]byte(request("REGISTER", alice, "Max-Forwards: 70\r\nmax-forwards: 69\r\nl: 0\r\n\r\n")))            // Max-Forwards twice
+	f.Add([]byte("SIP/2.0 200 OK\r\nl: 0\r\n\r\n"))                                                              // a response
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"))                                                 // HTTP
+	f.Add([]byte("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"))                                                // TLS record header
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
 		d, err := new(Sniffer).Sniff(data, &proxy.ConnInfo{})
@@ -65,8 +70,13 @@ func FuzzSniff(f *testing.F) {
 		if len(msgs) == 0 {
 			t.Fatal("the Watcher does not frame the request Sniff accepted")
 		}
-		if v := d.Watcher.Client(msgs[0]); v.Close {
+		if v := d.Watcher.Client(msgs[0]); v.Close || v.Reply != nil {
 			return
+		}
+		// What passes carries each singleton header once, by a count
+		// that shares no code with the package's.
+		if name, n := mostRepeated(msgs[0]); n > 1 {
+			t.Fatalf("forwarded with %d %s headers", n, name)
 		}
 		// What is forwarded is the request as sipgo's stream parser reads it.
 		s := sipmsg.NewParser().NewSIPStream()

@@ -26,17 +26,23 @@ func (s *Sniffer) RefusalReply(first []byte, reason string) []byte {
 	}
 	msg, _, err := parser.ParseHeaders(first[:i+len(blankLine)], true)
 	req, ok := msg.(*sipmsg.Request)
-	if err != nil || !ok || req.IsAck() {
+	if err != nil {
+		// An identity header sipgo cannot read: answer from the rest.
+		req, ok = salvage(first), true
+	}
+	if !ok || req == nil || req.IsAck() {
 		return nil
 	}
 	code, phrase := sipmsg.StatusForbidden, "Forbidden"
 	switch reason {
 	case proxy.ReasonUnreachable:
 		code, phrase = sipmsg.StatusServiceUnavailable, "Service Unavailable"
-	case ErrNoFrom.Error(), ErrFromNoHost.Error(), ErrNoContentLength.Error(), ErrContentLength.Error():
-		code, phrase = sipmsg.StatusBadRequest, "Bad Request"
 	case ErrTooLarge.Error(), proxy.ReasonTooLarge:
 		code, phrase = sipmsg.StatusMessageTooLarge, "Message Too Large"
+	default:
+		if badRequest[reason] {
+			code, phrase = sipmsg.StatusBadRequest, "Bad Request"
+		}
 	}
 	res := sipmsg.NewResponseFromRequest(req, code, phrase, nil)
 	// The client's address is not known here: keep Via's rport bare

@@ -3,10 +3,14 @@
 //
 // The proxy's stream listener hands the first bytes of a connection to
 // Sniffer. Its Decision names the service from the domain of the From URI of
-// the first request, and, for a REGISTER, the registering user that
-// check_certificate compares with the client certificate's CN. The Decision's
-// Watcher then frames both directions by Content-Length for the life of the
-// connection and judges each message:
+// the first request, and, when the verified client certificate names the
+// address the request acts for (cert.go), the certificate's CN for
+// check_certificate. Every message must carry From, To, Call-ID, CSeq,
+// Max-Forwards and Content-Length at most once (frame.go finds duplicates on
+// its raw walk, parseHead checks sipgo agrees), so that what is routed and
+// checked is what the target reads. The Decision's Watcher then frames both
+// directions by Content-Length for the life of the connection and judges
+// each message:
 //
 //   - a later request whose From domain is not the connection's service is
 //     answered 403 by gatehouse and not forwarded: a connection is bound to
@@ -15,6 +19,9 @@
 //   - a 401, 403 or 407 answering a REGISTER or INVITE that carried
 //     credentials is a target rejection (failed credentials); the ordinary
 //     challenge of a request without credentials is not;
+//   - on a certified connection, a request for another user is answered 403;
+//   - a request with a duplicate or unreadable singleton header is answered
+//     400, and such a message from the target is dropped, both counted;
 //   - keep-alives (RFC 5626 CRLF CRLF pings, CRLF pongs) pass both ways.
 //
 // sipgo parses every message that is judged; this package only finds where
@@ -62,8 +69,8 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	for len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
 		b = b[2:]
 	}
-	essential := make([]byte, 0, 256)
-	hdr, total, err := measure(b, 0, limit, &essential)
+	sc := scan{essential: make([]byte, 0, 512), collect: true}
+	hdr, total, err := measure(b, 0, limit, &sc)
 	if err != nil {
 		// A start line that is not a request is the better reason, and
 		// refuses at once what would otherwise be waited for.
@@ -75,7 +82,10 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	if total > len(b) {
 		return nil, proxy.ErrNeedMore
 	}
-	msg, err := parseHead(essential, total-hdr)
+	if sc.dup != nil {
+		return nil, sc.dup
+	}
+	msg, err := parseHead(sc.essential, total-hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -83,26 +93,24 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	if !ok {
 		return nil, ErrNotRequest
 	}
-	user, host, err := from(req)
+	id, err := identify(req)
 	if err != nil {
 		return nil, err
 	}
 
-	d := &proxy.Decision{Service: strings.ToLower(host)}
-	if req.Method == sipmsg.REGISTER {
-		d.Identity = user
-	}
+	d := &proxy.Decision{Service: strings.ToLower(id.from.host)}
 	w := &watcher{service: d.Service, max: limit}
 	w.frames[proxy.FromClient].max = limit
 	w.frames[proxy.FromTarget].max = limit
 	if info != nil {
 		w.client = info.Client
-		// When the certificate vouches for the registering user (the CN
-		// compared as check_certificate does), the proxy may forward over
-		// TLS, which tells the PBX the user was certificate-authenticated:
-		// no other user may then register on this connection.
-		if d.Identity != "" && strings.EqualFold(info.VerifiedCN, d.Identity) {
-			w.identity = d.Identity
+		// When the certificate names the identity the request claims (see
+		// certifies), the proxy may forward over TLS, which tells the PBX
+		// the user was certificate-authenticated: every later request on
+		// the connection must then keep to that user.
+		if leaf := verifiedLeaf(info); leaf != nil && id.certifiable() && certifies(leaf, id.record()) {
+			d.Identity = info.VerifiedCN
+			w.identity = id.record()
 		}
 	}
 	d.Watcher = w
@@ -130,22 +138,75 @@ func checkStartLine(b []byte) error {
 
 // parseHead parses a header block, through its blank line, with sipgo and
 // checks that sipgo agrees with measure on where the message ends: a
-// disagreement is how requests get smuggled past a watcher.
+// disagreement is how requests get smuggled past a watcher. It also checks
+// that sipgo found each singleton header once: a From or To whose value is
+// a comma-separated list becomes two headers in sipgo, on one raw line.
 func parseHead(block []byte, body int) (sipmsg.Message, error) {
 	msg, n, err := parser.ParseHeaders(block, true)
 	switch {
 	case msg == nil:
 		return nil, ErrNotSIP
 	case err != nil || n != len(block):
-		return nil, ErrMalformed
+		return nil, unreadable(block)
 	}
 	if cl := msg.ContentLength(); cl == nil || int(*cl) != body {
 		return nil, ErrContentLength
 	}
+	var seen [nSingle]bool
+	for _, h := range msg.(interface{ Headers() []sipmsg.Header }).Headers() { // Request and Response have it
+		k := -1
+		switch h.(type) {
+		case *sipmsg.FromHeader:
+			k = hFrom
+		case *sipmsg.ToHeader:
+			k = hTo
+		case *sipmsg.CallIDHeader:
+			k = hCallID
+		case *sipmsg.CSeqHeader:
+			k = hCSeq
+		case *sipmsg.MaxForwardsHeader:
+			k = hMaxForwards
+		case *sipmsg.ContentLengthHeader:
+			k = hContentLength
+		}
+		if k < 0 {
+			continue
+		}
+		if seen[k] {
+			return nil, errDuplicate[k]
+		}
+		seen[k] = true
+	}
 	return msg, nil
 }
 
+// unreadable names the singleton header of block that sipgo cannot parse,
+// or returns ErrMalformed when the fault lies elsewhere.
+func unreadable(block []byte) error {
+	start := bytes.Index(block, crlf) + len(crlf)
+	h := headerLines{rest: block[start:]}
+	for name, line := h.next(); line != nil; name, line = h.next() {
+		if k := singleton(name); k >= 0 && !readable(line) {
+			return errUnreadable[k]
+		}
+	}
+	return ErrMalformed
+}
+
+// readable reports whether sipgo parses one raw header line (its
+// continuation lines folded the way sipgo folds them) without error.
+func readable(line []byte) bool {
+	folded := bytes.ReplaceAll(line[:len(line)-len(crlf)], crlf, nil)
+	_, err := headersParser.ParseHeader(nil, folded)
+	return err == nil
+}
+
+// headersParser is sipgo's table of header parsers, for single lines.
+var headersParser = sipmsg.HeadersParser(sipmsg.DefaultHeadersParser())
+
 // parseMessage parses the message that head begins with, as framed before.
+// A message that sipgo parses but that repeats a singleton header is
+// returned with the HeaderError, so that it can be answered.
 func parseMessage(head []byte, max int) (sipmsg.Message, error) {
 	i := bytes.Index(head, blankLine)
 	if i < 0 {
@@ -153,23 +214,75 @@ func parseMessage(head []byte, max int) (sipmsg.Message, error) {
 		return nil, ErrTooLarge
 	}
 	block := head[:i+len(blankLine)]
-	body, err := contentLength(block, max, nil)
+	var sc scan
+	body, err := contentLength(block, max, &sc)
 	if err != nil {
 		return nil, err
 	}
-	return parseHead(block, body)
+	msg, err := parseHead(block, body)
+	if sc.dup != nil {
+		if msg == nil {
+			msg, _, _ = parser.ParseHeaders(block, true)
+		}
+		return msg, sc.dup
+	}
+	return msg, err
 }
 
-// from returns the user and host of the From URI of req.
-func from(req *sipmsg.Request) (user, host string, err error) {
-	h := req.From()
-	switch {
-	case h == nil:
-		return "", "", ErrNoFrom
-	case h.Address.Host == "":
-		return "", "", ErrFromNoHost
+// uri is the user and host of a SIP URI: an address of record.
+type uri struct{ user, host string }
+
+// identity is what a request says about who sends it.
+type identity struct {
+	method   sipmsg.RequestMethod
+	from, to uri
+}
+
+// record is the address the request acts for, the one a certificate must
+// name: the address of record a REGISTER binds (the To URI, RFC 3261
+// §10.2), and for every other request the From URI.
+func (id identity) record() uri {
+	if id.method == sipmsg.REGISTER {
+		return id.to
 	}
-	return h.Address.User, h.Address.Host, nil
+	return id.from
+}
+
+// certifiable reports whether one certificate can vouch for the request:
+// a REGISTER by one user for another (a third-party registration) would
+// need two, and reaches the target over the plain port.
+func (id identity) certifiable() bool {
+	return id.method != sipmsg.REGISTER || id.from.user == id.to.user
+}
+
+// identify reads the identity of req from the headers parseHead checked,
+// and refuses a request without the headers every request must carry
+// (RFC 3261 §8.1.1), or whose CSeq names another method (§8.1.1.5).
+func identify(req *sipmsg.Request) (identity, error) {
+	id := identity{method: req.Method}
+	f, t := req.From(), req.To()
+	switch {
+	case f == nil:
+		return id, ErrNoFrom
+	case f.Address.Host == "":
+		return id, ErrFromNoHost
+	case t == nil:
+		return id, ErrNoTo
+	case t.Address.Host == "":
+		return id, ErrToNoHost
+	case req.CallID() == nil:
+		return id, ErrNoCallID
+	case req.CSeq() == nil:
+		return id, ErrNoCSeq
+	case req.CSeq().MethodName != req.Method:
+		return id, ErrCSeqMethod
+	}
+	id.from = uri{f.Address.User, f.Address.Host}
+	id.to = uri{t.Address.User, t.Address.Host}
+	if id.method == sipmsg.REGISTER && !strings.EqualFold(id.to.host, id.from.host) {
+		return id, ErrToOtherService
+	}
+	return id, nil
 }
 
 // isKeepAlive reports whether a framed message is a CRLF keep-alive.

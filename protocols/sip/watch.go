@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -23,7 +25,7 @@ const maxPending = 32
 // framer belongs to the goroutine of its direction.
 type watcher struct {
 	service  string         // the connection is bound to it
-	identity string         // From user every REGISTER must carry; "" for any
+	identity uri            // the certified address every request keeps to; zero for any
 	client   netip.AddrPort // for the received/rport of replies (RFC 3581)
 	max      int
 	frames   [2]framer // by proxy.Direction
@@ -51,20 +53,36 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 		return proxy.Verdict{}
 	}
 	msg, err := parseMessage(head, w.max)
+	var he *HeaderError
 	if err != nil {
-		return proxy.Verdict{Reason: err.Error(), Close: true}
+		if !errors.As(err, &he) {
+			return proxy.Verdict{Reason: err.Error(), Close: true}
+		}
+		// A request that repeats or garbles a singleton header is
+		// answered, from what can be read of it, and the connection kept.
+		req, _ := msg.(*sipmsg.Request)
+		if req == nil {
+			req = salvage(head)
+		}
+		if req == nil {
+			return proxy.Verdict{Reason: err.Error(), Close: true}
+		}
+		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", err.Error())
 	}
 	req, ok := msg.(*sipmsg.Request)
 	if !ok {
 		return proxy.Verdict{} // the client answering a request of the target
 	}
-	user, host, err := from(req)
+	id, err := identify(req)
 	switch {
+	case err == ErrToOtherService:
+		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", err.Error())
 	case err != nil:
 		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", err.Error())
-	case !strings.EqualFold(host, w.service):
+	case !strings.EqualFold(id.from.host, w.service):
 		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", reasonOtherService)
-	case w.identity != "" && req.Method == sipmsg.REGISTER && user != w.identity:
+	case w.identity.user != "" && (id.from.user != w.identity.user ||
+		req.Method == sipmsg.REGISTER && id.to.user != w.identity.user):
 		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", reasonOtherUser)
 	}
 	if (req.Method == sipmsg.REGISTER || req.Method == sipmsg.INVITE) && hasCredentials(req) {
@@ -80,42 +98,48 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 	return proxy.Verdict{}
 }
 
-func (w *watcher) Target(head []byte) string {
+// Target judges what the target sends: a message that repeats or garbles a
+// singleton header is not passed to the client (whose stack would pick one
+// of the copies as it likes), and a final answer to a credentialed request
+// may be a target rejection.
+func (w *watcher) Target(head []byte) (reason string, drop bool) {
 	if isKeepAlive(head) {
-		return ""
+		return "", false
 	}
-	// Most target messages answer nothing that needs watching: skip
-	// parsing them.
+	msg, err := parseMessage(head, w.max)
+	var he *HeaderError
+	switch {
+	case errors.As(err, &he):
+		return "target sent " + err.Error(), true
+	case err != nil:
+		// Any other fault of the target's is not the client's doing; the
+		// client's stack will refuse it.
+		return "", false
+	}
+	res, ok := msg.(*sipmsg.Response)
+	if !ok || res.IsProvisional() {
+		return "", false
+	}
 	w.mu.Lock()
 	waiting := len(w.pending) > 0
 	w.mu.Unlock()
 	if !waiting {
-		return ""
-	}
-	// A message the target sends that sipgo cannot parse is not the
-	// client's doing; the target's own peer will refuse it.
-	msg, err := parseMessage(head, w.max)
-	if err != nil {
-		return ""
-	}
-	res, ok := msg.(*sipmsg.Response)
-	if !ok || res.IsProvisional() {
-		return ""
+		return "", false
 	}
 	t, ok := txnOf(res)
 	if !ok || !w.answered(t) {
-		return ""
+		return "", false
 	}
 	switch res.StatusCode {
 	case sipmsg.StatusUnauthorized, sipmsg.StatusProxyAuthRequired:
 		if staleNonce(res) {
-			return "" // right credentials, expired nonce: a phone re-registering
+			return "", false // right credentials, expired nonce: a phone re-registering
 		}
 		fallthrough
 	case sipmsg.StatusForbidden:
-		return fmt.Sprintf("%s credentials rejected (%d)", t.method, res.StatusCode)
+		return fmt.Sprintf("%s credentials rejected (%d)", t.method, res.StatusCode), false
 	}
-	return ""
+	return "", false
 }
 
 // staleNonce reports whether a challenge in res says stale=true: the
@@ -158,6 +182,33 @@ func (w *watcher) refuse(req *sipmsg.Request, code int, phrase, reason string) p
 	}
 	res := sipmsg.NewResponseFromRequest(req, code, phrase, nil)
 	return proxy.Verdict{Reply: []byte(res.String()), Reason: reason}
+}
+
+// salvage parses what can be parsed of a request whose header block sipgo
+// refuses: its start line and every header line sipgo reads alone. It is
+// enough to answer the request (Via, and the identity headers that are
+// readable); nil when even that fails.
+func salvage(head []byte) *sipmsg.Request {
+	i := bytes.Index(head, blankLine)
+	if i < 0 {
+		return nil
+	}
+	block := head[:i+len(blankLine)]
+	start := bytes.Index(block, crlf) + len(crlf)
+	kept := append(make([]byte, 0, len(block)), block[:start]...)
+	h := headerLines{rest: block[start:]}
+	for _, line := h.next(); line != nil; _, line = h.next() {
+		if readable(line) {
+			kept = append(kept, line...)
+		}
+	}
+	kept = append(kept, crlf...)
+	msg, _, err := parser.ParseHeaders(kept, true)
+	req, ok := msg.(*sipmsg.Request)
+	if err != nil || !ok || req.Via() == nil {
+		return nil
+	}
+	return req
 }
 
 func hasCredentials(req *sipmsg.Request) bool {

@@ -35,7 +35,7 @@ func TestWatcherFixtures(t *testing.T) {
 			}
 			var got []string
 			for _, m := range down {
-				if reason := w.Target(m); reason != "" {
+				if reason, _ := w.Target(m); reason != "" {
 					got = append(got, reason)
 				}
 			}
@@ -108,7 +108,8 @@ func TestWatcherClientRefuses(t *testing.T) {
 	}{
 		{"no From", request("MESSAGE", "", "l: 0\r\n\r\n"), "SIP/2.0 400 ", ErrNoFrom.Error(), false},
 		{"From without host", request("MESSAGE", "From: <tel:110>;tag=1\r\n", "l: 0\r\n\r\n"), "SIP/2.0 400 ", ErrFromNoHost.Error(), false},
-		{"malformed", strings.Replace(request("MESSAGE", alice, "l: 0\r\n\r\n"), "CSeq: 1", "CSeq: one", 1), "", ErrMalformed.Error(), true},
+		{"unreadable CSeq", strings.Replace(request("MESSAGE", alice, "l: 0\r\n\r\n"), "CSeq: 1", "CSeq: one", 1), "SIP/2.0 400 ", errUnreadable[hCSeq].Error(), false},
+		{"malformed", request("MESSAGE", alice, "Via: SIP/2.0\r\nl: 0\r\n\r\n"), "", ErrMalformed.Error(), true},
 		{"head cut inside its header block", request("MESSAGE", alice), "", ErrTooLarge.Error(), true},
 		{"keep-alive", "\r\n", "", "", false},
 		{"a response to the target", "SIP/2.0 200 OK\r\n" + alice + "Call-ID: x\r\nCSeq: 7 NOTIFY\r\nl: 0\r\n\r\n", "", "", false},
@@ -176,7 +177,7 @@ func TestWatcherTarget(t *testing.T) {
 		{"keep-alive",
 			[]string{msg("REGISTER", 7, authz)}, []string{"\r\n", answer(401, 7, "REGISTER")}, []string{"REGISTER credentials rejected (401)"}},
 		{"unparseable answer",
-			[]string{msg("REGISTER", 8, authz)}, []string{"SIP/2.0 401 x\r\nCSeq: x\r\nl: 0\r\n\r\n"}, nil},
+			[]string{msg("REGISTER", 8, authz)}, []string{"SIP/2.0 401 x\r\nVia: x\r\nl: 0\r\n\r\n"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, w := newWatcher(t, []byte(msg("REGISTER", 1, "")), nil)
@@ -187,7 +188,7 @@ func TestWatcherTarget(t *testing.T) {
 			}
 			var got []string
 			for _, r := range tc.responses {
-				if reason := w.Target([]byte(r)); reason != "" {
+				if reason, _ := w.Target([]byte(r)); reason != "" {
 					got = append(got, reason)
 				}
 			}
@@ -207,7 +208,8 @@ func TestWatcherPendingBound(t *testing.T) {
 		return strings.Replace(request("REGISTER", alice, authz, "l: 0\r\n\r\n"), "CSeq: 1 ", fmt.Sprintf("CSeq: %d ", seq), 1)
 	}
 	rejected := func(seq int) bool {
-		return w.Target([]byte(fmt.Sprintf("SIP/2.0 401 x\r\nCall-ID: c1\r\nCSeq: %d REGISTER\r\nl: 0\r\n\r\n", seq))) != ""
+		reason, _ := w.Target([]byte(fmt.Sprintf("SIP/2.0 401 x\r\nCall-ID: c1\r\nCSeq: %d REGISTER\r\nl: 0\r\n\r\n", seq)))
+		return reason != ""
 	}
 	for seq := 1; seq <= maxPending+8; seq++ {
 		w.Client([]byte(reg(seq)))

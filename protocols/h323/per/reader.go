@@ -362,6 +362,38 @@ func (r *Reader) IA5String(lb, ub int) []byte { return r.chars(lb, ub, 8) }
 // UTF-16BE octets.
 func (r *Reader) BMPString(lb, ub int) []byte { return r.chars(lb, ub, 16) }
 
+// AlphabetString reads a character string of lb..ub characters from a
+// permitted alphabet too large to keep its own codes in b bits (X.691
+// 30.5.4 b): each character is sent as its index in alphabet, which lists
+// the characters in ascending order. An index past the alphabet fails.
+func (r *Reader) AlphabetString(lb, ub, b int, alphabet string) []byte {
+	if b <= 0 || b > 8 || len(alphabet) > 1<<b {
+		r.Fail(ErrUnsupported)
+		return nil
+	}
+	n := r.Length(lb, ub)
+	if r.err != nil || n == 0 {
+		return nil
+	}
+	if ub == Unbounded || ub*b > 16 {
+		r.Align()
+	}
+	if n > r.Remaining()/b {
+		r.Fail(ErrTruncated)
+		return nil
+	}
+	out := make([]byte, n)
+	for i := range out {
+		c := int(r.Bits(b))
+		if c >= len(alphabet) {
+			r.Fail(ErrRange)
+			return nil
+		}
+		out[i] = alphabet[c]
+	}
+	return out
+}
+
 // SkipChars skips a character string of lb..ub characters of b bits each,
 // such as an IA5String restricted to the 13 characters of dialled digits
 // (b = 4 in the aligned variant).

@@ -11,7 +11,7 @@ func TestDefaultMaxConnsLeavesAReserve(t *testing.T) {
 	for _, tt := range []struct{ limit, want int }{
 		{0, 0},         // unknown: no cap
 		{256, 96},      // (256-64)/2
-		{1024, 480},    // (1024-64)/2
+		{1024, 461},    // (1024-102)/2
 		{65536, 29491}, // (65536-6553)/2
 		{1 << 20, 471859},
 	} {

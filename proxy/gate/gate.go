@@ -319,8 +319,20 @@ func (c *Conn) Client() netip.Addr { return c.ip }
 // must not forward what it already holds.
 func (c *Conn) Blocked() bool { return c.blocked.Load() }
 
+// closeGrace is how long a blocked client's connection may still write
+// after its reading side was shut: the answer to the request that caused
+// the block (a 403, an LDAP error) gets out, nothing more comes in.
+const closeGrace = time.Second
+
+// cutOff ends a blocked client's connection: reads end at once (EOF), so no
+// further request is read; the answer being written gets closeGrace, then
+// the connection is closed whatever the handler does.
 func (c *Conn) cutOff() {
 	c.blocked.Store(true)
+	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
+		time.AfterFunc(closeGrace, func() { c.Close() })
+		return
+	}
 	c.Close()
 }
 

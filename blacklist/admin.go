@@ -19,7 +19,11 @@ type Entry struct {
 	Prefix netip.Prefix `json:"prefix"`
 	// Manual entries are blocked until removed; FromConfig ones come from
 	// blacklist.blacklist and can only be removed there.
-	Manual     bool      `json:"manual"`
+	Manual bool `json:"manual"`
+	// Aggregated: Prefix is a range (an IPv4 /24, an IPv6 /48) whose
+	// clients were folded into one record because blacklist.max_tracked was
+	// reached; it is counted and blocked as one client.
+	Aggregated bool      `json:"aggregated"`
 	FromConfig bool      `json:"from_config"`
 	Note       string    `json:"note,omitempty"`
 	Added      time.Time `json:"added,omitzero"` // when a run-time manual entry was added
@@ -84,12 +88,13 @@ func (l *List) Entries(f Filter) []Entry {
 	byKey := make(map[netip.Prefix]*Entry, len(l.records)+len(l.cfgManual)+len(l.rtManual))
 	for key, rec := range l.records {
 		e := &Entry{
-			Prefix:    key,
-			Blocked:   rec.blocked(),
-			FirstSeen: l.wall(rec.first),
-			LastSeen:  l.wall(rec.last),
-			Count:     rec.hits.count(now),
-			Total:     rec.total,
+			Prefix:     key,
+			Aggregated: rec.agg,
+			Blocked:    rec.blocked(),
+			FirstSeen:  l.wall(rec.first),
+			LastSeen:   l.wall(rec.last),
+			Count:      rec.hits.count(now),
+			Total:      rec.total,
 		}
 		if rec.total == 0 { // restored from the state file with no requests recorded
 			e.FirstSeen, e.LastSeen = time.Time{}, time.Time{}
@@ -191,6 +196,7 @@ func (l *List) AddManual(p netip.Prefix, note string) error {
 	l.pending = append(l.pending, func() {
 		l.log.Info("client blocked", "client", client, "reason", "manual entry: "+note, "until", "removed")
 	})
+	l.notifyLocked(p)
 	return nil
 }
 
@@ -233,12 +239,18 @@ func (l *List) Remove(ip netip.Addr) error {
 	now := l.now()
 	key := l.rules.Load().key(ip)
 	removed := false
-	if rec := l.records[key]; rec != nil {
-		if rec.blocked() {
-			l.releaseLocked(rec, now, "removed by an administrator")
+	keys := []netip.Prefix{key}
+	if a, ok := aggregateKey(key); ok {
+		keys = append(keys, a) // the range ip's client was folded into
+	}
+	for _, k := range keys {
+		if rec := l.records[k]; rec != nil {
+			if rec.blocked() {
+				l.releaseLocked(rec, now, "removed by an administrator")
+			}
+			l.dropLocked(rec)
+			removed = true
 		}
-		l.dropLocked(rec)
-		removed = true
 	}
 	for _, p := range []netip.Prefix{key, netip.PrefixFrom(ip, ip.BitLen())} {
 		if _, ok := l.rtManual[p]; ok {
@@ -325,6 +337,7 @@ func (l *List) RemoveWhitelist(p netip.Prefix) error {
 	delete(l.rtWhite, p)
 	l.gen++
 	l.rebuildLocked(l.now())
+	l.notifyLocked(p) // what the entry covered may be blocked now
 	client := display(p)
 	l.pending = append(l.pending, func() {
 		l.log.Info("whitelist entry removed", "client", client)

@@ -201,6 +201,31 @@ func invariants(l *List) error {
 	if got := l.index.len(); got != len(l.blocks) {
 		return fmt.Errorf("index holds %d blocks, heap %d", got, len(l.blocks))
 	}
+	grouped := 0
+	for a, g := range l.groups {
+		for i, r := range g {
+			grouped++
+			if r.gidx != i || r.agg || l.records[r.key] != r {
+				return fmt.Errorf("group %s: %s at %d has gidx %d", a, r.key, i, r.gidx)
+			}
+			if ra, _ := aggregateKey(r.key); ra != a {
+				return fmt.Errorf("group %s holds %s", a, r.key)
+			}
+		}
+	}
+	for _, r := range l.records {
+		if _, ok := aggregateKey(r.key); ok && !r.agg && r.gidx < 0 {
+			return fmt.Errorf("record %s is in no group", r.key)
+		}
+		if r.agg {
+			grouped++ // not grouped, counted so that the sum below holds
+		} else if _, ok := aggregateKey(r.key); !ok {
+			grouped++
+		}
+	}
+	if grouped != len(l.records) {
+		return fmt.Errorf("groups hold %d records of %d", grouped, len(l.records))
+	}
 	if n+len(l.blocks) != len(l.records) {
 		return fmt.Errorf("%d counters + %d blocks != %d records", n, len(l.blocks), len(l.records))
 	}

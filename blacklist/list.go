@@ -40,21 +40,29 @@ type List struct {
 	rules    atomic.Pointer[rules]
 	index    blockIndex
 	rejected atomic.Uint64
+	// aggregated is set once a range was folded: Blocked then also looks
+	// up the range of a client, a second lookup nobody pays before.
+	aggregated atomic.Bool
 
-	mu        sync.Mutex // guards the fields below
-	cfg       configs.Blacklist
-	records   map[netip.Prefix]*record
-	counters  counterList
-	blocks    blockHeap
-	cfgManual map[netip.Prefix]listed // from the configuration: read-only at run time
-	rtManual  map[netip.Prefix]listed // added at run time
-	cfgWhite  map[netip.Prefix]listed
-	rtWhite   map[netip.Prefix]listed
-	gen       uint64   // bumped by every change the state file holds
-	nblocks   uint64   // automatic blocks since start
-	nevicted  uint64   // records evicted at the cap
-	capWarnAt instant  // when the cap may be reported again
-	pending   []func() // log lines, written by unlock after List.mu is released
+	mu          sync.Mutex // guards the fields below
+	cfg         configs.Blacklist
+	records     map[netip.Prefix]*record
+	groups      map[netip.Prefix][]*record // client records by range (aggregate.go)
+	onBlock     []func(netip.Prefix)
+	counters    counterList
+	blocks      blockHeap
+	cfgManual   map[netip.Prefix]listed // from the configuration: read-only at run time
+	rtManual    map[netip.Prefix]listed // added at run time
+	cfgWhite    map[netip.Prefix]listed
+	rtWhite     map[netip.Prefix]listed
+	gen         uint64   // bumped by every change the state file holds
+	nblocks     uint64   // automatic blocks since start
+	nevicted    uint64   // counters forgotten at the cap
+	naggregated uint64   // ranges folded at the cap
+	untracked   uint64   // requests not counted: the list was full of blocks
+	capWarnAt   instant  // when the cap may be reported again
+	aggWarnAt   instant  // when folding may be reported again
+	pending     []func() // log lines, written by unlock after List.mu is released
 
 	saveMu      sync.Mutex // serializes writing the state file; guards the fields below
 	savedGen    uint64
@@ -87,6 +95,7 @@ func New(cfg configs.Blacklist, opts Options) (*List, error) {
 		clock:    opts.Clock,
 		log:      opts.Logger,
 		records:  make(map[netip.Prefix]*record),
+		groups:   make(map[netip.Prefix][]*record),
 		rtManual: make(map[netip.Prefix]listed),
 		rtWhite:  make(map[netip.Prefix]listed),
 		stop:     make(chan struct{}),
@@ -160,11 +169,21 @@ func (l *List) Reconfigure(cfg configs.Blacklist) {
 }
 
 func (l *List) applyLocked(cfg configs.Blacklist, now instant) {
-	old := l.cfg
+	old, oldWhite := l.cfg, l.cfgWhite
 	l.cfg = cfg
 	l.cfgManual = configEntries(cfg.Blacklist)
 	l.cfgWhite = configEntries(cfg.Whitelist)
 	l.rebuildLocked(now)
+	// What a reload may block: its manual entries, and what a whitelist
+	// entry it dropped was covering.
+	for p := range l.cfgManual {
+		l.notifyLocked(p)
+	}
+	for p := range oldWhite {
+		if _, ok := l.cfgWhite[p]; !ok {
+			l.notifyLocked(p)
+		}
+	}
 	if old.IPv6Prefix != 0 && old.IPv6Prefix != cfg.IPv6Prefix {
 		l.rekeyLocked(now)
 	}
@@ -173,8 +192,7 @@ func (l *List) applyLocked(cfg configs.Blacklist, now instant) {
 			r.hits.resize(cfg.Threshold + 1)
 		}
 	}
-	for len(l.records) > cfg.MaxTracked {
-		l.evictLocked(now)
+	for len(l.records) > cfg.MaxTracked && l.makeRoomLocked(now) {
 	}
 	if old.State != cfg.State {
 		l.gen++ // write the new file at the next save
@@ -220,7 +238,7 @@ func (l *List) rekeyLocked(now instant) {
 	bits := l.cfg.IPv6Prefix
 	var moved []*record
 	for key, rec := range l.records {
-		if key.Addr().Is4() || key.Bits() == bits {
+		if key.Addr().Is4() || key.Bits() == bits || rec.agg {
 			continue
 		}
 		if !rec.blocked() || key.Bits() < bits {
@@ -232,7 +250,7 @@ func (l *List) rekeyLocked(now instant) {
 		}
 		l.index.delete(key)
 		heap.Remove(&l.blocks, rec.heapIdx)
-		delete(l.records, key)
+		l.forgetLocked(rec)
 		moved = append(moved, rec)
 	}
 	for _, rec := range moved {
@@ -248,7 +266,10 @@ func (l *List) addBlockLocked(rec *record) {
 	dst := l.records[rec.key]
 	switch {
 	case dst == nil:
-		l.records[rec.key] = rec
+		l.putLocked(rec)
+		if rec.agg {
+			l.aggregated.Store(true)
+		}
 		heap.Push(&l.blocks, rec)
 		l.index.set(rec.key, rec.expires)
 		return
@@ -276,9 +297,14 @@ func (l *List) Blocked(ip netip.Addr) bool {
 	r := l.rules.Load()
 	blocked := r.manual.contains(ip)
 	if !blocked {
-		if until, ok := l.index.until(r.key(ip)); ok {
-			blocked = l.now() < until
+		key := r.key(ip)
+		until, ok := l.index.until(key)
+		if !ok && l.aggregated.Load() {
+			if a, wide := aggregateKey(key); wide {
+				until, ok = l.index.until(a)
+			}
 		}
+		blocked = ok && l.now() < until
 	}
 	if !blocked || r.white.contains(ip) {
 		return false
@@ -309,7 +335,15 @@ func (l *List) Report(ev Event) {
 	key := r.key(ip)
 	rec := l.records[key]
 	if rec == nil {
-		rec = l.trackLocked(key, now)
+		if a, ok := aggregateKey(key); ok {
+			rec = l.records[a] // the range was folded: it counts as one
+		}
+	}
+	if rec == nil {
+		if rec = l.trackLocked(key, now); rec == nil {
+			l.untracked++
+			return
+		}
 	}
 	rec.note(ev, at, now)
 	if rec.blocked() {
@@ -324,37 +358,31 @@ func (l *List) Report(ev Event) {
 	l.counters.moveToFront(rec)
 }
 
-// trackLocked makes the record for a new client, evicting one at the cap.
+// trackLocked makes the record for a new client. At the cap it makes room
+// without dropping a block: when the client's range already has a record,
+// the range is folded and the client counts on the aggregate; otherwise
+// another range is folded, or an idle lone counter forgotten. It returns
+// nil when the list holds only blocks that cannot be folded.
 func (l *List) trackLocked(key netip.Prefix, now instant) *record {
 	if len(l.records) >= l.cfg.MaxTracked {
-		l.evictLocked(now)
 		if now >= l.capWarnAt {
 			l.capWarnAt = now + instant(time.Minute)
 			n := l.cfg.MaxTracked
 			l.pending = append(l.pending, func() {
-				l.log.Warn("blacklist full: evicting the least recently active clients", "max_tracked", n)
+				l.log.Warn("blacklist full: aggregating clients by range; active blocks are kept", "max_tracked", n)
 			})
+		}
+		if a, ok := aggregateKey(key); ok && len(l.groups[a]) > 0 {
+			return l.foldLocked(a, now)
+		}
+		if !l.makeRoomLocked(now) {
+			return nil
 		}
 	}
 	rec := &record{key: key, first: now, touched: now, heapIdx: -1}
-	l.records[key] = rec
+	l.putLocked(rec)
 	l.counters.pushFront(rec)
 	return rec
-}
-
-// evictLocked drops one record: the least recently active counter, or when
-// every record is a block, the block that expires soonest.
-func (l *List) evictLocked(now instant) {
-	l.nevicted++
-	if rec := l.counters.back; rec != nil {
-		l.dropLocked(rec)
-		return
-	}
-	if len(l.blocks) > 0 {
-		rec := l.blocks[0]
-		l.releaseLocked(rec, now, "evicted: max_tracked reached")
-		l.dropLocked(rec)
-	}
 }
 
 func (l *List) blockLocked(rec *record, now instant, count int) {
@@ -364,10 +392,15 @@ func (l *List) blockLocked(rec *record, now instant, count int) {
 	l.index.set(rec.key, rec.expires)
 	l.nblocks++
 	l.gen++
-	client, why, until := display(rec.key), summary(rec.reasons), l.wall(rec.expires)
+	client, why, until, agg := display(rec.key), summary(rec.reasons), l.wall(rec.expires), rec.agg
 	l.pending = append(l.pending, func() {
+		if agg {
+			l.log.Info("client blocked", "client", client, "count", count, "reason", why, "until", until, "aggregated", true)
+			return
+		}
 		l.log.Info("client blocked", "client", client, "count", count, "reason", why, "until", until)
 	})
+	l.notifyLocked(rec.key)
 }
 
 // releaseLocked ends rec's automatic block; rec becomes a counter with an
@@ -395,7 +428,7 @@ func (l *List) dropLocked(rec *record) {
 	} else {
 		l.counters.remove(rec)
 	}
-	delete(l.records, rec.key)
+	l.forgetLocked(rec)
 }
 
 // expireLocked releases the blocks that have ended.
@@ -541,7 +574,9 @@ func (l *List) Close() error {
 type Stats struct {
 	Blocks           uint64 // automatic blocks since start
 	RejectedAtAccept uint64 // connections and packets refused by Blocked
-	Evicted          uint64 // records dropped because max_tracked was reached
+	Evicted          uint64 // idle lone counters forgotten because max_tracked was reached
+	Aggregated       uint64 // ranges folded into one record because max_tracked was reached
+	Untracked        uint64 // requests not counted: max_tracked was full of blocks
 	ActiveBlocked    int    // automatic blocks in force plus manual entries
 	Tracked          int    // clients with a record: counters and automatic blocks
 	Whitelisted      int    // whitelist entries, from the configuration and run time
@@ -568,6 +603,8 @@ func (l *List) Stats() Stats {
 		Blocks:           l.nblocks,
 		RejectedAtAccept: l.rejected.Load(),
 		Evicted:          l.nevicted,
+		Aggregated:       l.naggregated,
+		Untracked:        l.untracked,
 		ActiveBlocked:    len(l.blocks) + manual,
 		Tracked:          len(l.records),
 		Whitelisted:      white,

@@ -414,38 +414,67 @@ func TestReasonsKeptAndCapped(t *testing.T) {
 	}
 }
 
-func TestEvictionNeverTakesBlocksBeforeCounters(t *testing.T) {
-	h := newHarness(t, configs.Blacklist{Threshold: 1, Expiration: time.Hour, MaxTracked: 3})
-	h.report("192.0.2.1", 2) // a block
+// TestFullListAggregatesAndKeepsBlocks: at max_tracked nothing blocked is
+// ever dropped. A new client whose range (/24) already has a record folds
+// the range into one aggregate that inherits counts and blocks; a lone idle
+// counter is the only thing forgotten; a list of lone blocks stops counting
+// rather than release one.
+func TestFullListAggregatesAndKeepsBlocks(t *testing.T) {
+	h := newHarness(t, configs.Blacklist{Threshold: 3, Expiration: time.Hour, MaxTracked: 3})
+	h.report("192.0.2.1", 4) // a block
 	h.clock.Advance(time.Second)
-	h.report("192.0.2.2", 1) // the oldest counter
+	h.report("198.51.100.1", 1) // alone in its range, and the least recently active
 	h.clock.Advance(time.Second)
-	h.report("192.0.2.3", 1)
+	h.report("203.0.113.1", 1)
 	h.clock.Advance(time.Second)
-	h.report("192.0.2.2", 1) // now 192.0.2.3 is the least recently active (and 2 is blocked)
-	h.clock.Advance(time.Second)
-	h.report("192.0.2.4", 1)
-	if h.hasEntry("192.0.2.3/32") || !h.hasEntry("192.0.2.4/32") {
-		t.Fatalf("evicted the wrong counter: %+v", h.Entries(Filter{}))
+
+	// Full: a new client of a range nobody shares forgets the idle lone counter.
+	h.report("100.64.0.1", 1)
+	if h.hasEntry("198.51.100.1/32") || !h.hasEntry("100.64.0.1/32") {
+		t.Fatalf("forgot the wrong record: %+v", h.Entries(Filter{}))
 	}
-	if !h.Blocked(addr("192.0.2.1")) || !h.Blocked(addr("192.0.2.2")) {
-		t.Fatal("a block was evicted while a counter was left")
+	// Full again: a newcomer in 192.0.2.0/24 folds the range. The block of
+	// 192.0.2.1 now covers the /24.
+	h.report("192.0.2.77", 1)
+	e := h.entry(t, "192.0.2.0/24")
+	if !e.Aggregated || !e.Blocked || e.Total != 5 || h.hasEntry("192.0.2.1/32") {
+		t.Fatalf("aggregate = %+v, entries %+v", e, h.Entries(Filter{}))
 	}
-	if got := h.logs.lines("level=WARN", "blacklist full", "max_tracked=3"); len(got) != 1 {
-		t.Fatalf("cap warning = %q", h.logs.String())
+	for _, ip := range []string{"192.0.2.1", "192.0.2.77", "192.0.2.9"} {
+		if !h.Blocked(addr(ip)) {
+			t.Errorf("%s not blocked by the aggregate", ip)
+		}
 	}
-	// Only blocks left: the one that ends soonest goes.
-	h.report("192.0.2.4", 1)
-	h.clock.Advance(time.Second)
-	h.report("192.0.2.5", 1)
-	if h.Blocked(addr("192.0.2.1")) || !h.Blocked(addr("192.0.2.2")) || !h.Blocked(addr("192.0.2.4")) {
-		t.Fatal("evicted a block other than the soonest to expire")
+	if got := h.logs.lines("level=WARN", "blacklist full", "range=192.0.2.0/24", "clients=1"); len(got) != 1 {
+		t.Fatalf("aggregation log = %q", h.logs.String())
 	}
-	if got := h.logs.lines("client released", "client=192.0.2.1 ", "max_tracked"); len(got) != 1 {
-		t.Fatalf("eviction log = %q", h.logs.String())
+
+	// An attacker cycling addresses in one /24 adds up on the aggregate of
+	// its own range, and blocks it.
+	for i := range 4 {
+		h.report(fmt.Sprintf("203.0.113.%d", 10+i), 1)
 	}
-	if st := h.Stats(); st.Evicted != 2 || st.Tracked != 3 {
+	if e := h.entry(t, "203.0.113.0/24"); !e.Aggregated || !e.Blocked {
+		t.Fatalf("cycling attacker's range: %+v", e)
+	}
+	if !h.Blocked(addr("203.0.113.250")) || h.Blocked(addr("198.51.100.1")) {
+		t.Fatal("the range block is wrong")
+	}
+
+	// Only lone blocks: a newcomer is not counted, nothing is released.
+	h.report("100.64.0.1", 3)
+	h.report("10.0.0.1", 1)
+	if h.hasEntry("10.0.0.1/32") || !h.Blocked(addr("100.64.0.1")) || !h.Blocked(addr("192.0.2.1")) {
+		t.Fatalf("entries %+v", h.Entries(Filter{}))
+	}
+	if h.logs.lines("client released") != nil {
+		t.Fatalf("a block was released: %q", h.logs.String())
+	}
+	if st := h.Stats(); st.Tracked != 3 || st.Aggregated != 2 || st.Untracked != 1 || st.Evicted != 1 {
 		t.Fatalf("stats = %+v", st)
+	}
+	if err := invariants(h.List); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -37,6 +37,9 @@ type record struct {
 
 	heapIdx    int     // position in List.blocks, -1 when not blocked
 	prev, next *record // links in List.counters
+	// agg: the record of a whole range (aggregate.go), not of one client.
+	agg  bool
+	gidx int // position in its range's List.groups entry; -1 for none
 }
 
 func (r *record) blocked() bool { return r.expires != 0 }

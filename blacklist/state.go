@@ -33,15 +33,17 @@ type stateFile struct {
 
 // stateEntry is an automatic block still in force or a run-time manual entry.
 type stateEntry struct {
-	Prefix    string        `json:"prefix"`
-	Manual    bool          `json:"manual,omitempty"`
-	Note      string        `json:"note,omitempty"`
-	Added     string        `json:"added,omitempty"`   // manual entries
-	Expires   string        `json:"expires,omitempty"` // automatic blocks
-	FirstSeen string        `json:"first_seen,omitempty"`
-	LastSeen  string        `json:"last_seen,omitempty"`
-	Total     uint64        `json:"total,omitempty"`
-	Reasons   []stateReason `json:"reasons,omitempty"`
+	Prefix string `json:"prefix"`
+	Manual bool   `json:"manual,omitempty"`
+	// Aggregated: a range folded at max_tracked (a /24 or /48), not one client.
+	Aggregated bool          `json:"aggregated,omitempty"`
+	Note       string        `json:"note,omitempty"`
+	Added      string        `json:"added,omitempty"`   // manual entries
+	Expires    string        `json:"expires,omitempty"` // automatic blocks
+	FirstSeen  string        `json:"first_seen,omitempty"`
+	LastSeen   string        `json:"last_seen,omitempty"`
+	Total      uint64        `json:"total,omitempty"`
+	Reasons    []stateReason `json:"reasons,omitempty"`
 }
 
 type stateReason struct {
@@ -96,7 +98,7 @@ func (l *List) snapshotLocked() stateFile {
 		st.Entries = append(st.Entries, stateEntry{Prefix: p.String(), Manual: true, Note: v.note, Added: l.stamp(v.added)})
 	}
 	for _, rec := range l.blocks {
-		e := stateEntry{Prefix: rec.key.String(), Expires: l.stamp(rec.expires), Total: rec.total}
+		e := stateEntry{Prefix: rec.key.String(), Aggregated: rec.agg, Expires: l.stamp(rec.expires), Total: rec.total}
 		if rec.total > 0 {
 			e.FirstSeen, e.LastSeen = l.stamp(rec.first), l.stamp(rec.last)
 		}
@@ -240,8 +242,7 @@ func (l *List) loadBytesLocked(path string, data []byte) {
 		l.addBlockLocked(rec)
 		loaded++
 	}
-	for len(l.records) > l.cfg.MaxTracked {
-		l.evictLocked(now)
+	for len(l.records) > l.cfg.MaxTracked && l.makeRoomLocked(now) {
 	}
 	l.log.Info("blacklist state loaded", "file", path, "entries", loaded,
 		"expired", expired, "whitelisted", whitelisted, "skipped", skipped)
@@ -278,6 +279,10 @@ func (l *List) parseEntry(data []byte) (netip.Prefix, listed, *record, error) {
 	}
 	bits := l.cfg.IPv6Prefix
 	switch {
+	case e.Aggregated:
+		if a, ok := aggregateKey(netip.PrefixFrom(p.Addr(), p.Addr().BitLen())); !ok || a != p {
+			return p, listed{}, nil, fmt.Errorf("prefix %s: an aggregated block is a /%d (IPv4) or /%d (IPv6)", p, aggregate4, aggregate6)
+		}
 	case p.Addr().Is4() && p.Bits() != 32:
 		return p, listed{}, nil, fmt.Errorf("prefix %s: an automatic block is one IPv4 address (a manual entry says \"manual\": true)", p)
 	case p.Addr().Is6() && p.Bits() < bits:
@@ -288,7 +293,7 @@ func (l *List) parseEntry(data []byte) (netip.Prefix, listed, *record, error) {
 	if e.Expires == "" {
 		return p, listed{}, nil, errors.New(`expires is missing: an automatic block needs it (a manual entry says "manual": true)`)
 	}
-	rec := &record{key: p, total: e.Total, heapIdx: -1}
+	rec := &record{key: p, agg: e.Aggregated, total: e.Total, heapIdx: -1, gidx: -1}
 	for _, f := range []struct {
 		name, text string
 		dst        *instant

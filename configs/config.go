@@ -153,6 +153,9 @@ type TURN struct {
 	MaxAllocationsPerUser int `yaml:"max_allocations_per_user"`
 	// MaxLifetime caps the lifetime a client may request for an allocation.
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// AllocateTimeout closes a TCP or TLS connection that holds no
+	// allocation this long after it was accepted (or its allocation ended).
+	AllocateTimeout time.Duration `yaml:"allocate_timeout"`
 }
 
 // Account is a TURN long-term credential.
@@ -207,8 +210,19 @@ type Limits struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// IdleTimeout closes a relayed connection with no traffic either way.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxConnsPerIP caps concurrent connections from one client address (0: no cap).
+	// MaxConnsPerIP caps concurrent connections from one client (an IPv4
+	// address, an IPv6 network of blacklist.ipv6_prefix bits) across every
+	// listener: services, TURN over TCP/TLS and the admin port (0: no cap).
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxConns caps the service connections (TURN over TCP/TLS included) of
+	// clients that are not whitelisted, so that the admin port and
+	// whitelisted clients keep a reserve of file descriptors (0: no cap).
+	// The default is derived from the descriptor limit: see DefaultMaxConns.
+	MaxConns int `yaml:"max_conns"`
+	// BodyTimeout bounds how long a request body may take to arrive, so a
+	// body trickled a byte at a time cannot hold a client and a target
+	// connection for idle_timeout per read.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }

@@ -229,7 +229,10 @@ func TestDefaults(t *testing.T) {
 		{"limits.dial_timeout", l.DialTimeout, 5 * time.Second},
 		{"limits.idle_timeout", l.IdleTimeout, 15 * time.Minute},
 		{"limits.max_conns_per_ip", l.MaxConnsPerIP, 500},
+		{"limits.max_conns", l.MaxConns, configs.DefaultMaxConns(configs.FileLimit())},
+		{"limits.body_timeout", l.BodyTimeout, time.Minute},
 		{"limits.shutdown_timeout", l.ShutdownTimeout, 30 * time.Second},
+		{"turn.allocate_timeout", c.TURN.AllocateTimeout, 10 * time.Second},
 	} {
 		if d.got != d.want {
 			t.Errorf("%s = %v, want %v", d.key, d.got, d.want)
@@ -243,9 +246,9 @@ func TestDefaults(t *testing.T) {
 
 	c, err = configs.Parse("", []byte(`
 blacklist: {threshold: 3, expiration: 1h, ipv6_prefix: 56, max_tracked: 10}
-turn: {relay_ports: 10000-10010, deny_peers: [], max_allocations: 5, max_allocations_per_user: 1, max_lifetime: 10m}
+turn: {relay_ports: 10000-10010, deny_peers: [], max_allocations: 5, max_allocations_per_user: 1, max_lifetime: 10m, allocate_timeout: 3s}
 log: {level: debug, format: json}
-limits: {first_packet_timeout: 1s, first_packet_max: 1MiB, dial_timeout: 2s, idle_timeout: 3m, max_conns_per_ip: 0, shutdown_timeout: 4s}
+limits: {first_packet_timeout: 1s, first_packet_max: 1MiB, dial_timeout: 2s, idle_timeout: 3m, max_conns_per_ip: 0, max_conns: 0, body_timeout: 5s, shutdown_timeout: 4s}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -253,10 +256,10 @@ limits: {first_packet_timeout: 1s, first_packet_max: 1MiB, dial_timeout: 2s, idl
 	b, tu, l = c.Blacklist, c.TURN, c.Limits
 	if b.Threshold != 3 || b.Expiration != time.Hour || b.IPv6Prefix != 56 || b.MaxTracked != 10 ||
 		tu.RelayPorts != (configs.PortRange{Min: 10000, Max: 10010}) || tu.DenyPeers == nil || len(tu.DenyPeers) != 0 ||
-		tu.MaxAllocations != 5 || tu.MaxAllocationsPerUser != 1 || tu.MaxLifetime != 10*time.Minute ||
+		tu.MaxAllocations != 5 || tu.MaxAllocationsPerUser != 1 || tu.MaxLifetime != 10*time.Minute || tu.AllocateTimeout != 3*time.Second ||
 		c.Log != (configs.Log{Level: "debug", Format: "json"}) ||
 		l != (configs.Limits{FirstPacketTimeout: time.Second, FirstPacketMax: configs.MiB, DialTimeout: 2 * time.Second,
-			IdleTimeout: 3 * time.Minute, MaxConnsPerIP: 0, ShutdownTimeout: 4 * time.Second}) {
+			IdleTimeout: 3 * time.Minute, MaxConnsPerIP: 0, MaxConns: 0, BodyTimeout: 5 * time.Second, ShutdownTimeout: 4 * time.Second}) {
 		t.Errorf("written values replaced by defaults: %+v %+v %+v %+v", b, tu, c.Log, l)
 	}
 }

@@ -48,6 +48,9 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	def(written, "turn.max_allocations_per_user", &t.MaxAllocationsPerUser, 50)
 	// The maximum lifetime RFC 8656 recommends (3600 seconds).
 	def(written, "turn.max_lifetime", &t.MaxLifetime, time.Hour)
+	// A client allocates right after connecting; a connection that holds
+	// none is a descriptor an attacker keeps for free.
+	def(written, "turn.allocate_timeout", &t.AllocateTimeout, 10*time.Second)
 	// Only an absent key means the default: "deny_peers: []" denies nothing.
 	def(written, "turn.deny_peers", &t.DenyPeers, slices.Clone(DefaultDenyPeers))
 
@@ -80,6 +83,12 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	// A large office behind one NAT address stays below it; one host
 	// opening connections in a loop does not.
 	def(written, "limits.max_conns_per_ip", &l.MaxConnsPerIP, 500)
+	// What the descriptor limit of this process allows, with a reserve for
+	// the admin port, whitelisted clients, listeners and files.
+	def(written, "limits.max_conns", &l.MaxConns, DefaultMaxConns(FileLimit()))
+	// A minute is plenty for any upload a phone or a PBX web page makes;
+	// a body trickled a byte every few seconds is an attack on the slots.
+	def(written, "limits.body_timeout", &l.BodyTimeout, time.Minute)
 	// Lets in-flight requests finish on SIGTERM without stalling a restart.
 	def(written, "limits.shutdown_timeout", &l.ShutdownTimeout, 30*time.Second)
 }

@@ -129,6 +129,7 @@ func TestExample(t *testing.T) {
 			MaxAllocations:        1000,
 			MaxAllocationsPerUser: 50,
 			MaxLifetime:           time.Hour,
+			AllocateTimeout:       10 * time.Second,
 		}},
 		{"admin", c.Admin, configs.Admin{
 			Listen:         "127.0.0.1:8443",
@@ -144,6 +145,8 @@ func TestExample(t *testing.T) {
 			DialTimeout:        5 * time.Second,
 			IdleTimeout:        15 * time.Minute,
 			MaxConnsPerIP:      500,
+			MaxConns:           configs.DefaultMaxConns(configs.FileLimit()),
+			BodyTimeout:        time.Minute,
 			ShutdownTimeout:    30 * time.Second,
 		}},
 	} {

@@ -299,6 +299,7 @@ func (v *validator) turn() {
 	v.atLeast("turn.max_allocations", t.MaxAllocations, 1)
 	v.atLeast("turn.max_allocations_per_user", t.MaxAllocationsPerUser, 1)
 	v.positive("turn.max_lifetime", t.MaxLifetime)
+	v.positive("turn.allocate_timeout", t.AllocateTimeout)
 }
 
 func (v *validator) admin() {
@@ -357,6 +358,10 @@ func (v *validator) logAndLimits() {
 	if l.MaxConnsPerIP < 0 {
 		v.errorf("limits.max_conns_per_ip", "%d is negative (0 means no cap)", l.MaxConnsPerIP)
 	}
+	if l.MaxConns < 0 {
+		v.errorf("limits.max_conns", "%d is negative (0 means no cap)", l.MaxConns)
+	}
+	v.positive("limits.body_timeout", l.BodyTimeout)
 	v.positive("limits.shutdown_timeout", l.ShutdownTimeout)
 }
 

@@ -298,7 +298,9 @@ admin:
   dial_timeout: -5s
   idle_timeout: 0s
   max_conns_per_ip: -1
-  shutdown_timeout: 0s`,
+  shutdown_timeout: 0s
+  max_conns: -2
+  body_timeout: 0s`,
 			[]string{
 				`2: limits.first_packet_timeout: 0s is not a positive duration`,
 				`3: limits.first_packet_max: 512 is not from 1KiB to 16MiB`,
@@ -306,10 +308,14 @@ admin:
 				`5: limits.idle_timeout: 0s is not`,
 				`6: limits.max_conns_per_ip: -1 is negative (0 means no cap)`,
 				`7: limits.shutdown_timeout: 0s is not`,
+				`8: limits.max_conns: -2 is negative (0 means no cap)`,
+				`9: limits.body_timeout: 0s is not a positive duration`,
 			}},
+		{"turn allocate timeout", `turn: {allocate_timeout: 0s}`,
+			[]string{`1: turn.allocate_timeout: 0s is not a positive duration`}},
 		{"first packet too large", `limits: {first_packet_max: 32MiB}`,
 			[]string{`1: limits.first_packet_max: 32MiB is not from 1KiB to 16MiB`}},
-		{"no cap on connections", `limits: {max_conns_per_ip: 0}`, nil},
+		{"no cap on connections", `limits: {max_conns_per_ip: 0, max_conns: 0}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 // Conn is a client connection on its way through gatehouse. Handlers read
@@ -21,7 +22,8 @@ type Conn struct {
 	// Table is the configuration the connection was accepted under.
 	Table *Table
 
-	raw     net.Conn // the TCP conn under any TLS
+	raw     net.Conn   // the TCP conn under any TLS
+	gate    *gate.Conn // its place in the gate; nil in tests that build a Conn by hand
 	srv     *Server
 	id      uint64
 	started time.Time
@@ -42,9 +44,17 @@ func (c *Conn) Close() error {
 		if c.Conn != c.raw {
 			c.raw.Close()
 		}
+		if c.gate != nil {
+			c.gate.Close()
+		}
 	})
 	return err
 }
+
+// Blocked reports whether the connection was closed because its client was
+// blocked while it was open. A handler that holds requests it has already
+// read (pipelined, or buffered) must not forward them when it is true.
+func (c *Conn) Blocked() bool { return c.gate != nil && c.gate.Blocked() }
 
 // Status describes the connection for the admin UI.
 func (c *Conn) Status() ConnStatus {
@@ -104,6 +114,9 @@ func (c *Conn) Forwarded(r *Route) {
 // when the route says so (after upgrade, for in-band StartTLS). A failure is
 // reported as suspicious: the contract counts failed target connections.
 func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
+	if c.Blocked() {
+		return nil, errBlocked
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.Table.Config.Limits.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -119,6 +132,9 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))
 	return conn, nil
 }
+
+// errBlocked refuses to dial for a connection whose client was blocked.
+var errBlocked = errors.New("proxy: client is blocked")
 
 func (c *Conn) clientTLS(ctx context.Context, conn net.Conn, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
 	if r.StartTLS {

@@ -3,12 +3,12 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/netip"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 // listener accepts one service type on one address.
@@ -16,64 +16,45 @@ type listener struct {
 	srv     *Server
 	typ     configs.ServiceType
 	addr    string
-	ln      net.Listener
+	ln      *gate.Listener
 	handler Handler
 }
 
-// serve is the accept loop. Like net/http, it backs off on temporary
-// errors (running out of file descriptors) instead of spinning or dying.
+// serve is the accept loop. The gate's listener backs off on temporary
+// errors (running out of file descriptors) and closes blocked clients and
+// connections over a cap, so what comes out of Accept is served.
 func (l *listener) serve() {
 	defer l.srv.wg.Done()
-	var backoff time.Duration
 	for {
 		raw, err := l.ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff *= 2; backoff > time.Second {
-				backoff = time.Second
-			}
-			l.srv.log.Error("accept failed", "type", l.typ.Name, "addr", l.addr, "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
+			return // closed: the gate's listener returns no other error
 		}
-		backoff = 0
 		l.srv.wg.Add(1)
-		go l.handle(raw)
+		go l.handle(raw.(*gate.Conn))
 	}
 }
 
-// handle runs the gate (blacklist, per-IP cap) and TLS termination, then
-// hands the connection to the handler of its service type.
-func (l *listener) handle(raw net.Conn) {
+// handle runs TLS termination, then hands the connection to the handler of
+// its service type.
+func (l *listener) handle(gc *gate.Conn) {
 	defer l.srv.wg.Done()
-	client := clientAddr(raw)
-	blocked := l.srv.opts.Guard != nil && l.srv.opts.Guard.Blocked(client.Addr())
-	l.srv.stats.accept(l.typ.Name, blocked)
-	if blocked {
-		// Closed before a byte is read or a TLS handshake is started.
-		raw.Close()
-		return
-	}
+	raw := gc.Conn // the *net.TCPConn, so that relays can splice
 	c := &Conn{
 		Conn:    raw,
 		raw:     raw,
-		Info:    ConnInfo{Client: client, Type: l.typ},
+		gate:    gc,
+		Info:    ConnInfo{Client: clientAddr(raw), Type: l.typ},
 		Table:   l.srv.Table(),
 		srv:     l.srv,
 		id:      l.srv.ids.Add(1),
 		started: time.Now(),
 	}
-	if !l.srv.admit(c) {
-		l.srv.log.Warn("connection limit reached", "client", client.Addr(), "type", l.typ.Name,
-			"max_conns_per_ip", c.Table.Config.Limits.MaxConnsPerIP)
-		raw.Close()
+	if !l.srv.track(c) {
+		gc.Close()
 		return
 	}
-	defer l.srv.release(c)
+	defer l.srv.untrack(c)
 	defer c.Close()
 
 	// One deadline covers the handshake and the first packet: a client that

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 // Guard is the fraud blacklist as the listener layer sees it:
@@ -36,6 +37,12 @@ type Options struct {
 	Guard Guard
 	// Logger receives one line per refused request; nil is slog.Default().
 	Logger *slog.Logger
+	// Gate is the accounting shared with the other listeners (TURN, admin):
+	// blocked clients, limits.max_conns_per_ip and limits.max_conns, and the
+	// connections closed when a client is blocked. The Server sets its
+	// limits from the configuration. Nil makes one of the Server's own
+	// around Guard.
+	Gate *gate.Gate
 }
 
 // Server runs one listener per configured service type and keeps track of
@@ -50,7 +57,6 @@ type Server struct {
 	mu        sync.Mutex // guards the fields below
 	listeners map[string]*listener
 	conns     map[*Conn]struct{}
-	perIP     map[netip.Addr]int
 	closing   bool
 
 	wg sync.WaitGroup // accept loops and connections
@@ -79,8 +85,10 @@ func NewServer(cfg *configs.Config, opts Options) (*Server, error) {
 		log:       opts.Logger,
 		listeners: make(map[string]*listener),
 		conns:     make(map[*Conn]struct{}),
-		perIP:     make(map[netip.Addr]int),
 		stats:     newStats(),
+	}
+	if s.opts.Gate == nil {
+		s.opts.Gate = NewGate(opts.Guard, opts.Logger)
 	}
 	if err := s.apply(cfg); err != nil {
 		s.closeListeners()
@@ -126,16 +134,19 @@ func (s *Server) apply(cfg *configs.Config) error {
 			continue
 		}
 		st, _ := configs.LookupType(typ)
-		ln, err := net.Listen("tcp", addr)
+		raw, err := net.Listen("tcp", addr)
 		if err != nil {
 			for _, l := range opened {
 				l.ln.Close()
 			}
 			return fmt.Errorf("proxy: listen %s on %s: %w", typ, addr, err)
 		}
+		ln := s.opts.Gate.Listen(raw, gate.Service, typ)
+		ln.OnAccept = func(_ netip.Addr, v gate.Verdict) { s.stats.accept(typ, v == gate.Blocked) }
 		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ]}
 	}
 	s.table.Store(t)
+	s.opts.Gate.SetLimits(cfg.Limits.MaxConnsPerIP, cfg.Limits.MaxConns)
 	for typ, old := range s.listeners {
 		if addr, ok := cfg.Listen[typ]; !ok || opened[typ] != nil || addr != old.addr {
 			old.ln.Close()
@@ -245,28 +256,40 @@ func (s *Server) Drop(id uint64) bool {
 	return false
 }
 
-// admit registers a new connection, enforcing limits.max_conns_per_ip.
-func (s *Server) admit(c *Conn) bool {
-	max := c.Table.Config.Limits.MaxConnsPerIP
-	ip := c.Info.Client.Addr()
+// track registers a new connection for Conns, Drop and Shutdown.
+func (s *Server) track(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || (max > 0 && s.perIP[ip] >= max) {
+	if s.closing {
 		return false
 	}
-	s.perIP[ip]++
 	s.conns[c] = struct{}{}
 	return true
 }
 
-func (s *Server) release(c *Conn) {
-	ip := c.Info.Client.Addr()
+func (s *Server) untrack(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
 	delete(s.conns, c)
+}
+
+// Gate is the gate the Server's listeners accept through.
+func (s *Server) Gate() *gate.Gate { return s.opts.Gate }
+
+// NewGate makes a gate around guard, with its client key and whitelist
+// when guard offers them (*blacklist.List does).
+func NewGate(guard Guard, log *slog.Logger) *gate.Gate {
+	opts := gate.Options{Logger: log}
+	if guard != nil {
+		opts.Guard = guard
+	}
+	if k, ok := guard.(interface{ Key(netip.Addr) netip.Prefix }); ok {
+		opts.Key = k.Key
+	}
+	if w, ok := guard.(interface{ Whitelisted(netip.Addr) bool }); ok {
+		opts.Whitelisted = w.Whitelisted
+	}
+	return gate.New(opts)
 }
 
 // report logs a suspicious request and hands it to the Guard.

@@ -23,6 +23,8 @@ const (
 	DefaultMaxAllocationsPerUser = 50
 	// DefaultMaxLifetime is RFC 8656's recommended maximum, and pion's.
 	DefaultMaxLifetime = time.Hour
+	// DefaultAllocateTimeout: a client allocates right after it connects.
+	DefaultAllocateTimeout = 10 * time.Second
 )
 
 // DefaultRelayPorts is the IANA dynamic range, coturn's default too.
@@ -52,6 +54,8 @@ type settings struct {
 	maxAllocs   int
 	maxPerUser  int
 	maxLifetime time.Duration
+	// allocateTimeout closes a TCP/TLS connection without an allocation.
+	allocateTimeout time.Duration
 }
 
 // newSettings validates cfg and fills its defaults. local lists the
@@ -62,15 +66,16 @@ func newSettings(cfg configs.TURN, certs []tls.Certificate, local []netip.Addr) 
 		errs = append(errs, fmt.Errorf("%w: turn.%s: %s", ErrConfig, key, fmt.Sprintf(format, args...)))
 	}
 	st := settings{
-		listen:      cfg.Listen,
-		tlsListen:   cfg.TLSListen,
-		realm:       cmp.Or(cfg.Realm, DefaultRealm),
-		relayPorts:  cfg.RelayPorts,
-		secret:      cfg.Secret,
-		maxAllocs:   cmp.Or(cfg.MaxAllocations, DefaultMaxAllocations),
-		maxPerUser:  cmp.Or(cfg.MaxAllocationsPerUser, DefaultMaxAllocationsPerUser),
-		maxLifetime: cmp.Or(cfg.MaxLifetime, DefaultMaxLifetime),
-		relay:       len(cfg.Accounts) > 0 || cfg.Secret != "",
+		listen:          cfg.Listen,
+		tlsListen:       cfg.TLSListen,
+		realm:           cmp.Or(cfg.Realm, DefaultRealm),
+		relayPorts:      cfg.RelayPorts,
+		secret:          cfg.Secret,
+		maxAllocs:       cmp.Or(cfg.MaxAllocations, DefaultMaxAllocations),
+		maxPerUser:      cmp.Or(cfg.MaxAllocationsPerUser, DefaultMaxAllocationsPerUser),
+		maxLifetime:     cmp.Or(cfg.MaxLifetime, DefaultMaxLifetime),
+		allocateTimeout: cmp.Or(cfg.AllocateTimeout, DefaultAllocateTimeout),
+		relay:           len(cfg.Accounts) > 0 || cfg.Secret != "",
 	}
 
 	listenHost, err := hostOf(cfg.Listen)
@@ -106,6 +111,9 @@ func newSettings(cfg configs.TURN, certs []tls.Certificate, local []netip.Addr) 
 	}
 	if st.maxAllocs < 0 || st.maxPerUser < 0 {
 		bad("max_allocations", "limits must be positive")
+	}
+	if st.allocateTimeout < 0 {
+		bad("allocate_timeout", "%v is negative", st.allocateTimeout)
 	}
 	if st.maxLifetime < minLifetime || st.maxLifetime > DefaultMaxLifetime {
 		bad("max_lifetime", "%v is outside %v to %v", st.maxLifetime, minLifetime, DefaultMaxLifetime)

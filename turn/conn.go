@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,7 +47,7 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			c.s.logs.Log(slog.LevelDebug, "turn: oversized datagram dropped", "client", addr, "service", "turn")
 			continue
 		}
-		frame, v := c.s.admit(addrOf(addr), p[:n])
+		frame, v := c.s.admit(addrOf(addr), p[:n], nil)
 		if v != pass {
 			continue
 		}
@@ -66,42 +67,30 @@ func sameSlice(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-// listener hands pion TCP (or TLS) connections from unblocked sources,
-// each framed and filtered by a streamConn.
+// listener hands pion TCP (or TLS) connections the gate admitted (not
+// blocked, under the connection caps), each framed and filtered by a
+// streamConn. The gate's listener backs off on accept errors itself, so
+// any error here means closed: pion gives up on any error.
 type listener struct {
-	net.Listener
-	s    *Server
-	tls  *tls.Config // nil: plain TCP
-	done func()      // pion's accept loop has stopped
+	net.Listener // a *gate.Listener
+	s            *Server
+	tls          *tls.Config // nil: plain TCP
+	done         func()      // pion's accept loop has stopped
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	var backoff time.Duration
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			// pion gives up on any error; outlive the transient ones
-			// (EMFILE, ECONNABORTED) as net/http does.
-			if errors.Is(err, net.ErrClosed) || !l.s.sleep(&backoff) {
-				l.done()
-				return nil, err
-			}
-			l.s.logs.Log(slog.LevelWarn, "turn: accept failed, retrying", "error", err, "retry_in", backoff)
-			continue
-		}
-		backoff = 0
-		if l.s.isBlocked(addrOf(c.RemoteAddr())) {
-			c.Close()
-			continue
-		}
-		sc := newStreamConn(l.s, c, l.tls)
-		if !l.s.trackConn(sc) {
-			c.Close()
-			l.done()
-			return nil, net.ErrClosed
-		}
-		return sc, nil
+	c, err := l.Listener.Accept()
+	if err != nil {
+		l.done()
+		return nil, err
 	}
+	sc := newStreamConn(l.s, c, l.tls)
+	if !l.s.trackConn(sc) {
+		c.Close()
+		l.done()
+		return nil, net.ErrClosed
+	}
+	return sc, nil
 }
 
 // streamConn is a client's TCP or TLS connection as pion sees it. Read
@@ -119,10 +108,15 @@ type streamConn struct {
 	idle     time.Duration
 	first    bool
 	once     sync.Once
+	// allocs counts the connection's allocations; while it is 0 the
+	// connection must allocate by bare+turn.allocate_timeout.
+	allocs atomic.Int32
+	bare   atomic.Int64 // unix nanoseconds: accepted, or its last allocation ended
 }
 
 func newStreamConn(s *Server, raw net.Conn, cfg *tls.Config) *streamConn {
 	c := &streamConn{Conn: raw, raw: raw, s: s, src: addrOf(raw.RemoteAddr()), idle: s.cfg.maxLifetime, first: true}
+	c.bare.Store(time.Now().UnixNano())
 	if cfg != nil {
 		c.Conn = tls.Server(raw, cfg)
 	}
@@ -163,13 +157,22 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		if c.first {
 			timeout, c.first = firstFrameTimeout, false
 		}
-		_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
+		deadline := time.Now().Add(timeout)
+		if c.allocs.Load() == 0 {
+			// Without an allocation the connection only costs a
+			// descriptor; it gets turn.allocate_timeout from when it
+			// became bare, however many indications it sends.
+			if d := time.Unix(0, c.bare.Load()).Add(c.s.cfg.allocateTimeout); d.Before(deadline) {
+				deadline = d
+			}
+		}
+		_ = c.Conn.SetReadDeadline(deadline)
 		n, _, err := c.frames.ReadFrom(c.buf)
 		if err != nil {
 			c.readFailed(err)
 			return 0, err
 		}
-		frame, v := c.s.admit(c.src, c.buf[:n])
+		frame, v := c.s.admit(c.src, c.buf[:n], c)
 		switch v {
 		case block:
 			return 0, errBlocked

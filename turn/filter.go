@@ -22,7 +22,9 @@ const (
 // returning the frame pion is to handle (capLifetime may rewrite it). It
 // parses only the STUN header, so ChannelData, the media path, costs one
 // blacklist look-up.
-func (s *Server) admit(src netip.Addr, frame []byte) ([]byte, verdict) {
+//
+// st is the stream the frame came on, nil for UDP.
+func (s *Server) admit(src netip.Addr, frame []byte, st *streamConn) ([]byte, verdict) {
 	if s.isBlocked(src) {
 		return nil, block
 	}
@@ -31,10 +33,17 @@ func (s *Server) admit(src netip.Addr, frame []byte) ([]byte, verdict) {
 	}
 	var t stun.MessageType
 	t.ReadValue(binary.BigEndian.Uint16(frame))
-	if t.Class != stun.ClassRequest {
-		return frame, pass // indications carry media; responses pion ignores
+	limited := t.Class == stun.ClassRequest // responses pion ignores
+	if st != nil && t.Class == stun.ClassIndication {
+		// On UDP indications carry media and cost nothing to hold. On a
+		// stream each is a read that could keep an idle connection busy:
+		// they count, except Send indications carrying an allocation's media.
+		limited = t.Method != stun.MethodSend || st.allocs.Load() == 0
 	}
-	if !s.limiter.allow(src) {
+	if !limited {
+		return frame, pass
+	}
+	if !s.limiter.allow(s.clientKey(src)) {
 		s.stats.throttled.Add(1)
 		s.logs.Log(slog.LevelWarn, "turn: requests over the rate limit dropped", "client", src, "service", "turn")
 		return nil, drop
@@ -43,6 +52,13 @@ func (s *Server) admit(src netip.Addr, frame []byte) ([]byte, verdict) {
 		frame = capLifetime(frame, s.lifetimeLimit, s.keyOf)
 	}
 	return frame, pass
+}
+
+// clientKey is the address the rate limiter counts src by: the
+// blacklist's client (an IPv6 /64 by default), so that hopping addresses
+// inside one network does not multiply the rate.
+func (s *Server) clientKey(src netip.Addr) netip.Addr {
+	return s.gate.Key(src).Addr()
 }
 
 // isBlocked asks the blacklist about ip, counting a yes.

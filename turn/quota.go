@@ -58,7 +58,10 @@ func (s *Server) quota(username, _ string, src net.Addr) bool {
 	return false
 }
 
-func (s *Server) onAllocationCreated(_, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
+func (s *Server) onAllocationCreated(src, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
+	if c := s.streamOf(src); c != nil {
+		c.allocs.Add(1)
+	}
 	user := s.creds.quotaUser(username)
 	s.stats.allocations.Add(1)
 	s.mu.Lock()
@@ -67,7 +70,10 @@ func (s *Server) onAllocationCreated(_, _ net.Addr, _, username, _ string, _ net
 	s.mu.Unlock()
 }
 
-func (s *Server) onAllocationDeleted(_, _ net.Addr, _, username, _ string) {
+func (s *Server) onAllocationDeleted(src, _ net.Addr, _, username, _ string) {
+	if c := s.streamOf(src); c != nil && c.allocs.Add(-1) == 0 {
+		c.bare.Store(time.Now().UnixNano())
+	}
 	user := s.creds.quotaUser(username)
 	s.mu.Lock()
 	s.active--

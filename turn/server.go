@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 // Guard is the blacklist as the TURN server sees it; *blacklist.List
@@ -33,12 +34,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Certificates are offered on turn.tls_listen, chosen by SNI.
 	Certificates []tls.Certificate
+	// Gate admits TCP and TLS connections: blocked clients, the per-client
+	// and total connection caps shared with the other listeners, and
+	// closing a client's connections when it is blocked. Nil makes one
+	// around Guard with no caps.
+	Gate *gate.Gate
 }
 
 // Server is a running STUN/TURN server.
 type Server struct {
 	cfg           settings
 	guard         Guard
+	gate          *gate.Gate
 	log           *slog.Logger
 	logs          *rateLog
 	creds         *credentials // nil: STUN only
@@ -56,6 +63,7 @@ type Server struct {
 	mu      sync.Mutex // guards the fields below
 	closed  bool
 	conns   map[*streamConn]struct{}
+	byAddr  map[string]*streamConn // conns by remote address, for the allocation events
 	relays  map[*relayConn]struct{}
 	pending int            // relay sockets being opened
 	active  int            // allocations
@@ -77,15 +85,25 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	g := opts.Gate
+	if g == nil {
+		gopts := gate.Options{Logger: log}
+		if opts.Guard != nil {
+			gopts.Guard = opts.Guard
+		}
+		g = gate.New(gopts)
+	}
 	s := &Server{
 		cfg:           st,
 		guard:         opts.Guard,
+		gate:          g,
 		log:           log,
 		logs:          newRateLog(log, time.Now),
 		limiter:       newLimiter(requestRate, requestBurst, maxTracked, time.Now),
 		lifetimeLimit: min(st.maxLifetime, maxGrantable),
 		closing:       make(chan struct{}),
 		conns:         make(map[*streamConn]struct{}),
+		byAddr:        make(map[string]*streamConn),
 		relays:        make(map[*relayConn]struct{}),
 		perUser:       make(map[string]int),
 	}
@@ -101,7 +119,7 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("turn: listening on %s: %w", st.listen, err)
 	}
 	s.addr = tcp.Addr().(*net.TCPAddr).AddrPort()
-	listeners := []*listener{{Listener: tcp, s: s}}
+	listeners := []*listener{{Listener: s.gateListener(tcp, "turn"), s: s}}
 	if st.tlsListen != "" {
 		tl, err := net.Listen("tcp", st.tlsListen)
 		if err != nil {
@@ -110,7 +128,7 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("turn: listening on %s: %w", st.tlsListen, err)
 		}
 		s.tlsAddr = tl.Addr().(*net.TCPAddr).AddrPort()
-		listeners = append(listeners, &listener{Listener: tl, s: s, tls: st.tls})
+		listeners = append(listeners, &listener{Listener: s.gateListener(tl, "turns"), s: s, tls: st.tls})
 	}
 
 	r := &relays{s: s}
@@ -229,18 +247,16 @@ func (s *Server) Close() error {
 	return err
 }
 
-// sleep waits out an accept backoff (5ms doubling to 1s), reporting false
-// when the server closes meanwhile.
-func (s *Server) sleep(backoff *time.Duration) bool {
-	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
-	t := time.NewTimer(*backoff)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.closing:
-		return false
+// gateListener puts the gate in front of a TCP listener; blocked clients
+// are counted as TURN rejections.
+func (s *Server) gateListener(ln net.Listener, typ string) *gate.Listener {
+	gl := s.gate.Listen(ln, gate.Service, typ)
+	gl.OnAccept = func(_ netip.Addr, v gate.Verdict) {
+		if v == gate.Blocked {
+			s.stats.blocked.Add(1)
+		}
 	}
+	return gl
 }
 
 func (s *Server) trackConn(c *streamConn) bool {
@@ -251,14 +267,29 @@ func (s *Server) trackConn(c *streamConn) bool {
 	}
 	s.wg.Add(1)
 	s.conns[c] = struct{}{}
+	s.byAddr[c.raw.RemoteAddr().String()] = c
 	return true
 }
 
 func (s *Server) untrackConn(c *streamConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if k := c.raw.RemoteAddr().String(); s.byAddr[k] == c {
+		delete(s.byAddr, k)
+	}
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// streamOf returns the stream connection an allocation event is about;
+// nil for UDP.
+func (s *Server) streamOf(src net.Addr) *streamConn {
+	if _, ok := src.(*net.TCPAddr); !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byAddr[src.String()]
 }
 
 // reserveRelay makes room for one relay socket under max_allocations.

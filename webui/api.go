@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 // Request body limits: an address with a note is far below the first; a
@@ -105,6 +106,7 @@ type Status struct {
 	Accepted   uint64               `json:"connections_accepted"`
 	Refusals   map[string]uint64    `json:"refusals"`
 	Blacklist  blacklist.Stats      `json:"blacklist"`
+	Gate       gate.Stats           `json:"gate"`
 	TURN       *TURNStatus          `json:"turn"`
 	Admin      AdminStatus          `json:"admin"`
 	Counters   []proxy.ServiceStats `json:"-"`
@@ -152,7 +154,7 @@ func (s *Server) status() Status {
 	out := Status{
 		Version: s.opts.Version, Started: s.started, Uptime: s.now().Sub(s.started).Seconds(),
 		ConfigFile: cfg.File, Active: len(conns), Refusals: st.Reasons,
-		Blacklist: s.opts.Blacklist.Stats(), Listeners: []Listener{}, Services: []ServiceStatus{},
+		Blacklist: s.opts.Blacklist.Stats(), Gate: s.gate().Stats(), Listeners: []Listener{}, Services: []ServiceStatus{},
 		Counters: st.Services,
 	}
 	for _, n := range st.Accepted {

@@ -19,6 +19,7 @@ type metrics struct {
 	connsActive, accepted, blockedAccept, forwarded, refusedSvc, refusals *prometheus.Desc
 	dialErrors, dialLatency                                               *prometheus.Desc
 	blEntries, blTracked, blWhite, blBlocks, blRejected, blEvicted        *prometheus.Desc
+	blAggregated, gateOpen, gateRefused, gateCut, gateExhausted           *prometheus.Desc
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
 	adminSessions, events                                                 *prometheus.Desc
 }
@@ -42,7 +43,12 @@ func (s *Server) newMetrics() http.Handler {
 		blWhite:       d("whitelist_entries", "Whitelist entries, from the configuration and run time."),
 		blBlocks:      d("blacklist_blocks_total", "Automatic blocks since start."),
 		blRejected:    d("blacklist_rejected_total", "Connections and packets refused because their source is blocked."),
-		blEvicted:     d("blacklist_evicted_total", "Tracked clients dropped because blacklist.max_tracked was reached."),
+		blEvicted:     d("blacklist_evicted_total", "Idle lone counters forgotten because blacklist.max_tracked was reached (blocks never are)."),
+		blAggregated:  d("blacklist_aggregated_total", "Ranges (/24, /48) folded into one record because blacklist.max_tracked was reached."),
+		gateOpen:      d("gate_connections", "Connections open on every listener (services, TURN over TCP/TLS, admin)."),
+		gateRefused:   d("gate_refused_total", "Connections closed at accept for limits.max_conns_per_ip or limits.max_conns."),
+		gateCut:       d("gate_cut_total", "Open connections closed because their client was blocked."),
+		gateExhausted: d("accept_exhausted", "1 while accepting fails (out of file descriptors), else 0."),
 		turnActive:    d("turn_allocations", "TURN allocations open now."),
 		turnAllocs:    d("turn_allocations_total", "TURN allocations created since the TURN server started."),
 		turnAuthFail:  d("turn_auth_failures_total", "TURN requests whose credentials failed."),
@@ -101,6 +107,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.blBlocks, bs.Blocks)
 	counter(m.blRejected, bs.RejectedAtAccept)
 	counter(m.blEvicted, bs.Evicted)
+	counter(m.blAggregated, bs.Aggregated)
+	gs := s.gate().Stats()
+	gauge(m.gateOpen, gs.Open)
+	counter(m.gateRefused, gs.RefusedCap)
+	counter(m.gateCut, gs.CutAtBlock)
+	exhausted := 0
+	if gs.AcceptError != "" {
+		exhausted = 1
+	}
+	gauge(m.gateExhausted, exhausted)
 
 	// TURN metrics are there whenever TURN is, so that a dashboard can tell
 	// "no allocations" from "no TURN".

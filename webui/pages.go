@@ -270,6 +270,13 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		// Out of file descriptors, the listeners back off and recover by
+		// themselves; the probe says so meanwhile, so that monitoring sees it.
+		if ex, msg := s.gate().Exhausted(); ex {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "accept failing: %s\n", msg)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {

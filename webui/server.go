@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/turn"
 )
 
@@ -37,8 +38,8 @@ type Options struct {
 	// Proxy and Blacklist are required.
 	Proxy     *proxy.Server
 	Blacklist *blacklist.List
-	// Guard closes blocked clients at accept and hears failed logins; nil
-	// means Blacklist. The command passes its EventLog, so failed logins
+	// Guard hears failed logins; nil means Blacklist. Blocked clients are
+	// closed at accept by the proxy's gate, which the admin listener shares. The command passes its EventLog, so failed logins
 	// also appear among the recent refusals.
 	Guard proxy.Guard
 	// Events are the recent suspicious requests; nil shows none.
@@ -161,7 +162,11 @@ func (s *Server) listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("webui: listen on admin.listen %s: %w", addr, err)
 	}
-	ln := &guardListener{Listener: raw, guard: s.opts.Guard}
+	// The gate closes blocked clients before the TLS handshake, counts the
+	// admin port's connections per client with the service listeners'
+	// (limits.max_conns_per_ip; limits.max_conns leaves the admin port a
+	// reserve) and backs off when descriptors run out.
+	ln := s.gate().Listen(raw, gate.Admin, "admin")
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -252,37 +257,8 @@ func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	return &certs[0], nil
 }
 
-// guardListener closes connections from blocked clients before the TLS
-// handshake, as the service listeners do.
-type guardListener struct {
-	net.Listener
-	guard proxy.Guard
-}
-
-func (l *guardListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.guard.Blocked(remoteIP(c.RemoteAddr())) {
-			c.Close()
-			continue
-		}
-		return c, nil
-	}
-}
-
-var _ net.Listener = (*guardListener)(nil)
-
-// remoteIP returns the address of a peer, IPv4-mapped addresses unmapped.
-func remoteIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap.Addr().Unmap()
-}
+// gate is the proxy's gate, shared by every listener.
+func (s *Server) gate() *gate.Gate { return s.opts.Proxy.Gate() }
 
 // clientIP is the address of the client of r.
 func clientIP(r *http.Request) netip.Addr {

@@ -94,6 +94,11 @@ func check(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK\n%s", path, cfg.Summary())
+	// Warnings about this machine's descriptor limit: the file is valid,
+	// but a flood would run gatehouse out of descriptors before a cap stops it.
+	for _, w := range configs.DescriptorWarnings(cfg, configs.FileLimit()) {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+	}
 	return 0
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/turn"
 	"github.com/gatehouse-pbx/gatehouse/webui"
 )
@@ -64,15 +65,22 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 		// refusals of the service ports, TURN and the admin listener alike.
 		events: webui.NewEventLog(bl, webui.DefaultEventLogSize)}
 
+	// One gate for every listener: the per-client and total connection
+	// caps count across services, TURN and the admin port, and a block
+	// closes what the client has open on any of them.
+	gt := gate.New(gate.Options{Guard: a.events, Key: bl.Key, Whitelisted: bl.Whitelisted, Logger: log})
+	bl.OnBlock(gt.Block)
+	logDescriptorLimits(log, cfg)
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{
 		Handlers: protocols.Handlers(cfg.Limits, log),
 		Guard:    a.events,
 		Logger:   log,
+		Gate:     gt,
 	})
 	if err != nil {
 		return err
 	}
-	relay, err := startTURN(cfg, a.events, log)
+	relay, err := startTURN(cfg, a.events, gt, log)
 	if err != nil {
 		a.srv.Close()
 		return err
@@ -143,13 +151,14 @@ func (a *app) reload(next *configs.Config) error {
 		if r := a.relay.Swap(nil); r != nil {
 			r.Close()
 		}
-		r, err := startTURN(next, a.events, a.log)
+		r, err := startTURN(next, a.events, a.srv.Gate(), a.log)
 		if err != nil {
 			a.log.Error("TURN server not restarted", "err", err)
 		}
 		a.relay.Store(r)
 	}
 	a.level.Set(parseLevel(next.Log.Level))
+	logDescriptorLimits(a.log, next)
 	switch {
 	case a.admin != nil && next.Admin.Listen == "":
 		// Stopped after this request: the one applying the change may be
@@ -196,7 +205,7 @@ func sameCertificates(a, b *configs.Config) bool {
 }
 
 // startTURN starts the STUN/TURN server when turn.listen is set.
-func startTURN(cfg *configs.Config, guard turn.Guard, log *slog.Logger) (*turn.Server, error) {
+func startTURN(cfg *configs.Config, guard turn.Guard, g *gate.Gate, log *slog.Logger) (*turn.Server, error) {
 	if cfg.TURN.Listen == "" {
 		return nil, nil
 	}
@@ -204,7 +213,7 @@ func startTURN(cfg *configs.Config, guard turn.Guard, log *slog.Logger) (*turn.S
 	for _, ck := range cfg.TLS.Certificates {
 		certs = append(certs, ck.Loaded)
 	}
-	return turn.New(cfg.TURN, turn.Options{Guard: guard, Logger: log, Certificates: certs})
+	return turn.New(cfg.TURN, turn.Options{Guard: guard, Gate: g, Logger: log, Certificates: certs})
 }
 
 func logConfigErrors(log *slog.Logger, err error) {
@@ -215,5 +224,16 @@ func logConfigErrors(log *slog.Logger, err error) {
 	}
 	for _, e := range errs {
 		log.Error("configuration", "file", e.File, "line", e.Line, "key", e.Key, "err", e.Msg)
+	}
+}
+
+// logDescriptorLimits logs the connection caps against the descriptor
+// limit, and a warning for each cap a flood would pass only after the
+// descriptors run out.
+func logDescriptorLimits(log *slog.Logger, cfg *configs.Config) {
+	limit := configs.FileLimit()
+	log.Info("connection limits", "max_conns", cfg.Limits.MaxConns, "max_conns_per_ip", cfg.Limits.MaxConnsPerIP, "descriptor_limit", limit)
+	for _, w := range configs.DescriptorWarnings(cfg, limit) {
+		log.Warn("descriptor limit: " + w)
 	}
 }

@@ -7,7 +7,6 @@ package protocols
 import (
 	"log/slog"
 
-	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/protocols/h323"
 	"github.com/gatehouse-pbx/gatehouse/protocols/http"
 	"github.com/gatehouse-pbx/gatehouse/protocols/ldap"
@@ -17,12 +16,12 @@ import (
 
 // Handlers returns the handler of every service type gatehouse knows.
 // The stream sniffers' message caps follow limits.first_packet_max of the
-// configuration gatehouse starts with.
-func Handlers(limits configs.Limits, logger *slog.Logger) map[string]proxy.Handler {
+// configuration each connection is accepted under (proxy.ConnInfo), so a
+// reload changes them.
+func Handlers(logger *slog.Logger) map[string]proxy.Handler {
 	web := http.New(logger)
-	max := int(limits.FirstPacketMax)
-	sipH := proxy.Stream(&sip.Sniffer{MaxMessage: max})
-	ldapH := proxy.Stream(&ldap.Sniffer{MaxMessage: max})
+	sipH := proxy.Stream(&sip.Sniffer{})
+	ldapH := proxy.Stream(&ldap.Sniffer{})
 	h323H := proxy.Stream(h323.Sniffer{})
 	return map[string]proxy.Handler{
 		"http": web, "https": web,

@@ -40,12 +40,13 @@ func (l *listener) serve() {
 func (l *listener) handle(gc *gate.Conn) {
 	defer l.srv.wg.Done()
 	raw := gc.Conn // the *net.TCPConn, so that relays can splice
+	table := l.srv.Table()
 	c := &Conn{
 		Conn:    raw,
 		raw:     raw,
 		gate:    gc,
-		Info:    ConnInfo{Client: clientAddr(raw), Type: l.typ},
-		Table:   l.srv.Table(),
+		Info:    ConnInfo{Client: clientAddr(raw), Type: l.typ, MaxMessage: int(table.Config.Limits.FirstPacketMax)},
+		Table:   table,
 		srv:     l.srv,
 		id:      l.srv.ids.Add(1),
 		started: time.Now(),

@@ -53,6 +53,10 @@ type ConnInfo struct {
 	// VerifiedCN is the Common Name of a client certificate that chains to
 	// tls.client_cas; "" when there is none or it does not verify.
 	VerifiedCN string
+	// MaxMessage is limits.first_packet_max of the configuration the
+	// connection was accepted under: a sniffer's cap on a message, so that
+	// a reload changes it for new connections.
+	MaxMessage int
 }
 
 // Decision says where a stream goes and how to follow it.

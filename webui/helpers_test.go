@@ -142,7 +142,7 @@ func newAppliance(t *testing.T, adminExtra string) *appliance {
 	a.bl.Start()
 	t.Cleanup(func() { a.bl.Close() })
 	a.events = NewEventLog(a.bl, 100)
-	a.srv, err = proxy.NewServer(cfg, proxy.Options{Handlers: protocols.Handlers(cfg.Limits, log), Guard: a.events, Logger: log})
+	a.srv, err = proxy.NewServer(cfg, proxy.Options{Handlers: protocols.Handlers(log), Guard: a.events, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	bl.OnBlock(gt.Block)
 	logDescriptorLimits(log, cfg)
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{
-		Handlers: protocols.Handlers(cfg.Limits, log),
+		Handlers: protocols.Handlers(log),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,

@@ -19,15 +19,35 @@ type bodyCopy struct {
 	done chan struct{}
 	err  error // the client side's failure; set before done closes
 
+	// The body must have arrived by start + timeout, plus a second for
+	// every minBodyRate bytes received: a client that trickles a body
+	// holds a target connection for nothing.
+	start    time.Time
+	timeout  time.Duration
+	received int64
+
 	mu      sync.Mutex // orders deadline renewals against stop
 	stopped bool
 }
 
-// renew moves the copy's deadlines on, unless it is being stopped.
+// minBodyRate is the slowest a request body may arrive on average once
+// limits.body_timeout has passed, in bytes per second.
+const minBodyRate = 1 << 10
+
+// renew moves the copy's deadlines on, unless it is being stopped: the
+// target's by idle d, the client's by d as well but never beyond the
+// body's own deadline.
 func (b *bodyCopy) renew(c *h1conn, tc *targetConn, d time.Duration) {
 	b.mu.Lock()
 	if !b.stopped {
-		c.conn.SetReadDeadline(after(d))
+		rd := after(d)
+		if b.timeout > 0 {
+			bd := b.start.Add(b.timeout + time.Duration(b.received/minBodyRate)*time.Second)
+			if rd.IsZero() || bd.Before(rd) {
+				rd = bd
+			}
+		}
+		c.conn.SetReadDeadline(rd)
 		tc.conn.SetWriteDeadline(after(d))
 	}
 	b.mu.Unlock()
@@ -78,6 +98,7 @@ func (c *h1conn) copyBody(b *bodyCopy, tc *targetConn, body *h1.Body) {
 	var err error
 	for {
 		n, rerr := body.Read(buf)
+		b.received += int64(n)
 		if n > 0 {
 			if chunked {
 				h1.WriteChunk(tc.bw, buf[:n])

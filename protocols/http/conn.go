@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	stdhttp "net/http"
 	"sync"
 	"time"
 
@@ -231,6 +232,13 @@ func (c *h1conn) serveOne() bool {
 		return false
 	}
 	c.lastBody = req.ContentLength != 0
+	if c.pc.Blocked() {
+		// Blocked while the connection was open (a pipelined or kept-alive
+		// request after the one that tipped the count): nothing more
+		// reaches a target.
+		c.writeError(stdhttp.StatusForbidden, true, req.Method == "HEAD")
+		return false
+	}
 	route, status := admit(c.pc, request{method: req.Method, host: req.Host, path: req.Path, form: req.Form}, c.routeFor)
 	if route == nil {
 		c.writeError(status, true, req.Method == "HEAD")

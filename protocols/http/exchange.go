@@ -113,11 +113,16 @@ func (x *exchange) failed(err error) bool {
 	if x.body != nil {
 		c.stopBody(x.body, x.tc)
 		if err := x.body.err; err != nil {
-			if isFraming(err) {
+			switch {
+			case isFraming(err):
 				// A chunked body gatehouse refuses to read: what was sent of
 				// it ends with the target connection, the rest never leaves.
 				c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, err)
 				c.writeError(stdhttp.StatusBadRequest, true, x.req.Method == "HEAD")
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.h.log.Info("request body too slow", "client", c.pc.Info.Client.Addr(), "type", c.pc.Info.Type.Name,
+					"service", x.route.Service.Name, "body_timeout", c.limits.BodyTimeout)
+				c.writeError(stdhttp.StatusRequestTimeout, true, x.req.Method == "HEAD")
 			}
 			return false // else the client broke off its own request: nobody to answer
 		}
@@ -202,7 +207,7 @@ func (x *exchange) send() (*h1.Response, error) {
 			return nil, err
 		}
 		// From here on tc.bw is the body copy's.
-		x.body = &bodyCopy{done: make(chan struct{})}
+		x.body = &bodyCopy{done: make(chan struct{}), start: now, timeout: c.limits.BodyTimeout}
 		go c.copyBody(x.body, tc, x.reqBody)
 	}
 	if x.body == nil {

@@ -646,3 +646,33 @@ func BenchmarkKeepAlive(b *testing.B) {
 }
 
 var small = []byte(strings.Repeat("x", 200))
+
+// A body trickled slower than limits.body_timeout allows ends with 408,
+// and the target connection it held is closed.
+func TestH1SlowBodyIsCut(t *testing.T) {
+	ca := testpki.NewCA(t, "test")
+	echo := newEcho(t)
+	g := startGate(t, ca, fmt.Sprintf(echoSvc, echo.port()), "limits:\n  body_timeout: 1s")
+	rc := g.raw(t)
+	rc.send("POST /echo HTTP/1.1\r\nHost: hq.example.com\r\nContent-Length: 100\r\n\r\nabc")
+	start := time.Now()
+	go func() {
+		// One byte every 300 ms: never idle, but far too slow.
+		for i := 0; i < 20; i++ {
+			time.Sleep(300 * time.Millisecond)
+			if _, err := rc.c.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	resp, _ := rc.read("POST")
+	if resp.StatusCode != stdhttp.StatusRequestTimeout {
+		t.Fatalf("slow body: %d, want 408", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("cut after %v with body_timeout 1s", d)
+	}
+	if !rc.closed() {
+		t.Fatal("connection left open after a slow body")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
@@ -35,11 +36,25 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 			e.finish()
 		}
 	}()
+	if e.pc.Blocked() {
+		refuse(w, stdhttp.StatusForbidden) // blocked while the connection was open
+		return
+	}
 	route, status := admit(e.pc, request{method: r.Method, host: r.Host, path: rawPath(r)},
 		func(host string) (*proxy.Route, error) { return e.pc.Route(host, "") })
 	if route == nil {
 		refuse(w, status)
 		return
+	}
+	if r.ContentLength != 0 {
+		// The body must arrive in time, as on HTTP/1.x (see bodyCopy).
+		d := e.pc.Table.Config.Limits.BodyTimeout
+		if d > 0 {
+			if r.ContentLength > 0 {
+				d += time.Duration(r.ContentLength/minBodyRate) * time.Second
+			}
+			stdhttp.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
 	}
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{e: e, route: route})
 	g.rp.ServeHTTP(w, r.WithContext(ctx))

@@ -35,8 +35,9 @@ type Sniffer struct {
 	// MaxMessage caps the size of the first message (and of the StartTLS
 	// response read from a target). A message whose BER header claims more
 	// is refused as soon as the header is in, whatever the client sends
-	// afterwards. Set it to limits.first_packet_max; zero means
-	// DefaultMaxMessage.
+	// afterwards. Zero means the connection's ConnInfo.MaxMessage
+	// (limits.first_packet_max of the configuration it was accepted under),
+	// or DefaultMaxMessage without one.
 	MaxMessage int
 }
 
@@ -47,9 +48,12 @@ var (
 	_ proxy.Watcher        = (*watcher)(nil)
 )
 
-func (s *Sniffer) maxMessage() int {
+func (s *Sniffer) maxMessage(info *proxy.ConnInfo) int {
 	if s.MaxMessage > 0 {
 		return s.MaxMessage
+	}
+	if info != nil && info.MaxMessage > 0 {
+		return info.MaxMessage
 	}
 	return DefaultMaxMessage
 }

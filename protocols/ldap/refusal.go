@@ -53,7 +53,7 @@ var resultCodes = map[string]uint16{
 // Abandon, which have no response.
 func (s *Sniffer) RefusalReply(first []byte, reason string) []byte {
 	var m *message
-	if n, err := frame(first); err == nil && n <= len(first) && n <= s.maxMessage() {
+	if n, err := frame(first); err == nil && n <= len(first) { // first is capped by the proxy
 		m, _ = decode(first[:n])
 	}
 	return answer(m, reason)

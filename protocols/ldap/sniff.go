@@ -16,7 +16,7 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 	switch {
 	case err != nil:
 		return nil, err
-	case n > s.maxMessage():
+	case n > s.maxMessage(info):
 		return nil, errTooLarge
 	case len(first) < n:
 		return nil, proxy.ErrNeedMore

@@ -17,7 +17,7 @@ func (s *Sniffer) StartTLS(target net.Conn) error {
 	if _, err := target.Write(startTLSRequest); err != nil {
 		return fmt.Errorf("ldap starttls to %s: %w", addr, err)
 	}
-	b, err := readMessage(target, s.maxMessage())
+	b, err := readMessage(target, s.maxMessage(nil)) // a StartTLS response is small
 	if err != nil {
 		return fmt.Errorf("ldap starttls to %s: reading response: %w", addr, err)
 	}

@@ -46,7 +46,9 @@ const DefaultMaxMessage = 64 << 10
 // ready to use and it is safe for concurrent use.
 type Sniffer struct {
 	// MaxMessage caps every message in both directions, header block plus
-	// body, for the life of the connection. Zero means DefaultMaxMessage.
+	// body, for the life of the connection. Zero means the connection's
+	// ConnInfo.MaxMessage (limits.first_packet_max of the configuration it
+	// was accepted under), or DefaultMaxMessage without one.
 	// It should not exceed limits.first_packet_max, or a Watcher may be
 	// given a head that ends inside a header block and must refuse it.
 	MaxMessage int
@@ -61,6 +63,9 @@ var parser = sipmsg.NewParser()
 // proxy.ErrNeedMore until the whole request (body included) is there.
 func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error) {
 	limit := s.MaxMessage
+	if limit <= 0 && info != nil {
+		limit = info.MaxMessage
+	}
 	if limit <= 0 {
 		limit = DefaultMaxMessage
 	}

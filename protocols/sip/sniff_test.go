@@ -189,3 +189,20 @@ func clientHello(t *testing.T) []byte {
 	}
 	return buf
 }
+
+// The message cap is the connection's (limits.first_packet_max of the
+// configuration it was accepted under) unless the Sniffer sets its own, so
+// a reload that lowers it holds for new connections.
+func TestSniffCapFollowsConnection(t *testing.T) {
+	const from = "From: <sip:alice@example.com>;tag=1\r\n"
+	big := []byte(request("REGISTER", from, "X-Pad: "+strings.Repeat("a", 8000)+"\r\nl: 0\r\n\r\n"))
+	if _, err := new(Sniffer).Sniff(big, &proxy.ConnInfo{MaxMessage: 64 << 10}); err != nil {
+		t.Fatalf("under a 64 KiB cap: %v", err)
+	}
+	if _, err := new(Sniffer).Sniff(big, &proxy.ConnInfo{MaxMessage: 4 << 10}); err == nil {
+		t.Fatal("an 8 KB message passed a 4 KiB cap")
+	}
+	if _, err := (&Sniffer{MaxMessage: 64 << 10}).Sniff(big, &proxy.ConnInfo{MaxMessage: 4 << 10}); err != nil {
+		t.Fatalf("the Sniffer's own cap comes first: %v", err)
+	}
+}

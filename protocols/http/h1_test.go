@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -674,5 +675,102 @@ func TestH1SlowBodyIsCut(t *testing.T) {
 	}
 	if !rc.closed() {
 		t.Fatal("connection left open after a slow body")
+	}
+}
+
+// misbehaving is a target that answers every request on a connection with
+// answer(n), n counting the requests on it: a stand-in for the buggy
+// embedded servers whose extra bytes must never reach another client.
+func misbehaving(t *testing.T, answer func(n int, c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					req, err := stdhttp.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					answer(n, c)
+				}
+			}()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func TestPooledConnectionsCarryNoLeftovers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(n int, c net.Conn)
+		first  int // status the first client gets
+	}{
+		{"longer than framed", func(n int, c net.Conn) {
+			io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nEVIL-%d", n))
+		}, 200},
+		{"a second answer later", func(n int, c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			time.Sleep(50 * time.Millisecond)
+			io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nEVIL-%d", n))
+		}, 200},
+		{"101 unasked", func(n int, c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nEVIL-1")
+		}, 502},
+		{"whitespace before a colon", func(n int, c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding : chunked\r\n\r\nokEVIL-1")
+		}, 502},
+		{"length and chunked", func(n int, c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 20\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nEVIL-1")
+		}, 502},
+		{"body cut short", func(n int, c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nok")
+			c.Close()
+		}, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := misbehaving(t, tc.answer)
+			g := startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, port), "")
+			a := g.raw(t)
+			a.send("GET /a HTTP/1.1\r\nHost: hq.example.com\r\n\r\n")
+			resp, err := stdhttp.ReadResponse(a.r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.first || strings.Contains(string(body), "EVIL") {
+				t.Fatalf("first client: %d %q", resp.StatusCode, body)
+			}
+			time.Sleep(100 * time.Millisecond) // the late bytes are there now
+			// Another client's request goes to the same target; it must not
+			// get what the target sent unasked.
+			b := g.raw(t)
+			b.send("GET /b HTTP/1.1\r\nHost: hq.example.com\r\n\r\n")
+			resp, err = stdhttp.ReadResponse(b.r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			if strings.Contains(string(body), "EVIL") {
+				t.Fatalf("the second client got an answer meant for nobody: %q", body)
+			}
+		})
 	}
 }

@@ -16,6 +16,9 @@
 #   BULK_GETS       fetches of it per bulk measurement, on one connection [3]
 #   PORT_BASE       first of the five ports used [18480]
 #   GATEHOUSE       a gatehouse binary to use instead of building this checkout
+#   BASELINE        another gatehouse binary (an earlier build, say) measured as
+#                   the subject "baseline" in the same run, interleaved with the
+#                   others: a change's effect as the ratio gatehouse / baseline
 #   PROFILE         1: afterwards, perf-record gatehouse under keep-alive load
 #                   and print the hottest functions [0]
 #   PERF_DATA       with PROFILE=1, keep perf.data at this path
@@ -36,6 +39,7 @@ PORT_BASE=${PORT_BASE:-18480}
 GATEHOUSE=${GATEHOUSE:-}
 PROFILE=${PROFILE:-0}
 PERF_DATA=${PERF_DATA:-}
+BASELINE=${BASELINE:-}
 
 HOST=bench.example.com
 TMPL=bench/http
@@ -60,10 +64,15 @@ declare -A PORT=(
 	[haproxy-http]=$((PORT_BASE + 2))
 	[haproxy-tcp]=$((PORT_BASE + 3))
 	[nginx]=$((PORT_BASE + 4))
+	[baseline]=$((PORT_BASE + 5))
 )
+if [ -n "$BASELINE" ]; then
+	[ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
+	SUBJECTS+=(baseline)
+fi
 for s in "${SUBJECTS[@]}"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$s]}") 2>/dev/null; then
-		die "127.0.0.1:${PORT[$s]} is in use: set PORT_BASE to a free range of five ports"
+		die "127.0.0.1:${PORT[$s]} is in use: set PORT_BASE to a free range of six ports"
 	fi
 done
 
@@ -131,6 +140,13 @@ start direct nginx -e "$work/target.err" -p "$work" -c "$work/target-nginx.conf"
 wait_port direct "$TARGET_PORT"
 "$GATEHOUSE" check -config "$work/gatehouse.yaml" >/dev/null || die "$GATEHOUSE check refused $work/gatehouse.yaml"
 start gatehouse env GOMAXPROCS=1 "$GATEHOUSE" run -config "$work/gatehouse.yaml"
+if [ -n "$BASELINE" ]; then
+	sed -e "s#127.0.0.1:${PORT[gatehouse]}#127.0.0.1:${PORT[baseline]}#" -e "s#state.json#state-baseline.json#" \
+		"$work/gatehouse.yaml" >"$work/baseline.yaml"
+	"$BASELINE" check -config "$work/baseline.yaml" >/dev/null || die "$BASELINE check refused $work/baseline.yaml"
+	start baseline env GOMAXPROCS=1 "$BASELINE" run -config "$work/baseline.yaml"
+	wait_port baseline "${PORT[baseline]}"
+fi
 start haproxy haproxy -db -f "$work/haproxy.cfg"
 PID[haproxy-http]=${PID[haproxy]}
 PID[haproxy-tcp]=${PID[haproxy]}
@@ -151,7 +167,7 @@ for s in "${SUBJECTS[@]}"; do
 		die "$s: GET /small with Connection: close failed"
 	[ "$body" = "$SMALL_BODY" ] || die "$s: GET /small with Connection: close answered ${#body} wrong bytes"
 	want="xff= proto= host=$HOST"
-	case $s in gatehouse | haproxy-http | nginx) want="xff=127.0.0.1 proto=http host=$HOST" ;; esac
+	case $s in gatehouse | baseline | haproxy-http | nginx) want="xff=127.0.0.1 proto=http host=$HOST" ;; esac
 	got=$(curl -sS --fail -H "Host: $HOST" "$(url "$s" /headers)") || die "$s: GET /headers failed"
 	[ "$got" = "$want" ] || die "$s: the target saw \"$got\", want \"$want\""
 done
@@ -294,6 +310,12 @@ table() { # metric title unit
 		"$(ratio "$(med "$m" gatehouse)" "$(med "$m" haproxy-http)")" \
 		"$(ratio "$(med "$m" gatehouse)" "$(med "$m" haproxy-tcp)")" \
 		"$(ratio "$(med "$m" gatehouse)" "$(med "$m" nginx)")"
+	if [ -n "$BASELINE" ]; then
+		printf 'gatehouse / baseline %s (baseline / haproxy-http %s   / haproxy-tcp %s)\n' \
+			"$(ratio "$(med "$m" gatehouse)" "$(med "$m" baseline)")" \
+			"$(ratio "$(med "$m" baseline)" "$(med "$m" haproxy-http)")" \
+			"$(ratio "$(med "$m" baseline)" "$(med "$m" haproxy-tcp)")"
+	fi
 }
 
 echo "gatehouse HTTP benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"

@@ -184,6 +184,12 @@ func TestH1MessagesPassFaithfully(t *testing.T) {
 			want: []string{"GET /echo?q=1 host=HQ.example.com:80 cl=0", "X-Forwarded-For: 198.51.100.1, 198.51.100.2, 127.0.0.1\n",
 				"X-Forwarded-Proto: http\n", "Accept: */*\n"},
 			not: []string{"X-Secret", "Keep-Alive", "Proxy-Authorization", "X-Forwarded-Host", "Forwarded:", "Connection"}},
+		{name: "gatehouse's fields cannot be removed by naming them in Connection",
+			req: "GET /echo HTTP/1.1\r\nHost: hq.example.com\r\nConnection: Host, X-Forwarded-For, X-Forwarded-Proto, X-Real-IP\r\n" +
+				"X-Real-IP: 203.0.113.9\r\n\r\n",
+			method: "GET", status: 200,
+			want: []string{"host=hq.example.com", "X-Forwarded-For: 127.0.0.1\n", "X-Forwarded-Proto: http\n", "X-Real-Ip: 127.0.0.1\n"},
+			not:  []string{"203.0.113.9"}},
 		{name: "content-length body",
 			req:    "POST /echo HTTP/1.1\r\nHost: hq.example.com\r\nContent-Length: 5\r\n\r\nhello",
 			method: "POST", status: 200, want: []string{"POST /echo host=hq.example.com cl=5", "body=hello"}},

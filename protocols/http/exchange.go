@@ -257,6 +257,15 @@ func (x *exchange) answer(resp *h1.Response) bool {
 		// request would start is then unknown.
 		x.closeClient = true
 	}
+	if x.body != nil && x.body.finished() && isFraming(x.body.err) {
+		// The target answered the head (nginx does, without waiting for
+		// the body), but the body broke its framing: the request was never
+		// whole, so its answer is gatehouse's refusal, not the target's.
+		x.tc.close()
+		c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, x.body.err)
+		c.writeError(stdhttp.StatusBadRequest, true, req.Method == "HEAD")
+		return false
+	}
 	if c.g.closing.Load() {
 		x.closeClient = true
 	}

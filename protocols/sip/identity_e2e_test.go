@@ -13,63 +13,24 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
-// TestKamailioIdentity is check_certificate against a real registrar:
-// Kamailio listens on a plain port and, behind a socat TLS server, on a
-// "TLS" port, and logs the port every REGISTER arrives on. sipp phones
-// reach gatehouse's sips listener through socat with alice's client
-// certificate. Only a REGISTER whose address of record (To) is alice, once,
-// may arrive on the TLS port.
+// TestKamailioIdentity is check_certificate against a real registrar (see
+// startKamailioTLS) with sipp phones, which reach gatehouse's sips listener
+// through socat with alice's client certificate. Only a REGISTER whose
+// address of record (To) is alice, once, may arrive on the TLS port.
 func TestKamailioIdentity(t *testing.T) {
-	kamailio := testpeer.Program(t, "kamailio", "kamailio")
 	sipp := testpeer.Program(t, "sipp", "sip-tester")
-	socat := testpeer.Program(t, "socat", "socat")
-	e2e, err := filepath.Abs(filepath.Join("testdata", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := startKamailioTLS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	plain, behindTLS := freePort(t), freePort(t)
-	logFile := filepath.Join(t.TempDir(), "kamailio.log")
-	kamLog, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kamLog.Close()
-	run := t.TempDir()
-	startProcess(t, kamailio, kamLog, "-f", filepath.Join(e2e, "kamailio.cfg"), "-DD", "-E", "-Y", run,
-		"-l", "tcp:127.0.0.1:"+plain, "-l", "tcp:127.0.0.1:"+behindTLS, "-m", "32", "-M", "4")
-	testpeer.WaitListening(t, "127.0.0.1:"+plain)
-	testpeer.WaitListening(t, "127.0.0.1:"+behindTLS)
-
-	ca := testpki.NewCA(t, "sip-identity")
-	server := ca.Server("example.com", "127.0.0.1")
-	// The registrar's TLS port: socat terminates TLS for Kamailio.
-	tlsPort := freePort(t)
-	startProcess(t, socat, nil, "OPENSSL-LISTEN:"+tlsPort+",bind=127.0.0.1,reuseaddr,fork,verify=0,cert="+server.CertFile+",key="+server.KeyFile,
-		"TCP:127.0.0.1:"+behindTLS)
-	testpeer.WaitListening(t, "127.0.0.1:"+tlsPort)
-
-	srv, g := startGatehouse(t, fmt.Sprintf(`listen:
-  sips: "127.0.0.1:%s"
-tls:
-  certificates: [{cert: %s, key: %s}]
-  client_cas: [%s]
-  target_cas: [%s]
-services:
-  - name: example.com
-    target: 127.0.0.1
-    ports: {sip: %s, sips: %s}
-    check_certificate: true
-`, freePort(t), server.CertFile, server.KeyFile, ca.File, ca.File, plain, tlsPort))
-	alice := ca.Client("alice")
-	phone := startSocat(t, "127.0.0.4", srv.Addr("sips").String(), ca.File, "cert="+alice.CertFile, "key="+alice.KeyFile)
+	alice := k.ca.Client("alice")
+	phone := startSocat(t, "127.0.0.4", k.srv.Addr("sips").String(), k.ca.File, "cert="+alice.CertFile, "key="+alice.KeyFile)
 
 	sippRun := func(scenario string, keys ...string) error {
-		args := []string{"-sf", filepath.Join(e2e, scenario), "-t", "t1", "-i", "127.0.0.4", "-s", "alice",
+		args := []string{"-sf", filepath.Join(k.dir, scenario), "-t", "t1", "-i", "127.0.0.4", "-s", "alice",
 			"-key", "domain", "example.com", "-m", "1", "-nostdin", "-timeout", "10s", "-recv_timeout", "3s"}
 		for i := 0; i+1 < len(keys); i += 2 {
 			args = append(args, "-key", keys[i], keys[i+1])
@@ -81,20 +42,6 @@ services:
 		}
 		return nil
 	}
-	// arrived waits for Kamailio's line for a REGISTER of to by from and
-	// returns the port it names.
-	arrived := func(to, from string) string {
-		want := fmt.Sprintf("REGISTER to=%s from=%s port=", to, from)
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			b, _ := os.ReadFile(logFile)
-			if _, rest, ok := strings.Cut(string(b), want); ok {
-				p, _, _ := strings.Cut(rest, "\n")
-				return strings.TrimSpace(p)
-			}
-		}
-		t.Fatalf("Kamailio never logged %q", want)
-		return ""
-	}
 
 	for _, tc := range []struct {
 		name, scenario string
@@ -102,39 +49,126 @@ services:
 		to, from       string // what Kamailio logs; "" when gatehouse answers itself
 		port           string
 	}{
-		{"own registration", "identity.xml", []string{"from", "alice", "to", "alice"}, "alice", "alice", behindTLS},
-		{"compact forms", "compact.xml", nil, "alice", "alice", behindTLS},
-		{"From alice, To bob", "identity.xml", []string{"from", "alice", "to", "bob"}, "bob", "alice", plain},
-		{"From bob, To alice", "identity.xml", []string{"from", "bob", "to", "alice"}, "alice", "bob", plain},
+		{"own registration", "identity.xml", []string{"from", "alice", "to", "alice"}, "alice", "alice", k.behindTLS},
+		{"compact forms", "compact.xml", nil, "alice", "alice", k.behindTLS},
+		{"From alice, To bob", "identity.xml", []string{"from", "alice", "to", "bob"}, "bob", "alice", k.plain},
+		{"From bob, To alice", "identity.xml", []string{"from", "bob", "to", "alice"}, "alice", "bob", k.plain},
 		{"From bob, then f alice", "duplicate.xml", []string{"from", "bob", "second", "f", "secondfrom", "alice", "to", "alice"}, "", "", ""},
 		{"From alice, then From bob", "duplicate.xml", []string{"from", "alice", "second", "From", "secondfrom", "bob", "to", "alice"}, "", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			since := k.logSize()
 			if err := sippRun(tc.scenario, tc.keys...); err != nil {
 				t.Fatal(err)
 			}
 			if tc.to == "" {
 				return
 			}
-			if got := arrived(tc.to, tc.from); got != tc.port {
-				t.Fatalf("REGISTER to %s from %s arrived on port %s; TLS port is %s, plain %s", tc.to, tc.from, got, behindTLS, plain)
+			if got := k.arrived(t, since, tc.to, tc.from); got != tc.port {
+				t.Fatalf("REGISTER to %s from %s arrived on port %s; TLS port is %s, plain %s", tc.to, tc.from, got, k.behindTLS, k.plain)
 			}
 		})
 	}
 	// The two refused REGISTERs never reached the registrar, and were counted.
-	b, _ := os.ReadFile(logFile)
-	if strings.Contains(string(b), "to=alice from=bob port="+behindTLS) || strings.Count(string(b), "REGISTER to=") != 4 {
+	b := k.log()
+	if strings.Contains(b, "to=alice from=bob port="+k.behindTLS) || strings.Count(b, "REGISTER to=") != 4 {
 		t.Fatalf("registrar log:\n%s", b)
 	}
 	dups := 0
-	for _, r := range g.reasons() {
+	for _, r := range k.g.reasons() {
 		if r == "127.0.0.4 : duplicate From header" { // refused before routing: no service yet
 			dups++
 		}
 	}
 	if dups != 2 {
-		t.Fatalf("events %q", g.reasons())
+		t.Fatalf("events %q", k.g.reasons())
 	}
+}
+
+// kamailioTLS is the registrar of the identity tests and gatehouse in front
+// of it. Kamailio (testdata/e2e/kamailio.cfg) listens on a plain port and,
+// behind a socat TLS server, on a "TLS" port, and logs the port every
+// REGISTER arrives on. Gatehouse's sips listener routes example.com to it
+// with check_certificate, presenting a server certificate for example.com
+// and 127.0.0.1 and trusting client certificates from ca.
+type kamailioTLS struct {
+	dir              string // testdata/e2e, absolute
+	plain, behindTLS string // Kamailio's ports
+	logFile          string
+	ca               *testpki.CA
+	srv              *proxy.Server
+	g                *guard
+}
+
+func startKamailioTLS(t *testing.T) *kamailioTLS {
+	t.Helper()
+	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	socat := testpeer.Program(t, "socat", "socat")
+	dir, err := filepath.Abs(filepath.Join("testdata", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &kamailioTLS{dir: dir, plain: freePort(t), behindTLS: freePort(t), logFile: filepath.Join(t.TempDir(), "kamailio.log")}
+	kamLog, err := os.Create(k.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		kamLog.Close()
+		if t.Failed() {
+			t.Logf("kamailio:\n%s", lastLines([]byte(k.log()), 40))
+		}
+	})
+	startProcess(t, kamailio, kamLog, "-f", filepath.Join(dir, "kamailio.cfg"), "-DD", "-E", "-Y", t.TempDir(),
+		"-l", "tcp:127.0.0.1:"+k.plain, "-l", "tcp:127.0.0.1:"+k.behindTLS, "-m", "32", "-M", "4")
+	testpeer.WaitListening(t, "127.0.0.1:"+k.plain)
+	testpeer.WaitListening(t, "127.0.0.1:"+k.behindTLS)
+
+	k.ca = testpki.NewCA(t, "sip-identity")
+	server := k.ca.Server("example.com", "127.0.0.1")
+	// The registrar's TLS port: socat terminates TLS for Kamailio.
+	tlsPort := freePort(t)
+	startProcess(t, socat, nil, "OPENSSL-LISTEN:"+tlsPort+",bind=127.0.0.1,reuseaddr,fork,verify=0,cert="+server.CertFile+",key="+server.KeyFile,
+		"TCP:127.0.0.1:"+k.behindTLS)
+	testpeer.WaitListening(t, "127.0.0.1:"+tlsPort)
+
+	k.srv, k.g = startGatehouse(t, fmt.Sprintf(`listen:
+  sips: "127.0.0.1:%s"
+tls:
+  certificates: [{cert: %s, key: %s}]
+  client_cas: [%s]
+  target_cas: [%s]
+services:
+  - name: example.com
+    target: 127.0.0.1
+    ports: {sip: %s, sips: %s}
+    check_certificate: true
+`, freePort(t), server.CertFile, server.KeyFile, k.ca.File, k.ca.File, k.plain, tlsPort))
+	return k
+}
+
+// log is what Kamailio has logged so far.
+func (k *kamailioTLS) log() string {
+	b, _ := os.ReadFile(k.logFile)
+	return string(b)
+}
+
+// logSize marks where the log ends now, for arrived.
+func (k *kamailioTLS) logSize() int { return len(k.log()) }
+
+// arrived waits for Kamailio's line, after offset since of its log, for a
+// REGISTER of to by from, and returns the port it names.
+func (k *kamailioTLS) arrived(t *testing.T, since int, to, from string) string {
+	t.Helper()
+	want := fmt.Sprintf("REGISTER to=%s from=%s port=", to, from)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, rest, ok := strings.Cut(k.log()[since:], want); ok {
+			p, _, _ := strings.Cut(rest, "\n")
+			return strings.TrimSpace(p)
+		}
+	}
+	t.Fatalf("Kamailio never logged %q", want)
+	return ""
 }
 
 // startProcess runs a peer in its own process group until the test ends,

@@ -96,41 +96,13 @@ func parseRequest(head string) (*Request, error) {
 	if err := r.parseLine(line); err != nil {
 		return nil, err
 	}
-	var (
-		hosts, lengths, codings int
-		cl                      int64
-		te                      string
-	)
-	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
-		switch len(name) {
-		case 4:
-			if equalFold(name, "Host") {
-				hosts++
-				r.Host = value
-				return true, nil
-			}
-		case 14:
-			if equalFold(name, "Content-Length") {
-				lengths++
-				n, err := parseContentLength(value)
-				if err != nil {
-					return false, err
-				}
-				cl = n
-				return true, nil
-			}
-		case 17:
-			if equalFold(name, "Transfer-Encoding") {
-				codings++
-				te = value
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	var f framing
+	r.Header, err = f.parse(rest, true)
 	if err != nil {
 		return nil, err
 	}
+	hosts := f.hosts
+	r.Host = f.host
 	switch {
 	case hosts > 1, hosts == 0 && r.Minor == 1, hosts == 1 && !ValidHost(r.Host):
 		return nil, ErrHost
@@ -139,26 +111,14 @@ func parseRequest(head string) (*Request, error) {
 	case r.Form == AbsoluteForm && !equalFold(r.Host, r.Authority):
 		return nil, ErrHostMismatch
 	}
-	switch {
-	case lengths > 1:
-		return nil, ErrContentLength
-	case codings > 0 && lengths > 0:
-		return nil, ErrFramingConflict
-	case codings > 0:
-		// Only chunked, alone, and only from an HTTP/1.1 client (RFC 9112
-		// section 6.1: HTTP/1.0 has no transfer codings).
-		if codings > 1 || r.Minor == 0 || !equalFold(te, "chunked") {
-			return nil, ErrTransferEncoding
-		}
+	if err := f.check(r.Minor); err != nil {
+		return nil, err
+	}
+	r.ContentLength = f.cl
+	if f.codings > 0 {
 		r.ContentLength = Chunked
-	default:
-		r.ContentLength = cl
 	}
-	if r.Minor == 0 {
-		r.Close = !r.Header.HasToken("Connection", "keep-alive")
-	} else {
-		r.Close = r.Header.HasToken("Connection", "close")
-	}
+	r.Close = closeAfter(r.Header, r.Minor)
 	return r, nil
 }
 

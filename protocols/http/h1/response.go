@@ -57,42 +57,18 @@ func ParseResponse(head, method string) (*Response, error) {
 	if err := r.parseLine(line); err != nil {
 		return nil, err
 	}
-	var (
-		lengths, codings int
-		te               string
-	)
-	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
-		switch len(name) {
-		case 14:
-			if equalFold(name, "Content-Length") {
-				lengths++
-				n, err := parseContentLength(value)
-				if err != nil {
-					return false, err
-				}
-				r.ContentLength = n
-				return true, nil
-			}
-		case 17:
-			if equalFold(name, "Transfer-Encoding") {
-				codings++
-				te = value
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	var f framing
+	r.Header, err = f.parse(rest, false)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case lengths > 1:
-		return nil, ErrContentLength
-	case codings > 0 && lengths > 0:
-		return nil, ErrFramingConflict
-	case codings > 0 && (codings > 1 || r.Minor == 0 || !equalFold(te, "chunked")):
-		return nil, ErrTransferEncoding
+	if err := f.check(r.Minor); err != nil {
+		return nil, err
 	}
+	if f.lengths > 0 {
+		r.ContentLength = f.cl
+	}
+	codings, lengths := f.codings, f.lengths
 	switch {
 	case Bodyless(method, r.StatusCode):
 		r.BodyLength = 0
@@ -103,11 +79,7 @@ func ParseResponse(head, method string) (*Response, error) {
 	default:
 		r.BodyLength = UntilClose
 	}
-	if r.Minor == 0 {
-		r.Close = !r.Header.HasToken("Connection", "keep-alive")
-	} else {
-		r.Close = r.Header.HasToken("Connection", "close")
-	}
+	r.Close = closeAfter(r.Header, r.Minor)
 	if r.BodyLength == UntilClose {
 		r.Close = true
 	}

@@ -128,7 +128,7 @@ services:
 	}
 	dups := 0
 	for _, r := range g.reasons() {
-		if r == "127.0.0.4 : duplicate From header" { // refused before routing: no service yet
+		if r == "127.0.0.4 : unreadable request (duplicate From header)" { // refused before routing: no service yet
 			dups++
 		}
 	}

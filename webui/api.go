@@ -402,7 +402,7 @@ func (s *Server) apiWhitelistRemove(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiRefusals(w http.ResponseWriter, r *http.Request) {
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 || limit > DefaultEventLogSize {
+	if limit <= 0 || limit > gate.DefaultEventLogSize {
 		limit = 200
 	}
 	var evs []blacklist.Event

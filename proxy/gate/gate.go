@@ -30,8 +30,8 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 )
 
-// Guard is the blacklist as the gate sees it; *blacklist.List and the
-// admin UI's event log implement it.
+// Guard is the blacklist as the gate sees it; *blacklist.List and
+// EventLog implement it.
 type Guard interface {
 	Blocked(ip netip.Addr) bool
 	Report(ev blacklist.Event)

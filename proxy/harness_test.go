@@ -142,13 +142,10 @@ func (g *recordingGuard) waitReason(t *testing.T, reason string) blacklist.Event
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int { return testpeer.FreePort(t) }
 
-// target is a real TCP server that records what it receives and runs a
-// per-connection script.
+// target is a real TCP server that runs a per-connection script.
 type target struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	got   [][]byte
 	serve func(c net.Conn)
 }
 

@@ -227,15 +227,12 @@ func TestMaxConnsPerIP(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  max_conns_per_ip: 2\n"),
 		Stream(&lineSniffer{}), nil)
-	var open []*bufio.Reader
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 2; i++ { // both stay open until the test ends (dialFrom)
 		c := dialFrom(t, "127.0.0.2", addr)
 		fmt.Fprint(c, "HELLO pbx.example.com\n")
-		r := bufio.NewReader(c)
-		if _, err := r.ReadString('\n'); err != nil {
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 			t.Fatal(err)
 		}
-		open = append(open, r)
 	}
 	third := dialFrom(t, "127.0.0.2", addr)
 	if _, err := third.Read(make([]byte, 1)); err == nil {

@@ -79,7 +79,7 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 		return
 	}
 	defer g.untrack(c)
-	c.cr = countReader{r: pc.Conn, limit: noLimit, total: pc.CountIn}
+	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
 	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
 	c.br = getReader(&c.cr)
 	c.bw = getWriter(&c.cw)

@@ -10,8 +10,6 @@ import (
 // The package's errors. Refusals of a client's request are proxy.Refusals,
 // made where they are reported; these are the faults of an exchange.
 var (
-	// errTooLarge: a message head over its cap.
-	errTooLarge = errors.New("http: message head too large")
 	// errClientGone ends a wait for a target's answer that nobody wants
 	// any more.
 	errClientGone = errors.New("http: the client closed the connection")

@@ -5,7 +5,6 @@ package http
 import (
 	"bufio"
 	"io"
-	"math"
 	"sync"
 )
 
@@ -44,15 +43,12 @@ func idempotent(method string) bool {
 	return false
 }
 
-const noLimit = math.MaxInt64
-
 // countReader sits under a bufio.Reader: it counts what was read from the
-// connection (to tell whether a peer sent anything) and caps how much a
-// message head may take.
+// connection (to tell whether a peer sent anything, and for the admin UI).
+// Message heads are capped by the h1 parser.
 type countReader struct {
 	r     io.Reader
 	n     int64       // bytes read so far
-	limit int64       // reads stop at n == limit
 	stash []byte      // read from r by someone else, to be read first
 	total func(n int) // also counts here, when set (proxy.Conn.CountIn)
 }
@@ -70,12 +66,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
-	if c.n >= c.limit {
-		return 0, errTooLarge
-	}
-	if rem := c.limit - c.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
 	if len(c.stash) > 0 {
 		n := copy(p, c.stash)
 		c.stash = c.stash[n:]
@@ -94,11 +84,6 @@ func (c *countReader) count(n int) {
 		c.total(n)
 	}
 }
-
-// capHead limits reads to max more bytes than the reader already holds.
-func (c *countReader) capHead(max int64) { c.limit = c.n + max }
-
-func (c *countReader) uncap() { c.limit = noLimit }
 
 // bufSize is the size of the buffered readers and writers: one read or
 // write system call carries a whole small request or response.

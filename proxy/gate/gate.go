@@ -20,6 +20,7 @@
 package gate
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -360,5 +361,5 @@ func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, args ...any)
 	if n > 0 {
 		args = append(args, "suppressed", n)
 	}
-	l.Log(nil, level, msg, args...)
+	l.Log(context.Background(), level, msg, args...)
 }

@@ -97,36 +97,16 @@ func parseRequest(head string) (*Request, error) {
 		return nil, err
 	}
 	var (
-		hosts, lengths, codings int
-		cl                      int64
-		te                      string
+		hosts int
+		f     framing
 	)
 	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
-		switch len(name) {
-		case 4:
-			if equalFold(name, "Host") {
-				hosts++
-				r.Host = value
-				return true, nil
-			}
-		case 14:
-			if equalFold(name, "Content-Length") {
-				lengths++
-				n, err := parseContentLength(value)
-				if err != nil {
-					return false, err
-				}
-				cl = n
-				return true, nil
-			}
-		case 17:
-			if equalFold(name, "Transfer-Encoding") {
-				codings++
-				te = value
-				return true, nil
-			}
+		if len(name) == 4 && equalFold(name, "Host") {
+			hosts++
+			r.Host = value
+			return true, nil
 		}
-		return false, nil
+		return f.field(name, value)
 	})
 	if err != nil {
 		return nil, err
@@ -139,20 +119,12 @@ func parseRequest(head string) (*Request, error) {
 	case r.Form == AbsoluteForm && !equalFold(r.Host, r.Authority):
 		return nil, ErrHostMismatch
 	}
-	switch {
-	case lengths > 1:
-		return nil, ErrContentLength
-	case codings > 0 && lengths > 0:
-		return nil, ErrFramingConflict
-	case codings > 0:
-		// Only chunked, alone, and only from an HTTP/1.1 client (RFC 9112
-		// section 6.1: HTTP/1.0 has no transfer codings).
-		if codings > 1 || r.Minor == 0 || !equalFold(te, "chunked") {
-			return nil, ErrTransferEncoding
-		}
+	if err := f.check(r.Minor); err != nil {
+		return nil, err
+	}
+	r.ContentLength = f.length
+	if f.codings > 0 {
 		r.ContentLength = Chunked
-	default:
-		r.ContentLength = cl
 	}
 	if r.Minor == 0 {
 		r.Close = !r.Header.HasToken("Connection", "keep-alive")

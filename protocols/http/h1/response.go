@@ -57,48 +57,23 @@ func ParseResponse(head, method string) (*Response, error) {
 	if err := r.parseLine(line); err != nil {
 		return nil, err
 	}
-	var (
-		lengths, codings int
-		te               string
-	)
-	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
-		switch len(name) {
-		case 14:
-			if equalFold(name, "Content-Length") {
-				lengths++
-				n, err := parseContentLength(value)
-				if err != nil {
-					return false, err
-				}
-				r.ContentLength = n
-				return true, nil
-			}
-		case 17:
-			if equalFold(name, "Transfer-Encoding") {
-				codings++
-				te = value
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	var f framing
+	r.Header, err = parseFields(rest, make(Header, 0, 16), f.field)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case lengths > 1:
-		return nil, ErrContentLength
-	case codings > 0 && lengths > 0:
-		return nil, ErrFramingConflict
-	case codings > 0 && (codings > 1 || r.Minor == 0 || !equalFold(te, "chunked")):
-		return nil, ErrTransferEncoding
+	if err := f.check(r.Minor); err != nil {
+		return nil, err
+	}
+	if f.lengths > 0 {
+		r.ContentLength = f.length
 	}
 	switch {
 	case Bodyless(method, r.StatusCode):
 		r.BodyLength = 0
-	case codings > 0:
+	case f.codings > 0:
 		r.BodyLength = Chunked
-	case lengths > 0:
+	case f.lengths > 0:
 		r.BodyLength = r.ContentLength
 	default:
 		r.BodyLength = UntilClose

@@ -34,10 +34,12 @@ release:
 demo: build
 	./demo/run.sh
 
-## test: every test: vet, unit, integration, fuzz seeds and end-to-end against real peers;
-## ./... includes ./deploy, the deployment check (see deploy-check)
+## test: every test: vet, staticcheck (pinned in go.mod's tool block), gofmt, unit,
+## integration, fuzz seeds and end-to-end against real peers; ./... includes ./deploy,
+## the deployment check (see deploy-check)
 test:
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./...
 

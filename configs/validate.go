@@ -283,15 +283,7 @@ func (v *validator) turn() {
 	users := map[string]int{}
 	for i, a := range t.Accounts {
 		key := fmt.Sprintf("turn.accounts[%d]", i)
-		switch j, dup := users[a.User]; {
-		case a.User == "":
-			v.errorf(key+".user", "missing")
-		case dup:
-			v.errorf(key+".user", "%q is already the user of turn.accounts[%d] (line %d)",
-				a.User, j, v.line(fmt.Sprintf("turn.accounts[%d].user", j)))
-		default:
-			users[a.User] = i
-		}
+		v.unique(users, "turn.accounts", i, "user", a.User)
 		if a.Password == "" {
 			v.errorf(key+".password", "missing")
 		}
@@ -310,15 +302,7 @@ func (v *validator) admin() {
 	names := map[string]int{}
 	for i, u := range a.Users {
 		key := fmt.Sprintf("admin.users[%d]", i)
-		switch j, dup := names[u.Name]; {
-		case u.Name == "":
-			v.errorf(key+".name", "missing")
-		case dup:
-			v.errorf(key+".name", "%q is already the name of admin.users[%d] (line %d)",
-				u.Name, j, v.line(fmt.Sprintf("admin.users[%d].name", j)))
-		default:
-			names[u.Name] = i
-		}
+		v.unique(names, "admin.users", i, "name", u.Name)
 		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 			v.errorf(key+".password_hash", "missing or not a bcrypt hash (make one with `gatehouse hash-password`)")
 		}
@@ -428,4 +412,19 @@ func isDNSName(s string) bool {
 
 func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// unique checks list[i].field, whose value must be set and held by no
+// earlier entry of list; seen maps the values so far to their entries.
+func (v *validator) unique(seen map[string]int, list string, i int, field, value string) {
+	key := fmt.Sprintf("%s[%d].%s", list, i, field)
+	switch j, dup := seen[value]; {
+	case value == "":
+		v.errorf(key, "missing")
+	case dup:
+		v.errorf(key, "%q is already the %s of %s[%d] (line %d)",
+			value, field, list, j, v.line(fmt.Sprintf("%s[%d].%s", list, j, field)))
+	default:
+		seen[value] = i
+	}
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -67,10 +66,11 @@ func (c *Conn) Status() ConnStatus {
 	}
 }
 
-// Traffic returns the connection's byte counters, from the client and to
-// the client, for handlers that move the bytes themselves (HTTP): the
-// admin UI shows them live.
-func (c *Conn) Traffic() (in, out *atomic.Int64) { return &c.bytesIn, &c.bytesOut }
+// CountIn and CountOut add n bytes to the connection's traffic, from the
+// client and to the client, for handlers that move the bytes themselves
+// (HTTP): the admin UI shows them live.
+func (c *Conn) CountIn(n int)  { c.bytesIn.Add(int64(n)) }
+func (c *Conn) CountOut(n int) { c.bytesOut.Add(int64(n)) }
 
 // setRoute records where the connection goes, for Status.
 func (c *Conn) setRoute(service, target string) {
@@ -79,21 +79,23 @@ func (c *Conn) setRoute(service, target string) {
 	c.mu.Unlock()
 }
 
-// Report reports a suspicious request on this connection: reason is short
-// and stable, err (may be nil) gives detail for the log only.
-func (c *Conn) Report(service, reason string, err error) {
+// Report reports a suspicious request on this connection for service (""
+// when none is known yet): it is logged with r's reason, detail and cause,
+// counted by r.Reason, and handed to the Guard as a blacklist event whose
+// Reason is r.Text().
+func (c *Conn) Report(service string, r *Refusal) {
 	c.srv.report(blacklist.Event{
 		Client: c.Info.Client.Addr(), Type: c.Info.Type.Name, Service: service,
-		Reason: reason, Time: time.Now(),
-	}, err)
+		Reason: r.Text(), Time: time.Now(),
+	}, r)
 }
 
 // Route resolves the routing key name for this connection (see
-// Table.Resolve), reporting a refusal.
+// Table.Resolve), reporting a refusal. Its error is a *Refusal.
 func (c *Conn) Route(name, identity string) (*Route, error) {
 	r, ref := c.Table.Resolve(c.Info.Client.Addr(), c.Info.Type, c.Info.TLS != nil, name, identity, c.Info.VerifiedCN)
 	if ref != nil {
-		c.Report(ref.Service, ref.Reason, nil)
+		c.Report(ref.Service, ref)
 		return nil, ref
 	}
 	c.srv.log.Debug("routed", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name,
@@ -126,21 +128,18 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 		conn, err = c.clientTLS(ctx, conn, r, upgrade)
 	}
 	if err != nil {
-		c.Report(r.Service.Name, ReasonUnreachable, err)
+		c.Report(r.Service.Name, Refuse(ReasonUnreachable, "", err))
 		return nil, err
 	}
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))
 	return conn, nil
 }
 
-// errBlocked refuses to dial for a connection whose client was blocked.
-var errBlocked = errors.New("proxy: client is blocked")
-
 func (c *Conn) clientTLS(ctx context.Context, conn net.Conn, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
 	if r.StartTLS {
 		if upgrade == nil {
 			conn.Close()
-			return nil, errors.New("in-band StartTLS is not supported by this protocol")
+			return nil, errNoStartTLS
 		}
 		if dl, ok := ctx.Deadline(); ok {
 			conn.SetDeadline(dl)

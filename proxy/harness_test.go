@@ -37,7 +37,7 @@ func (s *lineSniffer) Sniff(first []byte, info *ConnInfo) (*Decision, error) {
 	}
 	f := strings.Fields(string(first[:i]))
 	if len(f) < 2 || f[0] != "HELLO" {
-		return nil, fmt.Errorf("not a HELLO")
+		return nil, Refuse(ReasonProtocol, "not a HELLO", nil)
 	}
 	d := &Decision{Service: f[1]}
 	if len(f) > 2 {
@@ -49,8 +49,8 @@ func (s *lineSniffer) Sniff(first []byte, info *ConnInfo) (*Decision, error) {
 	return d, nil
 }
 
-func (s *lineSniffer) RefusalReply(first []byte, reason string) []byte {
-	return []byte("REFUSED " + reason + "\n")
+func (s *lineSniffer) RefusalReply(first []byte, r *Refusal) []byte {
+	return []byte("REFUSED " + r.Text() + "\n")
 }
 
 type lineWatcher struct{}
@@ -69,23 +69,23 @@ func (lineWatcher) Frame(dir Direction, buf []byte) (int, error) {
 func (lineWatcher) Client(head []byte) Verdict {
 	switch string(bytes.TrimSpace(head)) {
 	case "DENY":
-		return Verdict{Reply: []byte("NO\n"), Reason: "denied line"}
+		return Verdict{Reply: []byte("NO\n"), Refusal: Refuse(ReasonURL, "denied line", nil)}
 	case "BAD":
-		return Verdict{Reason: "bad line"}
+		return Verdict{Refusal: Refuse(ReasonUnreadable, "bad line", nil)}
 	case "QUIT":
 		return Verdict{Reply: []byte("BYE\n"), Close: true}
 	}
 	return Verdict{}
 }
 
-func (lineWatcher) Target(head []byte) (string, bool) {
+func (lineWatcher) Target(head []byte) (*Refusal, bool) {
 	switch string(bytes.TrimSpace(head)) {
 	case "REJECT":
-		return "rejected by target", false
+		return Refuse(ReasonCredentials, "", nil), false
 	case "SPOOF":
-		return "target spoofed", true
+		return Refuse(ReasonTargetMessage, "spoof", nil), true
 	}
-	return "", false
+	return nil, false
 }
 
 // recordingGuard is a Guard that blocks a fixed set and records events.
@@ -119,7 +119,8 @@ func (g *recordingGuard) reasons() []string {
 	return rs
 }
 
-// waitReason waits until an event with reason has been reported.
+// waitReason waits until an event with reason (a refusal's Text) has been
+// reported.
 func (g *recordingGuard) waitReason(t *testing.T, reason string) blacklist.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -141,13 +142,10 @@ func (g *recordingGuard) waitReason(t *testing.T, reason string) blacklist.Event
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int { return testpeer.FreePort(t) }
 
-// target is a real TCP server that records what it receives and runs a
-// per-connection script.
+// target is a real TCP server that runs a per-connection script.
 type target struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	got   [][]byte
 	serve func(c net.Conn)
 }
 

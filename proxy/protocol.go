@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/netip"
 
@@ -26,10 +25,6 @@ type Shutdowner interface {
 	Shutdown(ctx context.Context) error
 }
 
-// ErrNeedMore is returned by Sniff and Watcher.Frame when the bytes so far do
-// not hold a complete enough message to decide.
-var ErrNeedMore = errors.New("proxy: need more bytes")
-
 // A Sniffer is a stream protocol's (SIP, LDAP, H.323) view of the first
 // message of a connection: it names the service the connection is for.
 // Sniff must only look at first: it must not retain or modify it, since
@@ -39,8 +34,9 @@ type Sniffer interface {
 	// connection (or of the TLS stream after an in-band upgrade). It returns
 	// ErrNeedMore while the first message is incomplete; the listener then
 	// reads more, within limits.first_packet_timeout and first_packet_max.
-	// Any other error refuses the connection; its text is the reason
-	// reported as suspicious and logged, so keep it short ("no From header").
+	// Any other error refuses the connection and is reported as
+	// suspicious: a *Refusal (or an error wrapping one) says why; any
+	// other error counts as ReasonUnreadable.
 	Sniff(first []byte, info *ConnInfo) (*Decision, error)
 }
 
@@ -107,14 +103,15 @@ type Watcher interface {
 	// Frame returns the total length of the message at the start of buf as
 	// soon as buf holds enough of it to tell, or ErrNeedMore. A watcher that
 	// does not follow a direction returns len(buf) for it. Any other error
-	// ends the connection and is reported as suspicious.
+	// ends the connection; from the client it is reported as suspicious,
+	// as a Sniff error is.
 	Frame(dir Direction, buf []byte) (int, error)
 	// Client judges a message from the client.
 	Client(head []byte) Verdict
-	// Target judges a message from the target; a non-empty reason is
+	// Target judges a message from the target; a non-nil refusal is
 	// reported as suspicious (a target rejection: failed credentials). With
 	// drop, the message is not forwarded to the client.
-	Target(head []byte) (reason string, drop bool)
+	Target(head []byte) (refusal *Refusal, drop bool)
 }
 
 // Verdict is a Watcher's answer to a client message.
@@ -122,8 +119,8 @@ type Verdict struct {
 	// Reply, when not nil, is written to the client and the message is
 	// dropped instead of forwarded.
 	Reply []byte
-	// Reason, when not empty, reports the message as suspicious.
-	Reason string
+	// Refusal, when not nil, reports the message as suspicious.
+	Refusal *Refusal
 	// Close ends the connection after Reply is written.
 	Close bool
 }
@@ -140,6 +137,8 @@ type TargetUpgrader interface {
 // (a SIP 403, an LDAP error result) instead of just closing the connection.
 type Refuser interface {
 	// RefusalReply returns the answer to the first message first when
-	// gatehouse refuses it for reason, or nil to close without one.
-	RefusalReply(first []byte, reason string) []byte
+	// gatehouse refuses it with r, or nil to close without one. It
+	// switches on r.Reason, and on r's cause with errors.Is for the
+	// protocol's own refusals.
+	RefusalReply(first []byte, r *Refusal) []byte
 }

@@ -43,8 +43,6 @@ type side struct {
 	idle, poked, done atomic.Bool
 }
 
-var errIdle = errors.New("idle timeout")
-
 func (r *relay) run(first []byte) {
 	c := r.conn
 	r.up = side{src: c.Conn, dst: r.target, dir: FromClient, bytes: &c.bytesIn}
@@ -173,7 +171,7 @@ func (r *relay) framed(s, other *side, first []byte) error {
 		start = 0
 		if end == len(buf) {
 			if len(buf) >= limit {
-				return r.framingError(s, errors.New("message head exceeds first_packet_max"))
+				return r.framingError(s, Refuse(ReasonTooLarge, "message head", errHeadTooLarge))
 			}
 			grown := make([]byte, min(limit, 2*len(buf)))
 			copy(grown, buf[:end])
@@ -217,7 +215,7 @@ func (r *relay) messages(s *side, buf []byte, start, end int) (int, error) {
 			break
 		}
 		if err == nil && n <= 0 {
-			err = errors.New("watcher framed an empty message")
+			err = errEmptyMessage
 		}
 		if err != nil {
 			flush(start)
@@ -231,8 +229,8 @@ func (r *relay) messages(s *side, buf []byte, start, end int) (int, error) {
 		forward := true
 		if s.dir == FromClient {
 			v := r.watcher.Client(head)
-			if v.Reason != "" {
-				r.conn.Report(r.service, v.Reason, nil)
+			if v.Refusal != nil {
+				r.conn.Report(r.service, v.Refusal)
 			}
 			if v.Reply != nil {
 				forward = false
@@ -245,12 +243,12 @@ func (r *relay) messages(s *side, buf []byte, start, end int) (int, error) {
 			}
 			if v.Close {
 				flush(start)
-				return start, errors.New("closed by watcher")
+				return start, errWatcherClosed
 			}
 		} else {
-			reason, drop := r.watcher.Target(head)
-			if reason != "" {
-				r.conn.Report(r.service, reason, nil)
+			ref, drop := r.watcher.Target(head)
+			if ref != nil {
+				r.conn.Report(r.service, ref)
 			}
 			if drop {
 				forward = false
@@ -318,7 +316,7 @@ func (r *relay) writeClient(p []byte) error {
 // the client it is suspicious, from the target it is only logged.
 func (r *relay) framingError(s *side, err error) error {
 	if s.dir == FromClient {
-		r.conn.Report(r.service, err.Error(), nil)
+		r.conn.Report(r.service, AsRefusal(err))
 	} else {
 		r.conn.srv.log.Warn("target sent unframeable data", "client", r.conn.Info.Client.Addr(),
 			"type", r.conn.Info.Type.Name, "service", r.service, "err", err)

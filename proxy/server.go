@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -176,9 +175,6 @@ func (s *Server) Addr(typ string) net.Addr {
 	return nil
 }
 
-// ErrServerClosed is returned by Reload after Shutdown.
-var ErrServerClosed = errors.New("proxy: server closed")
-
 // Shutdown stops accepting, lets handlers drain idle state, and waits for
 // connections to end until ctx is done; then it closes the rest. It returns
 // ctx's error when it had to close connections.
@@ -292,14 +288,19 @@ func NewGate(guard Guard, log *slog.Logger) *gate.Gate {
 	return gate.New(opts)
 }
 
-// report logs a suspicious request and hands it to the Guard.
-func (s *Server) report(ev blacklist.Event, err error) {
-	attrs := []any{"client", ev.Client, "type", ev.Type, "service", ev.Service, "reason", ev.Reason}
-	if err != nil {
-		attrs = append(attrs, "err", err)
+// report logs a suspicious request and hands it to the Guard. The Guard's
+// event carries the refusal's text (reason and detail); the log line has
+// the cause too.
+func (s *Server) report(ev blacklist.Event, r *Refusal) {
+	attrs := []any{"client", ev.Client, "type", ev.Type, "service", ev.Service, "reason", string(r.Reason)}
+	if r.Detail != "" {
+		attrs = append(attrs, "detail", r.Detail)
+	}
+	if r.Err != nil {
+		attrs = append(attrs, "err", r.Err)
 	}
 	s.log.Info("refused", attrs...)
-	s.stats.refuse(ev, ev.Service != "" && s.Table().Config.Service(ev.Service) != nil)
+	s.stats.refuse(ev.Type, ev.Service, r.Reason, ev.Service != "" && s.Table().Config.Service(ev.Service) != nil)
 	if s.opts.Guard != nil {
 		s.opts.Guard.Report(ev)
 	}

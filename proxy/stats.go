@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
@@ -23,9 +22,9 @@ type Stats struct {
 	// configured service (unknown names are not kept, so that a scanner
 	// cannot grow this list).
 	Services []ServiceStats
-	// Reasons counts refusals by reason (the Reason constants and the
-	// protocols' own); reasons beyond maxReasons are counted as "other".
-	Reasons map[string]uint64
+	// Reasons counts refusals by reason; a Reason outside the fixed set
+	// is counted as ReasonOther.
+	Reasons map[Reason]uint64
 	// DialErrors counts failed connections to a target, by service
 	// (reported with ReasonUnreachable, by any handler).
 	DialErrors map[string]uint64
@@ -58,11 +57,6 @@ type Histogram struct {
 // limits.dial_timeout (5s by default) ends the slowest.
 var DialBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// maxReasons bounds the distinct refusal reasons counted: protocols may
-// report parse errors in their reason text, which must not grow a metric
-// without end.
-const maxReasons = 64
-
 // stats is the live form of Stats. The accept counters are atomics, one
 // pair per service type made at the start: the accept path, which a blocked
 // client may flood, takes no lock shared with anything. Everything else is
@@ -72,7 +66,7 @@ type stats struct {
 
 	mu       sync.Mutex
 	services map[serviceKey]*ServiceStats
-	reasons  map[string]uint64
+	reasons  map[Reason]uint64
 	dialErrs map[string]uint64
 	dialLat  map[string]*Histogram
 }
@@ -89,7 +83,7 @@ func newStats() *stats {
 	return &stats{
 		accepts:  accepts,
 		services: map[serviceKey]*ServiceStats{},
-		reasons:  map[string]uint64{},
+		reasons:  map[Reason]uint64{},
 		dialErrs: map[string]uint64{},
 		dialLat:  map[string]*Histogram{},
 	}
@@ -123,22 +117,21 @@ func (s *stats) forward(typ, service string) {
 	s.mu.Unlock()
 }
 
-// refuse counts a suspicious request; known says whether ev.Service is a
-// configured service (else it is counted under "").
-func (s *stats) refuse(ev blacklist.Event, known bool) {
-	service := ev.Service
+// refuse counts a suspicious request on service type typ; known says
+// whether service is a configured service (else it is counted under "").
+func (s *stats) refuse(typ, service string, reason Reason, known bool) {
 	if !known {
 		service = ""
 	}
-	reason := ev.Reason
+	counted := reason
+	if !knownReasons[counted] {
+		counted = ReasonOther
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.reasons[reason]; !ok && len(s.reasons) >= maxReasons {
-		reason = "other"
-	}
-	s.reasons[reason]++
-	s.service(ev.Type, service).Refused++
-	if ev.Reason == ReasonUnreachable {
+	s.reasons[counted]++
+	s.service(typ, service).Refused++
+	if reason == ReasonUnreachable {
 		s.dialErrs[service]++
 	}
 }
@@ -195,8 +188,8 @@ func (s *stats) snapshot() Stats {
 	return out
 }
 
-func cloneMap(m map[string]uint64) map[string]uint64 {
-	c := make(map[string]uint64, len(m))
+func cloneMap[K comparable](m map[K]uint64) map[K]uint64 {
+	c := make(map[K]uint64, len(m))
 	for k, v := range m {
 		c[k] = v
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 )
 
 // TestStatsCountWhatHappened drives real connections through every outcome
@@ -34,8 +32,8 @@ func TestStatsCountWhatHappened(t *testing.T) {
 	io.ReadAll(down)
 	blocked := dialFrom(t, "127.0.0.4", addr)
 	blocked.Read(make([]byte, 1))
-	g.waitReason(t, ReasonUnknownService)
-	g.waitReason(t, ReasonUnreachable)
+	g.waitReason(t, string(ReasonUnknownService))
+	g.waitReason(t, string(ReasonUnreachable))
 
 	// The refusals are counted before the connection ends; poll until the
 	// blocked connection's accept is counted too.
@@ -70,15 +68,24 @@ func TestStatsCountWhatHappened(t *testing.T) {
 	}
 }
 
-// TestStatsReasonsAreBounded: reasons carrying parser detail cannot grow
-// the counters without end.
+// TestStatsReasonsAreBounded: the counters hold the fixed reasons only; a
+// Reason made at run time (parser detail belongs in Refusal.Detail) is
+// counted as ReasonOther and cannot grow them without end.
 func TestStatsReasonsAreBounded(t *testing.T) {
 	s := newStats()
-	for i := range 3 * maxReasons {
-		s.refuse(blacklist.Event{Type: "sip", Reason: fmt.Sprintf("parse error at byte %d", i)}, false)
+	for _, r := range Reasons {
+		s.refuse("sip", "", r, false)
+	}
+	for i := range 200 {
+		s.refuse("sip", "", Reason(fmt.Sprintf("parse error at byte %d", i)), false)
 	}
 	st := s.snapshot()
-	if len(st.Reasons) != maxReasons+1 || st.Reasons["other"] != 2*maxReasons {
-		t.Fatalf("%d reasons, other %d", len(st.Reasons), st.Reasons["other"])
+	if len(st.Reasons) != len(Reasons)+1 || st.Reasons[ReasonOther] != 200 {
+		t.Fatalf("%d reasons, other %d", len(st.Reasons), st.Reasons[ReasonOther])
+	}
+	for _, r := range Reasons {
+		if st.Reasons[r] != 1 {
+			t.Fatalf("reason %q counted %d times", r, st.Reasons[r])
+		}
 	}
 }

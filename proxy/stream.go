@@ -28,7 +28,7 @@ func (h *streamHandler) ServeConn(c *Conn) {
 	}
 	r, err := c.Route(d.Service, d.Identity)
 	if err != nil {
-		h.refuse(c, first, err.(*Refusal).Reason)
+		h.refuse(c, first, AsRefusal(err)) // reported by Route
 		return
 	}
 	c.Forwarded(r)
@@ -38,7 +38,7 @@ func (h *streamHandler) ServeConn(c *Conn) {
 	}
 	target, err := c.Dial(context.Background(), r, upgrade)
 	if err != nil {
-		h.refuse(c, first, ReasonUnreachable)
+		h.refuse(c, first, Refuse(ReasonUnreachable, "", err))
 		return
 	}
 	defer target.Close()
@@ -48,9 +48,9 @@ func (h *streamHandler) ServeConn(c *Conn) {
 }
 
 // refuse answers the first message when the protocol knows how.
-func (h *streamHandler) refuse(c *Conn, first []byte, reason string) {
+func (h *streamHandler) refuse(c *Conn, first []byte, r *Refusal) {
 	if rf, ok := h.sniffer.(Refuser); ok {
-		if reply := rf.RefusalReply(first, reason); reply != nil {
+		if reply := rf.RefusalReply(first, r); reply != nil {
 			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 			c.Conn.Write(reply)
 		}
@@ -65,9 +65,10 @@ func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
 	for {
 		if len(buf) == cap(buf) {
 			if len(buf) >= limit {
-				c.Report("", ReasonTooLarge, nil)
-				h.refuse(c, buf, ReasonTooLarge)
-				return nil, nil, errors.New(ReasonTooLarge)
+				ref := Refuse(ReasonTooLarge, "first packet", nil)
+				c.Report("", ref)
+				h.refuse(c, buf, ref)
+				return nil, nil, ref
 			}
 			grown := make([]byte, len(buf), min(limit, 2*cap(buf)))
 			copy(grown, buf)
@@ -88,32 +89,34 @@ func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
 					return buf, d, nil
 				}
 				if c.Info.TLS != nil {
-					c.Report("", "tls upgrade inside tls", nil)
-					return nil, nil, errors.New("tls upgrade inside tls")
+					ref := Refuse(ReasonSequence, "tls upgrade inside tls", errNestedTLS)
+					c.Report("", ref)
+					return nil, nil, ref
 				}
 				if err := c.startTLS(); err != nil {
-					c.Report("", ReasonTLS, err)
+					c.Report("", Refuse(ReasonTLS, "", err))
 					return nil, nil, err
 				}
 				buf = buf[:0]
 				continue
 			case !errors.Is(err, ErrNeedMore):
-				c.Report("", err.Error(), nil)
-				h.refuse(c, buf, err.Error())
-				return nil, nil, err
+				ref := AsRefusal(err)
+				c.Report("", ref)
+				h.refuse(c, buf, ref)
+				return nil, nil, ref
 			}
 		}
 		if rerr != nil {
-			reason := "read error"
+			reason := ReasonReadError
 			switch {
 			case errors.Is(rerr, os.ErrDeadlineExceeded):
 				reason = ReasonTimeout
 			case errors.Is(rerr, io.EOF) && len(buf) == 0:
 				reason = ReasonClosed
 			case errors.Is(rerr, io.EOF):
-				reason = "incomplete first packet"
+				reason = ReasonIncomplete
 			}
-			c.Report("", reason, rerr)
+			c.Report("", Refuse(reason, "", rerr))
 			return nil, nil, rerr
 		}
 	}

@@ -51,12 +51,12 @@ func TestStreamRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name, send, reason, service string
 	}{
-		{"unknown service", "HELLO other.example.com\n", ReasonUnknownService, "other.example.com"},
-		{"network not allowed", "HELLO pbx.example.com\n", ReasonNetwork, "pbx.example.com"},
-		{"no port for the type", "HELLO portless.example.com\n", ReasonNoPort, "portless.example.com"},
-		{"garbage", "GET / HTTP/1.1\r\n\r\n", "not a HELLO", ""},
-		{"half-sent first packet", "HELLO pbx", ReasonTimeout, ""},
-		{"oversized first packet", strings.Repeat("x", 1500), ReasonTooLarge, ""},
+		{"unknown service", "HELLO other.example.com\n", string(ReasonUnknownService), "other.example.com"},
+		{"network not allowed", "HELLO pbx.example.com\n", string(ReasonNetwork), "pbx.example.com"},
+		{"no port for the type", "HELLO portless.example.com\n", string(ReasonNoPort), "portless.example.com"},
+		{"garbage", "GET / HTTP/1.1\r\n\r\n", "wrong protocol (not a HELLO)", ""},
+		{"half-sent first packet", "HELLO pbx", string(ReasonTimeout), ""},
+		{"oversized first packet", strings.Repeat("x", 1500), "message too large (first packet)", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &recordingGuard{}
@@ -64,7 +64,7 @@ func TestStreamRefusals(t *testing.T) {
 			c := dialFrom(t, "127.0.0.2", addr)
 			c.Write([]byte(tc.send))
 			reply, _ := io.ReadAll(c) // gatehouse answers (via the Refuser) and closes
-			if tc.reason != ReasonTimeout && !strings.HasPrefix(string(reply), "REFUSED "+tc.reason) {
+			if tc.reason != string(ReasonTimeout) && !strings.HasPrefix(string(reply), "REFUSED "+tc.reason) {
 				t.Errorf("reply %q, want the refusal", reply)
 			}
 			ev := g.waitReason(t, tc.reason)
@@ -115,7 +115,7 @@ func TestTargetUnreachableIsReported(t *testing.T) {
 	c := dialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	io.ReadAll(c)
-	if ev := g.waitReason(t, ReasonUnreachable); ev.Service != "pbx.example.com" {
+	if ev := g.waitReason(t, string(ReasonUnreachable)); ev.Service != "pbx.example.com" {
 		t.Fatalf("event %+v", ev)
 	}
 }
@@ -161,14 +161,14 @@ func TestWatcherVerdicts(t *testing.T) {
 	if line, _ := r.ReadString('\n'); line != "REJECT\n" {
 		t.Fatalf("got %q", line)
 	}
-	g.waitReason(t, "denied line")
-	g.waitReason(t, "bad line")
-	g.waitReason(t, "rejected by target")
+	g.waitReason(t, "url not allowed (denied line)")
+	g.waitReason(t, "unreadable request (bad line)")
+	g.waitReason(t, string(ReasonCredentials))
 	fmt.Fprint(c, "SPOOF\n")
 	if line, _ := r.ReadString('\n'); line != "echo: after spoof\n" {
 		t.Fatalf("after a dropped target line: got %q", line)
 	}
-	g.waitReason(t, "target spoofed")
+	g.waitReason(t, "target message dropped (spoof)")
 	// A message split at every byte still frames.
 	for _, b := range []byte("SPLIT\n") {
 		c.Write([]byte{b})
@@ -193,7 +193,7 @@ func TestWatcherLongMessageIsStreamed(t *testing.T) {
 	c := dialFrom(t, "127.0.0.2", addr)
 	fmt.Fprintf(c, "HELLO pbx.example.com\n%s", strings.Repeat("y", 3000))
 	io.ReadAll(c)
-	g.waitReason(t, "message head exceeds first_packet_max")
+	g.waitReason(t, "message too large (message head)")
 }
 
 func TestIdleTimeoutClosesOnlyIdleConnections(t *testing.T) {
@@ -227,15 +227,12 @@ func TestMaxConnsPerIP(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  max_conns_per_ip: 2\n"),
 		Stream(&lineSniffer{}), nil)
-	var open []*bufio.Reader
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 2; i++ { // both stay open until the test ends (dialFrom)
 		c := dialFrom(t, "127.0.0.2", addr)
 		fmt.Fprint(c, "HELLO pbx.example.com\n")
-		r := bufio.NewReader(c)
-		if _, err := r.ReadString('\n'); err != nil {
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 			t.Fatal(err)
 		}
-		open = append(open, r)
 	}
 	third := dialFrom(t, "127.0.0.2", addr)
 	if _, err := third.Read(make([]byte, 1)); err == nil {
@@ -274,7 +271,7 @@ func TestReloadKeepsEstablishedConnections(t *testing.T) {
 	n := dialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(n, "HELLO pbx.example.com\n")
 	io.ReadAll(n)
-	g.waitReason(t, ReasonUnknownService)
+	g.waitReason(t, string(ReasonUnknownService))
 }
 
 func TestShutdownWaitsThenCloses(t *testing.T) {

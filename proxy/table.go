@@ -114,36 +114,6 @@ type Route struct {
 	StartTLS bool
 }
 
-// Refusal is a request gatehouse will not forward. Its Reason is reported as
-// a suspicious event.
-type Refusal struct {
-	Service string
-	Reason  string
-}
-
-func (r *Refusal) Error() string {
-	if r.Service == "" {
-		return r.Reason
-	}
-	return r.Reason + " (service " + strconv.Quote(r.Service) + ")"
-}
-
-// Refusal reasons, stable for logs, metrics and the admin UI.
-const (
-	ReasonUnknownService = "unknown service"
-	ReasonNoPort         = "service not offered for this type"
-	ReasonNetwork        = "network not allowed"
-	ReasonURL            = "url not allowed"
-	ReasonTLS            = "tls handshake failed"
-	ReasonTimeout        = "first packet timeout"
-	ReasonTooLarge       = "first packet too large"
-	ReasonClosed         = "closed before first packet"
-	ReasonUnreachable    = "target unreachable"
-	ReasonCredentials    = "credentials rejected by target"
-	ReasonUnreadable     = "unreadable request"
-	ReasonMethod         = "method not allowed"
-)
-
 // Resolve applies the service, port and network checks for a request with
 // routing key name, and the encryption mapping rule of the contract.
 // identity and verifiedCN feed check_certificate (see Decision.Identity).
@@ -152,10 +122,10 @@ const (
 func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool, name, identity, verifiedCN string) (*Route, *Refusal) {
 	svc := t.Config.Service(name)
 	if svc == nil {
-		return nil, &Refusal{Service: name, Reason: ReasonUnknownService}
+		return nil, &Refusal{Reason: ReasonUnknownService, Service: name}
 	}
 	if nets, ok := svc.Allow.Networks[typ.Name]; ok && !contains(nets, client) {
-		return nil, &Refusal{Service: svc.Name, Reason: ReasonNetwork}
+		return nil, &Refusal{Reason: ReasonNetwork, Service: svc.Name}
 	}
 	plain, tlsType := familyTypes(typ.Family)
 	plainPort, hasPlain := svc.Port(plain)
@@ -172,7 +142,7 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool,
 	case hasPlain:
 		useTLS = false
 	default:
-		return nil, &Refusal{Service: svc.Name, Reason: ReasonNoPort}
+		return nil, &Refusal{Reason: ReasonNoPort, Service: svc.Name}
 	}
 	r := &Route{Service: svc, Type: plain, Addr: net.JoinHostPort(svc.Target, strconv.Itoa(plainPort))}
 	if useTLS {

@@ -59,7 +59,7 @@ services:
 		wantAddr     string
 		wantTLS      bool
 		wantStartTLS bool
-		wantRefusal  string
+		wantRefusal  Reason
 	}{
 		{"both ports, plain stays plain", outside, sip, "both.example.com", "", "", "10.0.0.1:5060", false, false, ""},
 		{"both ports, TLS stays TLS", outside, sips, "BOTH.example.com", "", "", "10.0.0.1:5061", true, false, ""},

@@ -89,5 +89,5 @@ services:
 	c := dialFrom(t, "127.0.0.2", addr)
 	c.Write([]byte("REGISTER sip:pbx.example.com SIP/2.0\r\n\r\n"))
 	io.ReadAll(c)
-	g.waitReason(t, ReasonTLS)
+	g.waitReason(t, string(ReasonTLS))
 }

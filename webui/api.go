@@ -96,20 +96,20 @@ func (s *Server) limitForm(w http.ResponseWriter, r *http.Request, max int64) bo
 
 // Status is the body of GET /api/status.
 type Status struct {
-	Version    string               `json:"version"`
-	Started    time.Time            `json:"started"`
-	Uptime     float64              `json:"uptime_seconds"`
-	ConfigFile string               `json:"config_file"`
-	Listeners  []Listener           `json:"listeners"`
-	Services   []ServiceStatus      `json:"services"`
-	Active     int                  `json:"connections_active"`
-	Accepted   uint64               `json:"connections_accepted"`
-	Refusals   map[string]uint64    `json:"refusals"`
-	Blacklist  blacklist.Stats      `json:"blacklist"`
-	Gate       gate.Stats           `json:"gate"`
-	TURN       *TURNStatus          `json:"turn"`
-	Admin      AdminStatus          `json:"admin"`
-	Counters   []proxy.ServiceStats `json:"-"`
+	Version    string                  `json:"version"`
+	Started    time.Time               `json:"started"`
+	Uptime     float64                 `json:"uptime_seconds"`
+	ConfigFile string                  `json:"config_file"`
+	Listeners  []Listener              `json:"listeners"`
+	Services   []ServiceStatus         `json:"services"`
+	Active     int                     `json:"connections_active"`
+	Accepted   uint64                  `json:"connections_accepted"`
+	Refusals   map[proxy.Reason]uint64 `json:"refusals"`
+	Blacklist  blacklist.Stats         `json:"blacklist"`
+	Gate       gate.Stats              `json:"gate"`
+	TURN       *TURNStatus             `json:"turn"`
+	Admin      AdminStatus             `json:"admin"`
+	Counters   []proxy.ServiceStats    `json:"-"`
 }
 
 // Listener is one address gatehouse accepts on.
@@ -402,7 +402,7 @@ func (s *Server) apiWhitelistRemove(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiRefusals(w http.ResponseWriter, r *http.Request) {
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 || limit > DefaultEventLogSize {
+	if limit <= 0 || limit > gate.DefaultEventLogSize {
 		limit = 200
 	}
 	var evs []blacklist.Event

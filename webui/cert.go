@@ -158,26 +158,13 @@ func Fingerprint(c *x509.Certificate) string {
 // the same directory, synced, then renamed over name, so that a crash
 // leaves either the old file or the new one, never half of one.
 func writeFileAtomic(name string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	tmp, err := writeTemp(name, data, perm)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
+	if err := os.Rename(tmp, name); err != nil {
 		os.Remove(tmp)
+		return err
 	}
-	return err
+	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 const (
@@ -72,7 +73,7 @@ type appliance struct {
 	target  *httptest.Server
 	srv     *proxy.Server
 	bl      *blacklist.List
-	events  *EventLog
+	events  *gate.EventLog
 	admin   *Server
 	clock   *clock
 	mu      sync.Mutex
@@ -141,7 +142,7 @@ func newAppliance(t *testing.T, adminExtra string) *appliance {
 	}
 	a.bl.Start()
 	t.Cleanup(func() { a.bl.Close() })
-	a.events = NewEventLog(a.bl, 100)
+	a.events = gate.NewEventLog(a.bl, 100)
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{Handlers: protocols.Handlers(log), Guard: a.events, Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -87,7 +87,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.refusedSvc, ss.Refused, ss.Type, ss.Service)
 	}
 	for reason, n := range st.Reasons {
-		counter(m.refusals, n, reason)
+		counter(m.refusals, n, string(reason))
 	}
 	for svc, n := range st.DialErrors {
 		counter(m.dialErrors, n, svc)

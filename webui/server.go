@@ -39,11 +39,12 @@ type Options struct {
 	Proxy     *proxy.Server
 	Blacklist *blacklist.List
 	// Guard hears failed logins; nil means Blacklist. Blocked clients are
-	// closed at accept by the proxy's gate, which the admin listener shares. The command passes its EventLog, so failed logins
-	// also appear among the recent refusals.
+	// closed at accept by the proxy's gate, which the admin listener
+	// shares. The command passes its gate.EventLog, so failed logins also
+	// appear among the recent refusals.
 	Guard proxy.Guard
 	// Events are the recent suspicious requests; nil shows none.
-	Events *EventLog
+	Events *gate.EventLog
 	// TURN returns the running TURN server, nil when there is none; a nil
 	// func means none.
 	TURN func() *turn.Server

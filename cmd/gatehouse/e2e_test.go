@@ -127,17 +127,15 @@ func curl(t *testing.T, src string, args ...string) (string, string) {
 }
 
 type fixture struct {
-	ca             *testpki.CA
-	httpAddr       string
-	httpsAddr      string
-	target         *httptest.Server
-	slowStarted    chan struct{} // a request to /PBX0/MY/slow reached the target
-	config         string
-	resolveHTTP    string
-	resolveHTTPS   string
-	httpsPort      string
-	defaultCertCN  string
-	secondCertFile string
+	ca           *testpki.CA
+	httpAddr     string
+	httpsAddr    string
+	target       *httptest.Server
+	slowStarted  chan struct{} // a request to /PBX0/MY/slow reached the target
+	config       string
+	resolveHTTP  string
+	resolveHTTPS string
+	httpsPort    string
 }
 
 func newFixture(t *testing.T) *fixture {

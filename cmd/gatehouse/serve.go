@@ -31,7 +31,7 @@ type app struct {
 	log    *slog.Logger
 	level  *slog.LevelVar
 	bl     *blacklist.List
-	events *webui.EventLog
+	events *gate.EventLog
 	srv    *proxy.Server
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
@@ -63,7 +63,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	a = &app{path: path, log: log, level: &level, bl: bl, cfg: cfg,
 		// Every part reports through the event log, so the admin UI shows
 		// refusals of the service ports, TURN and the admin listener alike.
-		events: webui.NewEventLog(bl, webui.DefaultEventLogSize)}
+		events: gate.NewEventLog(bl, gate.DefaultEventLogSize)}
 
 	// One gate for every listener: the per-client and total connection
 	// caps count across services, TURN and the admin port, and a block

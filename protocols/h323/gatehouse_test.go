@@ -384,7 +384,7 @@ func TestGatehouseRegistrationAttack(t *testing.T) {
 		write(t, phone, load(t, "grq_example_com"))
 		readPacket(t, phone)
 	}
-	reject := "127.0.0.3 h323 example.com: registration rejected (securityDenial)"
+	reject := "127.0.0.3 h323 example.com: registration rejected by target (RRJ securityDenial)"
 	tb.guard.waitEvents(t, reject, reject, reject, reject)
 	for deadline := time.Now().Add(5 * time.Second); !tb.guard.Blocked(netip.MustParseAddr("127.0.0.3")); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -408,7 +408,7 @@ func TestGatehouseRefusals(t *testing.T) {
 	write(t, garbage, []byte("GET / HTTP/1.1\r\n\r\n"))
 	expectClosed(t, garbage)
 	tb.guard.waitEvents(t,
-		"127.0.0.5 h323 other.example: "+proxy.ReasonUnknownService,
+		"127.0.0.5 h323 other.example: "+string(proxy.ReasonUnknownService),
 		"127.0.0.6 h323 : "+errTPKT.Error())
 
 	c := tb.dial(t, "127.0.0.7", true, tb.ca.Client("alice"))
@@ -418,7 +418,7 @@ func TestGatehouseRefusals(t *testing.T) {
 	write(t, c, facility(facilityOptions{}, rrq("example.com", false, h323ID("bob"))))
 	expectClosed(t, c)
 	tb.guard.waitEvents(t,
-		"127.0.0.5 h323 other.example: "+proxy.ReasonUnknownService,
+		"127.0.0.5 h323 other.example: "+string(proxy.ReasonUnknownService),
 		"127.0.0.6 h323 : "+errTPKT.Error(),
 		"127.0.0.7 h323s example.com: "+errOtherAlias.Error())
 	if got := tb.secure.received(t, 0, len(first)); !bytes.Equal(got, first) {

@@ -1,7 +1,6 @@
 package h323
 
 import (
-	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -29,13 +28,6 @@ const (
 	// maxRAS bounds the RAS messages one Facility may tunnel. Endpoints
 	// send one or two; more than gatehouse checks are refused.
 	maxRAS = 16
-)
-
-var (
-	errTooDeep     = errors.New("h225: GenericData nested too deep")
-	errTooManyRAS  = errors.New("h225: too many tunnelled RAS messages")
-	errBadString   = errors.New("h225: invalid BMPString")
-	errBodyMessage = errors.New("h225: message body does not match the Q.931 message type")
 )
 
 // aliasKind is the AliasAddress alternative of an alias.

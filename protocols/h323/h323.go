@@ -21,35 +21,11 @@ package h323
 
 import (
 	"crypto/x509"
-	"errors"
 	"slices"
 	"strings"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
-
-// Reasons gatehouse refuses a connection or a message for. Their text is
-// what the proxy logs and reports as suspicious: short, stable, and never
-// quoting the client's bytes.
-var (
-	errH225            = errors.New("bad H.225.0 message")
-	errRAS             = errors.New("bad tunnelled RAS message")
-	errNotRoutable     = errors.New("neither Setup nor registration")
-	errNoGatekeeperID  = errors.New("registration without gatekeeper ID")
-	errBadGatekeeperID = errors.New("bad gatekeeper ID")
-	errNoCalledDomain  = errors.New("Setup without called domain")
-	errOtherService    = errors.New("registration for another service")
-	errOtherAlias      = errors.New("registration for another alias")
-	errManyUsers       = errors.New("registration for more than one user")
-	errUncheckable     = errors.New("Facility too large to check")
-)
-
-// A refusal is a reason with the decoding error behind it: its text is the
-// reason alone, while errors.Is and errors.As still reach the cause.
-type refusal struct{ reason, cause error }
-
-func (e *refusal) Error() string   { return e.reason.Error() }
-func (e *refusal) Unwrap() []error { return []error{e.reason, e.cause} }
 
 // Sniffer routes H.323 connections. The zero value is ready to use.
 type Sniffer struct{}
@@ -120,7 +96,7 @@ func firstMessage(b []byte) ([]byte, error) {
 func sniffSetup(q q931Message) (registration, error) {
 	uu, err := decodeUserInfo(q.userUser, q931Setup)
 	if err != nil {
-		return registration{}, &refusal{errH225, err}
+		return registration{}, errH225.With(err)
 	}
 	for _, a := range uu.dest {
 		if d := calledDomain(a); d != "" {
@@ -137,14 +113,14 @@ func sniffRegistration(q q931Message, leaf *x509.Certificate) (registration, err
 	var reg registration
 	uu, err := decodeUserInfo(q.userUser, q931Facility)
 	if err != nil {
-		return reg, &refusal{errH225, err}
+		return reg, errH225.With(err)
 	}
 	var regs []rasInfo
 	for _, raw := range uu.ras {
 		m, err := decodeRAS(raw)
 		switch {
 		case err != nil:
-			return reg, &refusal{errRAS, err}
+			return reg, errRAS.With(err)
 		case !m.registration():
 			continue
 		case reg.service != "":

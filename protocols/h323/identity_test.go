@@ -127,7 +127,7 @@ func TestWatcherCertified(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := d.Watcher.Client(tc.rrq)
-			if tc.want == nil && (v.Close || v.Reason != "") || tc.want != nil && (v.Reason != tc.want.Error() || !v.Close) {
+			if tc.want == nil && (v.Close || v.Refusal != nil) || tc.want != nil && (!errors.Is(v.Refusal, tc.want) || !v.Close) {
 				t.Fatalf("Client: %+v, want %v", v, tc.want)
 			}
 		})

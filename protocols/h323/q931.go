@@ -2,7 +2,6 @@ package h323
 
 import (
 	"encoding/binary"
-	"errors"
 )
 
 // Q.931 as H.225.0 uses it: protocol discriminator 0x08, a two-octet call
@@ -18,13 +17,6 @@ const (
 	// uuDiscriminator opens the User-user contents: X.208/X.209 coded user
 	// information, here an H323-UserInformation in PER.
 	uuDiscriminator = 0x05
-)
-
-var (
-	errQ931         = errors.New("bad Q.931 message")
-	errNoUserUser   = errors.New("no User-user IE")
-	errBadUserUser  = errors.New("bad User-user IE")
-	errTwoUserUsers = errors.New("two User-user IEs")
 )
 
 // q931Message is the part of a Q.931 message gatehouse reads.

@@ -2,7 +2,6 @@ package h323
 
 import (
 	"encoding/binary"
-	"errors"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
@@ -11,8 +10,6 @@ import (
 // version 3, a reserved zero octet, and the big-endian length of the whole
 // packet, header included.
 const tpktHeaderLen = 4
-
-var errTPKT = errors.New("bad TPKT header")
 
 // Frame returns the length of the TPKT packet at the start of buf, or
 // proxy.ErrNeedMore while buf is shorter than its header. It refuses

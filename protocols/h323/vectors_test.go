@@ -131,12 +131,12 @@ var vectors = []vector{
 	{
 		name:       "grj_terminal_excluded",
 		build:      func() []byte { return facility(facilityOptions{}, grj("example.com", 1)) },
-		fromTarget: true, reason: "gatekeeper rejected (terminalExcluded)",
+		fromTarget: true, reason: "registration rejected by target (GRJ terminalExcluded)",
 	},
 	{
 		name:       "rrj_security_denial",
 		build:      func() []byte { return facility(facilityOptions{}, rrj("example.com", 3, true)) },
-		fromTarget: true, reason: "registration rejected (securityDenial)",
+		fromTarget: true, reason: "registration rejected by target (RRJ securityDenial)",
 	},
 	{
 		// Several RAS messages in one Facility: the reject still counts.
@@ -144,7 +144,7 @@ var vectors = []vector{
 		build: func() []byte {
 			return facility(facilityOptions{}, rcf("example.com", h323ID("alice")), rrj("example.com", 4, false))
 		},
-		fromTarget: true, reason: "registration rejected (duplicateAlias)",
+		fromTarget: true, reason: "registration rejected by target (RRJ duplicateAlias)",
 	},
 	{
 		name:       "rrj_full_registration_required",
@@ -216,8 +216,8 @@ func TestTargetVectors(t *testing.T) {
 	for _, v := range vectors {
 		t.Run(v.name, func(t *testing.T) {
 			b := load(t, v.name)
-			if got, _ := w.Target(b); got != v.reason {
-				t.Errorf("Target = %q, want %q", got, v.reason)
+			if got, _ := w.Target(b); got.Text() != v.reason {
+				t.Errorf("Target = %q, want %q", got.Text(), v.reason)
 			}
 		})
 	}

@@ -23,18 +23,18 @@ func (w *watcher) Frame(_ proxy.Direction, buf []byte) (int, error) { return Fra
 func (w *watcher) Client(head []byte) proxy.Verdict {
 	ras, err := tunnelledRAS(head)
 	if err != nil {
-		return proxy.Verdict{Reason: err.Error(), Close: true}
+		return proxy.Verdict{Refusal: proxy.AsRefusal(err), Close: true}
 	}
 	for _, raw := range ras {
 		m, err := decodeRAS(raw)
 		if err != nil {
-			return proxy.Verdict{Reason: errRAS.Error(), Close: true}
+			return proxy.Verdict{Refusal: errRAS.With(err), Close: true}
 		}
 		if !m.registration() {
 			continue
 		}
 		if err := w.reg.check(&m); err != nil {
-			return proxy.Verdict{Reason: err.Error(), Close: true}
+			return proxy.Verdict{Refusal: proxy.AsRefusal(err), Close: true}
 		}
 	}
 	return proxy.Verdict{}
@@ -45,10 +45,10 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 // that belong to the normal course of registering are not counted: they
 // ask the endpoint to discover or register again, or say the gatekeeper is
 // busy, and a PBX restart sends them to every phone behind one NAT address.
-func (w *watcher) Target(head []byte) (string, bool) {
+func (w *watcher) Target(head []byte) (*proxy.Refusal, bool) {
 	ras, err := tunnelledRAS(head)
 	if err != nil {
-		return "", false // the target's own bytes are not the client's fault
+		return nil, false // the target's own bytes are not the client's fault
 	}
 	for _, raw := range ras {
 		m, err := decodeRAS(raw)
@@ -57,12 +57,12 @@ func (w *watcher) Target(head []byte) (string, bool) {
 		}
 		switch m.kind {
 		case rasGRJ:
-			return "gatekeeper rejected (" + m.reject + ")", false
+			return proxy.Refuse(proxy.ReasonRejected, "GRJ "+m.reject, nil), false
 		case rasRRJ:
-			return "registration rejected (" + m.reject + ")", false
+			return proxy.Refuse(proxy.ReasonRejected, "RRJ "+m.reject, nil), false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // routineRejects are the GRJ and RRJ reasons that are not the client's fault.
@@ -100,7 +100,7 @@ func tunnelledRAS(head []byte) ([][]byte, error) {
 	}
 	uu, err := decodeUserInfo(q.userUser, q931Facility)
 	if err != nil {
-		return nil, &refusal{errH225, err}
+		return nil, errH225.With(err)
 	}
 	return uu.ras, nil
 }

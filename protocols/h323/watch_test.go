@@ -70,12 +70,12 @@ func TestWatcherClient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := tc.w.Client(tc.head)
 			if tc.want == nil {
-				if v.Reason != "" || v.Close || v.Reply != nil {
+				if v.Refusal != nil || v.Close || v.Reply != nil {
 					t.Errorf("Client = %+v, want it forwarded", v)
 				}
 				return
 			}
-			if v.Reason != tc.want.Error() || !v.Close || v.Reply != nil {
+			if !errors.Is(v.Refusal, tc.want) || !v.Close || v.Reply != nil {
 				t.Errorf("Client = %+v, want closed for %q", v, tc.want)
 			}
 		})
@@ -91,18 +91,18 @@ func TestWatcherTarget(t *testing.T) {
 		want string
 	}{
 		{"keep-alive", []byte{3, 0, 0, 4}, ""},
-		{"GRJ undefinedReason", facility(facilityOptions{}, grj("example.com", 3)), "gatekeeper rejected (undefinedReason)"},
+		{"GRJ undefinedReason", facility(facilityOptions{}, grj("example.com", 3)), "registration rejected by target (GRJ undefinedReason)"},
 		{"GRJ resourceUnavailable", facility(facilityOptions{}, grj("example.com", 0)), ""},
 		{"RRJ discoveryRequired", facility(facilityOptions{}, rrj("example.com", 0, false)), ""},
-		{"RRJ invalidAlias", facility(facilityOptions{}, rrj("example.com", 2, true)), "registration rejected (invalidAlias)"},
+		{"RRJ invalidAlias", facility(facilityOptions{}, rrj("example.com", 2, true)), "registration rejected by target (RRJ invalidAlias)"},
 		{"RRJ registerWithAssignedGK", facility(facilityOptions{}, rrj("example.com", 10, true)), ""},
-		{"RRJ securityError", facility(facilityOptions{}, rrj("example.com", 9, true)), "registration rejected (securityError)"},
+		{"RRJ securityError", facility(facilityOptions{}, rrj("example.com", 9, true)), "registration rejected by target (RRJ securityError)"},
 		{"a reject cut at first_packet_max", cut[:len(cut)-4], ""},
 		{"target garbage", []byte{3, 0, 0, 9, 1, 2, 3, 4, 5}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, _ := w.Target(tc.head); got != tc.want {
-				t.Errorf("Target = %q, want %q", got, tc.want)
+			if got, _ := w.Target(tc.head); got.Text() != tc.want {
+				t.Errorf("Target = %q, want %q", got.Text(), tc.want)
 			}
 		})
 	}

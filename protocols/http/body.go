@@ -150,10 +150,6 @@ func (c *h1conn) stopBody(b *bodyCopy, tc *targetConn) {
 // starts watching the client as well.
 const watchAfter = time.Second
 
-// errClientGone ends a wait for a target's answer that nobody wants any
-// more.
-var errClientGone = errors.New("the client closed the connection")
-
 // awaitTarget waits for the first byte of the target's answer. Most come
 // at once; when one is slow, a watcher reads the client meanwhile, so that
 // a client that goes away ends the wait (and, by closing the target

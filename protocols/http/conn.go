@@ -79,9 +79,8 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 		return
 	}
 	defer g.untrack(c)
-	in, out := pc.Traffic()
-	c.cr = countReader{r: pc.Conn, limit: noLimit, total: in}
-	c.cw = countWriter{w: pc.Conn, total: out}
+	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
+	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
 	c.br = getReader(&c.cr)
 	c.bw = getWriter(&c.cw)
 	defer func() {
@@ -224,7 +223,7 @@ func (c *h1conn) serveOne() bool {
 		// Something arrived (awaitRequest saw a byte) but it was not a
 		// request: junk, TLS on the plain port, smuggling tricks, a cut-off
 		// or too slow head.
-		c.pc.Report("", proxy.ReasonUnreadable, err)
+		c.pc.Report("", proxy.Refuse(proxy.ReasonUnreadable, "", err))
 		var ne net.Error
 		if err != io.EOF && err != io.ErrUnexpectedEOF && !(errors.As(err, &ne) && ne.Timeout()) {
 			c.writeError(h1.Status(err), true, false)

@@ -35,10 +35,6 @@ type exchange struct {
 	closeClient bool
 }
 
-// errUnexpected1xx is a target's 101 to a request that asked for no
-// upgrade, or to another protocol than the one asked for.
-var errUnexpected1xx = errors.New("switching protocols unasked")
-
 // forward sends req to the route's target and its answer to the client.
 // It reports whether the client connection can carry another request.
 func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
@@ -54,7 +50,7 @@ func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
 	}
 	if (resp.StatusCode == stdhttp.StatusUnauthorized || resp.StatusCode == stdhttp.StatusForbidden) &&
 		req.Header.Has("Authorization") {
-		c.pc.Report(route.Service.Name, proxy.ReasonCredentials, nil)
+		c.pc.Report(route.Service.Name, credentialsRejected(resp.StatusCode))
 	}
 	if resp.StatusCode == stdhttp.StatusSwitchingProtocols {
 		return x.switchProtocols(resp)
@@ -99,8 +95,6 @@ func (x *exchange) roundTrip() (*h1.Response, error) {
 	return resp, err
 }
 
-var errDialFailed = errors.New("dial failed") // reported by proxy.Conn.Dial
-
 // failed handles a request whose answer could not be read.
 func (x *exchange) failed(err error) bool {
 	c := x.c
@@ -117,7 +111,7 @@ func (x *exchange) failed(err error) bool {
 			case isFraming(err):
 				// A chunked body gatehouse refuses to read: what was sent of
 				// it ends with the target connection, the rest never leaves.
-				c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, err)
+				c.pc.Report(x.route.Service.Name, proxy.Refuse(proxy.ReasonUnreadable, "request body", err))
 				c.writeError(stdhttp.StatusBadRequest, true, x.req.Method == "HEAD")
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				c.h.log.Info("request body too slow", "client", c.pc.Info.Client.Addr(), "type", c.pc.Info.Type.Name,
@@ -233,7 +227,7 @@ func (x *exchange) send() (*h1.Response, error) {
 		case resp.StatusCode/100 != 1:
 			return resp, nil
 		case i == maxInformational:
-			return nil, errors.New("too many informational responses")
+			return nil, errInformational
 		}
 		if req.Minor == 1 { // 1xx means nothing to HTTP/1.0
 			writeStatusLine(c.bw, resp.StatusCode, resp.Reason)
@@ -262,7 +256,7 @@ func (x *exchange) answer(resp *h1.Response) bool {
 		// the body), but the body broke its framing: the request was never
 		// whole, so its answer is gatehouse's refusal, not the target's.
 		x.tc.close()
-		c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, x.body.err)
+		c.pc.Report(x.route.Service.Name, proxy.Refuse(proxy.ReasonUnreadable, "request body", x.body.err))
 		c.writeError(stdhttp.StatusBadRequest, true, req.Method == "HEAD")
 		return false
 	}
@@ -302,7 +296,7 @@ func (x *exchange) answer(resp *h1.Response) bool {
 		}
 		if x.body.err != nil {
 			if isFraming(x.body.err) {
-				c.pc.Report(x.route.Service.Name, proxy.ReasonUnreadable, x.body.err)
+				c.pc.Report(x.route.Service.Name, proxy.Refuse(proxy.ReasonUnreadable, "request body", x.body.err))
 			}
 			reuse, x.closeClient = false, true
 		}

@@ -114,7 +114,7 @@ func (h *Handler) modifyResponse(resp *stdhttp.Response) error {
 		return nil
 	}
 	rt := in.Context().Value(routeKey{}).(*routed)
-	rt.e.pc.Report(rt.route.Service.Name, proxy.ReasonCredentials, nil)
+	rt.e.pc.Report(rt.route.Service.Name, credentialsRejected(resp.StatusCode))
 	return nil
 }
 
@@ -131,7 +131,7 @@ func (h *Handler) proxyError(w stdhttp.ResponseWriter, r *stdhttp.Request, err e
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		rt.e.pc.Report(rt.route.Service.Name, proxy.ReasonUnreachable, err)
+		rt.e.pc.Report(rt.route.Service.Name, proxy.Refuse(proxy.ReasonUnreachable, "", err))
 	} else {
 		h.log.Warn("target error", "client", clientIP(rt.e), "type", rt.e.pc.Info.Type.Name,
 			"service", rt.route.Service.Name, "target", rt.route.Addr, "err", err)

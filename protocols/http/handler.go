@@ -426,20 +426,3 @@ func (l *connListener) Addr() net.Addr {
 }
 
 func clientIP(e *entry) netip.Addr { return e.pc.Info.Client.Addr() }
-
-var errNoEntry = errors.New("http: request without a gatehouse connection")
-
-// copyBuffers recycles the reverse proxy's body copy buffers, which it
-// would otherwise allocate (32 KiB) for every request.
-var copyBuffers = &bufferPool{}
-
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

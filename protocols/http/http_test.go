@@ -415,7 +415,7 @@ func TestTargetRejectingCredentialsIsSuspicious(t *testing.T) {
 	if code, _ := get(t, g.client, "http://hq.example.com/PBX0/MY/login", "Authorization", "Basic YTpi"); code != 401 {
 		t.Fatal(code)
 	}
-	g.ev.wait(t, "hq.example.com: "+proxy.ReasonCredentials)
+	g.ev.wait(t, "hq.example.com: "+string(proxy.ReasonCredentials)+" (401)")
 }
 
 func TestTargetDownAndTLSTarget(t *testing.T) {
@@ -433,7 +433,7 @@ func TestTargetDownAndTLSTarget(t *testing.T) {
 	if code != stdhttp.StatusBadGateway || strings.Contains(body, "127.0.0.1") {
 		t.Fatalf("target down: %d %q", code, body)
 	}
-	g.ev.wait(t, "other.example.com: "+proxy.ReasonUnreachable)
+	g.ev.wait(t, "other.example.com: "+string(proxy.ReasonUnreachable))
 }
 
 func TestTargetConnectionsAreReused(t *testing.T) {

@@ -31,7 +31,7 @@ func newTargetConn(conn net.Conn, key poolKey) *targetConn {
 		raw = t.NetConn()
 	}
 	tc.tcp, _ = raw.(*net.TCPConn)
-	tc.cr = countReader{r: conn, limit: noLimit}
+	tc.cr = countReader{r: conn}
 	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
 	tc.bw = bufio.NewWriterSize(conn, bufSize)
 	return tc

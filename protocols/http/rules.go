@@ -22,22 +22,22 @@ type request struct {
 // returned; a request that passes is counted as forwarded.
 func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, error)) (*proxy.Route, int) {
 	if req.method == stdhttp.MethodConnect {
-		pc.Report("", proxy.ReasonMethod, nil)
+		pc.Report("", proxy.Refuse(proxy.ReasonMethod, "", nil))
 		return nil, stdhttp.StatusMethodNotAllowed
 	}
 	r, err := route(HostKey(req.host))
 	if err != nil {
-		if err.(*proxy.Refusal).Reason == proxy.ReasonNetwork {
+		if proxy.AsRefusal(err).Reason == proxy.ReasonNetwork {
 			return nil, stdhttp.StatusForbidden
 		}
 		return nil, stdhttp.StatusMisdirectedRequest
 	}
 	if req.form == h1.AsteriskForm && r.Service.Allow.URLs != nil {
-		pc.Report(r.Service.Name, proxy.ReasonURL, refusedPath("*"))
+		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath("*")))
 		return nil, stdhttp.StatusForbidden
 	}
 	if req.form != h1.AsteriskForm && !URLAllowed(r.Service.Allow.URLs, req.path) {
-		pc.Report(r.Service.Name, proxy.ReasonURL, refusedPath(req.path))
+		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath(req.path)))
 		return nil, stdhttp.StatusForbidden
 	}
 	pc.Forwarded(r)

@@ -4,18 +4,33 @@ package http
 
 import (
 	"bufio"
-	"errors"
 	"io"
-	"math"
 	"sync"
-	"sync/atomic"
 )
 
-// copyBufs holds the body copy buffers of the request loop.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// copyBuffers holds the body copy buffers of both HTTP versions: the
+// request loop's (getBuf, putBuf) and the reverse proxy's (its
+// BufferPool), which would otherwise allocate 32 KiB for every request.
+var copyBuffers = &bufferPool{}
 
-func getBuf() *[]byte  { return copyBufs.Get().(*[]byte) }
-func putBuf(b *[]byte) { copyBufs.Put(b) }
+type bufferPool struct{ p sync.Pool }
+
+// copyBufSize is the size of a body copy buffer, io.Copy's own.
+const copyBufSize = 32 << 10
+
+func getBuf() *[]byte {
+	if v, ok := copyBuffers.p.Get().(*[]byte); ok {
+		return v
+	}
+	b := make([]byte, copyBufSize)
+	return &b
+}
+
+func putBuf(b *[]byte) { copyBuffers.p.Put(b) }
+
+// Get and Put make the pool an httputil.BufferPool.
+func (b *bufferPool) Get() []byte    { return *getBuf() }
+func (b *bufferPool) Put(buf []byte) { putBuf(&buf) }
 
 // idempotent reports whether a request may be sent again when a reused
 // target connection failed before answering (RFC 9110 section 9.2.2; the
@@ -28,40 +43,29 @@ func idempotent(method string) bool {
 	return false
 }
 
-const noLimit = math.MaxInt64
-
-var errTooLarge = errors.New("message head too large")
-
 // countReader sits under a bufio.Reader: it counts what was read from the
-// connection (to tell whether a peer sent anything) and caps how much a
-// message head may take.
+// connection (to tell whether a peer sent anything, and for the admin UI).
+// Message heads are capped by the h1 parser.
 type countReader struct {
 	r     io.Reader
-	n     int64         // bytes read so far
-	limit int64         // reads stop at n == limit
-	stash []byte        // read from r by someone else, to be read first
-	total *atomic.Int64 // also counts here, when set (the client's counter)
+	n     int64       // bytes read so far
+	stash []byte      // read from r by someone else, to be read first
+	total func(n int) // also counts here, when set (proxy.Conn.CountIn)
 }
 
 // countWriter counts what is written to the client, for the admin UI.
 type countWriter struct {
 	w     io.Writer
-	total *atomic.Int64
+	total func(n int) // proxy.Conn.CountOut
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.total.Add(int64(n))
+	c.total(n)
 	return n, err
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
-	if c.n >= c.limit {
-		return 0, errTooLarge
-	}
-	if rem := c.limit - c.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
 	if len(c.stash) > 0 {
 		n := copy(p, c.stash)
 		c.stash = c.stash[n:]
@@ -77,14 +81,9 @@ func (c *countReader) Read(p []byte) (int, error) {
 
 func (c *countReader) count(n int) {
 	if c.total != nil && n > 0 {
-		c.total.Add(int64(n))
+		c.total(n)
 	}
 }
-
-// capHead limits reads to max more bytes than the reader already holds.
-func (c *countReader) capHead(max int64) { c.limit = c.n + max }
-
-func (c *countReader) uncap() { c.limit = noLimit }
 
 // bufSize is the size of the buffered readers and writers: one read or
 // write system call carries a whole small request or response.

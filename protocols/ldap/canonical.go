@@ -1,15 +1,8 @@
 package ldap
 
 import (
-	"errors"
-
 	ber "github.com/go-asn1-ber/asn1-ber"
 )
-
-// errEncoding refuses a message that gatehouse would decode one way and a
-// directory server might decode another: gatehouse forwards the client's
-// bytes, so it must only route and judge what every decoder reads alike.
-var errEncoding = errors.New("non-canonical BER encoding")
 
 // maxNesting bounds how deep checkEncoding descends. A bind with controls
 // nests four levels; SASL credentials are opaque octets.

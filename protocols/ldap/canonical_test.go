@@ -58,14 +58,14 @@ func TestNonCanonicalBind(t *testing.T) {
 			w := &watcher{service: "example.com"}
 			v := w.Client(tc.in)
 			if tc.err == nil {
-				if v.Reply != nil || v.Reason != "" {
+				if v.Reply != nil || said(v.Refusal) != "" {
 					t.Fatalf("later bind refused: %+v", v)
 				}
 				return
 			}
 			// A messageID gatehouse cannot read hides which operation
 			// follows: malformed, as far as the watcher can tell.
-			if v.Reply == nil || v.Reason != tc.err.Error() && v.Reason != errMalformed.Error() {
+			if v.Reply == nil || !errors.Is(v.Refusal, tc.err) && !errors.Is(v.Refusal, errMalformed) {
 				t.Fatalf("later bind: %+v", v)
 			}
 			if _, _, code := ldapResult(t, v.Reply); code != 2 { // protocolError

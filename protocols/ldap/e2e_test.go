@@ -83,7 +83,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
-	gh.waitLog(t, `reason="anonymous bind"`)
+	gh.waitLog(t, `reason="no routing name" detail="anonymous bind"`)
 	// The LDAPS request for example.org reached its plain port by StartTLS.
 	if log := org.Log(); !strings.Contains(log, "EXT oid=1.3.6.1.4.1.1466.20037") || !strings.Contains(log, "TLS established") {
 		t.Errorf("example.org's slapd saw no StartTLS:\n%s", log)

@@ -35,13 +35,6 @@ const (
 // 4 GiB, far beyond any directory server's message limit.
 const maxLengthOctets = 4
 
-var (
-	errNotMessage = errors.New("not an LDAP message")
-	errIndefinite = errors.New("indefinite BER length") // RFC 4511 5.1 allows the definite form only
-	errLongLength = errors.New("BER length too large")
-	errHighTag    = errors.New("unexpected BER tag")
-)
-
 // header reads the identifier and length octets of the BER element at the
 // start of buf: its tag octet, the header's size and the content's size.
 // It returns proxy.ErrNeedMore while buf ends inside the header.

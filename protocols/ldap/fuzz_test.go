@@ -61,7 +61,7 @@ func FuzzSniff(f *testing.F) {
 				t.Fatalf("ErrNeedMore for a whole message of %d bytes", n)
 			}
 		case err != nil:
-			if reply := s.RefusalReply(first, err.Error()); reply != nil {
+			if reply := s.RefusalReply(first, proxy.AsRefusal(err)); reply != nil {
 				ldapResult(t, reply)
 			}
 		case d.UpgradeTLS:
@@ -104,7 +104,7 @@ func FuzzWatcher(f *testing.F) {
 				continue
 			}
 			v := w.Client(head)
-			if v.Close && v.Reason == "" {
+			if v.Close && said(v.Refusal) == "" {
 				t.Fatalf("closed without a reason: %+v", v)
 			}
 			if v.Reply != nil {

@@ -59,7 +59,7 @@ func gate(conn net.Conn, s *Sniffer, info *proxy.ConnInfo, cert tls.Certificate)
 			case err == nil:
 				return gated{d: d, first: buf, conn: conn, tls: upgraded}
 			case !errors.Is(err, proxy.ErrNeedMore):
-				if reply := s.RefusalReply(buf, err.Error()); reply != nil {
+				if reply := s.RefusalReply(buf, proxy.AsRefusal(err)); reply != nil {
 					conn.Write(reply)
 				}
 				return gated{err: err, first: buf, conn: conn, tls: upgraded}
@@ -159,7 +159,7 @@ func (r *relay) pump(src io.Reader, dir proxy.Direction, dst, client net.Conn) {
 				break
 			}
 			if ferr != nil {
-				r.report(ferr.Error())
+				r.report(proxy.AsRefusal(ferr))
 				return
 			}
 			msg := buf[:size]
@@ -176,7 +176,7 @@ func (r *relay) pump(src io.Reader, dir proxy.Direction, dst, client net.Conn) {
 				continue
 			}
 			v := r.w.Client(msg)
-			r.report(v.Reason)
+			r.report(v.Refusal)
 			switch {
 			case v.Reply != nil:
 				r.write(client, v.Reply)
@@ -200,13 +200,13 @@ func (r *relay) write(c net.Conn, b []byte) bool {
 	return err == nil
 }
 
-func (r *relay) report(reason string) {
-	if reason == "" {
+func (r *relay) report(ref *proxy.Refusal) {
+	if ref == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reasons = append(r.reasons, reason)
+	r.reasons = append(r.reasons, said(ref))
 }
 
 // Reasons returns the reasons reported so far.
@@ -245,4 +245,33 @@ func fixture(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// said is what a refusal says in an LDAP diagnostic message: its detail, or
+// its reason when it has none; "" for no refusal.
+func said(err error) string {
+	if err == nil {
+		return ""
+	}
+	r := proxy.AsRefusal(err)
+	if r == nil {
+		return ""
+	}
+	if r.Detail != "" {
+		return r.Detail
+	}
+	return string(r.Reason)
+}
+
+// refusalSaying returns the refusal that says text: one of the package's,
+// or the proxy's reason of that name.
+func refusalSaying(text string) *proxy.Refusal {
+	for _, r := range []*proxy.Refusal{errAnonymous, errUnauthBind, errSASLNoName, errBindMethod, errNoDomain,
+		errNotBind, errBadBind, errBadDN, errOtherService, errUncheckable, errNestedStartTLS, errEarlyData,
+		errLateStartTLS, errNotMessage, errMalformed, errIndefinite, errLongLength, errHighTag, errEncoding} {
+		if r.Detail == text {
+			return r
+		}
+	}
+	return &proxy.Refusal{Reason: proxy.Reason(text)}
 }

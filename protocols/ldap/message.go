@@ -1,7 +1,6 @@
 package ldap
 
 import (
-	"errors"
 	"math"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -13,8 +12,6 @@ const (
 	oidStartTLS = "1.3.6.1.4.1.1466.20037" // RFC 4511 4.14
 	oidNotice   = "1.3.6.1.4.1.1466.20036" // Notice of Disconnection, RFC 4511 4.4.1
 )
-
-var errMalformed = errors.New("malformed LDAP message")
 
 // message is a decoded LDAPMessage.
 type message struct {

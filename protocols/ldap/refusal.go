@@ -8,42 +8,36 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
-// Reasons gatehouse refuses an LDAP request for. Their texts are what the
-// proxy logs and reports, and what RefusalReply is handed back.
-var (
-	errAnonymous      = errors.New("anonymous bind")
-	errUnauthBind     = errors.New("unauthenticated bind")
-	errSASLNoName     = errors.New("SASL bind without name")
-	errBindMethod     = errors.New("unsupported bind method")
-	errBadBind        = errors.New("malformed bind request")
-	errBadDN          = errors.New("bind DN unparseable")
-	errNoDomain       = errors.New("bind name without domain")
-	errOtherService   = errors.New("bind for another service")
-	errNotBind        = errors.New("first operation not a bind")
-	errTooLarge       = errors.New(proxy.ReasonTooLarge) // what the proxy says when it hits the cap first
-	errUncheckable    = errors.New("request too large to check")
-	errNestedStartTLS = errors.New("StartTLS inside TLS")
-	errEarlyData      = errors.New("data after StartTLS request")
-	errLateStartTLS   = errors.New("StartTLS after first operation")
-)
+// resultCodes answers each refusal, gatehouse's own and the proxy's, with
+// the LDAP resultCode that tells the client best what went wrong, so that
+// it reports "Inappropriate authentication (48)" and not "Can't contact
+// LDAP server". Refusals not listed get unwillingToPerform.
+var resultCodes = []struct {
+	refusal *proxy.Refusal
+	code    uint16
+}{
+	{errAnonymous, goldap.LDAPResultInappropriateAuthentication},
+	{errUnauthBind, goldap.LDAPResultUnwillingToPerform}, // RFC 4513 5.1.2
+	{errSASLNoName, goldap.LDAPResultInappropriateAuthentication},
+	{errBindMethod, goldap.LDAPResultAuthMethodNotSupported},
+	{errBadBind, goldap.LDAPResultProtocolError},
+	{errEncoding, goldap.LDAPResultProtocolError},
+	{errBadDN, goldap.LDAPResultInvalidDNSyntax},
+	{errNotBind, goldap.LDAPResultOperationsError},
+	{errNestedStartTLS, goldap.LDAPResultOperationsError}, // RFC 4513 3.1.1
+	{errEarlyData, goldap.LDAPResultOperationsError},
+	{errLateStartTLS, goldap.LDAPResultOperationsError},
+	{&proxy.Refusal{Reason: proxy.ReasonUnreachable}, goldap.LDAPResultUnavailable},
+}
 
-// resultCodes answers each refusal reason, gatehouse's own and the proxy's,
-// with the LDAP resultCode that tells the client best what went wrong, so
-// that it reports "Inappropriate authentication (48)" and not "Can't
-// contact LDAP server". Reasons not listed get unwillingToPerform.
-var resultCodes = map[string]uint16{
-	errAnonymous.Error():      goldap.LDAPResultInappropriateAuthentication,
-	errUnauthBind.Error():     goldap.LDAPResultUnwillingToPerform, // RFC 4513 5.1.2
-	errSASLNoName.Error():     goldap.LDAPResultInappropriateAuthentication,
-	errBindMethod.Error():     goldap.LDAPResultAuthMethodNotSupported,
-	errBadBind.Error():        goldap.LDAPResultProtocolError,
-	errEncoding.Error():       goldap.LDAPResultProtocolError,
-	errBadDN.Error():          goldap.LDAPResultInvalidDNSyntax,
-	errNotBind.Error():        goldap.LDAPResultOperationsError,
-	errNestedStartTLS.Error(): goldap.LDAPResultOperationsError, // RFC 4513 3.1.1
-	errEarlyData.Error():      goldap.LDAPResultOperationsError,
-	errLateStartTLS.Error():   goldap.LDAPResultOperationsError,
-	proxy.ReasonUnreachable:   goldap.LDAPResultUnavailable,
+// resultCode is r's entry in resultCodes.
+func resultCode(r *proxy.Refusal) uint16 {
+	for _, rc := range resultCodes {
+		if errors.Is(r, rc.refusal) {
+			return rc.code
+		}
+	}
+	return goldap.LDAPResultUnwillingToPerform
 }
 
 // RefusalReply answers the first message of a connection that gatehouse
@@ -51,18 +45,23 @@ var resultCodes = map[string]uint16{
 // request when first begins with one complete LDAP request, with a Notice
 // of Disconnection when it does not, and with nothing for an Unbind or
 // Abandon, which have no response.
-func (s *Sniffer) RefusalReply(first []byte, reason string) []byte {
+func (s *Sniffer) RefusalReply(first []byte, r *proxy.Refusal) []byte {
 	var m *message
 	if n, err := frame(first); err == nil && n <= len(first) { // first is capped by the proxy
 		m, _ = decode(first[:n])
 	}
-	return answer(m, reason)
+	return answer(m, r)
 }
 
-// answer is the reply refusing request m for reason; m is nil when the
-// request could not be read.
-func answer(m *message, reason string) []byte {
-	diag := "refused by gatehouse: " + reason
+// answer is the reply refusing request m with r; m is nil when the request
+// could not be read. The diagnostic message names the refusal by its
+// detail (gatehouse's own refusals) or its reason (the proxy's).
+func answer(m *message, r *proxy.Refusal) []byte {
+	what := r.Detail
+	if what == "" {
+		what = string(r.Reason)
+	}
+	diag := "refused by gatehouse: " + what
 	if m == nil {
 		return notice(diag)
 	}
@@ -73,11 +72,7 @@ func answer(m *message, reason string) []byte {
 	if !ok { // a response, or an unknown operation, sent by a client
 		return notice(diag)
 	}
-	code, ok := resultCodes[reason]
-	if !ok {
-		code = goldap.LDAPResultUnwillingToPerform
-	}
-	return result(m.id, op, code, diag)
+	return result(m.id, op, resultCode(r), diag)
 }
 
 // notice is a Notice of Disconnection (RFC 4511 4.4.1): the unsolicited

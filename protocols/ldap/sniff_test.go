@@ -132,7 +132,7 @@ func TestSniffClients(t *testing.T) {
 				}
 				return
 			}
-			if g.err == nil || g.err.Error() != tc.reason {
+			if g.err == nil || said(g.err) != tc.reason {
 				t.Fatalf("refusal %v, want %q", g.err, tc.reason)
 			}
 			if !goldap.IsErrorWithCode(clientErr, tc.code) {
@@ -185,7 +185,7 @@ func TestSniffFixtures(t *testing.T) {
 		switch {
 		case tc.service != "" && (err != nil || d.Service != tc.service):
 			t.Errorf("%s: Sniff = %+v, %v; want service %q", tc.file, d, err, tc.service)
-		case tc.reason != "" && (err == nil || err.Error() != tc.reason):
+		case tc.reason != "" && (err == nil || said(err) != tc.reason):
 			t.Errorf("%s: Sniff = %+v, %v; want refusal %q", tc.file, d, err, tc.reason)
 		}
 	}
@@ -245,8 +245,8 @@ func TestSniffBadInput(t *testing.T) {
 		{"indefinite length", append([]byte{0x30, 0x80}, bindMsg[2:]...), "indefinite BER length"},
 		{"reserved length octet", []byte{0x30, 0xff, 0x00}, "BER length too large"},
 		{"five length octets", []byte{0x30, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00}, "BER length too large"},
-		{"10 MB length prefix", []byte{0x30, 0x84, 0x00, 0xa0, 0x00, 0x00, 0x02, 0x01, 0x01}, proxy.ReasonTooLarge},
-		{"just over the cap", []byte{0x30, 0x83, 0x01, 0x00, 0x00}, proxy.ReasonTooLarge},
+		{"10 MB length prefix", []byte{0x30, 0x84, 0x00, 0xa0, 0x00, 0x00, 0x02, 0x01, 0x01}, string(proxy.ReasonTooLarge)},
+		{"just over the cap", []byte{0x30, 0x83, 0x01, 0x00, 0x00}, string(proxy.ReasonTooLarge)},
 		{"inner length larger than the packet", []byte{0x30, 0x07, 0x02, 0x7f, 0x01, 0x60, 0x02, 0x02, 0x01}, "malformed LDAP message"},
 		{"inner length overflowing", []byte{0x30, 0x0a, 0x02, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "malformed LDAP message"},
 		{"deeply nested junk", nested(4000), "malformed LDAP message"},
@@ -269,10 +269,10 @@ func TestSniffBadInput(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || err.Error() != tc.reason {
+			if err == nil || said(err) != tc.reason {
 				t.Fatalf("Sniff = %+v, %v; want refusal %q", d, err, tc.reason)
 			}
-			if reply := s.RefusalReply(tc.first, err.Error()); reply != nil {
+			if reply := s.RefusalReply(tc.first, proxy.AsRefusal(err)); reply != nil {
 				ldapResult(t, reply) // every answer is a well-formed LDAP response
 			}
 		})
@@ -287,8 +287,8 @@ func TestSniffHugeLengthAllocatesNothing(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err := (&Sniffer{}).Sniff(first, &proxy.ConnInfo{})
 	runtime.ReadMemStats(&after)
-	if err == nil || err.Error() != proxy.ReasonTooLarge {
-		t.Fatalf("Sniff: %v, want %q", err, proxy.ReasonTooLarge)
+	if !errors.Is(err, errTooLarge) {
+		t.Fatalf("Sniff: %v, want %v", err, errTooLarge)
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 		t.Fatalf("Sniff allocated %d bytes for a claimed 10 MB message", grew)
@@ -306,18 +306,18 @@ func TestRefusalReply(t *testing.T) {
 		code   uint16
 		none   bool // no reply: LDAP has no response for the request
 	}{
-		{"unknown service", bindMsg, proxy.ReasonUnknownService, goldap.ApplicationBindResponse, goldap.LDAPResultUnwillingToPerform, false},
-		{"network not allowed", bindMsg, proxy.ReasonNetwork, goldap.ApplicationBindResponse, goldap.LDAPResultUnwillingToPerform, false},
-		{"target unreachable", bindMsg, proxy.ReasonUnreachable, goldap.ApplicationBindResponse, goldap.LDAPResultUnavailable, false},
+		{"unknown service", bindMsg, string(proxy.ReasonUnknownService), goldap.ApplicationBindResponse, goldap.LDAPResultUnwillingToPerform, false},
+		{"network not allowed", bindMsg, string(proxy.ReasonNetwork), goldap.ApplicationBindResponse, goldap.LDAPResultUnwillingToPerform, false},
+		{"target unreachable", bindMsg, string(proxy.ReasonUnreachable), goldap.ApplicationBindResponse, goldap.LDAPResultUnavailable, false},
 		{"anonymous", fixture(t, "ldapsearch-bind-anonymous.ber"), "anonymous bind", goldap.ApplicationBindResponse, goldap.LDAPResultInappropriateAuthentication, false},
 		{"search first", fixture(t, "ldapsearch-search.ber"), "first operation not a bind", goldap.ApplicationSearchResultDone, goldap.LDAPResultOperationsError, false},
 		{"WhoAmI first", fixture(t, "ldapwhoami-whoami.ber"), "first operation not a bind", goldap.ApplicationExtendedResponse, goldap.LDAPResultOperationsError, false},
 		{"unbind first", fixture(t, "ldapsearch-unbind.ber"), "first operation not a bind", 0, 0, true},
-		{"too large", []byte{0x30, 0x84, 0x00, 0xa0, 0x00, 0x00}, proxy.ReasonTooLarge, goldap.ApplicationExtendedResponse, goldap.LDAPResultProtocolError, false},
+		{"too large", []byte{0x30, 0x84, 0x00, 0xa0, 0x00, 0x00}, string(proxy.ReasonTooLarge), goldap.ApplicationExtendedResponse, goldap.LDAPResultProtocolError, false},
 		{"junk", []byte("GET / HTTP/1.1\r\n"), "not an LDAP message", goldap.ApplicationExtendedResponse, goldap.LDAPResultProtocolError, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reply := s.RefusalReply(tc.first, tc.reason)
+			reply := s.RefusalReply(tc.first, refusalSaying(tc.reason))
 			if tc.none {
 				if reply != nil {
 					t.Fatalf("reply %x, want none", reply)

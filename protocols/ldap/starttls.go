@@ -1,7 +1,6 @@
 package ldap
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
@@ -37,5 +36,3 @@ func (s *Sniffer) StartTLS(target net.Conn) error {
 	}
 	return nil
 }
-
-var errUnexpectedResponse = errors.New("unexpected response")

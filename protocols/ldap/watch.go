@@ -53,25 +53,25 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 		return proxy.Verdict{}
 	}
 	if m.extendedName() == oidStartTLS { // refused, not suspicious: the client merely asked late
-		return proxy.Verdict{Reply: answer(m, errLateStartTLS.Error())}
+		return proxy.Verdict{Reply: answer(m, errLateStartTLS)}
 	}
 	return proxy.Verdict{}
 }
 
 // Target reports a bind that failed for wrong credentials; the bind that
 // routed the connection and every later one alike.
-func (w *watcher) Target(head []byte) (string, bool) {
+func (w *watcher) Target(head []byte) (*proxy.Refusal, bool) {
 	if op, ok := opTag(head); !ok || op != opBindResponse {
-		return "", false
+		return nil, false
 	}
 	m, err := decodeHead(head)
 	if err != nil {
-		return "", false
+		return nil, false
 	}
 	if goldap.IsErrorWithCode(goldap.GetLDAPError(m.packet), goldap.LDAPResultInvalidCredentials) {
-		return proxy.ReasonCredentials, false
+		return errCredentials, false
 	}
-	return "", false
+	return nil, false
 }
 
 // decodeHead decodes a message the relay handed over as head: the whole
@@ -89,6 +89,7 @@ func decodeHead(head []byte) (*message, error) {
 
 // refused is the verdict that answers request m (nil: unreadable) in
 // place of the target and reports it.
-func refused(m *message, reason error, close bool) proxy.Verdict {
-	return proxy.Verdict{Reply: answer(m, reason.Error()), Reason: reason.Error(), Close: close}
+func refused(m *message, err error, close bool) proxy.Verdict {
+	r := proxy.AsRefusal(err)
+	return proxy.Verdict{Reply: answer(m, r), Refusal: r, Close: close}
 }

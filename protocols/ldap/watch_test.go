@@ -110,7 +110,7 @@ func TestWatcherClient(t *testing.T) {
 				head = head[:tc.head]
 			}
 			v := w.Client(head)
-			if v.Reason != tc.reason || v.Close != tc.close {
+			if said(v.Refusal) != tc.reason || v.Close != tc.close {
 				t.Errorf("verdict %+v, want reason %q, close %v", v, tc.reason, tc.close)
 			}
 			if tc.code < 0 {
@@ -138,7 +138,7 @@ func TestWatcherTarget(t *testing.T) {
 		reason string
 	}{
 		{"bind success", fixture(t, "slapd-bind-success.ber"), 0, ""},
-		{"invalid credentials", fixture(t, "slapd-bind-invalid-credentials.ber"), 0, proxy.ReasonCredentials},
+		{"invalid credentials", fixture(t, "slapd-bind-invalid-credentials.ber"), 0, string(proxy.ReasonCredentials)},
 		{"invalid DN", fixture(t, "slapd-bind-invalid-dn.ber"), 0, ""},
 		{"SASL in progress", result(2, goldap.ApplicationBindResponse, goldap.LDAPResultSaslBindInProgress, ""), 0, ""},
 		{"search entry", fixture(t, "slapd-search-entry.ber"), 0, ""},
@@ -146,7 +146,7 @@ func TestWatcherTarget(t *testing.T) {
 		{"search done", fixture(t, "slapd-search-done.ber"), 0, ""},
 		{"StartTLS response", fixture(t, "slapd-starttls-success.ber"), 0, ""},
 		{"notice of disconnection", notice("bye"), 0, ""},
-		{"invalid credentials with a 4-octet length", longForm(fixture(t, "slapd-bind-invalid-credentials.ber")), 0, proxy.ReasonCredentials},
+		{"invalid credentials with a 4-octet length", longForm(fixture(t, "slapd-bind-invalid-credentials.ber")), 0, string(proxy.ReasonCredentials)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := w.Frame(proxy.FromTarget, tc.msg)
@@ -157,8 +157,8 @@ func TestWatcherTarget(t *testing.T) {
 			if tc.head > 0 {
 				head = head[:tc.head]
 			}
-			if got, _ := w.Target(head); got != tc.reason {
-				t.Errorf("Target = %q, want %q", got, tc.reason)
+			if got, _ := w.Target(head); said(got) != tc.reason {
+				t.Errorf("Target = %q, want %q", said(got), tc.reason)
 			}
 		})
 	}
@@ -221,14 +221,14 @@ func TestWatcherWithSlapd(t *testing.T) {
 				0, 0, false, "(uid=bob)", []string{"cn"}, nil))
 			return err
 		}, 0, ""},
-		{"rebind, wrong password", func() error { return c.Bind(s.DN("bob"), "guess") }, goldap.LDAPResultInvalidCredentials, proxy.ReasonCredentials},
+		{"rebind, wrong password", func() error { return c.Bind(s.DN("bob"), "guess") }, goldap.LDAPResultInvalidCredentials, string(proxy.ReasonCredentials)},
 		{"rebind, other domain", func() error { return c.Bind("uid=bob,dc=example,dc=org", "bob-pw") }, goldap.LDAPResultUnwillingToPerform, "bind for another service"},
 		{"rebind, down-level name reaches slapd", func() error { return c.Bind(`example.com\bob`, "bob-pw") }, goldap.LDAPResultInvalidDNSyntax, ""},
 		{"rebind", func() error { return c.Bind(s.DN("bob"), "bob-pw") }, 0, ""},
 		// Last: go-ldap stops reading after a refused StartTLS.
 		{"StartTLS late", func() error { return c.StartTLS(&tls.Config{InsecureSkipVerify: true}) }, goldap.LDAPResultOperationsError, ""},
 	}
-	want := []string{proxy.ReasonCredentials} // the first bind
+	want := []string{string(proxy.ReasonCredentials)} // the first bind
 	for _, st := range steps {
 		err := st.do()
 		if st.code == 0 && err != nil || st.code != 0 && !goldap.IsErrorWithCode(err, st.code) {

@@ -124,7 +124,7 @@ blacklist:
 		// The readiness probe of socat's port made it open a TLS connection
 		// that closed without a message: suspicious, as it should be.
 		probe := r == "127.0.0.4 : closed before first packet"
-		if r != "127.0.0.2 example.com: REGISTER credentials rejected (401)" && !probe {
+		if r != "127.0.0.2 example.com: credentials rejected by target (REGISTER 401)" && !probe {
 			t.Errorf("unexpected event %q", r)
 		}
 	}

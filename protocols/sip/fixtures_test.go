@@ -29,14 +29,14 @@ var fixtures = []fixture{{
 	service:    "example.com",
 	client:     []string{"REGISTER", "REGISTER", "OPTIONS", "REGISTER", "REGISTER"},
 	target:     []string{"401", "200", "200", "401", "401"},
-	rejections: []string{"REGISTER credentials rejected (401)"},
+	rejections: []string{"credentials rejected by target (REGISTER 401)"},
 }, {
 	// Proxy-auth challenge (ACKed), a call with SDP bodies, BYE, then a wrong password.
 	name:       "sipgo-invite",
 	service:    "example.com", // the From domain is Example.COM
 	client:     []string{"INVITE", "ACK", "INVITE", "ACK", "BYE", "INVITE", "ACK", "INVITE", "ACK"},
 	target:     []string{"407", "100", "180", "200", "200", "407", "403"},
-	rejections: []string{"INVITE credentials rejected (403)"},
+	rejections: []string{"credentials rejected by target (INVITE 403)"},
 }, {
 	// Compact header names: f:, v:, i:, l:, ...
 	name:    "sipgo-compact",
@@ -154,3 +154,11 @@ func newWatcher(t testing.TB, first []byte, info *proxy.ConnInfo) (*proxy.Decisi
 }
 
 func equal(a, b any) bool { return reflect.DeepEqual(a, b) }
+
+// text is a refusal's text, "" for none.
+func text(r *proxy.Refusal) string {
+	if r == nil {
+		return ""
+	}
+	return r.Text()
+}

@@ -137,7 +137,7 @@ func TestGatehouseCalls(t *testing.T) {
 	expectStatus(t, "INVITE", 200)(p.call(ctx, "bob", "alice-secret"))
 	g.waitReasons(t)
 	expectStatus(t, "INVITE with a wrong password", 403)(p.call(ctx, "bob", "guess"))
-	g.waitReasons(t, "127.0.0.4 example.com: INVITE credentials rejected (403)")
+	g.waitReasons(t, "127.0.0.4 example.com: credentials rejected by target (INVITE 403)")
 	if got := pbx.registrations(); !equal(got, []string{"alice/TCP"}) {
 		t.Fatalf("PBX registrations %q", got)
 	}
@@ -159,8 +159,8 @@ func TestGatehouseOtherService(t *testing.T) {
 	p.domain = "example.com"
 	expectStatus(t, "OPTIONS", 200)(p.options(ctx))
 	g.waitReasons(t,
-		"127.0.0.5 example.com: "+reasonOtherService,
-		"127.0.0.5 example.com: "+reasonOtherService)
+		"127.0.0.5 example.com: "+errOtherDomain.Error(),
+		"127.0.0.5 example.com: "+errOtherDomain.Error())
 	if got := pbx.registrations(); !equal(got, []string{"alice/TCP"}) {
 		t.Fatalf("PBX registrations %q", got)
 	}
@@ -173,7 +173,7 @@ func TestGatehouseUnknownService(t *testing.T) {
 	addr, g := startSIPGatehouse(t, pbx.addr, "")
 	p := newPhone(t, "127.0.0.6", addr, "alice", "unknown.example")
 	expectStatus(t, "REGISTER", 403)(p.register(timeout(t), "alice-secret"))
-	g.waitReasons(t, "127.0.0.6 unknown.example: "+proxy.ReasonUnknownService)
+	g.waitReasons(t, "127.0.0.6 unknown.example: "+string(proxy.ReasonUnknownService))
 }
 
 // TestGatehouseBruteForce: a REGISTER brute force from 127.0.0.2 gets the
@@ -249,5 +249,5 @@ services:
 	if got := pbx.registrations(); !equal(got, want) {
 		t.Fatalf("PBX registrations %q, want %q", got, want)
 	}
-	g.waitReasons(t, "127.0.0.7 example.com: "+reasonOtherUser)
+	g.waitReasons(t, "127.0.0.7 example.com: "+errOtherUser.Error())
 }

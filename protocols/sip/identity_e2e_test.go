@@ -76,7 +76,7 @@ func TestKamailioIdentity(t *testing.T) {
 	}
 	dups := 0
 	for _, r := range k.g.reasons() {
-		if r == "127.0.0.4 : duplicate From header" { // refused before routing: no service yet
+		if r == "127.0.0.4 : unreadable request (duplicate From header)" { // refused before routing: no service yet
 			dups++
 		}
 	}

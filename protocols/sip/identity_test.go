@@ -121,7 +121,7 @@ func TestSniffCertificate(t *testing.T) {
 				t.Fatalf("Sniff: %v, want %v", err, tc.err)
 			}
 			if err != nil {
-				if reply := new(Sniffer).RefusalReply([]byte(tc.in), err.Error()); tc.err != ErrToOtherService &&
+				if reply := new(Sniffer).RefusalReply([]byte(tc.in), proxy.AsRefusal(err)); tc.err != ErrToOtherService &&
 					!bytes.HasPrefix(reply, []byte("SIP/2.0 400 ")) {
 					t.Fatalf("refusal reply %q", reply)
 				}
@@ -153,24 +153,24 @@ func TestWatcherPinsCertifiedUser(t *testing.T) {
 		reason string
 	}{
 		{"own re-REGISTER", register(fromAlice, toAlice), "", ""},
-		{"REGISTER for bob", register(fromAlice, toBob), "SIP/2.0 403 ", reasonOtherUser},
-		{"REGISTER by bob", register(fromBob, toBob), "SIP/2.0 403 ", reasonOtherUser},
+		{"REGISTER for bob", register(fromAlice, toBob), "SIP/2.0 403 ", errOtherUser.Error()},
+		{"REGISTER by bob", register(fromBob, toBob), "SIP/2.0 403 ", errOtherUser.Error()},
 		{"own INVITE", invite(fromAlice), "", ""},
-		{"INVITE as bob", invite(fromBob), "SIP/2.0 403 ", reasonOtherUser},
-		{"two From", register(fromBob+fromAlice, toAlice), "SIP/2.0 400 ", "duplicate From header"},
-		{"two CSeq", register(fromAlice, toAlice, "CSeq: 2 REGISTER\r\n"), "SIP/2.0 400 ", "duplicate CSeq header"},
+		{"INVITE as bob", invite(fromBob), "SIP/2.0 403 ", errOtherUser.Error()},
+		{"two From", register(fromBob+fromAlice, toAlice), "SIP/2.0 400 ", "unreadable request (duplicate From header)"},
+		{"two CSeq", register(fromAlice, toAlice, "CSeq: 2 REGISTER\r\n"), "SIP/2.0 400 ", "unreadable request (duplicate CSeq header)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, w := newWatcher(t, first, tlsInfo(cert("alice"), "alice"))
 			v := w.Client([]byte(tc.in))
-			if !strings.HasPrefix(string(v.Reply), tc.status) || (v.Reply == nil) != (tc.status == "") || v.Reason != tc.reason || v.Close {
+			if !strings.HasPrefix(string(v.Reply), tc.status) || (v.Reply == nil) != (tc.status == "") || text(v.Refusal) != tc.reason || v.Close {
 				t.Fatalf("got %+v (%q)", v, v.Reply)
 			}
 		})
 	}
 	// Without a certificate the connection is bound to its service only.
 	_, w := newWatcher(t, first, nil)
-	if v := w.Client([]byte(register(fromBob, toBob))); v.Reply != nil || v.Reason != "" {
+	if v := w.Client([]byte(register(fromBob, toBob))); v.Reply != nil || text(v.Refusal) != "" {
 		t.Fatalf("uncertified: %+v", v)
 	}
 }
@@ -196,7 +196,7 @@ func TestDuplicateHeaders(t *testing.T) {
 		}
 		for _, name := range names {
 			extra := name + ": " + h.value + "\r\n"
-			want := "duplicate " + h.long + " header"
+			want := "unreadable request (duplicate " + h.long + " header)"
 			t.Run(h.long+"/"+name, func(t *testing.T) {
 				ins := []string{
 					register(extra+fromAlice, toAlice),  // before the original
@@ -210,12 +210,12 @@ func TestDuplicateHeaders(t *testing.T) {
 					if err == nil || err.Error() != want {
 						t.Fatalf("Sniff: %v, want %s\n%s", err, want, in)
 					}
-					if r := new(Sniffer).RefusalReply([]byte(in), err.Error()); !bytes.HasPrefix(r, []byte("SIP/2.0 400 ")) {
+					if r := new(Sniffer).RefusalReply([]byte(in), proxy.AsRefusal(err)); !bytes.HasPrefix(r, []byte("SIP/2.0 400 ")) {
 						t.Fatalf("refusal %q", r)
 					}
 					_, w := newWatcher(t, []byte(register(fromAlice, toAlice)), nil)
 					v := w.Client([]byte(in))
-					if !bytes.HasPrefix(v.Reply, []byte("SIP/2.0 400 ")) || v.Reason != want || v.Close {
+					if !bytes.HasPrefix(v.Reply, []byte("SIP/2.0 400 ")) || text(v.Refusal) != want || v.Close {
 						t.Fatalf("Client: %+v", v)
 					}
 				}
@@ -225,8 +225,8 @@ func TestDuplicateHeaders(t *testing.T) {
 					res = strings.Replace(res, extra, extra+extra, 1) // responses carry none of their own
 				}
 				_, w := newWatcher(t, []byte(register(fromAlice, toAlice)), nil)
-				if reason, drop := w.Target([]byte(res)); reason != "target sent "+want || !drop {
-					t.Fatalf("Target: %q, %v", reason, drop)
+				if reason, drop := w.Target([]byte(res)); text(reason) != "target message dropped (duplicate "+h.long+" header)" || !drop {
+					t.Fatalf("Target: %q, %v", text(reason), drop)
 				}
 			})
 		}
@@ -235,8 +235,8 @@ func TestDuplicateHeaders(t *testing.T) {
 	_, w := newWatcher(t, []byte(register(fromAlice, toAlice)), nil)
 	res := "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK.r1\r\n" + fromAlice +
 		"To: <sip:alice@example.com>;tag=t\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
-	if reason, drop := w.Target([]byte(res)); reason != "" || drop {
-		t.Fatalf("clean answer: %q, %v", reason, drop)
+	if reason, drop := w.Target([]byte(res)); reason != nil || drop {
+		t.Fatalf("clean answer: %q, %v", text(reason), drop)
 	}
 }
 

@@ -16,7 +16,7 @@ var _ proxy.Refuser = (*Sniffer)(nil)
 // it is too large, and 403 for everything else (unknown service, network
 // not allowed, ...). It returns nil when first holds no request sipgo can
 // read, or an ACK, which is never answered.
-func (s *Sniffer) RefusalReply(first []byte, reason string) []byte {
+func (s *Sniffer) RefusalReply(first []byte, r *proxy.Refusal) []byte {
 	for len(first) >= 2 && first[0] == '\r' && first[1] == '\n' {
 		first = first[2:]
 	}
@@ -34,15 +34,13 @@ func (s *Sniffer) RefusalReply(first []byte, reason string) []byte {
 		return nil
 	}
 	code, phrase := sipmsg.StatusForbidden, "Forbidden"
-	switch reason {
+	switch r.Reason {
 	case proxy.ReasonUnreachable:
 		code, phrase = sipmsg.StatusServiceUnavailable, "Service Unavailable"
-	case ErrTooLarge.Error(), proxy.ReasonTooLarge:
+	case proxy.ReasonTooLarge:
 		code, phrase = sipmsg.StatusMessageTooLarge, "Message Too Large"
-	default:
-		if badRequest[reason] {
-			code, phrase = sipmsg.StatusBadRequest, "Bad Request"
-		}
+	case proxy.ReasonUnreadable, proxy.ReasonNoName:
+		code, phrase = sipmsg.StatusBadRequest, "Bad Request"
 	}
 	res := sipmsg.NewResponseFromRequest(req, code, phrase, nil)
 	// The client's address is not known here: keep Via's rport bare

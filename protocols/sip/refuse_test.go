@@ -13,19 +13,20 @@ func TestRefusalReply(t *testing.T) {
 	invite := "\r\n\r\n" + request("INVITE", "From: <sip:alice@unknown.example>;tag=a\r\n",
 		"Via: SIP/2.0/TCP 10.0.0.9:5060;branch=z9hG4bK.x0\r\n", "Content-Length: 4\r\n\r\nv=0\n")
 	for _, tc := range []struct {
-		name, first, reason string
-		status              int // 0: no reply
+		name, first string
+		reason      *proxy.Refusal
+		status      int // 0: no reply
 	}{
-		{"unknown service", invite, proxy.ReasonUnknownService, 403},
-		{"network not allowed", invite, proxy.ReasonNetwork, 403},
-		{"target unreachable", invite, proxy.ReasonUnreachable, 503},
-		{"no From", request("REGISTER", "", "l: 0\r\n\r\n"), ErrNoFrom.Error(), 400},
-		{"From without host", request("REGISTER", "From: <sip:a@>\r\n", "l: 0\r\n\r\n"), ErrFromNoHost.Error(), 400},
-		{"too large", request("REGISTER", alice, "l: 99999999\r\n\r\n"), ErrTooLarge.Error(), 513},
-		{"too large, header block unfinished", request("REGISTER", alice), proxy.ReasonTooLarge, 0},
-		{"not SIP", "GET / HTTP/1.1\r\n\r\n", ErrNotSIP.Error(), 0},
-		{"a response", "SIP/2.0 200 OK\r\n" + alice + "l: 0\r\n\r\n", ErrNotRequest.Error(), 0},
-		{"an ACK", request("ACK", alice, "l: 0\r\n\r\n"), proxy.ReasonUnknownService, 0},
+		{"unknown service", invite, proxy.Refuse(proxy.ReasonUnknownService, "", nil), 403},
+		{"network not allowed", invite, proxy.Refuse(proxy.ReasonNetwork, "", nil), 403},
+		{"target unreachable", invite, proxy.Refuse(proxy.ReasonUnreachable, "", nil), 503},
+		{"no From", request("REGISTER", "", "l: 0\r\n\r\n"), ErrNoFrom, 400},
+		{"From without host", request("REGISTER", "From: <sip:a@>\r\n", "l: 0\r\n\r\n"), ErrFromNoHost, 400},
+		{"too large", request("REGISTER", alice, "l: 99999999\r\n\r\n"), ErrTooLarge, 513},
+		{"too large, header block unfinished", request("REGISTER", alice), proxy.Refuse(proxy.ReasonTooLarge, "", nil), 0},
+		{"not SIP", "GET / HTTP/1.1\r\n\r\n", ErrNotSIP, 0},
+		{"a response", "SIP/2.0 200 OK\r\n" + alice + "l: 0\r\n\r\n", ErrNotRequest, 0},
+		{"an ACK", request("ACK", alice, "l: 0\r\n\r\n"), proxy.Refuse(proxy.ReasonUnknownService, "", nil), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reply := new(Sniffer).RefusalReply([]byte(tc.first), tc.reason)

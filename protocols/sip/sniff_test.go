@@ -140,7 +140,7 @@ func TestSniffLeavesToWatcher(t *testing.T) {
 		request("REGISTER", from, "Via: SIP/2.0\r\nl: 0\r\n\r\n"), // bad Via
 	} {
 		_, w := newWatcher(t, []byte(in), nil)
-		if v := w.Client([]byte(in)); v.Reason != ErrMalformed.Error() || !v.Close {
+		if v := w.Client([]byte(in)); text(v.Refusal) != ErrMalformed.Error() || !v.Close {
 			t.Errorf("%q: %+v", in, v)
 		}
 	}

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -53,10 +52,9 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 		return proxy.Verdict{}
 	}
 	msg, err := parseMessage(head, w.max)
-	var he *HeaderError
 	if err != nil {
-		if !errors.As(err, &he) {
-			return proxy.Verdict{Reason: err.Error(), Close: true}
+		if headerError(err) == nil {
+			return proxy.Verdict{Refusal: proxy.AsRefusal(err), Close: true}
 		}
 		// A request that repeats or garbles a singleton header is
 		// answered, from what can be read of it, and the connection kept.
@@ -65,9 +63,9 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 			req = salvage(head)
 		}
 		if req == nil {
-			return proxy.Verdict{Reason: err.Error(), Close: true}
+			return proxy.Verdict{Refusal: proxy.AsRefusal(err), Close: true}
 		}
-		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", err.Error())
+		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", proxy.AsRefusal(err))
 	}
 	req, ok := msg.(*sipmsg.Request)
 	if !ok {
@@ -76,14 +74,14 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 	id, err := identify(req)
 	switch {
 	case err == ErrToOtherService:
-		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", err.Error())
+		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", ErrToOtherService)
 	case err != nil:
-		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", err.Error())
+		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", proxy.AsRefusal(err))
 	case !strings.EqualFold(id.from.host, w.service):
-		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", reasonOtherService)
+		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", errOtherDomain)
 	case w.identity.user != "" && (id.from.user != w.identity.user ||
 		req.Method == sipmsg.REGISTER && id.to.user != w.identity.user):
-		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", reasonOtherUser)
+		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", errOtherUser)
 	}
 	if (req.Method == sipmsg.REGISTER || req.Method == sipmsg.INVITE) && hasCredentials(req) {
 		if t, ok := txnOf(req); ok {
@@ -102,44 +100,43 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 // singleton header is not passed to the client (whose stack would pick one
 // of the copies as it likes), and a final answer to a credentialed request
 // may be a target rejection.
-func (w *watcher) Target(head []byte) (reason string, drop bool) {
+func (w *watcher) Target(head []byte) (refusal *proxy.Refusal, drop bool) {
 	if isKeepAlive(head) {
-		return "", false
+		return nil, false
 	}
 	msg, err := parseMessage(head, w.max)
-	var he *HeaderError
-	switch {
-	case errors.As(err, &he):
-		return "target sent " + err.Error(), true
+	switch he := headerError(err); {
+	case he != nil:
+		return proxy.Refuse(proxy.ReasonTargetMessage, he.Problem+" "+he.Header+" header", err), true
 	case err != nil:
 		// Any other fault of the target's is not the client's doing; the
 		// client's stack will refuse it.
-		return "", false
+		return nil, false
 	}
 	res, ok := msg.(*sipmsg.Response)
 	if !ok || res.IsProvisional() {
-		return "", false
+		return nil, false
 	}
 	w.mu.Lock()
 	waiting := len(w.pending) > 0
 	w.mu.Unlock()
 	if !waiting {
-		return "", false
+		return nil, false
 	}
 	t, ok := txnOf(res)
 	if !ok || !w.answered(t) {
-		return "", false
+		return nil, false
 	}
 	switch res.StatusCode {
 	case sipmsg.StatusUnauthorized, sipmsg.StatusProxyAuthRequired:
 		if staleNonce(res) {
-			return "", false // right credentials, expired nonce: a phone re-registering
+			return nil, false // right credentials, expired nonce: a phone re-registering
 		}
 		fallthrough
 	case sipmsg.StatusForbidden:
-		return fmt.Sprintf("%s credentials rejected (%d)", t.method, res.StatusCode), false
+		return proxy.Refuse(proxy.ReasonCredentials, fmt.Sprintf("%s %d", t.method, res.StatusCode), nil), false
 	}
-	return "", false
+	return nil, false
 }
 
 // staleNonce reports whether a challenge in res says stale=true: the
@@ -173,7 +170,7 @@ func (w *watcher) answered(t txn) bool {
 // refuse answers req itself instead of forwarding it. An ACK is never
 // answered (RFC 3261 §17.1.1.3) and, as it acknowledges a final answer
 // already given (by gatehouse, most likely), it is dropped without counting.
-func (w *watcher) refuse(req *sipmsg.Request, code int, phrase, reason string) proxy.Verdict {
+func (w *watcher) refuse(req *sipmsg.Request, code int, phrase string, reason *proxy.Refusal) proxy.Verdict {
 	if req.IsAck() {
 		return proxy.Verdict{Reply: []byte{}}
 	}
@@ -181,7 +178,7 @@ func (w *watcher) refuse(req *sipmsg.Request, code int, phrase, reason string) p
 		req.SetSource(w.client.String())
 	}
 	res := sipmsg.NewResponseFromRequest(req, code, phrase, nil)
-	return proxy.Verdict{Reply: []byte(res.String()), Reason: reason}
+	return proxy.Verdict{Reply: []byte(res.String()), Refusal: reason}
 }
 
 // salvage parses what can be parsed of a request whose header block sipgo

@@ -29,14 +29,14 @@ func TestWatcherFixtures(t *testing.T) {
 			}
 			// Requests precede their answers; that is all the order matching needs.
 			for _, m := range up {
-				if v := w.Client(m); v.Reply != nil || v.Reason != "" || v.Close {
+				if v := w.Client(m); v.Reply != nil || text(v.Refusal) != "" || v.Close {
 					t.Fatalf("client message refused: %+v\n%s", v, m)
 				}
 			}
 			var got []string
 			for _, m := range down {
-				if reason, _ := w.Target(m); reason != "" {
-					got = append(got, reason)
+				if reason, _ := w.Target(m); reason != nil {
+					got = append(got, reason.Text())
 				}
 			}
 			if !equal(got, f.rejections) {
@@ -56,7 +56,7 @@ func TestWatcherOtherService(t *testing.T) {
 	_, w := newWatcher(t, []byte(request("REGISTER", alice, "l: 0\r\n\r\n")), &proxy.ConnInfo{Client: client})
 
 	same := request("OPTIONS", "From: <sip:bob@EXAMPLE.com>;tag=b1\r\n", "l: 0\r\n\r\n")
-	if v := w.Client([]byte(same)); v.Reply != nil || v.Reason != "" {
+	if v := w.Client([]byte(same)); v.Reply != nil || text(v.Refusal) != "" {
 		t.Fatalf("same domain, other case: %+v", v)
 	}
 
@@ -69,7 +69,7 @@ func TestWatcherOtherService(t *testing.T) {
 		"CSeq: 42 INVITE\r\n" +
 		"Content-Length: 4\r\n\r\nv=0\n"
 	v := w.Client([]byte(other))
-	if v.Reason != reasonOtherService || v.Close {
+	if text(v.Refusal) != errOtherDomain.Error() || v.Close {
 		t.Fatalf("verdict %+v", v)
 	}
 	msg, err := sipmsg.ParseMessage(v.Reply)
@@ -93,7 +93,7 @@ func TestWatcherOtherService(t *testing.T) {
 
 	// Its ACK gets no answer and counts no second time.
 	ack := strings.Replace(strings.Replace(other, "42 INVITE", "42 ACK", 1), "INVITE sip:", "ACK sip:", 1)
-	if v := w.Client([]byte(ack)); v.Reply == nil || len(v.Reply) != 0 || v.Reason != "" {
+	if v := w.Client([]byte(ack)); v.Reply == nil || len(v.Reply) != 0 || text(v.Refusal) != "" {
 		t.Fatalf("ACK: %+v", v)
 	}
 }
@@ -117,7 +117,7 @@ func TestWatcherClientRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := w.Client([]byte(tc.in))
 			if !strings.HasPrefix(string(v.Reply), tc.status) || (v.Reply == nil) != (tc.status == "") ||
-				v.Reason != tc.reason || v.Close != tc.close {
+				text(v.Refusal) != tc.reason || v.Close != tc.close {
 				t.Fatalf("got %+v", v)
 			}
 		})
@@ -156,11 +156,11 @@ func TestWatcherTarget(t *testing.T) {
 		{"challenge is no rejection",
 			[]string{msg("REGISTER", 1, "")}, []string{answer(401, 1, "REGISTER")}, nil},
 		{"failed REGISTER",
-			[]string{msg("REGISTER", 2, authz)}, []string{answer(401, 2, "REGISTER")}, []string{"REGISTER credentials rejected (401)"}},
+			[]string{msg("REGISTER", 2, authz)}, []string{answer(401, 2, "REGISTER")}, []string{"credentials rejected by target (REGISTER 401)"}},
 		{"forbidden REGISTER",
-			[]string{msg("REGISTER", 2, authz)}, []string{answer(403, 2, "REGISTER")}, []string{"REGISTER credentials rejected (403)"}},
+			[]string{msg("REGISTER", 2, authz)}, []string{answer(403, 2, "REGISTER")}, []string{"credentials rejected by target (REGISTER 403)"}},
 		{"failed INVITE",
-			[]string{msg("INVITE", 3, proxz)}, []string{answer(100, 3, "INVITE"), answer(407, 3, "INVITE")}, []string{"INVITE credentials rejected (407)"}},
+			[]string{msg("INVITE", 3, proxz)}, []string{answer(100, 3, "INVITE"), answer(407, 3, "INVITE")}, []string{"credentials rejected by target (INVITE 407)"}},
 		{"successful INVITE, then a stray 403",
 			[]string{msg("INVITE", 3, proxz)}, []string{answer(200, 3, "INVITE"), answer(403, 3, "INVITE")}, nil},
 		{"other CSeq",
@@ -173,23 +173,23 @@ func TestWatcherTarget(t *testing.T) {
 		{"fresh challenge after credentials is",
 			[]string{msg("REGISTER", 9, authz)}, []string{strings.Replace(answer(401, 9, "REGISTER"), "Content-Length: 0",
 				"WWW-Authenticate: Digest realm=\"r\", nonce=\"n2\", algorithm=MD5, stale=false\r\nContent-Length: 0", 1)},
-			[]string{"REGISTER credentials rejected (401)"}},
+			[]string{"credentials rejected by target (REGISTER 401)"}},
 		{"keep-alive",
-			[]string{msg("REGISTER", 7, authz)}, []string{"\r\n", answer(401, 7, "REGISTER")}, []string{"REGISTER credentials rejected (401)"}},
+			[]string{msg("REGISTER", 7, authz)}, []string{"\r\n", answer(401, 7, "REGISTER")}, []string{"credentials rejected by target (REGISTER 401)"}},
 		{"unparseable answer",
 			[]string{msg("REGISTER", 8, authz)}, []string{"SIP/2.0 401 x\r\nVia: x\r\nl: 0\r\n\r\n"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, w := newWatcher(t, []byte(msg("REGISTER", 1, "")), nil)
 			for _, r := range tc.requests {
-				if v := w.Client([]byte(r)); v.Reply != nil || v.Reason != "" {
+				if v := w.Client([]byte(r)); v.Reply != nil || text(v.Refusal) != "" {
 					t.Fatalf("request refused: %+v", v)
 				}
 			}
 			var got []string
 			for _, r := range tc.responses {
-				if reason, _ := w.Target([]byte(r)); reason != "" {
-					got = append(got, reason)
+				if reason, _ := w.Target([]byte(r)); reason != nil {
+					got = append(got, reason.Text())
 				}
 			}
 			if !equal(got, tc.want) {
@@ -209,7 +209,7 @@ func TestWatcherPendingBound(t *testing.T) {
 	}
 	rejected := func(seq int) bool {
 		reason, _ := w.Target([]byte(fmt.Sprintf("SIP/2.0 401 x\r\nCall-ID: c1\r\nCSeq: %d REGISTER\r\nl: 0\r\n\r\n", seq)))
-		return reason != ""
+		return reason != nil
 	}
 	for seq := 1; seq <= maxPending+8; seq++ {
 		w.Client([]byte(reg(seq)))

@@ -20,6 +20,7 @@
 package gate
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -30,8 +31,8 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 )
 
-// Guard is the blacklist as the gate sees it; *blacklist.List and the
-// admin UI's event log implement it.
+// Guard is the blacklist as the gate sees it; *blacklist.List and
+// EventLog implement it.
 type Guard interface {
 	Blocked(ip netip.Addr) bool
 	Report(ev blacklist.Event)
@@ -360,5 +361,5 @@ func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, args ...any)
 	if n > 0 {
 		args = append(args, "suppressed", n)
 	}
-	l.Log(nil, level, msg, args...)
+	l.Log(context.Background(), level, msg, args...)
 }

@@ -149,3 +149,50 @@ func parseContentLength(v string) (int64, error) {
 	}
 	return n, nil
 }
+
+// framing collects the fields that frame a message's body, the same way
+// for requests and responses.
+type framing struct {
+	lengths, codings int    // Content-Length and Transfer-Encoding fields seen
+	length           int64  // the Content-Length
+	te               string // the Transfer-Encoding
+}
+
+// field takes name: value when it is one of the framing fields, for
+// parseFields, and reports whether it did.
+func (f *framing) field(name, value string) (bool, error) {
+	switch len(name) {
+	case 14:
+		if equalFold(name, "Content-Length") {
+			f.lengths++
+			n, err := parseContentLength(value)
+			if err != nil {
+				return false, err
+			}
+			f.length = n
+			return true, nil
+		}
+	case 17:
+		if equalFold(name, "Transfer-Encoding") {
+			f.codings++
+			f.te = value
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// check refuses framing a peer could read two ways: two lengths, a length
+// and a coding, or any coding but chunked alone on HTTP/1.1 (RFC 9112
+// section 6.1: HTTP/1.0 has no transfer codings).
+func (f *framing) check(minor int) error {
+	switch {
+	case f.lengths > 1:
+		return ErrContentLength
+	case f.codings > 0 && f.lengths > 0:
+		return ErrFramingConflict
+	case f.codings > 0 && (f.codings > 1 || minor == 0 || !equalFold(f.te, "chunked")):
+		return ErrTransferEncoding
+	}
+	return nil
+}

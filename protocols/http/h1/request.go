@@ -96,13 +96,21 @@ func parseRequest(head string) (*Request, error) {
 	if err := r.parseLine(line); err != nil {
 		return nil, err
 	}
-	var f framing
-	r.Header, err = f.parse(rest, true)
+	var (
+		hosts int
+		f     framing
+	)
+	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
+		if len(name) == 4 && equalFold(name, "Host") {
+			hosts++
+			r.Host = value
+			return true, nil
+		}
+		return f.field(name, value)
+	})
 	if err != nil {
 		return nil, err
 	}
-	hosts := f.hosts
-	r.Host = f.host
 	switch {
 	case hosts > 1, hosts == 0 && r.Minor == 1, hosts == 1 && !ValidHost(r.Host):
 		return nil, ErrHost
@@ -114,11 +122,15 @@ func parseRequest(head string) (*Request, error) {
 	if err := f.check(r.Minor); err != nil {
 		return nil, err
 	}
-	r.ContentLength = f.cl
+	r.ContentLength = f.length
 	if f.codings > 0 {
 		r.ContentLength = Chunked
 	}
-	r.Close = closeAfter(r.Header, r.Minor)
+	if r.Minor == 0 {
+		r.Close = !r.Header.HasToken("Connection", "keep-alive")
+	} else {
+		r.Close = r.Header.HasToken("Connection", "close")
+	}
 	return r, nil
 }
 

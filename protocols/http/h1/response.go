@@ -58,7 +58,7 @@ func ParseResponse(head, method string) (*Response, error) {
 		return nil, err
 	}
 	var f framing
-	r.Header, err = f.parse(rest, false)
+	r.Header, err = parseFields(rest, make(Header, 0, 16), f.field)
 	if err != nil {
 		return nil, err
 	}
@@ -66,20 +66,23 @@ func ParseResponse(head, method string) (*Response, error) {
 		return nil, err
 	}
 	if f.lengths > 0 {
-		r.ContentLength = f.cl
+		r.ContentLength = f.length
 	}
-	codings, lengths := f.codings, f.lengths
 	switch {
 	case Bodyless(method, r.StatusCode):
 		r.BodyLength = 0
-	case codings > 0:
+	case f.codings > 0:
 		r.BodyLength = Chunked
-	case lengths > 0:
+	case f.lengths > 0:
 		r.BodyLength = r.ContentLength
 	default:
 		r.BodyLength = UntilClose
 	}
-	r.Close = closeAfter(r.Header, r.Minor)
+	if r.Minor == 0 {
+		r.Close = !r.Header.HasToken("Connection", "keep-alive")
+	} else {
+		r.Close = r.Header.HasToken("Connection", "close")
+	}
 	if r.BodyLength == UntilClose {
 		r.Close = true
 	}

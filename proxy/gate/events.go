@@ -1,4 +1,4 @@
-package webui
+package gate
 
 import (
 	"net/netip"
@@ -7,15 +7,15 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
-	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
-// EventLog keeps the latest suspicious requests for the "recent refusals"
-// page. It stands between the producers (proxy, turn, this package) and the
-// blacklist: it implements the Guard they report to, records each event
-// and passes it on. It is a ring: memory stays fixed however many arrive.
+// EventLog keeps the latest suspicious requests for the admin UI's "recent
+// refusals" page. It stands between every producer (the proxy, the gate,
+// turn, the admin UI's logins) and the blacklist: it is the Guard they all
+// report to, records each event and passes it on. It is a ring: memory
+// stays fixed however many arrive.
 type EventLog struct {
-	next proxy.Guard
+	next Guard
 	now  func() time.Time
 
 	mu    sync.Mutex // guards the fields below
@@ -34,7 +34,7 @@ const DefaultEventLogSize = 2000
 const maxEventText = 200
 
 // NewEventLog keeps the last size events and passes every call on to next.
-func NewEventLog(next proxy.Guard, size int) *EventLog {
+func NewEventLog(next Guard, size int) *EventLog {
 	if size < 1 {
 		size = 1
 	}
@@ -112,4 +112,4 @@ func matches(ev blacklist.Event, words []string) bool {
 	return true
 }
 
-var _ proxy.Guard = (*EventLog)(nil)
+var _ Guard = (*EventLog)(nil)

@@ -45,6 +45,8 @@ type side struct {
 
 var errIdle = errors.New("idle timeout")
 
+var errClientBlocked = errors.New("client blocked")
+
 func (r *relay) run(first []byte) {
 	c := r.conn
 	r.up = side{src: c.Conn, dst: r.target, dir: FromClient, bytes: &c.bytesIn}
@@ -107,6 +109,9 @@ func (r *relay) pump(s, other *side, first []byte) error {
 	}
 	if r.live {
 		w = writerFunc(func(p []byte) (int, error) {
+			if s.dir == FromClient && r.conn.Blocked() {
+				return 0, errClientBlocked // see write
+			}
 			n, err := dst.Write(p)
 			s.bytes.Add(int64(n))
 			return n, err
@@ -299,6 +304,12 @@ func (r *relay) write(s *side, p []byte) error {
 	if s.dir == FromTarget {
 		err = r.writeClient(p)
 	} else {
+		if r.conn.Blocked() {
+			// The gate shut the client's reading side at the block, but
+			// Linux still hands over what arrives after shutdown(SHUT_RD):
+			// nothing read from a blocked client reaches its target.
+			return errClientBlocked
+		}
 		_, err = s.dst.Write(p)
 	}
 	if err == nil {

@@ -373,9 +373,12 @@ func (c *Conn) Blocked() bool { return c.blocked.Load() }
 // the block (a 403, an LDAP error) gets out, nothing more comes in.
 const closeGrace = time.Second
 
-// cutOff ends a blocked client's connection: reads end at once (EOF), so no
-// further request is read; the answer being written gets closeGrace, then
-// the connection is closed whatever the handler does.
+// cutOff ends a blocked client's connection: its reading side is shut, so
+// a read waiting now ends with EOF; the answer being written gets
+// closeGrace, then the connection is closed whatever the handler does.
+// Linux still hands a later read what arrives after shutdown(SHUT_RD), so
+// whoever forwards client bytes checks Blocked first (the proxy's relay
+// does; so must a handler that reads requests itself).
 func (c *Conn) cutOff() {
 	c.blocked.Store(true)
 	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {

@@ -192,3 +192,15 @@ func (l *List) Whitelisted(ip netip.Addr) bool {
 	r := l.rules.Load()
 	return r.white.contains(ip.Unmap())
 }
+
+// Range returns the network ip's record folds into when the list is full:
+// the /24 of an IPv4 address, the /48 of an IPv6 one, or the client key
+// itself where that is wider (blacklist.ipv6_prefix below 48). The proxy's
+// gate shares connections fairly between these ranges.
+func (l *List) Range(ip netip.Addr) netip.Prefix {
+	key := l.Key(ip)
+	if a, ok := aggregateKey(key); ok {
+		return a
+	}
+	return key
+}

@@ -85,3 +85,24 @@ func TestAggregateKeptAcrossRestart(t *testing.T) {
 		t.Fatal("the range is not blocked after a restart")
 	}
 }
+
+// TestRange: the network a client folds into, which the gate also shares
+// connections by; never narrower than the client key.
+func TestRange(t *testing.T) {
+	for _, tc := range []struct {
+		bits     int
+		ip, want string
+	}{
+		{64, "192.0.2.77", "192.0.2.0/24"},
+		{64, "::ffff:192.0.2.77", "192.0.2.0/24"},
+		{64, "2001:db8:1:2::3", "2001:db8:1::/48"},
+		{56, "2001:db8:1:2::3", "2001:db8:1::/48"},
+		{48, "2001:db8:1:2::3", "2001:db8:1::/48"},
+		{32, "2001:db8:1:2::3", "2001:db8::/32"},
+	} {
+		h := newHarness(t, configs.Blacklist{Threshold: 5, IPv6Prefix: tc.bits})
+		if got := h.Range(addr(tc.ip)); got != netip.MustParsePrefix(tc.want) {
+			t.Errorf("ipv6_prefix %d: Range(%s) = %v, want %s", tc.bits, tc.ip, got, tc.want)
+		}
+	}
+}

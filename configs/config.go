@@ -219,6 +219,11 @@ type Limits struct {
 	// whitelisted clients keep a reserve of file descriptors (0: no cap).
 	// The default is derived from the descriptor limit: see DefaultMaxConns.
 	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerRange is the share of MaxConns the clients of one range
+	// (an IPv4 /24, an IPv6 /48: the blacklist's aggregation prefixes) may
+	// hold together, so that a flood spread over many addresses of a few
+	// networks cannot take every connection. Applies only with MaxConns.
+	MaxConnsPerRange Percent `yaml:"max_conns_per_range"`
 	// BodyTimeout bounds how long a request body may take to arrive, so a
 	// body trickled a byte at a time cannot hold a client and a target
 	// connection for idle_timeout per read.
@@ -260,3 +265,6 @@ type PortRange struct{ Min, Max uint16 }
 
 // ByteSize is a size in bytes, written as a number or with a KiB/MiB suffix.
 type ByteSize int
+
+// Percent is a share written with a percent sign ("25%"), a whole number.
+type Percent int

@@ -230,6 +230,7 @@ func TestDefaults(t *testing.T) {
 		{"limits.idle_timeout", l.IdleTimeout, 15 * time.Minute},
 		{"limits.max_conns_per_ip", l.MaxConnsPerIP, 500},
 		{"limits.max_conns", l.MaxConns, configs.DefaultMaxConns(configs.FileLimit())},
+		{"limits.max_conns_per_range", l.MaxConnsPerRange, configs.Percent(25)},
 		{"limits.body_timeout", l.BodyTimeout, time.Minute},
 		{"limits.shutdown_timeout", l.ShutdownTimeout, 30 * time.Second},
 		{"turn.allocate_timeout", c.TURN.AllocateTimeout, 10 * time.Second},
@@ -248,7 +249,7 @@ func TestDefaults(t *testing.T) {
 blacklist: {threshold: 3, expiration: 1h, ipv6_prefix: 56, max_tracked: 10}
 turn: {relay_ports: 10000-10010, deny_peers: [], max_allocations: 5, max_allocations_per_user: 1, max_lifetime: 10m, allocate_timeout: 3s}
 log: {level: debug, format: json}
-limits: {first_packet_timeout: 1s, first_packet_max: 1MiB, dial_timeout: 2s, idle_timeout: 3m, max_conns_per_ip: 0, max_conns: 0, body_timeout: 5s, shutdown_timeout: 4s}
+limits: {first_packet_timeout: 1s, first_packet_max: 1MiB, dial_timeout: 2s, idle_timeout: 3m, max_conns_per_ip: 0, max_conns: 0, max_conns_per_range: 40%, body_timeout: 5s, shutdown_timeout: 4s}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +260,7 @@ limits: {first_packet_timeout: 1s, first_packet_max: 1MiB, dial_timeout: 2s, idl
 		tu.MaxAllocations != 5 || tu.MaxAllocationsPerUser != 1 || tu.MaxLifetime != 10*time.Minute || tu.AllocateTimeout != 3*time.Second ||
 		c.Log != (configs.Log{Level: "debug", Format: "json"}) ||
 		l != (configs.Limits{FirstPacketTimeout: time.Second, FirstPacketMax: configs.MiB, DialTimeout: 2 * time.Second,
-			IdleTimeout: 3 * time.Minute, MaxConnsPerIP: 0, MaxConns: 0, BodyTimeout: 5 * time.Second, ShutdownTimeout: 4 * time.Second}) {
+			IdleTimeout: 3 * time.Minute, MaxConnsPerIP: 0, MaxConns: 0, MaxConnsPerRange: 40, BodyTimeout: 5 * time.Second, ShutdownTimeout: 4 * time.Second}) {
 		t.Errorf("written values replaced by defaults: %+v %+v %+v %+v", b, tu, c.Log, l)
 	}
 }

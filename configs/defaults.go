@@ -86,6 +86,11 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	// What the descriptor limit of this process allows, with a reserve for
 	// the admin port, whitelisted clients, listeners and files.
 	def(written, "limits.max_conns", &l.MaxConns, DefaultMaxConns(FileLimit()))
+	// A quarter: a site whose phones all sit in one /24 can still use most
+	// of what is left after three others, while a flood from one network
+	// leaves three quarters to everyone else (and the nearly-full rule of
+	// proxy/gate protects the last eighth from the heaviest ranges).
+	def(written, "limits.max_conns_per_range", &l.MaxConnsPerRange, 25)
 	// A minute is plenty for any upload a phone or a PBX web page makes;
 	// a body trickled a byte every few seconds is an attack on the slots.
 	def(written, "limits.body_timeout", &l.BodyTimeout, time.Minute)

@@ -146,6 +146,7 @@ func TestExample(t *testing.T) {
 			IdleTimeout:        15 * time.Minute,
 			MaxConnsPerIP:      500,
 			MaxConns:           configs.DefaultMaxConns(configs.FileLimit()),
+			MaxConnsPerRange:   25,
 			BodyTimeout:        time.Minute,
 			ShutdownTimeout:    30 * time.Second,
 		}},

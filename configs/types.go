@@ -143,6 +143,29 @@ func (b ByteSize) MarshalYAML() (any, error) {
 	return int(b), nil
 }
 
+// ParsePercent parses a whole percentage written with its sign ("25%").
+// The sign is required: a bare 25 could be read as 25 connections. Whether
+// the value is in range is left to validation.
+func ParsePercent(s string) (Percent, error) {
+	num, ok := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || num == "" || strings.Trim(num, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a percentage like 25%%", s)
+	}
+	return Percent(n), nil
+}
+
+// String returns the "25%" form.
+func (p Percent) String() string { return strconv.Itoa(int(p)) + "%" }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
+	return unmarshalScalar(n, p, ParsePercent)
+}
+
+// MarshalYAML writes the "25%" form.
+func (p Percent) MarshalYAML() (any, error) { return p.String(), nil }
+
 // unmarshalScalar parses a scalar node into *dst. A bad value is returned as
 // a *yaml.TypeError in yaml.v3's own "line N: " form, so that yaml.v3 goes on
 // and collects the other errors instead of stopping at this one.

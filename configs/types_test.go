@@ -97,6 +97,36 @@ func TestParseByteSize(t *testing.T) {
 	}
 }
 
+func TestParsePercent(t *testing.T) {
+	tests := []struct {
+		in   string
+		want configs.Percent
+		err  string
+	}{
+		{"25%", 25, ""},
+		{"100%", 100, ""},
+		{"0%", 0, ""}, // parsed; validation refuses it with the key's line
+		{"25", 0, `"25" is not a percentage like 25%`}, // 25 connections? refused
+		{"%", 0, `"%" is not`},
+		{"", 0, `"" is not`},
+		{"2.5%", 0, `"2.5%" is not`},
+		{"-5%", 0, `"-5%" is not`},
+		{"+5%", 0, `"+5%" is not`},
+		{" 5%", 0, `" 5%" is not`},
+		{"5 %", 0, `"5 %" is not`},
+		{"99999999999999999999%", 0, `"99999999999999999999%" is not`},
+	}
+	for _, tt := range tests {
+		got, err := configs.ParsePercent(tt.in)
+		if got != tt.want || (err == nil) != (tt.err == "") || err != nil && !strings.HasPrefix(err.Error(), tt.err) {
+			t.Errorf("ParsePercent(%q) = %d, %v; want %d, %s", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+	if s := configs.Percent(25).String(); s != "25%" {
+		t.Errorf("String = %s", s)
+	}
+}
+
 func TestByteSizeString(t *testing.T) {
 	for b, want := range map[configs.ByteSize]string{
 		0: "0", 1000: "1000", 1024: "1KiB", 65536: "64KiB", 1536: "1536", 3 << 20: "3MiB", 1 << 30: "1GiB",

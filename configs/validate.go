@@ -345,6 +345,9 @@ func (v *validator) logAndLimits() {
 	if l.MaxConns < 0 {
 		v.errorf("limits.max_conns", "%d is negative (0 means no cap)", l.MaxConns)
 	}
+	if l.MaxConnsPerRange < 1 || l.MaxConnsPerRange > 100 {
+		v.errorf("limits.max_conns_per_range", "%s is not from 1%% to 100%% (100%% lets one range hold all of limits.max_conns)", l.MaxConnsPerRange)
+	}
 	v.positive("limits.body_timeout", l.BodyTimeout)
 	v.positive("limits.shutdown_timeout", l.ShutdownTimeout)
 }

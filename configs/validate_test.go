@@ -316,6 +316,9 @@ admin:
 		{"first packet too large", `limits: {first_packet_max: 32MiB}`,
 			[]string{`1: limits.first_packet_max: 32MiB is not from 1KiB to 16MiB`}},
 		{"no cap on connections", `limits: {max_conns_per_ip: 0, max_conns: 0}`, nil},
+		{"range share", "limits:\n  max_conns_per_range: 0%\n", []string{`2: limits.max_conns_per_range: 0% is not from 1% to 100%`}},
+		{"range share above all", "limits:\n  max_conns: 10\n  max_conns_per_range: 101%\n", []string{`3: limits.max_conns_per_range: 101% is not from 1% to 100%`}},
+		{"range share without sign", "limits:\n  max_conns_per_range: 25\n", []string{`2: limits.max_conns_per_range: "25" is not a percentage like 25%`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

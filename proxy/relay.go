@@ -105,6 +105,9 @@ func (r *relay) pump(s, other *side, first []byte) error {
 	}
 	if r.live {
 		w = writerFunc(func(p []byte) (int, error) {
+			if s.dir == FromClient && r.conn.Blocked() {
+				return 0, errBlocked // see write
+			}
 			n, err := dst.Write(p)
 			s.bytes.Add(int64(n))
 			return n, err
@@ -297,6 +300,12 @@ func (r *relay) write(s *side, p []byte) error {
 	if s.dir == FromTarget {
 		err = r.writeClient(p)
 	} else {
+		if r.conn.Blocked() {
+			// The gate shut the client's reading side at the block, but
+			// Linux still hands over what arrives after shutdown(SHUT_RD):
+			// nothing read from a blocked client reaches its target.
+			return errBlocked
+		}
 		_, err = s.dst.Write(p)
 	}
 	if err == nil {

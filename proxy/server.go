@@ -145,7 +145,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ]}
 	}
 	s.table.Store(t)
-	s.opts.Gate.SetLimits(cfg.Limits.MaxConnsPerIP, cfg.Limits.MaxConns)
+	s.opts.Gate.SetLimits(gate.Limits{PerClient: cfg.Limits.MaxConnsPerIP, Total: cfg.Limits.MaxConns, RangePercent: int(cfg.Limits.MaxConnsPerRange)})
 	for typ, old := range s.listeners {
 		if addr, ok := cfg.Listen[typ]; !ok || opened[typ] != nil || addr != old.addr {
 			old.ln.Close()
@@ -281,6 +281,9 @@ func NewGate(guard Guard, log *slog.Logger) *gate.Gate {
 	}
 	if k, ok := guard.(interface{ Key(netip.Addr) netip.Prefix }); ok {
 		opts.Key = k.Key
+	}
+	if r, ok := guard.(interface{ Range(netip.Addr) netip.Prefix }); ok {
+		opts.Range = r.Range
 	}
 	if w, ok := guard.(interface{ Whitelisted(netip.Addr) bool }); ok {
 		opts.Whitelisted = w.Whitelisted

@@ -46,7 +46,7 @@ func (s *Server) newMetrics() http.Handler {
 		blEvicted:     d("blacklist_evicted_total", "Idle lone counters forgotten because blacklist.max_tracked was reached (blocks never are)."),
 		blAggregated:  d("blacklist_aggregated_total", "Ranges (/24, /48) folded into one record because blacklist.max_tracked was reached."),
 		gateOpen:      d("gate_connections", "Connections open on every listener (services, TURN over TCP/TLS, admin)."),
-		gateRefused:   d("gate_refused_total", "Connections closed at accept for limits.max_conns_per_ip or limits.max_conns."),
+		gateRefused:   d("gate_refused_total", "Connections closed at accept for limits.max_conns_per_ip, limits.max_conns or the range rules (limits.max_conns_per_range)."),
 		gateCut:       d("gate_cut_total", "Open connections closed because their client was blocked."),
 		gateExhausted: d("accept_exhausted", "1 while accepting fails (out of file descriptors), else 0."),
 		turnActive:    d("turn_allocations", "TURN allocations open now."),

@@ -23,6 +23,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		// Re-run inside a test's network namespace (netns_e2e_test.go).
+		os.Exit(netnsHelper(os.Args[1:]))
+	}
 	dir, err := os.MkdirTemp("", "gatehouse-e2e")
 	if err != nil {
 		panic(err)

@@ -37,6 +37,18 @@ const adminPassword = "correct horse"
 
 func newLimitsFixture(t *testing.T, nofile, maxTracked int) *limitsFixture {
 	t.Helper()
+	return newLimitsFixtureWith(t, limitsOpts{nofile: nofile, maxTracked: maxTracked, threshold: 3,
+		limits: "  first_packet_timeout: 2s\n  max_conns_per_ip: 8\n"})
+}
+
+// limitsOpts are what tests vary in the limits fixture.
+type limitsOpts struct {
+	nofile, maxTracked, threshold int
+	limits                        string // the lines of the limits: section
+}
+
+func newLimitsFixtureWith(t *testing.T, o limitsOpts) *limitsFixture {
+	t.Helper()
 	need(t, "curl", "prlimit")
 	f := &limitsFixture{ca: testpki.NewCA(t, "limits")}
 	f.target = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,15 +92,13 @@ admin:
   users:
     - {name: admin, password_hash: %q}
 blacklist:
-  threshold: 3
+  threshold: %d
   expiration: 10m
   whitelist: [127.0.0.1]
   max_tracked: %d
 limits:
-  first_packet_timeout: 2s
-  max_conns_per_ip: 8
-`, f.http, f.https, cert.CertFile, cert.KeyFile, tport, f.turn, f.turns, f.admin, cert.CertFile, cert.KeyFile, hash, maxTracked)
-	f.in = startLimited(t, config, f.http, nofile)
+%s`, f.http, f.https, cert.CertFile, cert.KeyFile, tport, f.turn, f.turns, f.admin, cert.CertFile, cert.KeyFile, hash, o.threshold, o.maxTracked, o.limits)
+	f.in = startLimited(t, config, f.http, o.nofile)
 	return f
 }
 

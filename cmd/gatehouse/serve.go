@@ -68,7 +68,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	// One gate for every listener: the per-client and total connection
 	// caps count across services, TURN and the admin port, and a block
 	// closes what the client has open on any of them.
-	gt := gate.New(gate.Options{Guard: a.events, Key: bl.Key, Whitelisted: bl.Whitelisted, Logger: log})
+	gt := gate.New(gate.Options{Guard: a.events, Key: bl.Key, Range: bl.Range, Whitelisted: bl.Whitelisted, Logger: log})
 	bl.OnBlock(gt.Block)
 	logDescriptorLimits(log, cfg)
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{
@@ -232,7 +232,8 @@ func logConfigErrors(log *slog.Logger, err error) {
 // descriptors run out.
 func logDescriptorLimits(log *slog.Logger, cfg *configs.Config) {
 	limit := configs.FileLimit()
-	log.Info("connection limits", "max_conns", cfg.Limits.MaxConns, "max_conns_per_ip", cfg.Limits.MaxConnsPerIP, "descriptor_limit", limit)
+	log.Info("connection limits", "max_conns", cfg.Limits.MaxConns, "max_conns_per_ip", cfg.Limits.MaxConnsPerIP,
+		"max_conns_per_range", cfg.Limits.MaxConnsPerRange.String(), "descriptor_limit", limit)
 	for _, w := range configs.DescriptorWarnings(cfg, limit) {
 		log.Warn("descriptor limit: " + w)
 	}

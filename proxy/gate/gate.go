@@ -10,7 +10,12 @@
 //     default), across every listener;
 //   - limits.max_conns caps the service connections of clients that are not
 //     whitelisted, so that the admin port and whitelisted clients keep a
-//     reserve of file descriptors an operator can always log in with.
+//     reserve of file descriptors an operator can always log in with;
+//   - fairness (fair.go): one range (the blacklist's aggregation prefix, a
+//     /24 or /48) holds at most limits.max_conns_per_range of
+//     limits.max_conns, and once the appliance is nearly full only ranges
+//     holding less than their share get in, so that a flood spread over
+//     many addresses cannot lock out everyone else.
 //
 // A connection over a cap is closed and reported as suspicious. The gate
 // also keeps every admitted connection by client, so that when the
@@ -46,6 +51,10 @@ type Options struct {
 	// Key returns the client an address belongs to (blacklist.List.Key);
 	// nil counts IPv4 addresses and IPv6 /64s.
 	Key func(netip.Addr) netip.Prefix
+	// Range returns the network an address is counted in for fairness
+	// (blacklist.List.Range); nil counts IPv4 /24s and IPv6 /48s, or the
+	// client key where that is wider.
+	Range func(netip.Addr) netip.Prefix
 	// Whitelisted tells whether an address is exempt from limits.max_conns
 	// (blacklist.List.Whitelisted); nil exempts nobody.
 	Whitelisted func(netip.Addr) bool
@@ -73,6 +82,7 @@ const (
 	Blocked           // the blacklist refuses the client
 	ClientCap         // the client is at limits.max_conns_per_ip
 	TotalCap          // the appliance is at limits.max_conns
+	RangeCap          // the client's range holds its share of limits.max_conns (fair.go)
 	Closing           // the listener is closing
 )
 
@@ -80,7 +90,18 @@ const (
 const (
 	ReasonClientCap = "connection limit per client"
 	ReasonTotalCap  = "connection limit"
+	ReasonRangeCap  = "connection limit per range"
 )
+
+// Limits are the caps the gate enforces; a zero field is no cap.
+type Limits struct {
+	PerClient int // limits.max_conns_per_ip
+	Total     int // limits.max_conns
+	// RangePercent is limits.max_conns_per_range: the percentage of Total
+	// one range may hold (0 or 100: Total itself). The nearly-full rule
+	// (fair.go) applies whatever its value, whenever Total is set.
+	RangePercent int
+}
 
 // Gate is the accounting shared by every listener. Its methods are safe for
 // concurrent use.
@@ -88,21 +109,22 @@ type Gate struct {
 	opts Options
 	log  *slog.Logger
 
-	perClient atomic.Int64 // limits.max_conns_per_ip; 0 is no cap
-	total     atomic.Int64 // limits.max_conns; 0 is no cap
+	limits atomic.Pointer[Limits]
 
 	// Accept failures (running out of descriptors), for /healthz.
 	acceptErrAt  atomic.Int64 // unix nanoseconds of the latest failed accept
 	acceptErrMsg atomic.Pointer[string]
 
-	refusedCap atomic.Uint64
-	cut        atomic.Uint64
-	logs       rateLog
+	refusedCap   atomic.Uint64
+	refusedRange atomic.Uint64
+	cut          atomic.Uint64
+	logs         rateLog
 
 	mu      sync.Mutex // guards the fields below
 	clients map[netip.Prefix]*client
-	capped  int // service connections of clients that are not whitelisted
-	open    int // every admitted connection
+	ranges  map[netip.Prefix]int // capped connections by range (fair.go)
+	capped  int                  // service connections of clients that are not whitelisted
+	open    int                  // every admitted connection
 }
 
 // client is what the gate holds for one client key.
@@ -115,14 +137,18 @@ func New(opts Options) *Gate {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Gate{opts: opts, log: opts.Logger, clients: make(map[netip.Prefix]*client)}
+	g := &Gate{opts: opts, log: opts.Logger, clients: make(map[netip.Prefix]*client), ranges: make(map[netip.Prefix]int)}
+	g.limits.Store(&Limits{})
+	return g
 }
 
-// SetLimits sets limits.max_conns_per_ip and limits.max_conns (0: no cap).
-// Connections already open stay.
-func (g *Gate) SetLimits(perClient, total int) {
-	g.perClient.Store(int64(max(perClient, 0)))
-	g.total.Store(int64(max(total, 0)))
+// SetLimits sets the caps. Connections already open stay.
+func (g *Gate) SetLimits(l Limits) {
+	l.PerClient, l.Total = max(l.PerClient, 0), max(l.Total, 0)
+	if l.RangePercent <= 0 || l.RangePercent > 100 {
+		l.RangePercent = 100
+	}
+	g.limits.Store(&l)
 }
 
 // Key returns the client key of ip.
@@ -147,30 +173,38 @@ func (g *Gate) Admit(raw net.Conn, ip netip.Addr, c Class, typ string) (*Conn, V
 	}
 	key := g.Key(ip)
 	exempt := c == Admin || (g.opts.Whitelisted != nil && g.opts.Whitelisted(ip))
-	perClient, total := int(g.perClient.Load()), int(g.total.Load())
+	var rng netip.Prefix
+	if !exempt {
+		rng = g.Range(ip)
+	}
+	lim := g.limits.Load()
 	g.mu.Lock()
 	cl := g.clients[key]
 	v := Admitted
 	switch {
-	case perClient > 0 && cl != nil && len(cl.conns) >= perClient:
+	case lim.PerClient > 0 && cl != nil && len(cl.conns) >= lim.PerClient:
 		v = ClientCap
-	case !exempt && total > 0 && g.capped >= total:
+	case !exempt && lim.Total > 0 && g.capped >= lim.Total:
 		v = TotalCap
+	case !exempt && lim.Total > 0 && !g.fairLocked(rng, lim):
+		v = RangeCap
 	}
 	if v != Admitted {
+		held := g.ranges[rng]
 		g.mu.Unlock()
-		g.refuse(ip, typ, v, perClient, total)
+		g.refuse(ip, typ, v, lim, rng, held)
 		return nil, v
 	}
 	if cl == nil {
 		cl = &client{conns: make(map[*Conn]struct{})}
 		g.clients[key] = cl
 	}
-	conn := &Conn{Conn: raw, g: g, key: key, ip: ip, capped: !exempt}
+	conn := &Conn{Conn: raw, g: g, key: key, rng: rng, ip: ip, capped: !exempt}
 	cl.conns[conn] = struct{}{}
 	g.open++
 	if conn.capped {
 		g.capped++
+		g.ranges[rng]++
 	}
 	g.mu.Unlock()
 	return conn, Admitted
@@ -179,13 +213,17 @@ func (g *Gate) Admit(raw net.Conn, ip netip.Addr, c Class, typ string) (*Conn, V
 // refuse reports a connection over a cap: suspicious, since one client
 // holding hundreds of connections, or a flood filling the appliance, is
 // how a denial of service looks. The log line is rate-limited.
-func (g *Gate) refuse(ip netip.Addr, typ string, v Verdict, perClient, total int) {
+func (g *Gate) refuse(ip netip.Addr, typ string, v Verdict, lim *Limits, rng netip.Prefix, held int) {
 	g.refusedCap.Add(1)
-	reason, key, limit := ReasonClientCap, "limits.max_conns_per_ip", perClient
-	if v == TotalCap {
-		reason, key, limit = ReasonTotalCap, "limits.max_conns", total
+	reason, args := ReasonClientCap, []any{"limits.max_conns_per_ip", lim.PerClient}
+	switch v {
+	case TotalCap:
+		reason, args = ReasonTotalCap, []any{"limits.max_conns", lim.Total}
+	case RangeCap:
+		g.refusedRange.Add(1)
+		reason, args = ReasonRangeCap, []any{"range", rng.String(), "held", held, "limits.max_conns_per_range", rangeCap(lim)}
 	}
-	g.logs.log(g.log, slog.LevelWarn, "connection refused: "+reason, "client", ip, "service", typ, key, limit)
+	g.logs.log(g.log, slog.LevelWarn, "connection refused: "+reason, append([]any{"client", ip, "service", typ}, args...)...)
 	if g.opts.Guard != nil {
 		g.opts.Guard.Report(blacklist.Event{Client: ip, Type: typ, Reason: reason, Time: time.Now()})
 	}
@@ -208,6 +246,9 @@ func (g *Gate) release(c *Conn) {
 	g.open--
 	if c.capped {
 		g.capped--
+		if g.ranges[c.rng]--; g.ranges[c.rng] <= 0 {
+			delete(g.ranges, c.rng)
+		}
 	}
 }
 
@@ -274,20 +315,27 @@ type Stats struct {
 	Open        int    // admitted connections open now, on every listener
 	Capped      int    // of them, those counted against limits.max_conns
 	Clients     int    // distinct clients with a connection open
+	Ranges      int    // distinct ranges holding connections counted against limits.max_conns
 	RefusedCap  uint64 // connections closed at accept for a cap
+	RefusedFair uint64 // of them, those refused by the range rules (fair.go)
 	CutAtBlock  uint64 // connections closed because their client was blocked
 	MaxConns    int    // limits.max_conns in force (0: no cap)
 	MaxPerIP    int    // limits.max_conns_per_ip in force (0: no cap)
+	MaxPerRange int    // connections one range may hold (0: no cap)
 	AcceptError string // the latest accept failure, while Exhausted
 }
 
 // Stats returns the current figures.
 func (g *Gate) Stats() Stats {
 	g.mu.Lock()
-	st := Stats{Open: g.open, Capped: g.capped, Clients: len(g.clients)}
+	st := Stats{Open: g.open, Capped: g.capped, Clients: len(g.clients), Ranges: len(g.ranges)}
 	g.mu.Unlock()
-	st.RefusedCap, st.CutAtBlock = g.refusedCap.Load(), g.cut.Load()
-	st.MaxConns, st.MaxPerIP = int(g.total.Load()), int(g.perClient.Load())
+	st.RefusedCap, st.RefusedFair, st.CutAtBlock = g.refusedCap.Load(), g.refusedRange.Load(), g.cut.Load()
+	lim := g.limits.Load()
+	st.MaxConns, st.MaxPerIP = lim.Total, lim.PerClient
+	if lim.Total > 0 {
+		st.MaxPerRange = rangeCap(lim)
+	}
 	_, st.AcceptError = g.Exhausted()
 	return st
 }
@@ -298,6 +346,7 @@ type Conn struct {
 	net.Conn // the accepted conn (*net.TCPConn for TCP listeners)
 	g        *Gate
 	key      netip.Prefix
+	rng      netip.Prefix // counted in Gate.ranges when capped
 	ip       netip.Addr
 	capped   bool
 	once     sync.Once
@@ -325,9 +374,12 @@ func (c *Conn) Blocked() bool { return c.blocked.Load() }
 // the block (a 403, an LDAP error) gets out, nothing more comes in.
 const closeGrace = time.Second
 
-// cutOff ends a blocked client's connection: reads end at once (EOF), so no
-// further request is read; the answer being written gets closeGrace, then
-// the connection is closed whatever the handler does.
+// cutOff ends a blocked client's connection: its reading side is shut, so
+// a read waiting now ends with EOF; the answer being written gets
+// closeGrace, then the connection is closed whatever the handler does.
+// Linux still hands a later read what arrives after shutdown(SHUT_RD), so
+// whoever forwards client bytes checks Blocked first (the proxy's relay
+// does; so must a handler that reads requests itself).
 func (c *Conn) cutOff() {
 	c.blocked.Store(true)
 	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {

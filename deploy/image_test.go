@@ -148,6 +148,7 @@ func TestImage(t *testing.T) {
 	}
 
 	t.Run("unpacked", func(t *testing.T) { imageUnpacked(t, archive, version) })
+	t.Run("podman load", func(t *testing.T) { imagePodmanLoad(t, filepath.Join(dist, "gatehouse-"+version+"-oci.tar"), version) })
 	t.Run("Dockerfile agrees", func(t *testing.T) { imageMatchesDockerfile(t, configs["amd64"]) })
 }
 
@@ -326,5 +327,26 @@ func imageMatchesDockerfile(t *testing.T, cfg *imageConfig) {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("Dockerfile lacks %q, which the image has", want)
 		}
+	}
+}
+
+// imagePodmanLoad loads the archive as docs/deploy.md says, into a podman
+// storage of the test's own (nothing on the machine is touched): the image
+// is named after the archive's reference, for this machine's platform.
+// (Running it needs more than CI's sandbox allows: crun may not set rlimits.)
+func imagePodmanLoad(t *testing.T, archive, version string) {
+	needRootCI(t)
+	testpeer.Program(t, "podman", "podman")
+	dir := t.TempDir()
+	podman := func(args ...string) string {
+		return must(t, "podman", append([]string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"),
+			"--storage-driver", "vfs", "--events-backend", "none", "--cgroup-manager", "cgroupfs"}, args...)...)
+	}
+	if out := podman("load", "-i", archive); !strings.Contains(out, "Loaded image: localhost/gatehouse:"+version) {
+		t.Errorf("podman load: %s", out)
+	}
+	got := podman("image", "inspect", "--format", "{{.Os}}/{{.Architecture}} {{.User}} {{json .Config.Entrypoint}}", "gatehouse:"+version)
+	if want := "linux/" + runtime.GOARCH + " 65532:65532 [\"" + installedBin + "\"]\n"; got != want {
+		t.Errorf("podman image inspect: %q, want %q", got, want)
 	}
 }

@@ -8,7 +8,8 @@
 //
 // The archive is an OCI image layout in a tar file whose index.json names
 // one multi-platform image index, with the annotation
-// org.opencontainers.image.ref.name=V; `skopeo copy`, `podman load` and
+// org.opencontainers.image.ref.name=gatehouse:V (podman load names the
+// image after it); `skopeo copy`, `podman load` and
 // `docker load` choose the platform of the host from it.
 //
 // The layout is the Dockerfile's (deploy/image_test.go compares them): the
@@ -131,7 +132,7 @@ func build(out, version, revision string, created time.Time, caPath string, bins
 		return err
 	}
 	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		"org.opencontainers.image.ref.name": version,
+		"org.opencontainers.image.ref.name": "gatehouse:" + version,
 	})); err != nil {
 		return err
 	}

@@ -69,8 +69,9 @@ test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-## deploy-check: only the deployment check: static binary, `gatehouse check` on every
-## configs/examples/*.yaml, systemd-analyze verify on the unit, the Dockerfile against the binary
+## deploy-check: only the deployment checks: static binary, `gatehouse check` on every
+## configs/examples/*.yaml, systemd-analyze verify on the unit, make deb (lintian, install,
+## upgrade, purge), make image (skopeo, umoci, podman load), the Dockerfile against both
 deploy-check:
 	$(GO) test -count=1 -v ./deploy/
 

@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 
-.PHONY: build release demo test deploy-check vet fuzz bench clean
+.PHONY: build release deb image demo test deploy-check vet fuzz bench clean
 
 ## build: a static binary in bin/gatehouse
 build:
@@ -30,6 +30,34 @@ release:
 	done
 	cd dist && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
+## deb: dist/gatehouse_DEBVERSION_{amd64,arm64}.deb with dpkg-deb (deploy/debian/build.sh
+## says how the Debian version follows from VERSION); DEB_ARCHS and DIST choose what and where
+DIST      ?= dist
+DEB_ARCHS ?= amd64 arm64
+deb:
+	set -e; for a in $(DEB_ARCHS); do \
+		b=$$(mktemp -d); \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$b/gatehouse ./cmd/gatehouse; \
+		SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) deploy/debian/build.sh $$a '$(VERSION)' $$b/gatehouse $(DIST); \
+		rm -rf $$b; \
+	done
+
+## image: dist/gatehouse-VERSION-oci.tar, an OCI archive of the container image for
+## IMAGE_PLATFORMS, built by deploy/image (go-containerregistry): no daemon, no base image
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+REVISION        ?= $(shell git rev-parse HEAD 2>/dev/null)
+image:
+	mkdir -p $(DIST)
+	set -e; b=$$(mktemp -d); trap 'rm -rf $$b' EXIT; args=; \
+	for p in $(IMAGE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$b/$$os-$$arch/gatehouse ./cmd/gatehouse; \
+		args="$$args -binary $$p=$$b/$$os-$$arch/gatehouse"; \
+	done; \
+	$(GO) run ./deploy/image -version '$(VERSION)' -revision '$(REVISION)' -epoch $(SOURCE_DATE_EPOCH) \
+		-out $(DIST)/gatehouse-$(VERSION)-oci.tar $$args
+	@echo $(DIST)/gatehouse-$(VERSION)-oci.tar
+
 ## demo: run gatehouse on the demo configuration (no root needed) and show routed requests
 demo: build
 	./demo/run.sh
@@ -43,8 +71,9 @@ test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-## deploy-check: only the deployment check: static binary, `gatehouse check` on every
-## configs/examples/*.yaml, systemd-analyze verify on the unit, the Dockerfile against the binary
+## deploy-check: only the deployment checks: static binary, `gatehouse check` on every
+## configs/examples/*.yaml, systemd-analyze verify on the unit, make deb (lintian, install,
+## upgrade, purge), make image (skopeo, umoci, podman load), the Dockerfile against both
 deploy-check:
 	$(GO) test -count=1 -v ./deploy/
 

@@ -1,4 +1,4 @@
-package proxy
+package proxy_test
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
 // TestNoGoroutineLeft drives good, refused, junk and abandoned connections
@@ -28,7 +29,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(cfg, Options{Handlers: map[string]Handler{"sip": Stream(&lineSniffer{watch: true})},
+	srv, err := proxy.NewServer(cfg, proxy.Options{Handlers: map[string]proxy.Handler{"sip": proxy.Stream(&lineSniffer{watch: true})},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

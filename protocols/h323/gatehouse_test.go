@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,31 +147,17 @@ func (p *pbx) connections() int {
 	return len(p.got)
 }
 
-// guard is the real blacklist; it also keeps every event for the test.
-type guard struct {
-	*blacklist.List
-	mu     sync.Mutex
-	events []string
-}
+// guard records the events for the test and passes them on to the real
+// blacklist, its Next.
+type guard struct{ *proxytest.Guard }
 
-func (g *guard) Report(ev blacklist.Event) {
-	g.mu.Lock()
-	g.events = append(g.events, fmt.Sprintf("%s %s %s: %s", ev.Client, ev.Type, ev.Service, ev.Reason))
-	g.mu.Unlock()
-	g.List.Report(ev)
-}
-
-// waitEvents waits until the events are want, in order.
-func (g *guard) waitEvents(t *testing.T, want ...string) {
+// waitEvents waits until there are as many events as want, and checks
+// they are want, in order.
+func (g guard) waitEvents(t *testing.T, want ...string) {
 	t.Helper()
 	var got []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		g.mu.Lock()
-		got = slices.Clone(g.events)
-		g.mu.Unlock()
-		if len(got) >= len(want) {
-			break
-		}
+	for _, ev := range g.WaitEvents(len(want)) {
+		got = append(got, fmt.Sprintf("%s %s %s: %s", ev.Client, ev.Type, ev.Service, ev.Reason))
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("events:\n got %q\nwant %q", got, want)
@@ -182,7 +169,7 @@ type testbed struct {
 	plain, secure *pbx
 	h323, h323s   string // gatehouse's listeners
 	ca            *testpki.CA
-	guard         *guard
+	guard         guard
 }
 
 func startTestbed(t *testing.T, reject string, threshold int) *testbed {
@@ -223,25 +210,11 @@ blacklist:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.guard = &guard{List: list}
+	t.Cleanup(func() { list.Close() }) // after the server's shutdown
+	tb.guard = guard{&proxytest.Guard{Next: list}}
 	handler := proxy.Stream(Sniffer{})
-	srv, err := proxy.NewServer(cfg, proxy.Options{
-		Handlers: map[string]proxy.Handler{"h323": handler, "h323s": handler},
-		Guard:    tb.guard,
-		Logger:   quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		list.Close()
-	})
-	tb.h323, tb.h323s = srv.Addr("h323").String(), srv.Addr("h323s").String()
+	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"h323": handler, "h323s": handler}, tb.guard.Guard)
+	tb.h323, tb.h323s = srv.Addr("h323"), srv.Addr("h323s")
 	return tb
 }
 

@@ -35,7 +35,7 @@ func (e events) reasons() []string {
 
 func (e events) wait(t *testing.T, want string) {
 	t.Helper()
-	e.WaitFor(t, func(ev blacklist.Event) bool { return ev.Service+": "+ev.Reason == want })
+	e.WaitFor(t, fmt.Sprintf("%q", want), func(ev blacklist.Event) bool { return ev.Service+": "+ev.Reason == want })
 }
 
 // pbxTarget is a real net/http server standing in for the PBX's web

@@ -102,8 +102,9 @@ func (g *Guard) WaitEvents(n int) []blacklist.Event {
 }
 
 // WaitFor waits up to Wait for an event that match accepts and returns
-// the first one; the test fails, listing every event, when none comes.
-func (g *Guard) WaitFor(t testing.TB, match func(blacklist.Event) bool) blacklist.Event {
+// the first one; when none comes the test fails, saying what was awaited
+// (what) and listing every event.
+func (g *Guard) WaitFor(t testing.TB, what string, match func(blacklist.Event) bool) blacklist.Event {
 	t.Helper()
 	for deadline := time.Now().Add(Wait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		for _, ev := range g.Events() {
@@ -116,7 +117,7 @@ func (g *Guard) WaitFor(t testing.TB, match func(blacklist.Event) bool) blacklis
 	for _, ev := range g.Events() {
 		got = append(got, fmt.Sprintf("%s %s: %s", ev.Client, ev.Service, ev.Reason))
 	}
-	t.Fatalf("no such event; got %q", got)
+	t.Fatalf("no event %s; got %q", what, got)
 	return blacklist.Event{}
 }
 
@@ -124,7 +125,7 @@ func (g *Guard) WaitFor(t testing.TB, match func(blacklist.Event) bool) blacklis
 // see WaitFor.
 func (g *Guard) WaitReason(t testing.TB, reason string) blacklist.Event {
 	t.Helper()
-	return g.WaitFor(t, func(ev blacklist.Event) bool { return ev.Reason == reason })
+	return g.WaitFor(t, fmt.Sprintf("with reason %q", reason), func(ev blacklist.Event) bool { return ev.Reason == reason })
 }
 
 // A Server is a proxy.Server run for a test, with its configuration and

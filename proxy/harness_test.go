@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -142,17 +141,4 @@ func startProxy(t *testing.T, yaml string, h proxy.Handler, g *proxytest.Guard) 
 	yaml = fmt.Sprintf("listen:\n  sip: \"127.0.0.1:%d\"\n%s", freePort(t), yaml)
 	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"sip": h}, g)
 	return srv, srv.Addr("sip")
-}
-
-// dialFrom connects to addr from the loopback address src (127.0.0.x).
-func dialFrom(t *testing.T, src, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // TestNoGoroutineLeft drives good, refused, junk and abandoned connections
@@ -36,7 +37,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 	}
 	addr := srv.Addr("sip").String()
 	for i := 0; i < 20; i++ {
-		c := dialFrom(t, "127.0.0.2", addr)
+		c := proxytest.DialFrom(t, "127.0.0.2", addr)
 		switch i % 4 {
 		case 0: // served, then left open
 			fmt.Fprint(c, "HELLO pbx.example.com\n")

@@ -29,7 +29,7 @@ func TestStreamReplaysFirstBytesAndHalfCloses(t *testing.T) {
 	})
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{}), nil)
 
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	// The first packet arrives in two pieces, the second after a pause.
 	c.Write([]byte("HELLO PBX.example.com\nfirst "))
 	time.Sleep(20 * time.Millisecond)
@@ -63,7 +63,7 @@ func TestStreamRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &proxytest.Guard{}
 			_, addr := startProxy(t, yaml, proxy.Stream(&lineSniffer{}), g)
-			c := dialFrom(t, "127.0.0.2", addr)
+			c := proxytest.DialFrom(t, "127.0.0.2", addr)
 			c.Write([]byte(tc.send))
 			reply, _ := io.ReadAll(c) // gatehouse answers (via the Refuser) and closes
 			if tc.reason != string(proxy.ReasonTimeout) && !strings.HasPrefix(string(reply), "REFUSED "+tc.reason) {
@@ -81,7 +81,7 @@ func TestStreamAllowedNetworkIsServed(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	yaml := svcYAML("pbx.example.com", tg.port(), "    allow:\n      networks:\n        sip: [127.0.0.3]\n")
 	_, addr := startProxy(t, yaml, proxy.Stream(&lineSniffer{}), nil)
-	c := dialFrom(t, "127.0.0.3", addr)
+	c := proxytest.DialFrom(t, "127.0.0.3", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || line != "echo: HELLO pbx.example.com\n" {
@@ -96,7 +96,7 @@ func TestBlockedClientClosedBeforeAnyRead(t *testing.T) {
 	sn := &lineSniffer{}
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(sn), g)
 
-	c := dialFrom(t, "127.0.0.4", addr)
+	c := proxytest.DialFrom(t, "127.0.0.4", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	if n, err := c.Read(make([]byte, 10)); err == nil {
 		t.Fatalf("blocked client read %d bytes", n)
@@ -105,7 +105,7 @@ func TestBlockedClientClosedBeforeAnyRead(t *testing.T) {
 		t.Fatal("the sniffer saw bytes of a blocked client")
 	}
 	// Another address is served meanwhile.
-	ok := dialFrom(t, "127.0.0.5", addr)
+	ok := proxytest.DialFrom(t, "127.0.0.5", addr)
 	fmt.Fprint(ok, "HELLO pbx.example.com\n")
 	if line, err := bufio.NewReader(ok).ReadString('\n'); err != nil || !strings.HasPrefix(line, "echo:") {
 		t.Fatalf("other client: %q, %v", line, err)
@@ -115,7 +115,7 @@ func TestBlockedClientClosedBeforeAnyRead(t *testing.T) {
 func TestTargetUnreachableIsReported(t *testing.T) {
 	g := &proxytest.Guard{}
 	_, addr := startProxy(t, svcYAML("pbx.example.com", freePort(t), ""), proxy.Stream(&lineSniffer{}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	io.ReadAll(c)
 	if ev := g.WaitReason(t, string(proxy.ReasonUnreachable)); ev.Service != "pbx.example.com" {
@@ -145,7 +145,7 @@ func TestWatcherVerdicts(t *testing.T) {
 	})
 	g := &proxytest.Guard{}
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{watch: true}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	r := bufio.NewReader(c)
 	// The first message and a pipelined second one arrive in one write.
 	fmt.Fprint(c, "HELLO pbx.example.com\nONE\n")
@@ -193,7 +193,7 @@ func TestWatcherLongMessageIsStreamed(t *testing.T) {
 	g := &proxytest.Guard{}
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  first_packet_max: 1KiB\n"),
 		proxy.Stream(&lineSniffer{watch: true}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprintf(c, "HELLO pbx.example.com\n%s", strings.Repeat("y", 3000))
 	io.ReadAll(c)
 	g.WaitReason(t, "message too large (message head)")
@@ -204,8 +204,8 @@ func TestIdleTimeoutClosesOnlyIdleConnections(t *testing.T) {
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  idle_timeout: 300ms\n"),
 		proxy.Stream(&lineSniffer{}), nil)
 
-	busy := dialFrom(t, "127.0.0.2", addr)
-	idle := dialFrom(t, "127.0.0.3", addr)
+	busy := proxytest.DialFrom(t, "127.0.0.2", addr)
+	idle := proxytest.DialFrom(t, "127.0.0.3", addr)
 	br, ir := bufio.NewReader(busy), bufio.NewReader(idle)
 	for _, c := range []net.Conn{busy, idle} {
 		fmt.Fprint(c, "HELLO pbx.example.com\n")
@@ -231,17 +231,17 @@ func TestMaxConnsPerIP(t *testing.T) {
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  max_conns_per_ip: 2\n"),
 		proxy.Stream(&lineSniffer{}), nil)
 	for i := 0; i < 2; i++ { // both stay open until the test ends (dialFrom)
-		c := dialFrom(t, "127.0.0.2", addr)
+		c := proxytest.DialFrom(t, "127.0.0.2", addr)
 		fmt.Fprint(c, "HELLO pbx.example.com\n")
 		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 			t.Fatal(err)
 		}
 	}
-	third := dialFrom(t, "127.0.0.2", addr)
+	third := proxytest.DialFrom(t, "127.0.0.2", addr)
 	if _, err := third.Read(make([]byte, 1)); err == nil {
 		t.Fatal("third connection from one address was served")
 	}
-	other := dialFrom(t, "127.0.0.3", addr)
+	other := proxytest.DialFrom(t, "127.0.0.3", addr)
 	fmt.Fprint(other, "HELLO pbx.example.com\n")
 	if _, err := bufio.NewReader(other).ReadString('\n'); err != nil {
 		t.Fatalf("another address: %v", err)
@@ -252,7 +252,7 @@ func TestReloadKeepsEstablishedConnections(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	g := &proxytest.Guard{}
 	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	r := bufio.NewReader(c)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	r.ReadString('\n')
@@ -271,7 +271,7 @@ func TestReloadKeepsEstablishedConnections(t *testing.T) {
 	if line, err := r.ReadString('\n'); line != "echo: still here\n" {
 		t.Fatalf("established connection after reload: %q, %v", line, err)
 	}
-	n := dialFrom(t, "127.0.0.2", addr)
+	n := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(n, "HELLO pbx.example.com\n")
 	io.ReadAll(n)
 	g.WaitReason(t, string(proxy.ReasonUnknownService))
@@ -280,7 +280,7 @@ func TestReloadKeepsEstablishedConnections(t *testing.T) {
 func TestShutdownWaitsThenCloses(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{}), nil)
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	bufio.NewReader(c).ReadString('\n')
 	if len(srv.Conns()) != 1 || srv.Conns()[0].Service != "pbx.example.com" {
@@ -310,18 +310,18 @@ func TestStatsCountWhatHappened(t *testing.T) {
 	g.Block(netip.MustParseAddr("127.0.0.4"))
 	srv, addr := startProxy(t, yaml, proxy.Stream(&lineSniffer{}), g)
 
-	served := dialFrom(t, "127.0.0.2", addr) // forwarded, stays open
+	served := proxytest.DialFrom(t, "127.0.0.2", addr) // forwarded, stays open
 	fmt.Fprint(served, "HELLO pbx.example.com\n")
 	if line, err := bufio.NewReader(served).ReadString('\n'); err != nil || !strings.HasPrefix(line, "echo:") {
 		t.Fatalf("served client: %q, %v", line, err)
 	}
-	unknown := dialFrom(t, "127.0.0.2", addr)
+	unknown := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(unknown, "HELLO scanner-"+strings.Repeat("x", 20)+".example\n")
 	io.ReadAll(unknown)
-	down := dialFrom(t, "127.0.0.2", addr)
+	down := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(down, "HELLO down.example.com\n")
 	io.ReadAll(down)
-	blocked := dialFrom(t, "127.0.0.4", addr)
+	blocked := proxytest.DialFrom(t, "127.0.0.4", addr)
 	blocked.Read(make([]byte, 1))
 	g.WaitReason(t, string(proxy.ReasonUnknownService))
 	g.WaitReason(t, string(proxy.ReasonUnreachable))

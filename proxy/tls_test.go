@@ -76,7 +76,7 @@ services:
 	}
 
 	// TLS junk is refused and reported before any sniffing.
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	c.Write([]byte("REGISTER sip:pbx.example.com SIP/2.0\r\n\r\n"))
 	io.ReadAll(c)
 	g.WaitReason(t, string(proxy.ReasonTLS))

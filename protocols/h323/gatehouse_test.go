@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -20,15 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // pbx is an H.323 target: it records the bytes each connection sends and
 // answers every tunnelled GRQ or RRQ with an RCF, or with an RRJ
@@ -206,12 +202,7 @@ blacklist:
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := blacklist.New(cfg.Blacklist, blacklist.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { list.Close() }) // after the server's shutdown
-	tb.guard = guard{&proxytest.Guard{Next: list}}
+	tb.guard = guard{proxytest.NewBlacklist(t, cfg.Blacklist)}
 	handler := proxy.Stream(Sniffer{})
 	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"h323": handler, "h323s": handler}, tb.guard.Guard)
 	tb.h323, tb.h323s = srv.Addr("h323"), srv.Addr("h323s")

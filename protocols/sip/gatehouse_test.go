@@ -54,12 +54,7 @@ func startGatehouse(t *testing.T, yaml string) (*proxy.Server, guard) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := blacklist.New(cfg.Blacklist, blacklist.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { list.Close() }) // after the server's shutdown
-	g := guard{&proxytest.Guard{Next: list}}
+	g := guard{proxytest.NewBlacklist(t, cfg.Blacklist)}
 	sip := proxy.Stream(&Sniffer{MaxMessage: int(cfg.Limits.FirstPacketMax)})
 	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"sip": sip, "sips": sip}, g.Guard)
 	return srv.Server, g

@@ -1,7 +1,8 @@
 // Package proxytest provides utilities for tests of the listener layer and
 // of the protocols behind it, as net/http/httptest does for net/http: a
-// Guard that records what the proxy reports, and a Server that runs the
-// real proxy.Server on loopback for a test.
+// Guard that records what the proxy reports (NewBlacklist puts one in
+// front of the real blacklist), a Server that runs the real proxy.Server
+// on loopback for a test, and DialFrom for clients of distinct addresses.
 //
 // Test certificates come from internal/testpki; real third-party peers
 // from internal/testpeer.
@@ -11,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -128,6 +130,19 @@ func (g *Guard) WaitReason(t testing.TB, reason string) blacklist.Event {
 	return g.WaitFor(t, fmt.Sprintf("with reason %q", reason), func(ev blacklist.Event) bool { return ev.Reason == reason })
 }
 
+// NewBlacklist returns a Guard in front of the real blacklist for cfg, for
+// tests that watch clients being blocked. The list is closed when the test
+// ends, after a Server started later has shut down.
+func NewBlacklist(t testing.TB, cfg configs.Blacklist) *Guard {
+	t.Helper()
+	list, err := blacklist.New(cfg, blacklist.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { list.Close() })
+	return &Guard{Next: list}
+}
+
 // A Server is a proxy.Server run for a test, with its configuration and
 // its Guard.
 type Server struct {
@@ -174,3 +189,19 @@ func NewServer(t testing.TB, yaml string, handlers map[string]proxy.Handler, gua
 // Addr returns the address the listener called name listens on, as
 // host:port.
 func (s *Server) Addr(name string) string { return s.Server.Addr(name).String() }
+
+// DialFrom connects to addr over TCP from the loopback address src
+// (127.0.0.2, 127.0.0.3, ...: a distinct client for the per-client rules).
+// The connection has a deadline of twice Wait and is closed when the test
+// ends.
+func DialFrom(t testing.TB, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: Wait}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(2 * Wait))
+	return c
+}

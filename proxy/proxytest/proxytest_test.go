@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
@@ -89,13 +90,29 @@ services:
 		t.Fatalf("client got %q, %v", line, err)
 	}
 
-	u, err := net.DialTimeout("tcp", srv.Addr("sip"), 5*time.Second)
+	u := proxytest.DialFrom(t, "127.0.0.3", srv.Addr("sip"))
+	fmt.Fprint(u, "HELLO nobody.example.com\n")
+	if ev := srv.Guard.WaitReason(t, string(proxy.ReasonUnknownService)); ev.Service != "nobody.example.com" || ev.Client != netip.MustParseAddr("127.0.0.3") {
+		t.Fatalf("event %+v", ev)
+	}
+}
+
+// TestNewBlacklist: the real blacklist behind the Guard blocks a client
+// reported more than threshold times, and the Guard keeps every event.
+func TestNewBlacklist(t *testing.T) {
+	cfg, err := configs.Parse("test.yaml", []byte("blacklist: {threshold: 2}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
-	fmt.Fprint(u, "HELLO nobody.example.com\n")
-	if ev := srv.Guard.WaitReason(t, string(proxy.ReasonUnknownService)); ev.Service != "nobody.example.com" {
-		t.Fatalf("event %+v", ev)
+	g := proxytest.NewBlacklist(t, cfg.Blacklist)
+	ip := netip.MustParseAddr("127.0.0.4")
+	for i := range 3 {
+		if g.Blocked(ip) {
+			t.Fatalf("blocked after %d events", i)
+		}
+		g.Report(blacklist.Event{Client: ip, Service: "pbx.example.com", Reason: "test", Time: time.Now()})
+	}
+	if !g.Blocked(ip) || len(g.Events()) != 3 {
+		t.Fatalf("blocked %v after %d events, want blocked after 3", g.Blocked(ip), len(g.Events()))
 	}
 }

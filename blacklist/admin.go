@@ -190,12 +190,7 @@ func (l *List) AddManual(p netip.Prefix, note string) error {
 	now := l.now()
 	note = cut(note, maxNote)
 	l.rtManual[p] = listed{note: note, added: now}
-	l.gen++
-	l.rebuildLocked(now)
-	client := display(p)
-	l.pending = append(l.pending, func() {
-		l.log.Info("client blocked", "client", client, "reason", "manual entry: "+note, "until", "removed")
-	})
+	l.changedLocked(now, p, "client blocked", "reason", "manual entry: "+note, "until", "removed")
 	l.notifyLocked(p)
 	return nil
 }
@@ -217,12 +212,7 @@ func (l *List) RemoveManual(p netip.Prefix) error {
 
 func (l *List) removeManualLocked(p netip.Prefix, why string) {
 	delete(l.rtManual, p)
-	l.gen++
-	l.rebuildLocked(l.now())
-	client := display(p)
-	l.pending = append(l.pending, func() {
-		l.log.Info("client released", "client", client, "reason", why)
-	})
+	l.changedLocked(l.now(), p, "client released", "reason", why)
 }
 
 // Remove unblocks ip: it forgets the automatic entry of ip's client and
@@ -315,12 +305,7 @@ func (l *List) AddWhitelist(p netip.Prefix, note string) error {
 func (l *List) addWhiteLocked(p netip.Prefix, note string) {
 	now := l.now()
 	l.rtWhite[p] = listed{note: note, added: now}
-	l.gen++
-	l.rebuildLocked(now)
-	client := display(p)
-	l.pending = append(l.pending, func() {
-		l.log.Info("whitelist entry added", "client", client, "note", note)
-	})
+	l.changedLocked(now, p, "whitelist entry added", "note", note)
 }
 
 // RemoveWhitelist removes the run-time whitelist entry p.
@@ -335,13 +320,8 @@ func (l *List) RemoveWhitelist(p netip.Prefix) error {
 		return err
 	}
 	delete(l.rtWhite, p)
-	l.gen++
-	l.rebuildLocked(l.now())
+	l.changedLocked(l.now(), p, "whitelist entry removed")
 	l.notifyLocked(p) // what the entry covered may be blocked now
-	client := display(p)
-	l.pending = append(l.pending, func() {
-		l.log.Info("whitelist entry removed", "client", client)
-	})
 	return nil
 }
 
@@ -412,4 +392,14 @@ func canRemove(p netip.Prefix, fromConfig, runTime map[netip.Prefix]listed) erro
 		return fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
 	return nil
+}
+
+// changedLocked follows a change of the run-time entry p: a new generation
+// of the rules, rebuilt at now, and msg logged with p's client and args
+// once the lock is released.
+func (l *List) changedLocked(now instant, p netip.Prefix, msg string, args ...any) {
+	l.gen++
+	l.rebuildLocked(now)
+	args = append([]any{"client", display(p)}, args...)
+	l.pending = append(l.pending, func() { l.log.Info(msg, args...) })
 }

@@ -1,27 +1,21 @@
 package configs_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
 // fixture holds real files for a configuration to name, made by the test.
 type fixture struct {
 	dir      string
-	cert     string // a self-signed ECDSA certificate for example.com, usable as a CA too
+	cert     string // a self-signed CA certificate, also the certificate of example.com
 	key      string // its key
 	otherKey string // a key that does not match cert
 	notPEM   string // a file holding no PEM block
@@ -47,8 +41,10 @@ func newFixture(t testing.TB) fixture {
 		notPEM:   filepath.Join(dir, "garbage.crt"),
 		hash:     testHash(),
 	}
-	writeCert(t, fx.cert, fx.key, "example.com")
-	writeCert(t, filepath.Join(dir, "other.crt"), fx.otherKey, "other.example.com")
+	ca := testpki.NewCA(t, "example.com")
+	move(t, ca.File, fx.cert)
+	move(t, ca.KeyFile, fx.key)
+	move(t, ca.Server("other.example.com").KeyFile, fx.otherKey)
 	if err := os.WriteFile(fx.notPEM, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -64,36 +60,10 @@ func (fx fixture) expand(s string) string {
 	).Replace(s)
 }
 
-func writeCert(t testing.TB, certFile, keyFile, cn string) {
+// move puts a file testpki wrote where the fixture names it.
+func move(t testing.TB, from, to string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	if err := os.Rename(from, to); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: cn},
-		DNSNames:              []string{cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, b []byte) {
-		if err := os.WriteFile(name, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(certFile, "CERTIFICATE", der)
-	write(keyFile, "PRIVATE KEY", pkcs8)
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,19 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
+
+// lines frames messages by line and lets every one through: the relay's
+// own check of a blocked client is what is tested.
+type lines struct{}
+
+func (lines) Frame(dir Direction, buf []byte) (int, error) {
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		return i + 1, nil
+	}
+	return 0, ErrNeedMore
+}
+func (lines) Client([]byte) Verdict          { return Verdict{} }
+func (lines) Target([]byte) (*Refusal, bool) { return nil, false }
 
 // linuxConn is a client conn whose CloseRead succeeds but, as on Linux
 // after shutdown(SHUT_RD), still hands over what the peer sends next.
@@ -31,7 +45,8 @@ func TestNothingFromABlockedClientReachesTheTarget(t *testing.T) {
 	}
 	g := gate.New(gate.Options{Guard: bl, Key: bl.Key, Logger: slog.New(slog.DiscardHandler)})
 	bl.OnBlock(g.Block)
-	cfg, err := configs.Parse("test.yaml", []byte("listen:\n  sip: \"127.0.0.1:5060\"\n"+svcYAML("pbx.example.com", 5060, "")))
+	cfg, err := configs.Parse("test.yaml", []byte("listen:\n  sip: \"127.0.0.1:5060\"\n"+
+		"services:\n  - name: pbx.example.com\n    target: 127.0.0.1\n    ports: {sip: 5060}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +61,7 @@ func TestNothingFromABlockedClientReachesTheTarget(t *testing.T) {
 		t.Fatal(v)
 	}
 	c := &Conn{Conn: client, raw: client, gate: gc, Table: NewTable(cfg, nil)}
-	r := &relay{conn: c, target: target, watcher: lineWatcher{}, service: "pbx.example.com"}
+	r := &relay{conn: c, target: target, watcher: lines{}, service: "pbx.example.com"}
 	done := make(chan struct{})
 	go func() { defer close(done); r.run(nil) }()
 

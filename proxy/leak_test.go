@@ -1,4 +1,4 @@
-package proxy
+package proxy_test
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // TestNoGoroutineLeft drives good, refused, junk and abandoned connections
@@ -28,14 +30,14 @@ func TestNoGoroutineLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(cfg, Options{Handlers: map[string]Handler{"sip": Stream(&lineSniffer{watch: true})},
+	srv, err := proxy.NewServer(cfg, proxy.Options{Handlers: map[string]proxy.Handler{"sip": proxy.Stream(&lineSniffer{watch: true})},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := srv.Addr("sip").String()
 	for i := 0; i < 20; i++ {
-		c := dialFrom(t, "127.0.0.2", addr)
+		c := proxytest.DialFrom(t, "127.0.0.2", addr)
 		switch i % 4 {
 		case 0: // served, then left open
 			fmt.Fprint(c, "HELLO pbx.example.com\n")

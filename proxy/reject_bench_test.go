@@ -1,4 +1,4 @@
-package proxy
+package proxy_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
 // BenchmarkBlockedRejection measures, in one run, how fast a blocked
@@ -38,8 +39,8 @@ func BenchmarkBlockedRejection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := NewServer(cfg, Options{
-		Handlers: map[string]Handler{"sip": Stream(&lineSniffer{})},
+	srv, err := proxy.NewServer(cfg, proxy.Options{
+		Handlers: map[string]proxy.Handler{"sip": proxy.Stream(&lineSniffer{})},
 		Guard:    bl,
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -16,15 +16,11 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
-// Guard is the fraud blacklist as the listener layer sees it:
-// *blacklist.List implements it.
-type Guard interface {
-	// Blocked is asked for every accepted connection before anything is
-	// read from it; it must be cheap.
-	Blocked(ip netip.Addr) bool
-	// Report hears about every suspicious request.
-	Report(ev blacklist.Event)
-}
+// Guard is the fraud blacklist as the listener layer sees it, the gate's
+// Guard: Blocked is asked for every accepted connection before anything
+// is read from it, so it must be cheap; Report hears about every
+// suspicious request. *blacklist.List implements it.
+type Guard = gate.Guard
 
 // Options are the parts of a Server that do not come from the configuration.
 type Options struct {

@@ -1,4 +1,4 @@
-package proxy
+package proxy_test
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 func svcYAML(name string, port int, extra string) string {
@@ -25,9 +27,9 @@ func TestStreamReplaysFirstBytesAndHalfCloses(t *testing.T) {
 		received <- string(all)
 		c.Write([]byte("after your EOF\n"))
 	})
-	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), Stream(&lineSniffer{}), nil)
+	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{}), nil)
 
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	// The first packet arrives in two pieces, the second after a pause.
 	c.Write([]byte("HELLO PBX.example.com\nfirst "))
 	time.Sleep(20 * time.Millisecond)
@@ -51,23 +53,23 @@ func TestStreamRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name, send, reason, service string
 	}{
-		{"unknown service", "HELLO other.example.com\n", string(ReasonUnknownService), "other.example.com"},
-		{"network not allowed", "HELLO pbx.example.com\n", string(ReasonNetwork), "pbx.example.com"},
-		{"no port for the type", "HELLO portless.example.com\n", string(ReasonNoPort), "portless.example.com"},
+		{"unknown service", "HELLO other.example.com\n", string(proxy.ReasonUnknownService), "other.example.com"},
+		{"network not allowed", "HELLO pbx.example.com\n", string(proxy.ReasonNetwork), "pbx.example.com"},
+		{"no port for the type", "HELLO portless.example.com\n", string(proxy.ReasonNoPort), "portless.example.com"},
 		{"garbage", "GET / HTTP/1.1\r\n\r\n", "wrong protocol (not a HELLO)", ""},
-		{"half-sent first packet", "HELLO pbx", string(ReasonTimeout), ""},
+		{"half-sent first packet", "HELLO pbx", string(proxy.ReasonTimeout), ""},
 		{"oversized first packet", strings.Repeat("x", 1500), "message too large (first packet)", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := &recordingGuard{}
-			_, addr := startProxy(t, yaml, Stream(&lineSniffer{}), g)
-			c := dialFrom(t, "127.0.0.2", addr)
+			g := &proxytest.Guard{}
+			_, addr := startProxy(t, yaml, proxy.Stream(&lineSniffer{}), g)
+			c := proxytest.DialFrom(t, "127.0.0.2", addr)
 			c.Write([]byte(tc.send))
 			reply, _ := io.ReadAll(c) // gatehouse answers (via the Refuser) and closes
-			if tc.reason != string(ReasonTimeout) && !strings.HasPrefix(string(reply), "REFUSED "+tc.reason) {
+			if tc.reason != string(proxy.ReasonTimeout) && !strings.HasPrefix(string(reply), "REFUSED "+tc.reason) {
 				t.Errorf("reply %q, want the refusal", reply)
 			}
-			ev := g.waitReason(t, tc.reason)
+			ev := g.WaitReason(t, tc.reason)
 			if ev.Client != netip.MustParseAddr("127.0.0.2") || ev.Type != "sip" || ev.Service != tc.service {
 				t.Errorf("event %+v", ev)
 			}
@@ -78,8 +80,8 @@ func TestStreamRefusals(t *testing.T) {
 func TestStreamAllowedNetworkIsServed(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	yaml := svcYAML("pbx.example.com", tg.port(), "    allow:\n      networks:\n        sip: [127.0.0.3]\n")
-	_, addr := startProxy(t, yaml, Stream(&lineSniffer{}), nil)
-	c := dialFrom(t, "127.0.0.3", addr)
+	_, addr := startProxy(t, yaml, proxy.Stream(&lineSniffer{}), nil)
+	c := proxytest.DialFrom(t, "127.0.0.3", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || line != "echo: HELLO pbx.example.com\n" {
@@ -89,11 +91,12 @@ func TestStreamAllowedNetworkIsServed(t *testing.T) {
 
 func TestBlockedClientClosedBeforeAnyRead(t *testing.T) {
 	tg := newTarget(t, echoLines)
-	g := &recordingGuard{blocked: map[netip.Addr]bool{netip.MustParseAddr("127.0.0.4"): true}}
+	g := &proxytest.Guard{}
+	g.Block(netip.MustParseAddr("127.0.0.4"))
 	sn := &lineSniffer{}
-	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), Stream(sn), g)
+	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(sn), g)
 
-	c := dialFrom(t, "127.0.0.4", addr)
+	c := proxytest.DialFrom(t, "127.0.0.4", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	if n, err := c.Read(make([]byte, 10)); err == nil {
 		t.Fatalf("blocked client read %d bytes", n)
@@ -102,7 +105,7 @@ func TestBlockedClientClosedBeforeAnyRead(t *testing.T) {
 		t.Fatal("the sniffer saw bytes of a blocked client")
 	}
 	// Another address is served meanwhile.
-	ok := dialFrom(t, "127.0.0.5", addr)
+	ok := proxytest.DialFrom(t, "127.0.0.5", addr)
 	fmt.Fprint(ok, "HELLO pbx.example.com\n")
 	if line, err := bufio.NewReader(ok).ReadString('\n'); err != nil || !strings.HasPrefix(line, "echo:") {
 		t.Fatalf("other client: %q, %v", line, err)
@@ -110,12 +113,12 @@ func TestBlockedClientClosedBeforeAnyRead(t *testing.T) {
 }
 
 func TestTargetUnreachableIsReported(t *testing.T) {
-	g := &recordingGuard{}
-	_, addr := startProxy(t, svcYAML("pbx.example.com", freePort(t), ""), Stream(&lineSniffer{}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	g := &proxytest.Guard{}
+	_, addr := startProxy(t, svcYAML("pbx.example.com", freePort(t), ""), proxy.Stream(&lineSniffer{}), g)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	io.ReadAll(c)
-	if ev := g.waitReason(t, string(ReasonUnreachable)); ev.Service != "pbx.example.com" {
+	if ev := g.WaitReason(t, string(proxy.ReasonUnreachable)); ev.Service != "pbx.example.com" {
 		t.Fatalf("event %+v", ev)
 	}
 }
@@ -140,9 +143,9 @@ func TestWatcherVerdicts(t *testing.T) {
 			fmt.Fprintf(c, "echo: %s", line)
 		}
 	})
-	g := &recordingGuard{}
-	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), Stream(&lineSniffer{watch: true}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	g := &proxytest.Guard{}
+	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{watch: true}), g)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	r := bufio.NewReader(c)
 	// The first message and a pipelined second one arrive in one write.
 	fmt.Fprint(c, "HELLO pbx.example.com\nONE\n")
@@ -161,14 +164,14 @@ func TestWatcherVerdicts(t *testing.T) {
 	if line, _ := r.ReadString('\n'); line != "REJECT\n" {
 		t.Fatalf("got %q", line)
 	}
-	g.waitReason(t, "url not allowed (denied line)")
-	g.waitReason(t, "unreadable request (bad line)")
-	g.waitReason(t, string(ReasonCredentials))
+	g.WaitReason(t, "url not allowed (denied line)")
+	g.WaitReason(t, "unreadable request (bad line)")
+	g.WaitReason(t, string(proxy.ReasonCredentials))
 	fmt.Fprint(c, "SPOOF\n")
 	if line, _ := r.ReadString('\n'); line != "echo: after spoof\n" {
 		t.Fatalf("after a dropped target line: got %q", line)
 	}
-	g.waitReason(t, "target message dropped (spoof)")
+	g.WaitReason(t, "target message dropped (spoof)")
 	// A message split at every byte still frames.
 	for _, b := range []byte("SPLIT\n") {
 		c.Write([]byte{b})
@@ -187,22 +190,22 @@ func TestWatcherLongMessageIsStreamed(t *testing.T) {
 	// Lines longer than first_packet_max cannot be framed by the line
 	// watcher; the framing error ends the connection and is reported.
 	tg := newTarget(t, echoLines)
-	g := &recordingGuard{}
+	g := &proxytest.Guard{}
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  first_packet_max: 1KiB\n"),
-		Stream(&lineSniffer{watch: true}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+		proxy.Stream(&lineSniffer{watch: true}), g)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprintf(c, "HELLO pbx.example.com\n%s", strings.Repeat("y", 3000))
 	io.ReadAll(c)
-	g.waitReason(t, "message too large (message head)")
+	g.WaitReason(t, "message too large (message head)")
 }
 
 func TestIdleTimeoutClosesOnlyIdleConnections(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  idle_timeout: 300ms\n"),
-		Stream(&lineSniffer{}), nil)
+		proxy.Stream(&lineSniffer{}), nil)
 
-	busy := dialFrom(t, "127.0.0.2", addr)
-	idle := dialFrom(t, "127.0.0.3", addr)
+	busy := proxytest.DialFrom(t, "127.0.0.2", addr)
+	idle := proxytest.DialFrom(t, "127.0.0.3", addr)
 	br, ir := bufio.NewReader(busy), bufio.NewReader(idle)
 	for _, c := range []net.Conn{busy, idle} {
 		fmt.Fprint(c, "HELLO pbx.example.com\n")
@@ -226,19 +229,19 @@ func TestIdleTimeoutClosesOnlyIdleConnections(t *testing.T) {
 func TestMaxConnsPerIP(t *testing.T) {
 	tg := newTarget(t, echoLines)
 	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  max_conns_per_ip: 2\n"),
-		Stream(&lineSniffer{}), nil)
+		proxy.Stream(&lineSniffer{}), nil)
 	for i := 0; i < 2; i++ { // both stay open until the test ends (dialFrom)
-		c := dialFrom(t, "127.0.0.2", addr)
+		c := proxytest.DialFrom(t, "127.0.0.2", addr)
 		fmt.Fprint(c, "HELLO pbx.example.com\n")
 		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 			t.Fatal(err)
 		}
 	}
-	third := dialFrom(t, "127.0.0.2", addr)
+	third := proxytest.DialFrom(t, "127.0.0.2", addr)
 	if _, err := third.Read(make([]byte, 1)); err == nil {
 		t.Fatal("third connection from one address was served")
 	}
-	other := dialFrom(t, "127.0.0.3", addr)
+	other := proxytest.DialFrom(t, "127.0.0.3", addr)
 	fmt.Fprint(other, "HELLO pbx.example.com\n")
 	if _, err := bufio.NewReader(other).ReadString('\n'); err != nil {
 		t.Fatalf("another address: %v", err)
@@ -247,9 +250,9 @@ func TestMaxConnsPerIP(t *testing.T) {
 
 func TestReloadKeepsEstablishedConnections(t *testing.T) {
 	tg := newTarget(t, echoLines)
-	g := &recordingGuard{}
-	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), Stream(&lineSniffer{}), g)
-	c := dialFrom(t, "127.0.0.2", addr)
+	g := &proxytest.Guard{}
+	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{}), g)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	r := bufio.NewReader(c)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	r.ReadString('\n')
@@ -261,23 +264,23 @@ func TestReloadKeepsEstablishedConnections(t *testing.T) {
 	if err := srv.Reload(next); err != nil {
 		t.Fatal(err)
 	}
-	if srv.Addr("sip").String() != addr {
+	if srv.Addr("sip") != addr {
 		t.Fatal("reload moved the listener")
 	}
 	fmt.Fprint(c, "still here\n")
 	if line, err := r.ReadString('\n'); line != "echo: still here\n" {
 		t.Fatalf("established connection after reload: %q, %v", line, err)
 	}
-	n := dialFrom(t, "127.0.0.2", addr)
+	n := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(n, "HELLO pbx.example.com\n")
 	io.ReadAll(n)
-	g.waitReason(t, string(ReasonUnknownService))
+	g.WaitReason(t, string(proxy.ReasonUnknownService))
 }
 
 func TestShutdownWaitsThenCloses(t *testing.T) {
 	tg := newTarget(t, echoLines)
-	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), Stream(&lineSniffer{}), nil)
-	c := dialFrom(t, "127.0.0.2", addr)
+	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), ""), proxy.Stream(&lineSniffer{}), nil)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	fmt.Fprint(c, "HELLO pbx.example.com\n")
 	bufio.NewReader(c).ReadString('\n')
 	if len(srv.Conns()) != 1 || srv.Conns()[0].Service != "pbx.example.com" {
@@ -294,5 +297,64 @@ func TestShutdownWaitsThenCloses(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Fatal("still accepting after shutdown")
+	}
+}
+
+// TestStatsCountWhatHappened drives real connections through every outcome
+// the counters distinguish and checks each one moved exactly as it should.
+func TestStatsCountWhatHappened(t *testing.T) {
+	tg := newTarget(t, echoLines)
+	yaml := svcYAML("pbx.example.com", tg.port(), "") +
+		"  - name: down.example.com\n    target: 127.0.0.1\n    ports: {sip: " + fmt.Sprint(freePort(t)) + "}\n"
+	g := &proxytest.Guard{}
+	g.Block(netip.MustParseAddr("127.0.0.4"))
+	srv, addr := startProxy(t, yaml, proxy.Stream(&lineSniffer{}), g)
+
+	served := proxytest.DialFrom(t, "127.0.0.2", addr) // forwarded, stays open
+	fmt.Fprint(served, "HELLO pbx.example.com\n")
+	if line, err := bufio.NewReader(served).ReadString('\n'); err != nil || !strings.HasPrefix(line, "echo:") {
+		t.Fatalf("served client: %q, %v", line, err)
+	}
+	unknown := proxytest.DialFrom(t, "127.0.0.2", addr)
+	fmt.Fprint(unknown, "HELLO scanner-"+strings.Repeat("x", 20)+".example\n")
+	io.ReadAll(unknown)
+	down := proxytest.DialFrom(t, "127.0.0.2", addr)
+	fmt.Fprint(down, "HELLO down.example.com\n")
+	io.ReadAll(down)
+	blocked := proxytest.DialFrom(t, "127.0.0.4", addr)
+	blocked.Read(make([]byte, 1))
+	g.WaitReason(t, string(proxy.ReasonUnknownService))
+	g.WaitReason(t, string(proxy.ReasonUnreachable))
+
+	// The refusals are counted before the connection ends; poll until the
+	// blocked connection's accept is counted too.
+	var st proxy.Stats
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		st = srv.Stats()
+		if st.Accepted["sip"] == 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st.Accepted["sip"] != 4 || st.Blocked["sip"] != 1 {
+		t.Errorf("accepted %v, blocked %v; want 4 and 1", st.Accepted, st.Blocked)
+	}
+	want := []proxy.ServiceStats{
+		{Type: "sip", Service: "", Refused: 1}, // the scanner's name is not kept
+		{Type: "sip", Service: "down.example.com", Forwarded: 1, Refused: 1},
+		{Type: "sip", Service: "pbx.example.com", Forwarded: 1},
+	}
+	if fmt.Sprint(st.Services) != fmt.Sprint(want) {
+		t.Errorf("services %+v\nwant %+v", st.Services, want)
+	}
+	if st.Reasons[proxy.ReasonUnknownService] != 1 || st.Reasons[proxy.ReasonUnreachable] != 1 {
+		t.Errorf("reasons %v", st.Reasons)
+	}
+	if st.DialErrors["down.example.com"] != 1 {
+		t.Errorf("dial errors %v", st.DialErrors)
+	}
+	h := st.DialLatency["pbx.example.com"]
+	if h.Count != 1 || h.Buckets[len(h.Buckets)-1] != 1 || h.Sum <= 0 {
+		t.Errorf("dial latency %+v", h)
 	}
 }

@@ -1,25 +1,25 @@
-package proxy
+package proxy_test
 
 import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // cnSniffer routes everything to one service and records what the
 // listener told it about the client.
-type cnSniffer struct{ infos chan ConnInfo }
+type cnSniffer struct{ infos chan proxy.ConnInfo }
 
-func (s cnSniffer) Sniff(first []byte, info *ConnInfo) (*Decision, error) {
+func (s cnSniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error) {
 	s.infos <- *info
-	return &Decision{Service: "pbx.example.com"}, nil
+	return &proxy.Decision{Service: "pbx.example.com"}, nil
 }
 
 func TestTLSTerminationSNIAndClientCertificates(t *testing.T) {
@@ -39,19 +39,9 @@ tls:
 services:
   - {name: pbx.example.com, target: 127.0.0.1, ports: {sip: %d}}
 `, port, first.CertFile, first.KeyFile, second.CertFile, second.KeyFile, phones.File, tg.port())
-	cfg, err := configs.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn := cnSniffer{infos: make(chan ConnInfo, 1)}
-	g := &recordingGuard{}
-	srv, err := NewServer(cfg, Options{Handlers: map[string]Handler{"sips": Stream(sn)}, Guard: g,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	addr := srv.Addr("sips").String()
+	sn := cnSniffer{infos: make(chan proxy.ConnInfo, 1)}
+	g := &proxytest.Guard{}
+	addr := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"sips": proxy.Stream(sn)}, g).Addr("sips")
 
 	for _, tc := range []struct {
 		name, sni, wantCert string
@@ -86,8 +76,8 @@ services:
 	}
 
 	// TLS junk is refused and reported before any sniffing.
-	c := dialFrom(t, "127.0.0.2", addr)
+	c := proxytest.DialFrom(t, "127.0.0.2", addr)
 	c.Write([]byte("REGISTER sip:pbx.example.com SIP/2.0\r\n\r\n"))
 	io.ReadAll(c)
-	g.waitReason(t, string(ReasonTLS))
+	g.WaitReason(t, string(proxy.ReasonTLS))
 }

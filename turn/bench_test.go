@@ -3,6 +3,8 @@ package turn
 import (
 	"testing"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // BenchmarkRelayRoundTrip is one 160-byte datagram (20ms of G.711) from a
@@ -10,7 +12,7 @@ import (
 // and the admit check on each client-side one. bench/turn.sh compares
 // throughput with coturn.
 func BenchmarkRelayRoundTrip(b *testing.B) {
-	s := startServer(b, baseConfig(), Options{Guard: &recorder{}})
+	s := startServer(b, baseConfig(), Options{Guard: &proxytest.Guard{}})
 	peer := echoPeer(b)
 	relay, err := dialClient(b, s, "udp", "127.0.0.1", "phones", "pw").Allocate()
 	if err != nil {

@@ -1,16 +1,9 @@
 package turn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +11,8 @@ import (
 	"github.com/pion/stun/v3"
 	"github.com/pion/turn/v4"
 
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
 // Test servers listen on 127.0.0.1 and relay from 127.0.0.1; clients that
@@ -55,30 +48,6 @@ func startServer(t testing.TB, cfg configs.TURN, opts Options) *Server {
 		}
 	})
 	return s
-}
-
-// recorder is a Guard that blocks a fixed set of addresses and records
-// what is reported; the blacklist's own counting is tested with the real
-// List in coturn_test.go.
-type recorder struct {
-	blocked map[netip.Addr]bool // read-only after construction
-
-	mu     sync.Mutex
-	events []blacklist.Event
-}
-
-func (r *recorder) Blocked(ip netip.Addr) bool { return r.blocked[ip] }
-
-func (r *recorder) Report(ev blacklist.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) reports() []blacklist.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]blacklist.Event(nil), r.events...)
 }
 
 // echoPeer is a UDP peer on 127.0.0.1 that sends every datagram back.
@@ -183,25 +152,10 @@ func roundTrips(t testing.TB, relay net.PacketConn, peer net.Addr, n int) {
 	}
 }
 
-// selfSigned is a certificate for 127.0.0.1.
+// selfSigned is a certificate for 127.0.0.1, from a CA of its own.
 func selfSigned(t testing.TB) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "gatehouse test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testpki.NewCA(t, "gatehouse test").Server("127.0.0.1").TLS
 }
 
 // rawClient speaks STUN by hand on one UDP socket, for what pion's client

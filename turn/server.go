@@ -13,17 +13,13 @@ import (
 
 	"github.com/pion/turn/v4"
 
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
-// Guard is the blacklist as the TURN server sees it; *blacklist.List
-// implements it.
-type Guard interface {
-	Blocked(ip netip.Addr) bool
-	Report(ev blacklist.Event)
-}
+// Guard is the blacklist as the TURN server sees it, the gate's Guard;
+// *blacklist.List implements it.
+type Guard = gate.Guard
 
 // Options are what New needs besides the configuration.
 type Options struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 func TestRelay(t *testing.T) {
@@ -24,7 +25,7 @@ func TestRelay(t *testing.T) {
 		t.Run(network, func(t *testing.T) {
 			cfg := baseConfig()
 			cfg.TLSListen = "127.0.0.1:0"
-			guard := &recorder{}
+			guard := &proxytest.Guard{}
 			s := startServer(t, cfg, Options{Guard: guard, Certificates: []tls.Certificate{selfSigned(t)}})
 			peer := echoPeer(t)
 
@@ -49,8 +50,8 @@ func TestRelay(t *testing.T) {
 				t.Errorf("relayed %d packets, %d bytes; want at least %d, %d", st.RelayedPackets, st.RelayedBytes, 2*n, 2*n*5)
 			}
 			// The 401 challenge before the authenticated Allocate is ordinary.
-			if st.AuthFailures != 0 || len(guard.reports()) != 0 {
-				t.Errorf("auth failures %d, reports %v; want none", st.AuthFailures, guard.reports())
+			if st.AuthFailures != 0 || len(guard.Events()) != 0 {
+				t.Errorf("auth failures %d, reports %v; want none", st.AuthFailures, guard.Events())
 			}
 		})
 	}
@@ -138,7 +139,7 @@ func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
 
 func TestAuthFailures(t *testing.T) {
 	cfg := baseConfig()
-	guard := &recorder{}
+	guard := &proxytest.Guard{}
 	s := startServer(t, cfg, Options{Guard: guard})
 
 	for _, c := range []struct{ user, pass, reason string }{
@@ -151,7 +152,7 @@ func TestAuthFailures(t *testing.T) {
 		}
 	}
 	want := []string{reasonBadPassword, reasonUnknownUser}
-	got := guard.reports()
+	got := guard.Events()
 	if len(got) != len(want) {
 		t.Fatalf("reports %v, want reasons %v", got, want)
 	}
@@ -169,7 +170,7 @@ func TestRESTCredentials(t *testing.T) {
 	cfg := baseConfig()
 	cfg.Accounts = nil
 	cfg.Secret = "s3cret"
-	guard := &recorder{}
+	guard := &proxytest.Guard{}
 	s := startServer(t, cfg, Options{Guard: guard})
 	peer := echoPeer(t)
 
@@ -188,7 +189,7 @@ func TestRESTCredentials(t *testing.T) {
 	if _, err := dialClient(t, s, "udp", "127.0.0.1", user, pass).Allocate(); err == nil {
 		t.Fatal("Allocate with expired REST credentials succeeded")
 	}
-	if r := guard.reports(); len(r) != 1 || r[0].Reason != reasonExpired {
+	if r := guard.Events(); len(r) != 1 || r[0].Reason != reasonExpired {
 		t.Errorf("reports %v, want one %q", r, reasonExpired)
 	}
 }
@@ -196,7 +197,9 @@ func TestRESTCredentials(t *testing.T) {
 func TestBlockedSource(t *testing.T) {
 	blocked := netip.MustParseAddr("127.0.0.2")
 	cfg := baseConfig()
-	s := startServer(t, cfg, Options{Guard: &recorder{blocked: map[netip.Addr]bool{blocked: true}}})
+	guard := &proxytest.Guard{}
+	guard.Block(blocked)
+	s := startServer(t, cfg, Options{Guard: guard})
 
 	if binds(t, s, "127.0.0.2") {
 		t.Error("binding request from a blocked address answered")

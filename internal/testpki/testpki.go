@@ -1,6 +1,8 @@
 // Package testpki makes throwaway certificate authorities and certificates
 // for tests: a CA, server certificates for given names, client certificates
-// with a given CN, written as PEM files into a test's temporary directory.
+// with a given CN and subjectAltNames, written as PEM files into a test's
+// temporary directory. It is the one place the tests of every package mint
+// certificates (proxytest, slapdtest and the protocols' tests use it).
 package testpki
 
 import (
@@ -13,8 +15,10 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,10 +28,12 @@ type CA struct {
 	Cert    *x509.Certificate
 	Key     *ecdsa.PrivateKey
 	CertPEM []byte
-	// File is the CA certificate as a PEM file in the test's temp dir.
-	File string
-	dir  string
-	t    testing.TB
+	// File is the CA certificate as a PEM file in the test's temp dir,
+	// KeyFile its key: a self-signed certificate with its key, for a
+	// configuration that wants one.
+	File, KeyFile string
+	dir           string
+	t             testing.TB
 }
 
 // NewCA makes a CA called name.
@@ -53,6 +59,7 @@ func NewCA(t testing.TB, name string) *CA {
 	cert, _ := x509.ParseCertificate(der)
 	ca := &CA{Cert: cert, Key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: t.TempDir(), t: t}
 	ca.File = ca.write(name+"-ca.crt", ca.CertPEM)
+	ca.KeyFile = ca.write(name+"-ca.key", keyPEM(t, key))
 	return ca
 }
 
@@ -84,11 +91,34 @@ func (ca *CA) Server(names ...string) *Issued {
 	return ca.issue(tmpl)
 }
 
-// Client issues a client certificate with Common Name cn.
-func (ca *CA) Client(cn string) *Issued {
+// Client issues a client certificate with Common Name cn and the
+// subjectAltNames sans, read as Template reads them.
+func (ca *CA) Client(cn string, sans ...string) *Issued {
 	tmpl := ca.template(cn)
+	named := Template(cn, sans...)
+	tmpl.URIs, tmpl.EmailAddresses = named.URIs, named.EmailAddresses
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	return ca.issue(tmpl)
+}
+
+// Template returns an unsigned certificate with Common Name cn and the
+// subjectAltNames sans: a name with a colon is a URI ("sip:alice@example.com"),
+// any other an e-mail address. Tests of code that reads a verified peer
+// certificate hand it over as if parsed from a handshake.
+func Template(cn string, sans ...string) *x509.Certificate {
+	c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
+	for _, s := range sans {
+		if !strings.Contains(s, ":") {
+			c.EmailAddresses = append(c.EmailAddresses, s)
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			panic("testpki: " + err.Error())
+		}
+		c.URIs = append(c.URIs, u)
+	}
+	return c
 }
 
 func (ca *CA) template(cn string) *x509.Certificate {
@@ -112,11 +142,7 @@ func (ca *CA) issue(tmpl *x509.Certificate) *Issued {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, keyPEM := pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", keyDER)
+	certPEM, keyPEM := pemBlock("CERTIFICATE", der), keyPEM(t, key)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +153,16 @@ func (ca *CA) issue(tmpl *x509.Certificate) *Issued {
 		KeyFile:  ca.write(name+"-"+tmpl.SerialNumber.String()+".key", keyPEM),
 		TLS:      pair,
 	}
+}
+
+// keyPEM encodes key as an "EC PRIVATE KEY" (SEC 1) block, the form
+// openssl ecparam writes and every TLS stack the tests drive reads.
+func keyPEM(t testing.TB, key *ecdsa.PrivateKey) []byte {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemBlock("EC PRIVATE KEY", der)
 }
 
 func (ca *CA) write(name string, data []byte) string {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -20,14 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // pbx is an H.323 target: it records the bytes each connection sends and
 // answers every tunnelled GRQ or RRQ with an RCF, or with an RRJ
@@ -146,31 +143,17 @@ func (p *pbx) connections() int {
 	return len(p.got)
 }
 
-// guard is the real blacklist; it also keeps every event for the test.
-type guard struct {
-	*blacklist.List
-	mu     sync.Mutex
-	events []string
-}
+// guard records the events for the test and passes them on to the real
+// blacklist, its Next.
+type guard struct{ *proxytest.Guard }
 
-func (g *guard) Report(ev blacklist.Event) {
-	g.mu.Lock()
-	g.events = append(g.events, fmt.Sprintf("%s %s %s: %s", ev.Client, ev.Type, ev.Service, ev.Reason))
-	g.mu.Unlock()
-	g.List.Report(ev)
-}
-
-// waitEvents waits until the events are want, in order.
-func (g *guard) waitEvents(t *testing.T, want ...string) {
+// waitEvents waits until there are as many events as want, and checks
+// they are want, in order.
+func (g guard) waitEvents(t *testing.T, want ...string) {
 	t.Helper()
 	var got []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		g.mu.Lock()
-		got = slices.Clone(g.events)
-		g.mu.Unlock()
-		if len(got) >= len(want) {
-			break
-		}
+	for _, ev := range g.WaitEvents(len(want)) {
+		got = append(got, fmt.Sprintf("%s %s %s: %s", ev.Client, ev.Type, ev.Service, ev.Reason))
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("events:\n got %q\nwant %q", got, want)
@@ -182,7 +165,7 @@ type testbed struct {
 	plain, secure *pbx
 	h323, h323s   string // gatehouse's listeners
 	ca            *testpki.CA
-	guard         *guard
+	guard         guard
 }
 
 func startTestbed(t *testing.T, reject string, threshold int) *testbed {
@@ -219,29 +202,10 @@ blacklist:
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := blacklist.New(cfg.Blacklist, blacklist.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.guard = &guard{List: list}
+	tb.guard = guard{proxytest.NewBlacklist(t, cfg.Blacklist)}
 	handler := proxy.Stream(Sniffer{})
-	srv, err := proxy.NewServer(cfg, proxy.Options{
-		Handlers: map[string]proxy.Handler{"h323": handler, "h323s": handler},
-		Guard:    tb.guard,
-		Logger:   quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		list.Close()
-	})
-	tb.h323, tb.h323s = srv.Addr("h323").String(), srv.Addr("h323s").String()
+	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"h323": handler, "h323s": handler}, tb.guard.Guard)
+	tb.h323, tb.h323s = srv.Addr("h323"), srv.Addr("h323s")
 	return tb
 }
 
@@ -344,7 +308,7 @@ func TestGatehouseCertificateCheck(t *testing.T) {
 		cert    func(tb *testbed) *testpki.Issued
 		wantTLS bool
 	}{
-		{"certificate for both aliases", func(tb *testbed) *testpki.Issued { return issueSAN(t, tb.ca, "alice", "201@example.com") }, true},
+		{"certificate for both aliases", func(tb *testbed) *testpki.Issued { return tb.ca.Client("alice", "201@example.com") }, true},
 		{"certificate for the name, not the number", func(tb *testbed) *testpki.Issued { return tb.ca.Client("alice") }, false},
 		{"no certificate", func(tb *testbed) *testpki.Issued { return nil }, false},
 		{"certificate for another alias", func(tb *testbed) *testpki.Issued { return tb.ca.Client("bob") }, false},

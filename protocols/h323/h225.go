@@ -365,16 +365,26 @@ type genericDataWalker struct {
 	ras [][]byte
 }
 
+// open reads the start GenericData and EnumeratedParameter share: a
+// SEQUENCE with one optional field and an extension marker, then the id.
+// Nested deeper than maxDepth, it fails the reader instead and ok is false.
+func (w *genericDataWalker) open(depth int) (opt per.Bitmap, ext bool, id int64, ok bool) {
+	if depth > maxDepth {
+		w.r.Fail(errTooDeep)
+		return opt, false, 0, false
+	}
+	opt, ext = w.r.Sequence(1, true)
+	return opt, ext, genericID(w.r), true
+}
+
 // genericData: SEQUENCE {id GenericIdentifier, parameters SEQUENCE
 // (SIZE(1..512)) OF EnumeratedParameter OPTIONAL, ...}.
 func (w *genericDataWalker) genericData(depth int) {
 	r := w.r
-	if depth > maxDepth {
-		r.Fail(errTooDeep)
+	opt, ext, id, ok := w.open(depth)
+	if !ok {
 		return
 	}
-	opt, ext := r.Sequence(1, true)
-	id := genericID(r)
 	tunnel := depth == 0 && id == featureRASTunnel
 	if opt.Has(0) {
 		for n := r.Length(1, 512); n > 0 && r.Err() == nil; n-- {
@@ -393,12 +403,10 @@ func (w *genericDataWalker) genericData(depth int) {
 // (SIZE(1..16)) OF GenericData, ...}.
 func (w *genericDataWalker) parameter(depth int, tunnel bool) {
 	r := w.r
-	if depth > maxDepth {
-		r.Fail(errTooDeep)
+	opt, ext, id, ok := w.open(depth)
+	if !ok {
 		return
 	}
-	opt, ext := r.Sequence(1, true)
-	id := genericID(r)
 	rasParam := tunnel && id == paramRASMessage
 	if opt.Has(0) {
 		i, cext := r.Choice(12, true)

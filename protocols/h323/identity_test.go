@@ -1,68 +1,21 @@
 package h323
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
-	neturl "net/url"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
-// sanCert is a certificate with CN cn and subjectAltNames: URIs (with a
-// scheme) and e-mail addresses.
-func sanCert(cn string, sans ...string) *x509.Certificate {
-	c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
-	for _, s := range sans {
-		if strings.Contains(s, ":") {
-			u, err := neturl.Parse(s)
-			if err != nil {
-				panic(err)
-			}
-			c.URIs = append(c.URIs, u)
-		} else {
-			c.EmailAddresses = append(c.EmailAddresses, s)
-		}
-	}
-	return c
-}
-
-// issueSAN issues ca's client certificate with subjectAltNames, for real
-// TLS handshakes.
-func issueSAN(t *testing.T, ca *testpki.CA, cn string, sans ...string) *testpki.Issued {
-	t.Helper()
-	tmpl := sanCert(cn, sans...)
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return &testpki.Issued{TLS: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}
-}
-
 // TestSniffCertificate checks that a certificate vouches for a
 // registration only when it names every alias the PBX will register, and
 // that aliases of two users are refused whatever the certificate.
 func TestSniffCertificate(t *testing.T) {
-	alice := sanCert("alice")
-	aliceAnd201 := sanCert("alice", "201@example.com")
+	alice := testpki.Template("alice")
+	aliceAnd201 := testpki.Template("alice", "201@example.com")
 	for _, tc := range []struct {
 		name      string
 		packet    []byte
@@ -79,7 +32,7 @@ func TestSniffCertificate(t *testing.T) {
 		{"number first, not named", facility(facilityOptions{}, rrq("example.com", false, dialled("201"), h323ID("alice"))), alice, false, nil},
 		{"name and number, both named", facility(facilityOptions{}, rrq("example.com", false, h323ID("alice"), dialled("201"))), aliceAnd201, true, nil},
 		{"number named by a SAN URI", facility(facilityOptions{}, rrq("example.com", false, h323ID("alice"), dialled("201"))),
-			sanCert("Alice's phone", "h323:alice@example.com", "sip:201@example.com;user=phone"), true, nil},
+			testpki.Template("Alice's phone", "h323:alice@example.com", "sip:201@example.com;user=phone"), true, nil},
 		{"another user's number", facility(facilityOptions{}, rrq("example.com", false, h323ID("alice"), dialled("202"))), aliceAnd201, false, nil},
 		{"two users", facility(facilityOptions{}, rrq("example.com", false, h323ID("alice"), h323ID("bob"))), alice, false, errManyUsers},
 		{"two users, one by e-mail", facility(facilityOptions{}, rrq("example.com", false, h323ID("alice"), email("bob@example.com"))), alice, false, errManyUsers},
@@ -110,7 +63,7 @@ func TestSniffCertificate(t *testing.T) {
 // must be named by the certificate, all its aliases.
 func TestWatcherCertified(t *testing.T) {
 	first := facility(facilityOptions{}, rrq("example.com", false, h323ID("alice")))
-	info := &proxy.ConnInfo{VerifiedCN: "alice", TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{sanCert("alice")}}}
+	info := &proxy.ConnInfo{VerifiedCN: "alice", TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{testpki.Template("alice")}}}
 	d, err := Sniffer{}.Sniff(first, info)
 	if err != nil || d.Identity != "alice" {
 		t.Fatalf("Sniff: %+v, %v", d, err)

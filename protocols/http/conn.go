@@ -81,11 +81,11 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 	defer g.untrack(c)
 	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
 	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
-	c.br = getReader(&c.cr)
-	c.bw = getWriter(&c.cw)
+	c.br = readers.get(&c.cr)
+	c.bw = writers.get(&c.cw)
 	defer func() {
-		putReader(c.br)
-		putWriter(c.bw)
+		readers.put(c.br)
+		writers.put(c.bw)
 	}()
 	// The listener's deadline still bounds the first request's head; its
 	// write half is renewed per response.

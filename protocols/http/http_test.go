@@ -10,51 +10,32 @@ import (
 	"net"
 	stdhttp "net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
-	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // events records what the proxy reports.
-type events struct {
-	mu  sync.Mutex
-	all []blacklist.Event
-}
+type events struct{ *proxytest.Guard }
 
-func (e *events) Blocked(netip.Addr) bool { return false }
-func (e *events) Report(ev blacklist.Event) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.all = append(e.all, ev)
-}
-func (e *events) reasons() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// reasons returns "service: reason" for every event so far.
+func (e events) reasons() []string {
 	var rs []string
-	for _, ev := range e.all {
+	for _, ev := range e.Events() {
 		rs = append(rs, ev.Service+": "+ev.Reason)
 	}
 	return rs
 }
 
-func (e *events) wait(t *testing.T, want string) {
+func (e events) wait(t *testing.T, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		for _, r := range e.reasons() {
-			if r == want {
-				return
-			}
-		}
-	}
-	t.Fatalf("no event %q; got %q", want, e.reasons())
+	e.WaitFor(t, fmt.Sprintf("%q", want), func(ev blacklist.Event) bool { return ev.Service+": "+ev.Reason == want })
 }
 
 // pbxTarget is a real net/http server standing in for the PBX's web
@@ -120,7 +101,7 @@ type gate struct {
 	h      *Handler
 	yaml   string
 	srv    *proxy.Server
-	ev     *events
+	ev     events
 	ca     *testpki.CA
 	http   string
 	https  string
@@ -151,25 +132,9 @@ tls:
 services:
 %s
 %s`, freeAddr(t), freeAddr(t), cert.CertFile, cert.KeyFile, ca.File, services, extra)
-	cfg, err := configs.Parse("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ev := &events{}
-	srv, err := proxy.NewServer(cfg, proxy.Options{
-		Handlers: map[string]proxy.Handler{"http": h, "https": h},
-		Guard:    ev,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	h := New(slog.New(slog.DiscardHandler))
+	ev := events{&proxytest.Guard{}}
+	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"http": h, "https": h}, ev.Guard).Server
 	g := &gate{h: h, yaml: yaml, srv: srv, ev: ev, ca: ca, http: srv.Addr("http").String(), https: srv.Addr("https").String()}
 	g.client = g.clientFrom("127.0.0.2", false)
 	return g

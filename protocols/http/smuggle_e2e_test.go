@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // The smuggling suite sends, through gatehouse, the request tricks that
@@ -213,7 +214,7 @@ func TestSmugglingAgainstRealTargets(t *testing.T) {
 			for _, tc := range smuggleCases {
 				t.Run(tc.name, func(t *testing.T) {
 					before := len(peer.requests())
-					attack := dialFrom(t, "127.0.0.2", g.http)
+					attack := proxytest.DialFrom(t, "127.0.0.2", g.http)
 					attack.Write([]byte(tc.raw))
 					br := bufio.NewReader(attack)
 					for i, want := range tc.status {
@@ -234,7 +235,7 @@ func TestSmugglingAgainstRealTargets(t *testing.T) {
 					// its own request: nothing was left on a pooled connection.
 					probe++
 					path := fmt.Sprintf("/PBX0/MY/probe-%d", probe)
-					c := dialFrom(t, "127.0.0.3", g.http)
+					c := proxytest.DialFrom(t, "127.0.0.3", g.http)
 					defer c.Close()
 					fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: hq.example.com\r\n\r\n", path)
 					resp, err := stdhttp.ReadResponse(bufio.NewReader(c), nil)
@@ -287,17 +288,6 @@ func checkReached(t *testing.T, peer *targetPeer, before int, allowed []string) 
 			t.Fatalf("%s received %q, which gatehouse did not forward as such (all: %q)", peer.name, seen, got)
 		}
 	}
-}
-
-func dialFrom(t *testing.T, src, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
 }
 
 func closedConn(c net.Conn, br *bufio.Reader) bool {

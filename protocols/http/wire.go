@@ -89,29 +89,31 @@ func (c *countReader) count(n int) {
 // write system call carries a whole small request or response.
 const bufSize = 4 << 10
 
+// The pools of buffered readers and writers, one of each per client
+// connection while it lives.
 var (
-	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
-	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+	readers = newBufPool[io.Reader](func() *bufio.Reader { return bufio.NewReaderSize(nil, bufSize) })
+	writers = newBufPool[io.Writer](func() *bufio.Writer { return bufio.NewWriterSize(nil, bufSize) })
 )
 
-func getReader(r io.Reader) *bufio.Reader {
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(r)
-	return br
+// A bufPool keeps buffered readers or writers (B) of streams S for reuse.
+type bufPool[S any, B interface{ Reset(S) }] struct{ p sync.Pool }
+
+func newBufPool[S any, B interface{ Reset(S) }](newBuf func() B) *bufPool[S, B] {
+	return &bufPool[S, B]{p: sync.Pool{New: func() any { return newBuf() }}}
 }
 
-func putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	readers.Put(br)
+// get returns a buffer on s.
+func (p *bufPool[S, B]) get(s S) B {
+	b := p.p.Get().(B)
+	b.Reset(s)
+	return b
 }
 
-func getWriter(w io.Writer) *bufio.Writer {
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(w)
-	return bw
-}
-
-func putWriter(bw *bufio.Writer) {
-	bw.Reset(nil)
-	writers.Put(bw)
+// put takes b back, reset to no stream: a pooled buffer keeps no
+// connection alive.
+func (p *bufPool[S, B]) put(b B) {
+	var none S
+	b.Reset(none)
+	p.p.Put(b)
 }

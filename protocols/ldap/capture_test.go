@@ -26,10 +26,7 @@ func TestCaptureFixtures(t *testing.T) {
 		t.Skip("refreshes testdata only with -capture")
 	}
 	s := slapdtest.Start(t, slapdtest.Config{Suffix: "dc=example,dc=com", Users: []slapdtest.User{{UID: "alice", Password: "alice-pw"}}})
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, s.CA.PEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	caFile := s.CA.File
 	alice := s.DN("alice")
 	for _, c := range []struct {
 		args []string

@@ -14,6 +14,7 @@ import (
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/protocols/ldap/internal/slapdtest"
 )
 
@@ -144,16 +145,9 @@ func startGatehouse(t *testing.T, com, org *slapdtest.Server) *gatehouse {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/gatehouse-pbx/gatehouse/cmd/gatehouse").CombinedOutput(); err != nil {
 		t.Fatalf("building gatehouse: %v\n%s", err, out)
 	}
-	ca := slapdtest.NewCA(t)
-	certPEM, keyPEM := ca.IssuePEM(t, "localhost", "127.0.0.1")
-	files := map[string][]byte{"ca.pem": ca.PEM, "gatehouse.crt": certPEM, "gatehouse.key": keyPEM,
-		"com-ca.pem": com.CA.PEM, "org-ca.pem": org.CA.PEM}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gh := &gatehouse{ldap: freeAddr(t), ldaps: freeAddr(t), caFile: filepath.Join(dir, "ca.pem"), log: &testpeer.Log{}}
+	ca := testpki.NewCA(t, "gatehouse")
+	cert := ca.Server("localhost", "127.0.0.1")
+	gh := &gatehouse{ldap: freeAddr(t), ldaps: freeAddr(t), caFile: ca.File, log: &testpeer.Log{}}
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	config := fmt.Sprintf(`listen:
   ldap: %q
@@ -175,8 +169,7 @@ blacklist:
   whitelist: [127.0.0.1]
 log:
   level: debug
-`, gh.ldap, gh.ldaps, filepath.Join(dir, "gatehouse.crt"), filepath.Join(dir, "gatehouse.key"),
-		filepath.Join(dir, "com-ca.pem"), filepath.Join(dir, "org-ca.pem"),
+`, gh.ldap, gh.ldaps, cert.CertFile, cert.KeyFile, com.CA.File, org.CA.File,
 		port(com.Addr), port(com.LDAPSAddr), port(org.Addr))
 	conf := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {

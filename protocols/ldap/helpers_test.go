@@ -4,92 +4,156 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"io"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
-// The helpers below stand in for the proxy's listener and relay, doing
-// exactly what the proxy.Sniffer, proxy.Refuser and proxy.Watcher
-// contracts promise and nothing more, so that this package is tested with
-// real clients and a real slapd on its own.
+// The tests run this package's Sniffer behind the real listener and relay
+// (proxy.Server, through proxytest), with real clients and a real slapd.
 
-// gated is what gate made of a client connection.
-type gated struct {
+// sniffed is what the Sniffer decided for one connection.
+type sniffed struct {
 	d     *proxy.Decision
-	err   error    // Sniff's refusal, or the read error that ended sniffing
-	first []byte   // the bytes sniffed, to be replayed to the target
-	conn  net.Conn // the client connection, TLS after an upgrade
-	tls   bool     // the connection was upgraded with StartTLS
+	err   error  // Sniff's refusal
+	first []byte // the bytes it decided on, which the proxy replays to the target
+	tls   bool   // the connection was upgraded with StartTLS before
 }
 
-// gate plays the listener on conn: it hands every byte read so far to
-// Sniff until it decides, writes a Decision's Reply, terminates TLS with
-// cert on UpgradeTLS and sniffs again inside, and answers a refusal with
-// RefusalReply. info describes the client side (TLS set for LDAPS).
-func gate(conn net.Conn, s *Sniffer, info *proxy.ConnInfo, cert tls.Certificate) gated {
-	var buf []byte
-	chunk := make([]byte, 4096)
-	upgraded := false
-	for {
-		n, rerr := conn.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		if n > 0 {
-			d, err := s.Sniff(buf, info)
-			switch {
-			case err == nil && d.UpgradeTLS:
-				if _, err := conn.Write(d.Reply); err != nil {
-					return gated{err: err}
-				}
-				tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{cert}})
-				if err := tc.Handshake(); err != nil {
-					return gated{err: err}
-				}
-				st := tc.ConnectionState()
-				info.TLS, conn, buf, upgraded = &st, tc, nil, true
-				continue
-			case err == nil:
-				return gated{d: d, first: buf, conn: conn, tls: upgraded}
-			case !errors.Is(err, proxy.ErrNeedMore):
-				if reply := s.RefusalReply(buf, proxy.AsRefusal(err)); reply != nil {
-					conn.Write(reply)
-				}
-				return gated{err: err, first: buf, conn: conn, tls: upgraded}
-			}
-		}
-		if rerr != nil {
-			return gated{err: rerr, first: buf, conn: conn, tls: upgraded}
-		}
+// spy is the Sniffer as the proxy sees it (RefusalReply and StartTLS are
+// its own); it only tells the test what each connection's Sniff decided.
+type spy struct {
+	*Sniffer
+	decided chan sniffed
+
+	mu       sync.Mutex
+	upgraded map[*proxy.ConnInfo]bool // connections after StartTLS
+}
+
+func (s *spy) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error) {
+	d, err := s.Sniffer.Sniff(first, info)
+	if errors.Is(err, proxy.ErrNeedMore) {
+		return d, err
 	}
+	s.mu.Lock()
+	upgraded := s.upgraded[info]
+	if err == nil && d.UpgradeTLS {
+		s.upgraded[info] = true
+		s.mu.Unlock()
+		return d, err
+	}
+	delete(s.upgraded, info)
+	s.mu.Unlock()
+	s.decided <- sniffed{d: d, err: err, first: bytes.Clone(first), tls: upgraded}
+	return d, err
 }
 
-// clientTo runs a go-ldap client over one end of a pipe while gate
-// serves the other, and returns what gate made of it and the client's
-// error. The client's connection is closed once the gate has decided.
-func clientTo(t *testing.T, s *Sniffer, info *proxy.ConnInfo, cert tls.Certificate, client func(*goldap.Conn) error) (gated, error) {
+// gatehouse is a proxy.Server with the Sniffer on an ldap and an ldaps
+// listener, in front of targets by service.
+type gatehouse struct {
+	*proxytest.Server
+	spy *spy
+	ca  *testpki.CA // issued the listeners' certificate
+}
+
+// startProxy runs the proxy with services, YAML entries of the services
+// list, on free loopback ports.
+func startProxy(t *testing.T, services string) *gatehouse {
 	t.Helper()
-	cc, sc := net.Pipe()
-	c := goldap.NewConn(cc, false)
-	c.Start()
-	clientErr := make(chan error, 1)
-	go func() { clientErr <- client(c) }()
-	g := gate(sc, s, info, cert)
-	if g.conn != nil {
-		g.conn.Close()
-	}
-	sc.Close()
-	err := <-clientErr
-	c.Close()
-	return g, err
+	ca := testpki.NewCA(t, "ldap")
+	cert := ca.Server("gatehouse.test", "127.0.0.1")
+	yaml := fmt.Sprintf(`listen:
+  ldap: "127.0.0.1:%d"
+  ldaps: "127.0.0.1:%d"
+tls:
+  certificates: [{cert: %q, key: %q}]
+services:
+%s`, testpeer.FreePort(t), testpeer.FreePort(t), cert.CertFile, cert.KeyFile, services)
+	sp := &spy{Sniffer: &Sniffer{}, decided: make(chan sniffed, 16), upgraded: map[*proxy.ConnInfo]bool{}}
+	h := proxy.Stream(sp)
+	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"ldap": h, "ldaps": h}, nil)
+	return &gatehouse{Server: srv, spy: sp, ca: ca}
 }
+
+// dial connects a go-ldap client to the ldap listener, or to the ldaps one.
+func (gh *gatehouse) dial(t *testing.T, ldaps bool) *goldap.Conn {
+	t.Helper()
+	url := "ldap://" + gh.Addr("ldap")
+	if ldaps {
+		url = "ldaps://" + gh.Addr("ldaps")
+	}
+	c, err := goldap.DialURL(url, goldap.DialWithTLSConfig(&tls.Config{RootCAs: gh.ca.Pool(), ServerName: "gatehouse.test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(10 * time.Second)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// clientTo runs client on a new connection and returns what the Sniffer
+// decided for it and the client's error. The client ends when the proxy
+// closes the connection: after a refusal, or when the target has closed.
+func (gh *gatehouse) clientTo(t *testing.T, ldaps bool, client func(*goldap.Conn) error) (sniffed, error) {
+	t.Helper()
+	err := client(gh.dial(t, ldaps))
+	select {
+	case g := <-gh.spy.decided:
+		return g, err
+	case <-time.After(proxytest.Wait):
+		t.Fatalf("the Sniffer never decided; the client says %v", err)
+		return sniffed{}, err
+	}
+}
+
+// sink is a target that reads one LDAP message of every connection, hands
+// it to the test and hangs up.
+type sink struct {
+	ln       net.Listener
+	received chan []byte
+	wg       sync.WaitGroup
+}
+
+func startSink(t *testing.T) *sink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sink{ln: ln, received: make(chan []byte, 16)}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(proxytest.Wait))
+			msg, err := readMessage(c, DefaultMaxMessage)
+			if err == nil {
+				s.received <- msg
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	return s
+}
+
+func (s *sink) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
 // firstMessage returns the first LDAPMessage a go-ldap client sends for
 // client: real client encodings for table tests.
@@ -115,105 +179,6 @@ func firstMessage(t *testing.T, client func(*goldap.Conn) error) []byte {
 
 func bind(name, password string) func(*goldap.Conn) error {
 	return func(c *goldap.Conn) error { return c.Bind(name, password) }
-}
-
-// relay plays the proxy's relay for a routed connection: it frames both
-// directions with w.Frame, judges each whole message with w.Client or
-// w.Target, forwards it or writes the verdict's Reply to the client, and
-// collects every reported reason. first is replayed as the client's
-// opening bytes. The two copying goroutines are waited for in Cleanup.
-type relay struct {
-	w       proxy.Watcher
-	mu      sync.Mutex // guards reasons and serialises writes to client
-	reasons []string
-}
-
-func startRelay(t *testing.T, client, target net.Conn, first []byte, w proxy.Watcher) *relay {
-	r := &relay{w: w}
-	var wg sync.WaitGroup
-	closeBoth := sync.OnceFunc(func() { client.Close(); target.Close() })
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		defer closeBoth()
-		r.pump(io.MultiReader(bytes.NewReader(first), client), proxy.FromClient, target, client)
-	}()
-	go func() {
-		defer wg.Done()
-		defer closeBoth()
-		r.pump(target, proxy.FromTarget, client, client)
-	}()
-	t.Cleanup(func() { closeBoth(); wg.Wait() })
-	return r
-}
-
-func (r *relay) pump(src io.Reader, dir proxy.Direction, dst, client net.Conn) {
-	var buf []byte
-	chunk := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		for {
-			size, ferr := r.w.Frame(dir, buf)
-			if errors.Is(ferr, proxy.ErrNeedMore) || (ferr == nil && size > len(buf)) {
-				break
-			}
-			if ferr != nil {
-				r.report(proxy.AsRefusal(ferr))
-				return
-			}
-			msg := buf[:size]
-			buf = buf[size:]
-			if dir == proxy.FromTarget {
-				reason, drop := r.w.Target(msg)
-				r.report(reason)
-				if drop {
-					continue
-				}
-				if !r.write(dst, msg) {
-					return
-				}
-				continue
-			}
-			v := r.w.Client(msg)
-			r.report(v.Refusal)
-			switch {
-			case v.Reply != nil:
-				r.write(client, v.Reply)
-			case !r.write(dst, msg):
-				return
-			}
-			if v.Close {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (r *relay) write(c net.Conn, b []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, err := c.Write(b)
-	return err == nil
-}
-
-func (r *relay) report(ref *proxy.Refusal) {
-	if ref == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.reasons = append(r.reasons, said(ref))
-}
-
-// Reasons returns the reasons reported so far.
-func (r *relay) Reasons() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.reasons...)
 }
 
 // ldapResult decodes an LDAP response message and returns its messageID,

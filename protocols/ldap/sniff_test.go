@@ -4,14 +4,16 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"github.com/gatehouse-pbx/gatehouse/protocols/ldap/internal/slapdtest"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 func TestRoutingKey(t *testing.T) {
@@ -49,10 +51,13 @@ func TestRoutingKey(t *testing.T) {
 	}
 }
 
-// TestSniffClients runs go-ldap as the client of a gate: every way a real
-// client opens a connection, and what it hears back when refused.
+// TestSniffClients runs go-ldap as the client of the proxy: every way a
+// real client opens a connection, and what it hears back when refused.
 func TestSniffClients(t *testing.T) {
-	cert := slapdtest.NewCA(t).Issue(t, "gatehouse.test")
+	target := startSink(t)
+	gh := startProxy(t, fmt.Sprintf(`  - {name: example.com, target: 127.0.0.1, ports: {ldap: %[1]d}}
+  - {name: pbx.example.com, target: 127.0.0.1, ports: {ldap: %[1]d}}
+`, target.port()))
 	clientTLS := func() *tls.Config { return &tls.Config{InsecureSkipVerify: true} }
 	startTLS := func(then func(*goldap.Conn) error) func(*goldap.Conn) error {
 		return func(c *goldap.Conn) error {
@@ -112,11 +117,7 @@ func TestSniffClients(t *testing.T) {
 			reason: "StartTLS inside TLS", code: goldap.LDAPResultOperationsError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			info := &proxy.ConnInfo{}
-			if tc.onTLS {
-				info.TLS = &tls.ConnectionState{} // as after the listener's handshake
-			}
-			g, clientErr := clientTo(t, &Sniffer{}, info, cert, tc.client)
+			g, clientErr := gh.clientTo(t, tc.onTLS, tc.client)
 			if tc.service != "" {
 				if g.err != nil {
 					t.Fatalf("refused: %v", g.err)
@@ -129,6 +130,14 @@ func TestSniffClients(t *testing.T) {
 				}
 				if n, _ := frame(g.first); n != len(g.first) {
 					t.Errorf("sniffed %d bytes, the bind is %d: the sniffer decided before the message was whole", len(g.first), n)
+				}
+				select {
+				case got := <-target.received:
+					if !bytes.Equal(got, g.first) {
+						t.Errorf("the target received %x, want the sniffed bind %x", got, g.first)
+					}
+				case <-time.After(proxytest.Wait):
+					t.Error("the bind never reached the target")
 				}
 				return
 			}

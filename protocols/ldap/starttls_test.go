@@ -27,7 +27,7 @@ func TestStartTLSTarget(t *testing.T) {
 	if err := (&Sniffer{}).StartTLS(conn); err != nil {
 		t.Fatalf("StartTLS: %v", err)
 	}
-	tc := tls.Client(conn, &tls.Config{RootCAs: s.CA.Pool, ServerName: "127.0.0.1"})
+	tc := tls.Client(conn, &tls.Config{RootCAs: s.CA.Pool(), ServerName: "127.0.0.1"})
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("TLS handshake after StartTLS: %v", err)
 	}

@@ -171,43 +171,29 @@ func longForm(msg []byte) []byte {
 	return append([]byte{0x30, 0x84, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, msg[hdr:]...)
 }
 
-// TestWatcherWithSlapd follows a go-ldap client session through the gate
-// and the relay to a real slapd: failed binds are reported on every bind
-// of the connection, a bind for another domain never reaches the target.
+// TestWatcherWithSlapd follows a go-ldap client session through the proxy
+// to a real slapd: failed binds are reported on every bind of the
+// connection, a bind for another domain never reaches the target.
 func TestWatcherWithSlapd(t *testing.T) {
 	s := slapdtest.Start(t, slapdtest.Config{Suffix: "dc=example,dc=com", Users: []slapdtest.User{
 		{UID: "alice", Password: "alice-pw"}, {UID: "bob", Password: "bob-pw"},
 	}})
-	cert := slapdtest.NewCA(t).Issue(t, "gatehouse.test")
-	cc, sc := net.Pipe()
-	c := goldap.NewConn(cc, false)
-	c.Start()
-	defer c.Close()
-
-	// The gate and the relay run while the client's first request waits.
-	routed := make(chan *relay, 1)
-	go func() {
-		g := gate(sc, &Sniffer{}, &proxy.ConnInfo{}, cert)
-		if g.err != nil {
-			t.Errorf("gate: %v", g.err)
-			close(routed)
-			return
-		}
-		target, err := net.Dial("tcp", s.Addr)
-		if err != nil {
-			t.Errorf("dial slapd: %v", err)
-			close(routed)
-			return
-		}
-		routed <- startRelay(t, g.conn, target, g.first, g.d.Watcher)
-	}()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	gh := startProxy(t, "  - {name: example.com, target: 127.0.0.1, ports: {ldap: "+port+"}}\n")
+	c := gh.dial(t, false)
 
 	if err := c.Bind(s.DN("alice"), "wrong"); !goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
 		t.Fatalf("first bind, wrong password: %v", err)
 	}
-	r := <-routed
-	if r == nil {
-		t.FailNow()
+	// reported returns the texts of the refusals reported so far, once
+	// there are n of them: the relay reports a target's answer after it
+	// has forwarded it.
+	reported := func(n int) []string {
+		var got []string
+		for _, ev := range gh.Guard.WaitEvents(n) {
+			got = append(got, ev.Reason)
+		}
+		return got
 	}
 	steps := []struct {
 		name   string
@@ -228,16 +214,16 @@ func TestWatcherWithSlapd(t *testing.T) {
 		// Last: go-ldap stops reading after a refused StartTLS.
 		{"StartTLS late", func() error { return c.StartTLS(&tls.Config{InsecureSkipVerify: true}) }, goldap.LDAPResultOperationsError, ""},
 	}
-	want := []string{string(proxy.ReasonCredentials)} // the first bind
+	want := []string{errCredentials.Text()} // the first bind
 	for _, st := range steps {
 		err := st.do()
 		if st.code == 0 && err != nil || st.code != 0 && !goldap.IsErrorWithCode(err, st.code) {
 			t.Fatalf("%s: %v, want result code %d", st.name, err, st.code)
 		}
 		if st.reason != "" {
-			want = append(want, st.reason)
+			want = append(want, refusalSaying(st.reason).Text())
 		}
-		if got := r.Reasons(); !slices.Equal(got, want) {
+		if got := reported(len(want)); !slices.Equal(got, want) {
 			t.Fatalf("after %s: reported %q, want %q", st.name, got, want)
 		}
 	}

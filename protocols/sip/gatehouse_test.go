@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,86 +17,53 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
-// guard is the real blacklist; it also keeps every event for the test.
-type guard struct {
-	*blacklist.List
-	mu     sync.Mutex
-	events []blacklist.Event
-}
-
-func (g *guard) Report(ev blacklist.Event) {
-	g.mu.Lock()
-	g.events = append(g.events, ev)
-	g.mu.Unlock()
-	g.List.Report(ev)
-}
+// guard records the events for the test and passes them on to the real
+// blacklist, its Next.
+type guard struct{ *proxytest.Guard }
 
 // reasons returns "client service: reason" for every event so far.
-func (g *guard) reasons() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+func (g guard) reasons() []string { return said(g.Events()) }
+
+func said(evs []blacklist.Event) []string {
 	var out []string
-	for _, e := range g.events {
+	for _, e := range evs {
 		out = append(out, fmt.Sprintf("%s %s: %s", e.Client, e.Service, e.Reason))
 	}
 	return out
 }
 
-// waitReasons checks the events so far against want, after waiting for
-// len(want) of them: the relay may report just after it has forwarded the
-// reply the test already has.
-func (g *guard) waitReasons(t *testing.T, want ...string) {
+// waitReasons checks the events against want, after waiting for len(want)
+// of them: the relay may report just after it has forwarded the reply the
+// test already has.
+func (g guard) waitReasons(t *testing.T, want ...string) {
 	t.Helper()
-	var got []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if got = g.reasons(); len(got) >= len(want) {
-			break
-		}
-	}
-	if !equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+	if got := said(g.WaitEvents(len(want))); !equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 		t.Fatalf("events:\n got %q\nwant %q", got, want)
 	}
 }
 
 // startGatehouse runs the proxy for a configuration, with this package's
-// Sniffer on the sip and sips listeners.
-func startGatehouse(t *testing.T, yaml string) (*proxy.Server, *guard) {
+// Sniffer on the sip and sips listeners and the real blacklist behind the
+// guard.
+func startGatehouse(t *testing.T, yaml string) (*proxy.Server, guard) {
 	t.Helper()
 	cfg, err := configs.Parse("gatehouse.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := blacklist.New(cfg.Blacklist, blacklist.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &guard{List: list}
+	g := guard{proxytest.NewBlacklist(t, cfg.Blacklist)}
 	sip := proxy.Stream(&Sniffer{MaxMessage: int(cfg.Limits.FirstPacketMax)})
-	srv, err := proxy.NewServer(cfg, proxy.Options{
-		Handlers: map[string]proxy.Handler{"sip": sip, "sips": sip},
-		Guard:    g,
-		Logger:   quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		list.Close()
-	})
-	return srv, g
+	srv := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"sip": sip, "sips": sip}, g.Guard)
+	return srv.Server, g
 }
 
 // startSIPGatehouse runs the proxy with a sip listener on a free loopback
 // port, serving example.com from the PBX at pbxAddr; it returns the
 // listener's address.
-func startSIPGatehouse(t *testing.T, pbxAddr string, extra string) (string, *guard) {
+func startSIPGatehouse(t *testing.T, pbxAddr string, extra string) (string, guard) {
 	t.Helper()
 	srv, g := startGatehouse(t, fmt.Sprintf(`listen:
   sip: "127.0.0.1:%s"

@@ -97,7 +97,7 @@ type kamailioTLS struct {
 	logFile          string
 	ca               *testpki.CA
 	srv              *proxy.Server
-	g                *guard
+	g                guard
 }
 
 func startKamailioTLS(t *testing.T) *kamailioTLS {

@@ -4,32 +4,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
-
-// cert is a client certificate as the proxy hands it over: parsed and, for
-// these tests, taken as verified (VerifiedCN is set by the caller).
-func cert(cn string, sans ...string) *x509.Certificate {
-	c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
-	for _, s := range sans {
-		if strings.Contains(s, ":") {
-			u, err := url.Parse(s)
-			if err != nil {
-				panic(err)
-			}
-			c.URIs = append(c.URIs, u)
-		} else {
-			c.EmailAddresses = append(c.EmailAddresses, s)
-		}
-	}
-	return c
-}
 
 func tlsInfo(c *x509.Certificate, verifiedCN string) *proxy.ConnInfo {
 	return &proxy.ConnInfo{VerifiedCN: verifiedCN, TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}}
@@ -43,22 +24,22 @@ func TestCertifies(t *testing.T) {
 		aor  uri
 		want bool
 	}{
-		{"bare CN", cert("alice"), alice, true},
-		{"CN with the domain", cert("alice@Example.COM"), alice, true},
-		{"CN with another domain", cert("alice@example.org"), alice, false},
-		{"CN of another user", cert("bob"), alice, false},
-		{"CN in another case", cert("Alice"), alice, false}, // SIP users are case-sensitive
-		{"CN a prefix", cert("alic"), alice, false},
-		{"SAN sip URI", cert("Alice's phone", "sip:alice@example.com"), alice, true},
-		{"SAN sips URI with parameters", cert("phone", "sips:alice@example.com;transport=tls"), alice, true},
-		{"SAN URI of another domain", cert("phone", "sip:alice@example.org"), alice, false},
-		{"SAN URI without user", cert("phone", "sip:example.com"), alice, false},
-		{"SAN URI of another scheme", cert("phone", "https://alice@example.com/"), alice, false},
-		{"SAN e-mail", cert("phone", "alice@example.com"), alice, true},
-		{"SAN e-mail of another user", cert("phone", "bob@example.com"), alice, false},
-		{"one of several SANs", cert("phone", "sip:bob@example.com", "alice@example.com"), alice, true},
-		{"escaped user is another spelling", cert("alice"), uri{"al%69ce", "example.com"}, false},
-		{"no user", cert(""), uri{"", "example.com"}, false},
+		{"bare CN", testpki.Template("alice"), alice, true},
+		{"CN with the domain", testpki.Template("alice@Example.COM"), alice, true},
+		{"CN with another domain", testpki.Template("alice@example.org"), alice, false},
+		{"CN of another user", testpki.Template("bob"), alice, false},
+		{"CN in another case", testpki.Template("Alice"), alice, false}, // SIP users are case-sensitive
+		{"CN a prefix", testpki.Template("alic"), alice, false},
+		{"SAN sip URI", testpki.Template("Alice's phone", "sip:alice@example.com"), alice, true},
+		{"SAN sips URI with parameters", testpki.Template("phone", "sips:alice@example.com;transport=tls"), alice, true},
+		{"SAN URI of another domain", testpki.Template("phone", "sip:alice@example.org"), alice, false},
+		{"SAN URI without user", testpki.Template("phone", "sip:example.com"), alice, false},
+		{"SAN URI of another scheme", testpki.Template("phone", "https://alice@example.com/"), alice, false},
+		{"SAN e-mail", testpki.Template("phone", "alice@example.com"), alice, true},
+		{"SAN e-mail of another user", testpki.Template("phone", "bob@example.com"), alice, false},
+		{"one of several SANs", testpki.Template("phone", "sip:bob@example.com", "alice@example.com"), alice, true},
+		{"escaped user is another spelling", testpki.Template("alice"), uri{"al%69ce", "example.com"}, false},
+		{"no user", testpki.Template(""), uri{"", "example.com"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := certifies(tc.cert, tc.aor); got != tc.want {
@@ -89,7 +70,7 @@ const (
 // is the identity the request uses: the To of a REGISTER (what a registrar
 // binds), the From of anything else, each given once.
 func TestSniffCertificate(t *testing.T) {
-	aliceCert := cert("alice")
+	aliceCert := testpki.Template("alice")
 	for _, tc := range []struct {
 		name      string
 		in        string
@@ -99,8 +80,8 @@ func TestSniffCertificate(t *testing.T) {
 	}{
 		{"own REGISTER", register(fromAlice, toAlice), aliceCert, true, nil},
 		{"own REGISTER, compact forms", register("f: <sip:alice@example.com>;tag=a\r\n", "t: sip:alice@example.com\r\n"), aliceCert, true, nil},
-		{"REGISTER by SAN URI", register(fromAlice, toAlice), cert("Alice's phone", "sip:alice@example.com"), true, nil},
-		{"REGISTER by SAN e-mail", register(fromAlice, toAlice), cert("Alice's phone", "alice@example.com"), true, nil},
+		{"REGISTER by SAN URI", register(fromAlice, toAlice), testpki.Template("Alice's phone", "sip:alice@example.com"), true, nil},
+		{"REGISTER by SAN e-mail", register(fromAlice, toAlice), testpki.Template("Alice's phone", "alice@example.com"), true, nil},
 		{"From alice, To bob", register(fromAlice, toBob), aliceCert, false, nil},
 		{"From bob, To alice", register(fromBob, toAlice), aliceCert, false, nil},
 		{"From bob then From alice", register(fromBob+fromAlice, toAlice), aliceCert, false, errDuplicate[hFrom]},
@@ -109,7 +90,7 @@ func TestSniffCertificate(t *testing.T) {
 		{"To list on one line", register(fromAlice, "To: <sip:alice@example.com>, <sip:bob@example.com>\r\n"), aliceCert, false, errDuplicate[hTo]},
 		{"To in another domain", register(fromAlice, "To: <sip:alice@example.org>\r\n"), aliceCert, false, ErrToOtherService},
 		{"unreadable To", register(fromAlice, "To: <sip:alice@example.com\r\n"), aliceCert, false, errUnreadable[hTo]},
-		{"certificate of another user", register(fromAlice, toAlice), cert("bob"), false, nil},
+		{"certificate of another user", register(fromAlice, toAlice), testpki.Template("bob"), false, nil},
 		{"INVITE by its From", strings.Replace(strings.Replace(register(fromAlice, toBob), "REGISTER", "INVITE", 2),
 			"sip:example.com SIP", "sip:bob@example.com SIP", 1), aliceCert, true, nil},
 		{"INVITE from another user", strings.Replace(strings.Replace(register(fromBob, toAlice), "REGISTER", "INVITE", 2),
@@ -161,7 +142,7 @@ func TestWatcherPinsCertifiedUser(t *testing.T) {
 		{"two CSeq", register(fromAlice, toAlice, "CSeq: 2 REGISTER\r\n"), "SIP/2.0 400 ", "unreadable request (duplicate CSeq header)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, w := newWatcher(t, first, tlsInfo(cert("alice"), "alice"))
+			_, w := newWatcher(t, first, tlsInfo(testpki.Template("alice"), "alice"))
 			v := w.Client([]byte(tc.in))
 			if !strings.HasPrefix(string(v.Reply), tc.status) || (v.Reply == nil) != (tc.status == "") || text(v.Refusal) != tc.reason || v.Close {
 				t.Fatalf("got %+v (%q)", v, v.Reply)

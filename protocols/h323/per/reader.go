@@ -331,20 +331,32 @@ func (r *Reader) OctetString(lb, ub int) []byte {
 // ObjectIdentifier reads the contents octets of an OBJECT IDENTIFIER.
 func (r *Reader) ObjectIdentifier() []byte { return r.OctetString(0, Unbounded) }
 
-// chars reads a known-multiplier character string of lb..ub characters of
-// b bits each (X.691 30.5) and returns its bits as octets, or nil when b
-// is not a multiple of 8 (the characters are then skipped). The characters
-// are octet-aligned when the string can be longer than 16 bits.
-func (r *Reader) chars(lb, ub, b int) []byte {
+// charCount reads the length of a character string of lb..ub characters
+// of b bits each and aligns for the characters when the string can be
+// longer than 16 bits. It returns 0 when the string is
+// empty, the reader has failed, or fewer than the characters' bits are
+// left (the reader then fails with ErrTruncated).
+func (r *Reader) charCount(lb, ub, b int) int {
 	n := r.Length(lb, ub)
 	if r.err != nil || n == 0 {
-		return nil
+		return 0
 	}
 	if ub == Unbounded || ub*b > 16 {
 		r.Align()
 	}
 	if n > r.Remaining()/b {
 		r.Fail(ErrTruncated)
+		return 0
+	}
+	return n
+}
+
+// chars reads a known-multiplier character string of lb..ub characters of
+// b bits each (X.691 30.5) and returns its bits as octets, or nil when b
+// is not a multiple of 8 (the characters are then skipped).
+func (r *Reader) chars(lb, ub, b int) []byte {
+	n := r.charCount(lb, ub, b)
+	if n == 0 {
 		return nil
 	}
 	if b%8 != 0 {
@@ -371,15 +383,8 @@ func (r *Reader) AlphabetString(lb, ub, b int, alphabet string) []byte {
 		r.Fail(ErrUnsupported)
 		return nil
 	}
-	n := r.Length(lb, ub)
-	if r.err != nil || n == 0 {
-		return nil
-	}
-	if ub == Unbounded || ub*b > 16 {
-		r.Align()
-	}
-	if n > r.Remaining()/b {
-		r.Fail(ErrTruncated)
+	n := r.charCount(lb, ub, b)
+	if n == 0 {
 		return nil
 	}
 	out := make([]byte, n)

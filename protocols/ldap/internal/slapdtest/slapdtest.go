@@ -4,22 +4,14 @@
 // Start writes a slapd.conf with one mdb database into the test's temporary
 // directory, loads users with slapadd, and runs slapd in the foreground
 // with plain LDAP and LDAPS listeners and StartTLS, using a certificate
-// from a CA made for the test. The test owns the process: it is stopped
+// from a CA made for the test (internal/testpki). The test owns the process: it is stopped
 // and waited for when the test ends, and its log is shown if the test
 // failed. Tests skip when slapd is not installed (Debian packages slapd and
 // ldap-utils), and fail instead when the environment says CI=true.
 package slapdtest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
 // A User is an inetOrgPerson uid=UID under the suffix, with a cleartext
@@ -56,7 +49,7 @@ type Server struct {
 	// NoTLS); both are 127.0.0.1:port.
 	Addr, LDAPSAddr string
 	// CA issued the server's certificate: trust it to reach slapd over TLS.
-	CA *CA
+	CA *testpki.CA
 
 	log *testpeer.Log
 }
@@ -88,17 +81,16 @@ func Start(t testing.TB, cfg Config) *Server {
 	schema := firstDir(t, "/etc/ldap/schema", "/etc/openldap/schema")
 	dir := t.TempDir()
 	s := &Server{Suffix: cfg.Suffix}
+	var cert *testpki.Issued
 	if !cfg.NoTLS {
-		s.CA = NewCA(t)
-		certPEM, keyPEM := s.CA.IssuePEM(t, "localhost", "127.0.0.1")
-		write(t, filepath.Join(dir, "server.crt"), certPEM)
-		write(t, filepath.Join(dir, "server.key"), keyPEM)
+		s.CA = testpki.NewCA(t, "slapdtest")
+		cert = s.CA.Server("localhost", "127.0.0.1")
 	}
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "slapd.conf")
-	write(t, conf, []byte(slapdConf(dir, schema, cfg)))
+	write(t, conf, []byte(slapdConf(dir, schema, cfg, cert)))
 	ldif := filepath.Join(dir, "init.ldif")
 	write(t, ldif, []byte(initLDIF(cfg)))
 	// slapadd is slapd under another name; running it as slapd -T add needs no second binary.
@@ -167,7 +159,9 @@ func run(t testing.TB, slapd, conf, urls, addr string, log *testpeer.Log) error 
 	return nil
 }
 
-func slapdConf(dir, schema string, cfg Config) string {
+// slapdConf is the configuration for cfg, serving TLS with cert unless it
+// is nil.
+func slapdConf(dir, schema string, cfg Config, cert *testpki.Issued) string {
 	var b strings.Builder
 	for _, s := range []string{"core", "cosine", "inetorgperson"} {
 		fmt.Fprintf(&b, "include %s\n", filepath.Join(schema, s+".schema"))
@@ -180,9 +174,8 @@ func slapdConf(dir, schema string, cfg Config) string {
 		}
 	}
 	fmt.Fprintf(&b, "pidfile %s\nargsfile %s\n", filepath.Join(dir, "slapd.pid"), filepath.Join(dir, "slapd.args"))
-	if !cfg.NoTLS {
-		fmt.Fprintf(&b, "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
-			filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	if cert != nil {
+		fmt.Fprintf(&b, "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", cert.CertFile, cert.KeyFile)
 	}
 	fmt.Fprintf(&b, "database mdb\nmaxsize 10485760\nsuffix %q\ndirectory %s\n", cfg.Suffix, filepath.Join(dir, "db"))
 	// Users may bind and read; passwords are only ever compared.
@@ -216,13 +209,7 @@ func firstDir(t testing.TB, dirs ...string) string {
 }
 
 func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 }
 
 func write(t testing.TB, path string, data []byte) {
@@ -230,93 +217,4 @@ func write(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// A CA issues certificates for a test: slapd's, and gatehouse's for the
-// client side of tests.
-type CA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	// PEM is the CA certificate, for clients that read files (LDAPTLS_CACERT).
-	PEM []byte
-	// Pool trusts the CA, for Go clients.
-	Pool *x509.CertPool
-}
-
-// NewCA makes a CA valid for an hour.
-func NewCA(t testing.TB) *CA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "slapdtest CA"},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Pool: pool}
-}
-
-// IssuePEM returns a server certificate and its key, PEM encoded, for the
-// given DNS names and IP addresses.
-func (ca *CA) IssuePEM(t testing.TB, hosts ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-}
-
-// Issue returns a server certificate for the given hosts, ready for tls.Config.
-func (ca *CA) Issue(t testing.TB, hosts ...string) tls.Certificate {
-	t.Helper()
-	cert, err := tls.X509KeyPair(ca.IssuePEM(t, hosts...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }

@@ -9,7 +9,7 @@ import (
 
 func TestStart(t *testing.T) {
 	s := Start(t, Config{Suffix: "dc=example,dc=com", Users: []User{{"alice", "alice-pw"}}})
-	tlsConf := &tls.Config{RootCAs: s.CA.Pool, ServerName: "127.0.0.1"}
+	tlsConf := &tls.Config{RootCAs: s.CA.Pool(), ServerName: "127.0.0.1"}
 
 	for _, tc := range []struct {
 		name string

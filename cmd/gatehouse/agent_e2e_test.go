@@ -1,0 +1,244 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+)
+
+// startNginx runs nginx on addr, answering every request with its method and URI.
+func startNginx(t *testing.T, addr string) {
+	nginx := testpeer.Program(t, "nginx", "nginx")
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	server {
+		listen %[2]s;
+		location / { return 200 "nginx $request_method $request_uri host=$http_host"; }
+	}
+}
+`, dir, addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &testpeer.Log{}
+	cmd := exec.Command(nginx, "-p", dir, "-c", path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	testpeer.WaitListening(t, addr)
+}
+
+// startAgent runs `gatehouse agent` on config text.
+func startAgent(t *testing.T, config string) *instance {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
+	in.cmd = exec.Command(binary, "agent", "-config", path)
+	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { in.done <- in.cmd.Wait() }()
+	t.Cleanup(func() {
+		in.cmd.Process.Kill()
+		<-in.done
+		if t.Failed() {
+			t.Logf("agent log:\n%s", in.log)
+		}
+	})
+	return in
+}
+
+type agentRig struct {
+	edgeConfig, agentConfig string
+	httpAddr, agentsAddr    string
+	cert                    *testpki.Issued
+}
+
+// newAgentRig: nginx on 127.0.0.5, which the edge's configuration never
+// names; an edge with HTTP on 127.0.0.1 and agents.listen on 127.0.0.2; an
+// agent fronting nginx for hq.example.com.
+func newAgentRig(t *testing.T) *agentRig {
+	need(t, "curl")
+	nginxAddr := "127.0.0.5:" + fmt.Sprint(testpeer.FreePort(t))
+	startNginx(t, nginxAddr)
+	ca := testpki.NewCA(t, "edge")
+	r := &agentRig{httpAddr: freeAddr(t), agentsAddr: strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1),
+		cert: ca.Server("edge.example.com")}
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.edgeConfig = fmt.Sprintf(`listen: {http: %q}
+tls: {certificates: [{cert: %s, key: %s}]}
+agents:
+  listen: %q
+  heartbeat: 1s
+  accounts:
+    - {name: hq-lan, token_hash: %q, names: [hq.example.com]}
+services:
+  - name: hq.example.com
+    agent: hq-lan
+    allow: {urls: [/PBX0/MY, /PBX0/a, /PBX0/b, /PBX0/back]}
+blacklist: {threshold: 3}
+`, r.httpAddr, r.cert.CertFile, r.cert.KeyFile, r.agentsAddr, hash)
+	r.agentConfig = fmt.Sprintf(`edges: [%q]
+account: hq-lan
+token: s3cret
+shutdown_timeout: 2s # the edge keeps idle keep-alive streams open; they end with it
+edge_fingerprint: %q
+services:
+  - {name: hq.example.com, target: 127.0.0.5, ports: {http: %s}}
+`, r.agentsAddr, configs.Fingerprint(r.cert.TLS.Leaf), nginxAddr[strings.LastIndexByte(nginxAddr, ':')+1:])
+	return r
+}
+
+func (r *agentRig) get(t *testing.T, path string) (string, string) {
+	t.Helper()
+	return curl(t, "127.0.0.3", "-H", "Host: hq.example.com", "http://"+r.httpAddr+path)
+}
+
+// TestAgentTunnel: curl through the edge reaches nginx behind the agent;
+// without a tunnel the answer is 503 and the client is not blacklisted.
+func TestAgentTunnel(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	for range 5 { // more than blacklist.threshold: unavailability is not the client's fault
+		if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+			t.Fatalf("no tunnel yet: %s, want 503", code)
+		}
+	}
+	ag := startAgent(t, r.agentConfig)
+	ag.waitLog(t, "tunnel up")
+	edge.waitLog(t, "agent tunnel up")
+	code, body := r.get(t, "/PBX0/MY?x=1")
+	if code != "200" || body != "nginx GET /PBX0/MY?x=1 host=hq.example.com" {
+		t.Fatalf("through the tunnel: %s %q", code, body)
+	}
+	// Keep-alive: two requests on one client connection, and a URL the
+	// edge refuses whatever the tunnel.
+	out, err := exec.Command("curl", "-sS", "--interface", "127.0.0.3", "-H", "Host: hq.example.com",
+		"http://"+r.httpAddr+"/PBX0/a", "http://"+r.httpAddr+"/PBX0/b").CombinedOutput()
+	if err != nil || string(out) != "nginx GET /PBX0/a host=hq.example.comnginx GET /PBX0/b host=hq.example.com" {
+		t.Fatalf("keep-alive: %v %q", err, out)
+	}
+	if code, _ := r.get(t, "/ADMIN"); code != "403" {
+		t.Errorf("URL outside allow.urls: %s, want 403", code)
+	}
+	// The agent leaves on SIGTERM: exit 0, and the edge answers 503 again.
+	ag.signal(t, 15)
+	select {
+	case err := <-ag.done:
+		ag.done <- err
+		if err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not exit on SIGTERM")
+	}
+	edge.waitLog(t, "agent tunnel down")
+	if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+		t.Errorf("after the agent left: %s, want 503", code)
+	}
+	if strings.Contains(edge.log.String(), "blocked") {
+		t.Errorf("a client was blocked:\n%s", edge.log)
+	}
+}
+
+// TestAgentRefused: a wrong fingerprint, and a wrong token, get no tunnel.
+func TestAgentRefused(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+
+	other := testpki.NewCA(t, "other").Server("edge.example.com")
+	wrongPin := regexp.MustCompile(`edge_fingerprint: ".*"`).ReplaceAllString(r.agentConfig,
+		fmt.Sprintf("edge_fingerprint: %q", configs.Fingerprint(other.TLS.Leaf)))
+	ag := startAgent(t, wrongPin)
+	ag.waitLog(t, "not edge_fingerprint")
+	ag.cmd.Process.Kill()
+
+	ag = startAgent(t, strings.Replace(r.agentConfig, "token: s3cret", "token: guess", 1))
+	ag.waitLog(t, "the edge refused the tunnel: authentication failed")
+	edge.waitLog(t, "wrong token")
+	if strings.Contains(edge.log.String(), "agent tunnel up") {
+		t.Errorf("a tunnel came up:\n%s", edge.log)
+	}
+	if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+		t.Errorf("%s, want 503", code)
+	}
+}
+
+// TestAgentRedial: a killed edge is redialled with growing delays, and
+// service resumes once it is back.
+func TestAgentRedial(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	ag := startAgent(t, r.agentConfig)
+	ag.waitLog(t, "tunnel up")
+	edge.cmd.Process.Kill()
+	<-edge.done
+	edge.done <- nil
+	// Three failed dials: 1 s, 2 s, 4 s before jitter (each in [d/2, d]).
+	re := regexp.MustCompile(`redialling.* in=(\S+)`)
+	var delays []time.Duration
+	for deadline := time.Now().Add(15 * time.Second); len(delays) < 3 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		delays = delays[:0]
+		for _, m := range re.FindAllStringSubmatch(ag.log.String(), -1) {
+			d, err := time.ParseDuration(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			delays = append(delays, d)
+		}
+	}
+	if len(delays) < 3 {
+		t.Fatalf("redials: %v", delays)
+	}
+	for i, d := range delays[:3] {
+		hi := time.Second << i
+		if d < hi/2 || d > hi {
+			t.Errorf("redial %d after %s, want from %s to %s", i, d, hi/2, hi)
+		}
+	}
+	start(t, r.edgeConfig, r.httpAddr)
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(ag.log.String(), "tunnel up") < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not come back")
+		}
+	}
+	if code, body := r.get(t, "/PBX0/back"); code != "200" || !strings.HasPrefix(body, "nginx GET /PBX0/back") {
+		t.Errorf("after the redial: %s %q", code, body)
+	}
+}

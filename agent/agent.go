@@ -6,6 +6,8 @@
 // it names. The agent dials only targets of its own configuration.
 package agent
 
+//lint:file-ignore SA1019 the tunnel is HTTP/2 on one accepted or dialled conn, which only x/net/http2 serves and dials (ServeConn, NewClientConn) with its windows and pings set per tunnel
+
 import (
 	"context"
 	"crypto/sha256"

@@ -1,5 +1,7 @@
 package tunnel
 
+//lint:file-ignore SA1019 the tunnel is HTTP/2 on one accepted or dialled conn, which only x/net/http2 serves and dials (ServeConn, NewClientConn) with its windows and pings set per tunnel
+
 import (
 	"context"
 	"crypto/tls"

@@ -23,8 +23,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/http2"
 
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
 // helloTimeout bounds the TLS handshake and the hello of a new tunnel: an
@@ -38,11 +40,25 @@ const maxHandshakes = 8
 // missedBeats is how many heartbeats a tunnel may miss before it is dropped.
 const missedBeats = 3
 
+// Options are the parts of a Server that do not come from the configuration.
+type Options struct {
+	// Logger is slog.Default() when nil.
+	Logger *slog.Logger
+	// Gate admits agents' connections as it does clients' (blocked
+	// addresses, per-address caps; a block closes the tunnel); nil admits all.
+	Gate *gate.Gate
+	// Guard hears agents that misbehave (a failed TLS handshake, a
+	// malformed hello, a wrong token or certificate, names the account may
+	// not have): the refusal log and the blacklist; nil only logs them.
+	Guard interface{ Report(blacklist.Event) }
+}
+
 // Server is the edge's side of agent tunnels: it accepts agents on
 // agents.listen, keeps their tunnels, and opens streams through them
 // (proxy.Agents).
 type Server struct {
-	log *slog.Logger
+	log   *slog.Logger
+	guard interface{ Report(blacklist.Event) }
 	cfg atomic.Pointer[configs.Config]
 	ln  net.Listener
 	sem chan struct{} // handshakes in progress
@@ -61,11 +77,12 @@ var _ proxy.Agents = (*Server)(nil)
 
 // New listens on cfg.Agents.Listen with the tls certificates; it does not
 // listen when that is "" (every service with agent is then unavailable).
-func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
+func New(cfg *configs.Config, opts Options) (*Server, error) {
+	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, sem: make(chan struct{}, maxHandshakes),
+	s := &Server{log: log, guard: opts.Guard, sem: make(chan struct{}, maxHandshakes),
 		byName: map[string][]*tunnel{}, tunnels: map[*tunnel]struct{}{}}
 	s.cfg.Store(cfg)
 	if cfg.Agents.Listen == "" {
@@ -76,6 +93,9 @@ func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("tunnel: agents.listen: %w", err)
 	}
 	s.ln = ln
+	if opts.Gate != nil {
+		s.ln = opts.Gate.Listen(ln, gate.Service, "agent")
+	}
 	s.wg.Go(s.accept)
 	log.Info("accepting agents", "listen", ln.Addr().String())
 	return s, nil
@@ -173,6 +193,10 @@ func (s *Server) serve(raw net.Conn) {
 	<-s.sem
 	if err != nil {
 		s.log.Warn("agent refused", "agent", raw.RemoteAddr().String(), "err", err)
+		var r *refusal
+		if errors.As(err, &r) {
+			s.report(raw, r.account, r.reason)
+		}
 		raw.Close()
 		return
 	}
@@ -180,6 +204,28 @@ func (s *Server) serve(raw net.Conn) {
 	s.log.Info("agent tunnel up", "account", t.account, "agent", t.remote, "names", t.names)
 	t.heartbeat()
 	s.log.Info("agent tunnel down", "account", t.account, "agent", t.remote, "err", t.err())
+}
+
+// refusal is a handshake failure the agent is to blame for: reported.
+type refusal struct {
+	account string
+	reason  string // the blacklist event's reason
+	err     error
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// report hands a misbehaving agent to the guard, as a client refusal.
+func (s *Server) report(c net.Conn, account, reason string) {
+	if s.guard == nil {
+		return
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return
+	}
+	s.guard.Report(blacklist.Event{Client: ap.Addr().Unmap(), Type: "agent", Service: account, Reason: reason, Time: time.Now()})
 }
 
 // errAuth is all an agent is told when its account, token or certificate
@@ -201,19 +247,20 @@ func (s *Server) handshake(raw net.Conn) (*tunnel, error) {
 	})
 	conn.SetDeadline(time.Now().Add(helloTimeout))
 	if err := conn.Handshake(); err != nil {
-		return nil, fmt.Errorf("tls handshake: %w", err)
+		return nil, &refusal{reason: string(proxy.ReasonTLS), err: fmt.Errorf("tls handshake: %w", err)}
 	}
 	if p := conn.ConnectionState().NegotiatedProtocol; p != ALPN {
 		return nil, fmt.Errorf("application protocol %q, not %q", p, ALPN)
 	}
 	h, err := ReadHello(conn)
 	if err != nil {
-		return nil, err
+		return nil, &refusal{reason: "unreadable agent hello", err: err}
 	}
 	acc := cfg.Agents.Account(h.Account)
 	if err := authenticate(acc, h, conn.ConnectionState()); err != nil {
 		Write(conn, Welcome{Error: errAuth.Error()})
-		return nil, fmt.Errorf("account %q: %w", h.Account, err)
+		return nil, &refusal{account: h.Account, reason: "agent authentication failed",
+			err: fmt.Errorf("account %q: %w", h.Account, err)}
 	}
 	w := Welcome{HeartbeatMS: cfg.Agents.Heartbeat.Milliseconds()}
 	ports := map[string]map[string]int{}
@@ -227,6 +274,9 @@ func (s *Server) handshake(raw net.Conn) (*tunnel, error) {
 	}
 	if len(w.Refused) > 0 {
 		s.log.Warn("agent registration refused in part", "account", acc.Name, "agent", raw.RemoteAddr().String(), "refused", w.Refused)
+		for _, r := range w.Refused {
+			s.report(raw, acc.Name, "agent name refused ("+r.Reason+")")
+		}
 	}
 	t := &tunnel{s: s, id: s.ids.Add(1), account: acc.Name, remote: raw.RemoteAddr().String(), since: time.Now(),
 		names: w.Accepted, ports: ports, maxStreams: int64(cfg.Agents.MaxStreams), beat: cfg.Agents.Heartbeat,
@@ -320,6 +370,7 @@ func (s *Server) add(t *tunnel, maxTunnels int) bool {
 func (s *Server) publish(t *tunnel) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t.up = true
 	for _, n := range t.names {
 		s.byName[n] = append(s.byName[n], t)
 	}
@@ -408,6 +459,9 @@ func (s *Server) Tunnels() []Status {
 	s.mu.Lock()
 	out := make([]Status, 0, len(s.tunnels))
 	for t := range s.tunnels {
+		if !t.up {
+			continue // still in its handshake
+		}
 		out = append(out, Status{ID: t.id, Account: t.account, Agent: t.remote, Since: t.since, Names: t.names,
 			Streams: t.streams.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load(),
 			LastHeartbeat: time.Unix(0, t.lastBeat.Load())})
@@ -446,6 +500,7 @@ type tunnel struct {
 	beat       time.Duration
 	conn       *watchConn
 	cc         *http2.ClientConn
+	up         bool // routed to; guarded by Server.mu
 
 	streams   atomic.Int64
 	bytesIn   atomic.Int64

@@ -84,7 +84,9 @@ func startAgent(t *testing.T, config string) *instance {
 type agentRig struct {
 	edgeConfig, agentConfig string
 	httpAddr, agentsAddr    string
+	httpsAddr               string
 	cert                    *testpki.Issued
+	ca                      *testpki.CA
 }
 
 // newAgentRig: nginx on 127.0.0.5, which the edge's configuration never
@@ -95,13 +97,13 @@ func newAgentRig(t *testing.T) *agentRig {
 	nginxAddr := "127.0.0.5:" + fmt.Sprint(testpeer.FreePort(t))
 	startNginx(t, nginxAddr)
 	ca := testpki.NewCA(t, "edge")
-	r := &agentRig{httpAddr: freeAddr(t), agentsAddr: strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1),
-		cert: ca.Server("edge.example.com")}
+	r := &agentRig{httpAddr: freeAddr(t), httpsAddr: freeAddr(t), agentsAddr: strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1),
+		cert: ca.Server("edge.example.com", "hq.example.com"), ca: ca}
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.edgeConfig = fmt.Sprintf(`listen: {http: %q}
+	r.edgeConfig = fmt.Sprintf(`listen: {http: %q, https: %q}
 tls: {certificates: [{cert: %s, key: %s}]}
 agents:
   listen: %q
@@ -113,7 +115,7 @@ services:
     agent: hq-lan
     allow: {urls: [/PBX0/MY, /PBX0/a, /PBX0/b, /PBX0/back]}
 blacklist: {threshold: 3}
-`, r.httpAddr, r.cert.CertFile, r.cert.KeyFile, r.agentsAddr, hash)
+`, r.httpAddr, r.httpsAddr, r.cert.CertFile, r.cert.KeyFile, r.agentsAddr, hash)
 	r.agentConfig = fmt.Sprintf(`edges: [%q]
 account: hq-lan
 token: s3cret
@@ -153,6 +155,13 @@ func TestAgentTunnel(t *testing.T) {
 		"http://"+r.httpAddr+"/PBX0/a", "http://"+r.httpAddr+"/PBX0/b").CombinedOutput()
 	if err != nil || string(out) != "nginx GET /PBX0/a host=hq.example.comnginx GET /PBX0/b host=hq.example.com" {
 		t.Fatalf("keep-alive: %v %q", err, out)
+	}
+	// HTTP/2 from the client: the edge's HTTP Transport dials through the tunnel.
+	_, port, _ := strings.Cut(r.httpsAddr, ":")
+	code, body = curl(t, "127.0.0.3", "--http2", "--cacert", r.ca.File, "--resolve", "hq.example.com:"+port+":127.0.0.1",
+		"https://hq.example.com:"+port+"/PBX0/MY?h2")
+	if code != "200" || body != "nginx GET /PBX0/MY?h2 host=hq.example.com:"+port {
+		t.Errorf("HTTP/2 through the tunnel: %s %q", code, body)
 	}
 	if code, _ := r.get(t, "/ADMIN"); code != "403" {
 		t.Errorf("URL outside allow.urls: %s, want 403", code)

@@ -75,7 +75,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	logDescriptorLimits(log, cfg)
 	// Agents dial in before any service routes to them; the tunnels close
 	// after the proxy has drained (defers run last first).
-	a.agents, err = tunnel.New(cfg, log)
+	a.agents, err = tunnel.New(cfg, tunnel.Options{Logger: log, Gate: gt, Guard: a.events})
 	if err != nil {
 		return err
 	}

@@ -59,10 +59,10 @@ type Options struct {
 type Server struct {
 	log   *slog.Logger
 	guard interface{ Report(blacklist.Event) }
-	cfg atomic.Pointer[configs.Config]
-	ln  net.Listener
-	sem chan struct{} // handshakes in progress
-	ids atomic.Uint64
+	cfg   atomic.Pointer[configs.Config]
+	ln    net.Listener
+	sem   chan struct{} // handshakes in progress
+	ids   atomic.Uint64
 
 	mu      sync.Mutex // guards the fields below
 	byName  map[string][]*tunnel

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,7 +90,7 @@ func startAgent(t *testing.T, config string) *instance {
 type agentRig struct {
 	edgeConfig, agentConfig string
 	httpAddr, agentsAddr    string
-	httpsAddr               string
+	httpsAddr, adminAddr    string
 	cert                    *testpki.Issued
 	ca                      *testpki.CA
 }
@@ -97,7 +103,7 @@ func newAgentRig(t *testing.T) *agentRig {
 	nginxAddr := "127.0.0.5:" + fmt.Sprint(testpeer.FreePort(t))
 	startNginx(t, nginxAddr)
 	ca := testpki.NewCA(t, "edge")
-	r := &agentRig{httpAddr: freeAddr(t), httpsAddr: freeAddr(t), agentsAddr: strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1),
+	r := &agentRig{httpAddr: freeAddr(t), httpsAddr: freeAddr(t), adminAddr: freeAddr(t), agentsAddr: strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1),
 		cert: ca.Server("edge.example.com", "hq.example.com"), ca: ca}
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
@@ -115,7 +121,10 @@ services:
     agent: hq-lan
     allow: {urls: [/PBX0/MY, /PBX0/a, /PBX0/b, /PBX0/back]}
 blacklist: {threshold: 3}
-`, r.httpAddr, r.httpsAddr, r.cert.CertFile, r.cert.KeyFile, r.agentsAddr, hash)
+admin:
+  listen: %q
+  users: [{name: admin, password_hash: %q}]
+`, r.httpAddr, r.httpsAddr, r.cert.CertFile, r.cert.KeyFile, r.agentsAddr, hash, r.adminAddr, hash)
 	r.agentConfig = fmt.Sprintf(`edges: [%q]
 account: hq-lan
 token: s3cret
@@ -125,6 +134,44 @@ services:
   - {name: hq.example.com, target: 127.0.0.5, ports: {http: %s}}
 `, r.agentsAddr, configs.Fingerprint(r.cert.TLS.Leaf), nginxAddr[strings.LastIndexByte(nginxAddr, ':')+1:])
 	return r
+}
+
+// admin asks the edge's admin listener, as user admin.
+func (r *agentRig) admin(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	_, port, _ := strings.Cut(r.adminAddr, ":")
+	last := len(args) - 1
+	args[last] = "https://edge.example.com:" + port + args[last]
+	return curl(t, "127.0.0.1", append([]string{"-u", "admin:s3cret", "--cacert", r.ca.File,
+		"--resolve", "edge.example.com:" + port + ":127.0.0.1"}, args...)...)
+}
+
+// page logs in to the admin UI and returns the page at path.
+func (r *agentRig) page(t *testing.T, path string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: r.ca.Pool(), ServerName: "edge.example.com"}}}
+	base := "https://" + r.adminAddr
+	get := func(u string) string {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(get(base + "/login"))
+	if m == nil {
+		t.Fatal("no login form")
+	}
+	resp, err := c.PostForm(base+"/login", url.Values{"csrf": {m[1]}, "user": {"admin"}, "password": {"s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return get(base + path)
 }
 
 func (r *agentRig) get(t *testing.T, path string) (string, string) {
@@ -166,6 +213,37 @@ func TestAgentTunnel(t *testing.T) {
 	if code, _ := r.get(t, "/ADMIN"); code != "403" {
 		t.Errorf("URL outside allow.urls: %s, want 403", code)
 	}
+	// Operators see the agent: API, page, metrics; and can disconnect it.
+	code, body = r.admin(t, "/api/agents")
+	var tunnels []struct {
+		ID      uint64   `json:"id"`
+		Account string   `json:"account"`
+		Names   []string `json:"names"`
+		BytesIn int64    `json:"bytes_in"`
+	}
+	if err := json.Unmarshal([]byte(body), &tunnels); code != "200" || err != nil || len(tunnels) != 1 ||
+		tunnels[0].Account != "hq-lan" || len(tunnels[0].Names) != 1 || tunnels[0].BytesIn == 0 {
+		t.Fatalf("/api/agents: %s %v %s", code, err, body)
+	}
+	if body := r.page(t, "/agents"); !strings.Contains(body, "<td>hq-lan</td>") || !strings.Contains(body, "hq.example.com") {
+		t.Errorf("/agents:\n%s", body)
+	}
+	if code, body := r.admin(t, "/metrics"); code != "200" || !strings.Contains(body, `gatehouse_agent_tunnels{account="hq-lan"} 1`) {
+		t.Errorf("/metrics: %s\n%s", code, body)
+	}
+	if code, body := r.admin(t, "-X", "DELETE", fmt.Sprintf("/api/agents/%d", tunnels[0].ID)); code != "200" {
+		t.Fatalf("DELETE /api/agents: %s %s", code, body)
+	}
+	ag.waitLog(t, "redialling")
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(ag.log.String(), "tunnel up") < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the disconnected agent did not come back")
+		}
+	}
+	if code, _ := r.get(t, "/PBX0/MY"); code != "200" {
+		t.Errorf("after the redial: %s", code)
+	}
+
 	// The agent leaves on SIGTERM: exit 0, and the edge answers 503 again.
 	ag.signal(t, 15)
 	select {

@@ -205,6 +205,7 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,
+		Agents:    a.agents,
 	})
 }
 

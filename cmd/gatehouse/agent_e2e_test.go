@@ -23,8 +23,9 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
-// startNginx runs nginx on addr, answering every request with its method and URI.
-func startNginx(t *testing.T, addr string) {
+// startNginx runs nginx on addr, answering every request with its method
+// and URI; wrap prefixes its command ("ip netns exec NS").
+func startNginx(t *testing.T, addr string, wrap ...string) {
 	nginx := testpeer.Program(t, "nginx", "nginx")
 	dir := t.TempDir()
 	conf := fmt.Sprintf(`daemon off;
@@ -51,7 +52,7 @@ http {
 		t.Fatal(err)
 	}
 	out := &testpeer.Log{}
-	cmd := exec.Command(nginx, "-p", dir, "-c", path)
+	cmd := command(wrap, nginx, "-p", dir, "-c", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -60,18 +61,28 @@ http {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	testpeer.WaitListening(t, addr)
+	if len(wrap) == 0 {
+		testpeer.WaitListening(t, addr)
+	}
 }
 
-// startAgent runs `gatehouse agent` on config text.
-func startAgent(t *testing.T, config string) *instance {
+// command is name with args, run through wrap when it is set.
+func command(wrap []string, name string, args ...string) *exec.Cmd {
+	if len(wrap) == 0 {
+		return exec.Command(name, args...)
+	}
+	return exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], name), args...)...)
+}
+
+// startAgent runs `gatehouse agent` on config text, through wrap when set.
+func startAgent(t *testing.T, config string, wrap ...string) *instance {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
-	in.cmd = exec.Command(binary, "agent", "-config", path)
+	in.cmd = command(wrap, binary, "agent", "-config", path)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)

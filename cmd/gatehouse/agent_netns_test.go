@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,13 +125,35 @@ userPassword: wonderland
 // blacklisted; the restarted agent serves again at once.
 func TestAgentZeroIngress(t *testing.T) {
 	need(t, "curl", "ldapsearch")
+	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	sipp := testpeer.Program(t, "sipp", "sip-tester")
 	wrap := netns(t)
 	startNginx(t, "127.0.0.5:8080", wrap...)
 	waitIn(t, wrap, "127.0.0.5:8080")
 	startSlapdIn(t, wrap, "127.0.0.6:389")
+	sipE2E, err := filepath.Abs("../../protocols/sip/testdata/e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kam := command(wrap, kamailio, "-f", filepath.Join(sipE2E, "kamailio.cfg"), "-DD", "-E",
+		"-Y", t.TempDir(), "-l", "tcp:127.0.0.6:5060", "-m", "32", "-M", "4")
+	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
+	kamLog := &testpeer.Log{}
+	kam.Stdout, kam.Stderr = kamLog, kamLog
+	if err := kam.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
+		kam.Wait()
+		if t.Failed() {
+			t.Logf("kamailio:\n%s", kamLog)
+		}
+	})
+	waitIn(t, wrap, "127.0.0.6:5060")
 
-	// Proof of isolation: the edge's namespace reaches neither target.
-	for _, addr := range []string{"127.0.0.5:8080", "127.0.0.6:389"} {
+	// Proof of isolation: the edge's namespace reaches no target.
+	for _, addr := range []string{"127.0.0.5:8080", "127.0.0.6:389", "127.0.0.6:5060"} {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Fatalf("%s is reachable from the edge's namespace", addr)
@@ -140,9 +163,9 @@ func TestAgentZeroIngress(t *testing.T) {
 	ca := testpki.NewCA(t, "edge")
 	cert := ca.Server("edge.example.com")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	httpAddr, ldapAddr := freeAddr(t), freeAddr(t)
+	httpAddr, ldapAddr, sipAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	agentsAddr := strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1)
-	edge := start(t, fmt.Sprintf(`listen: {http: %q, ldap: %q}
+	edge := start(t, fmt.Sprintf(`listen: {http: %q, ldap: %q, sip: %q}
 tls: {certificates: [{cert: %s, key: %s}]}
 agents:
   listen: %q
@@ -152,7 +175,7 @@ services:
   - {name: hq.example.com, agent: hq-lan}
   - {name: example.com, agent: hq-lan}
 blacklist: {threshold: 3}
-`, httpAddr, ldapAddr, cert.CertFile, cert.KeyFile, agentsAddr, hash), httpAddr)
+`, httpAddr, ldapAddr, sipAddr, cert.CertFile, cert.KeyFile, agentsAddr, hash), httpAddr)
 
 	// The bridge: the namespace's 127.0.0.1:7443 → a Unix socket → the edge.
 	sock := filepath.Join(t.TempDir(), "edge.sock")
@@ -174,7 +197,7 @@ edge_fingerprint: %q
 shutdown_timeout: 1s
 services:
   - {name: hq.example.com, target: 127.0.0.5, ports: {http: 8080}}
-  - {name: example.com, target: 127.0.0.6, ports: {ldap: 389}}
+  - {name: example.com, target: 127.0.0.6, ports: {ldap: 389, sip: 5060}}
 `, configs.Fingerprint(cert.TLS.Leaf))
 	ag := startAgent(t, agentConfig, wrap...)
 	ag.waitLog(t, "tunnel up")
@@ -187,6 +210,19 @@ services:
 		out, err := exec.Command("ldapsearch", "-x", "-H", "ldap://127.0.0.1:"+port, "-D", "uid=alice,dc=example,dc=com",
 			"-w", "wonderland", "-b", "dc=example,dc=com", "(uid=alice)", "cn").CombinedOutput()
 		return string(out), err
+	}
+	phone := func() error {
+		cmd := exec.Command(sipp, "-sf", filepath.Join(sipE2E, "register.xml"), "-t", "t1", "-i", "127.0.0.3",
+			"-s", "bob", "-au", "bob", "-ap", "secret", "-key", "domain", "example.com", "-m", "3",
+			"-nostdin", "-timeout", "10s", "-recv_timeout", "3s", sipAddr)
+		cmd.Dir = t.TempDir()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("sipp: %v\n%s", err, out[max(0, len(out)-1500):])
+		}
+		return nil
+	}
+	if err := phone(); err != nil {
+		t.Fatalf("sipp through the edge: %v", err)
 	}
 	if code, body := get(); code != "200" || body != "nginx GET /PBX0/MY host=hq.example.com" {
 		t.Fatalf("curl through the edge: %s %q", code, body)
@@ -207,6 +243,9 @@ services:
 			t.Fatalf("agent gone: ldapsearch %v\n%s", err, out)
 		}
 	}
+	if err := phone(); err == nil || !strings.Contains(edge.log.String(), `type=sip service=example.com reason="service unavailable (no agent tunnel)"`) {
+		t.Fatalf("agent gone: sipp %v, want it refused as unavailable", err)
+	}
 	if strings.Contains(edge.log.String(), "blocked") {
 		t.Fatalf("a client was blocked while the agent was away:\n%s", edge.log)
 	}
@@ -223,6 +262,9 @@ services:
 			t.Fatalf("service not back within 2 s of the agent's reconnect: %s", code)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if err := phone(); err != nil {
+		t.Fatalf("sipp after the reconnect: %v", err)
 	}
 	if out, err := ldap(); err != nil || !strings.Contains(out, "cn: alice") {
 		t.Fatalf("ldapsearch after the reconnect: %v\n%s", err, out)

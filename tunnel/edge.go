@@ -37,6 +37,13 @@ const helloTimeout = 10 * time.Second
 // tens of milliseconds of CPU, which strangers must not be able to queue up.
 const maxHandshakes = 8
 
+// The receive windows of a tunnel on the edge: enough for a few round
+// trips of a fast LAN link per stream, and a bound on what one tunnel holds.
+const (
+	streamWindow = 256 << 10
+	tunnelWindow = 4 << 20
+)
+
 // missedBeats is how many heartbeats a tunnel may miss before it is dropped.
 const missedBeats = 3
 
@@ -62,6 +69,7 @@ type Server struct {
 	cfg   atomic.Pointer[configs.Config]
 	ln    net.Listener
 	sem   chan struct{} // handshakes in progress
+	h2    *http2.Transport
 	ids   atomic.Uint64
 
 	mu      sync.Mutex // guards the fields below
@@ -85,6 +93,19 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 	s := &Server{log: log, guard: opts.Guard, sem: make(chan struct{}, maxHandshakes),
 		byName: map[string][]*tunnel{}, tunnels: map[*tunnel]struct{}{}}
 	s.cfg.Store(cfg)
+	// Flow control bounds what a client that stops reading costs the
+	// edge: streamWindow per stream, tunnelWindow per tunnel (x/net's
+	// defaults are 4 MiB and 1 GiB). The agent sets its side's windows.
+	h2, err := http2.ConfigureTransports(&http.Transport{HTTP2: &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     streamWindow,
+		MaxReceiveBufferPerConnection: tunnelWindow,
+		MaxReadFrameSize:              16 << 10,
+		StrictMaxConcurrentRequests:   true,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
+	s.h2 = h2
 	if cfg.Agents.Listen == "" {
 		return s, nil
 	}
@@ -291,13 +312,7 @@ func (s *Server) handshake(raw net.Conn) (*tunnel, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	t.conn = &watchConn{Conn: conn, dead: t.dead}
-	tr := &http2.Transport{
-		// Flow control bounds what one slow client costs; the agent
-		// sets the windows of its side.
-		MaxReadFrameSize:           16 << 10,
-		StrictMaxConcurrentStreams: true,
-	}
-	cc, err := tr.NewClientConn(t.conn)
+	cc, err := s.h2.NewClientConn(t.conn)
 	if err != nil {
 		s.remove(t)
 		return nil, err

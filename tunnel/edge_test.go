@@ -298,3 +298,52 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
 }
+
+// TestTunnelSlowReader: a client that stops reading holds one stream, not
+// the tunnel: what reaches its socket stays bounded (the stream's window
+// and the socket pair's buffers hold the rest back at the agent), and
+// another stream of the same tunnel still flows.
+func TestTunnelSlowReader(t *testing.T) {
+	r := newRig(t)
+	flood, err := net.Listen("tcp", "127.0.0.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { flood.Close(); wg.Wait() })
+	wg.Go(func() {
+		c, err := flood.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	_, floodPort, _ := net.SplitHostPort(flood.Addr().String())
+	r.agent("account: hq\ntoken: s3cret", `  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}
+  - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
+`)
+	r.waitTunnels(1)
+	stuck, err := r.edge.Dial(context.Background(), "hq", "flood.devices.example.com", "sip", false, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	// Let the flood fill whatever it can: the socket pair, the stream's window.
+	var last int64
+	for range 20 {
+		time.Sleep(50 * time.Millisecond)
+		last = r.edge.Tunnels()[0].BytesIn
+	}
+	if last > 16<<20 {
+		t.Errorf("%d bytes taken from the agent for a client that reads nothing", last)
+	}
+	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
+		t.Fatalf("another stream of the tunnel: %v", err)
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -70,10 +69,12 @@ func New(cfg *configs.AgentConfig, log *slog.Logger, backoff Backoff) *Agent {
 	a.h2 = &http2.Server{
 		MaxConcurrentStreams: 1000,
 		// Bounds the memory a slow target costs per stream and per tunnel.
-		MaxUploadBufferPerStream:     256 << 10,
-		MaxUploadBufferPerConnection: 4 << 20,
-		MaxReadFrameSize:             16 << 10,
-		IdleTimeout:                  0, // a tunnel is kept open, idle or not
+		MaxUploadBufferPerStream:     1 << 20,
+		MaxUploadBufferPerConnection: 16 << 20,
+		// What the edge sends is framed by this; the edge holds a buffer of
+		// this size per stream while it waits for client bytes.
+		MaxReadFrameSize: 16 << 10,
+		IdleTimeout:      0, // a tunnel is kept open, idle or not
 	}
 	http2.ConfigureServer(a.base, a.h2)
 	return a
@@ -242,25 +243,14 @@ func (a *Agent) stream(w http.ResponseWriter, r *http.Request) {
 
 	var up sync.WaitGroup
 	up.Go(func() { // edge → target
-		_, err := io.Copy(target, r.Body)
+		_, err := tunnel.Copy(target, r.Body, nil)
 		if cw, ok := target.(interface{ CloseWrite() error }); ok && err == nil {
 			cw.CloseWrite()
 		} else {
 			target.Close()
 		}
 	})
-	buf := make([]byte, 32<<10)
-	for { // target → edge, flushed as it comes
-		n, err := target.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil || rc.Flush() != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
+	tunnel.Copy(w, target, rc.Flush) // target → edge, flushed as it comes
 	target.Close()
 	r.Body.Close() // unblocks the upward copy
 	up.Wait()

@@ -40,8 +40,10 @@ const maxHandshakes = 8
 // The receive windows of a tunnel on the edge: enough for a few round
 // trips of a fast LAN link per stream, and a bound on what one tunnel holds.
 const (
-	streamWindow = 256 << 10
-	tunnelWindow = 4 << 20
+	streamWindow = 1 << 20
+	tunnelWindow = 16 << 20
+	// maxFrame: large DATA frames cost less per byte on bulk transfers.
+	maxFrame = 256 << 10
 )
 
 // missedBeats is how many heartbeats a tunnel may miss before it is dropped.
@@ -99,7 +101,7 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 	h2, err := http2.ConfigureTransports(&http.Transport{HTTP2: &http.HTTP2Config{
 		MaxReceiveBufferPerStream:     streamWindow,
 		MaxReceiveBufferPerConnection: tunnelWindow,
-		MaxReadFrameSize:              16 << 10,
+		MaxReadFrameSize:              maxFrame,
 		StrictMaxConcurrentRequests:   true,
 	}})
 	if err != nil {
@@ -640,28 +642,30 @@ func (t *tunnel) open(ctx context.Context, st Stream) (net.Conn, error) {
 		return nil, fmt.Errorf("%w: %s", errAgentRefused, resp.Header.Get(HError))
 	}
 	ok = true
-	var done sync.WaitGroup
-	done.Add(2)
+	// Two copies; the one that ends last releases the stream.
+	var left atomic.Int32
+	left.Store(2)
+	release := func() {
+		if left.Add(-1) == 0 {
+			far.Close()
+			resp.Body.Close()
+			cancel()
+			t.streams.Add(-1)
+		}
+	}
 	t.pumps.Go(func() { // client → agent
-		defer done.Done()
-		_, err := io.Copy(countWriter{pw, &t.bytesOut}, far)
+		defer release()
+		_, err := Copy(countWriter{pw, &t.bytesOut}, far, nil)
 		pw.CloseWithError(err) // nil: END_STREAM, the half-close
 	})
 	t.pumps.Go(func() { // agent → client
-		defer done.Done()
-		_, err := io.Copy(countWriter{far, &t.bytesIn}, resp.Body)
+		defer release()
+		_, err := Copy(countWriter{far, &t.bytesIn}, resp.Body, nil)
 		if err == nil {
 			far.CloseWrite()
 		} else {
 			far.Close()
 		}
-	})
-	t.pumps.Go(func() {
-		done.Wait()
-		far.Close()
-		resp.Body.Close()
-		cancel()
-		t.streams.Add(-1)
 	})
 	return near, nil
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +48,7 @@ func (e *events) reasons() string {
 }
 
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	ca     *testpki.CA
 	cert   *testpki.Issued
 	addr   string
@@ -59,7 +61,7 @@ type rig struct {
 // newRig starts an edge on 127.0.0.2 whose account hq (token "s3cret")
 // may register echo.example.com and *.devices.example.com, and an echo
 // target on 127.0.0.5.
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	ca := testpki.NewCA(t, "edge")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	r := &rig{t: t, ca: ca, cert: ca.Server("edge.example.com"), events: &events{}, hash: string(hash),
@@ -288,13 +290,16 @@ agents:
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
+	if _, bench := w.t.(*testing.B); bench {
+		return len(b), nil // a benchmark's log would only be noise
+	}
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
 }
@@ -346,4 +351,53 @@ func TestTunnelSlowReader(t *testing.T) {
 	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
 		t.Fatalf("another stream of the tunnel: %v", err)
 	}
+}
+
+// BenchmarkIdleStreams reports what one idle stream through a tunnel
+// costs (heap and stacks, edge and agent together, in this one process)
+// beyond an idle TCP connection straight to the same target: open
+// IDLE_STREAMS (default 1000) of each, measure, close. Run with
+// go test ./tunnel -run '^$' -bench IdleStreams -benchtime 1x.
+func BenchmarkIdleStreams(b *testing.B) {
+	n := 1000
+	if v := os.Getenv("IDLE_STREAMS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	r := newRig(b)
+	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
+	r.waitTunnels(1)
+	measure := func(open func() (net.Conn, error)) float64 {
+		before := inUse()
+		conns := make([]net.Conn, 0, n)
+		for range n {
+			c, err := open()
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		time.Sleep(500 * time.Millisecond) // every goroutine reaches its idle read
+		per := float64(inUse()-before) / float64(n)
+		for _, c := range conns {
+			c.Close()
+		}
+		time.Sleep(500 * time.Millisecond)
+		return per
+	}
+	for range b.N {
+		direct := measure(func() (net.Conn, error) { return net.Dial("tcp", r.echo) })
+		tunnel := measure(func() (net.Conn, error) {
+			return r.edge.Dial(context.Background(), "hq", "echo.example.com", "sip", false, client)
+		})
+		b.ReportMetric(direct, "B/direct-conn")
+		b.ReportMetric(tunnel, "B/tunnel-stream")
+		b.ReportMetric(tunnel-direct, "B/stream-beyond-direct")
+	}
+}
+
+func inUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
 }

@@ -67,7 +67,9 @@ type Agent struct {
 func New(cfg *configs.AgentConfig, log *slog.Logger, backoff Backoff) *Agent {
 	a := &Agent{cfg: cfg, log: log, backoff: backoff, base: &http.Server{}}
 	a.h2 = &http2.Server{
-		MaxConcurrentStreams: 1000,
+		// The edge caps streams per tunnel (agents.max_streams); this only
+		// bounds an edge gone wrong.
+		MaxConcurrentStreams: 10000,
 		// Bounds the memory a slow target costs per stream and per tunnel.
 		MaxUploadBufferPerStream:     1 << 20,
 		MaxUploadBufferPerConnection: 16 << 20,

@@ -401,3 +401,35 @@ func inUse() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse + m.StackInuse)
 }
+
+// TestTunnelStreamCap: agents.max_streams bounds the streams of a tunnel;
+// one more is refused (unavailable), and a closed stream frees its place.
+func TestTunnelStreamCap(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config("")
+	cfg.Agents.MaxStreams = 2
+	r.edge.Reload(cfg)
+	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
+	r.waitTunnels(1)
+	var open []net.Conn
+	for range 2 {
+		c, err := r.edge.Dial(context.Background(), "hq", "echo.example.com", "sip", false, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	if _, err := r.edge.Dial(context.Background(), "hq", "echo.example.com", "sip", false, client); !isNoTunnel(err) {
+		t.Fatalf("a third stream: %v, want refused", err)
+	}
+	open[0].Close()
+	for deadline := time.Now().Add(5 * time.Second); r.edge.Tunnels()[0].Streams > 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed stream is still counted: %+v", r.edge.Tunnels())
+		}
+	}
+	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	open[1].Close()
+}

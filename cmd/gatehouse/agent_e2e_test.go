@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -338,5 +339,50 @@ func TestAgentRedial(t *testing.T) {
 	}
 	if code, body := r.get(t, "/PBX0/back"); code != "200" || !strings.HasPrefix(body, "nginx GET /PBX0/back") {
 		t.Errorf("after the redial: %s %q", code, body)
+	}
+}
+
+// TestAgentHeartbeat: an agent that stops answering (SIGSTOP) is dropped
+// after three missed heartbeats, its name is unavailable at once, and the
+// agent redials when it runs again.
+func TestAgentHeartbeat(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	ag := startAgent(t, r.agentConfig)
+	ag.waitLog(t, "tunnel up")
+	ag.signal(t, syscall.SIGSTOP)
+	edge.waitLog(t, "missed 3 heartbeats")
+	if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+		t.Errorf("agent silent: %s, want 503", code)
+	}
+	ag.signal(t, syscall.SIGCONT)
+	for deadline := time.Now().Add(15 * time.Second); strings.Count(ag.log.String(), "tunnel up") < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not redial after SIGCONT")
+		}
+	}
+	if code, _ := r.get(t, "/PBX0/MY"); code != "200" {
+		t.Errorf("after the redial: %s", code)
+	}
+}
+
+func TestFingerprintAndCheckAgent(t *testing.T) {
+	r := newAgentRig(t)
+	out, err := exec.Command(binary, "fingerprint", r.cert.CertFile).CombinedOutput()
+	if want := configs.Fingerprint(r.cert.TLS.Leaf) + "  edge.example.com\n"; err != nil || string(out) != want {
+		t.Errorf("fingerprint: %v %q, want %q", err, out, want)
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte(r.agentConfig), 0o600)
+	for _, args := range [][]string{{"check", "-config", path}, {"agent", "-check", "-config", path}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), path+": OK\nagent: account hq-lan (token), edges "+r.agentsAddr) {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	os.WriteFile(path, []byte(strings.Replace(r.agentConfig, "edge_fingerprint: \"sha256/", "edge_fingerprint: \"md5/", 1)), 0o600)
+	out, err = exec.Command(binary, "check", "-config", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), path+":5: edge_fingerprint: ") {
+		t.Errorf("a bad pin: %v\n%s", err, out)
 	}
 }

@@ -364,6 +364,9 @@ func BenchmarkIdleStreams(b *testing.B) {
 		fmt.Sscan(v, &n)
 	}
 	r := newRig(b)
+	cfg := r.config("")
+	cfg.Agents.MaxStreams = n
+	r.edge.Reload(cfg)
 	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
 	r.waitTunnels(1)
 	measure := func(open func() (net.Conn, error)) float64 {

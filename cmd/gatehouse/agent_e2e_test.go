@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -75,6 +76,18 @@ func command(wrap []string, name string, args ...string) *exec.Cmd {
 	return exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], name), args...)...)
 }
 
+// freeAddrOn returns a port that is free on ip, which freeAddr's port on
+// 127.0.0.1 need not be.
+func freeAddrOn(t *testing.T, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // startAgent runs `gatehouse agent` on config text, through wrap when set.
 func startAgent(t *testing.T, config string, wrap ...string) *instance {
 	t.Helper()
@@ -115,7 +128,7 @@ func newAgentRig(t *testing.T) *agentRig {
 	nginxAddr := "127.0.0.5:" + fmt.Sprint(testpeer.FreePort(t))
 	startNginx(t, nginxAddr)
 	ca := testpki.NewCA(t, "edge")
-	r := &agentRig{httpAddr: freeAddr(t), httpsAddr: freeAddr(t), adminAddr: freeAddr(t), agentsAddr: strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1),
+	r := &agentRig{httpAddr: freeAddr(t), httpsAddr: freeAddr(t), adminAddr: freeAddr(t), agentsAddr: freeAddrOn(t, "127.0.0.2"),
 		cert: ca.Server("edge.example.com", "hq.example.com"), ca: ca}
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {

@@ -164,7 +164,7 @@ func TestAgentZeroIngress(t *testing.T) {
 	cert := ca.Server("edge.example.com")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	httpAddr, ldapAddr, sipAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	agentsAddr := strings.Replace(freeAddr(t), "127.0.0.1", "127.0.0.2", 1)
+	agentsAddr := freeAddrOn(t, "127.0.0.2")
 	edge := start(t, fmt.Sprintf(`listen: {http: %q, ldap: %q, sip: %q}
 tls: {certificates: [{cert: %s, key: %s}]}
 agents:

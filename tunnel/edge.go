@@ -212,8 +212,44 @@ func (s *Server) accept() {
 
 // serve authenticates one agent and keeps its tunnel until it ends.
 func (s *Server) serve(raw net.Conn) {
-	t, err := s.handshake(raw)
+	t, err := s.handshake(raw, nil)
 	<-s.sem
+	s.run(raw, t, err)
+}
+
+// ServeTLS serves an agent that reached another TLS listener of the edge
+// (listen.https or listen.any) and negotiated ALPN gatehouse-agent/1 there:
+// the hello, authentication and the tunnel, as on agents.listen. The
+// handshake must be complete; conn belongs to ServeTLS, which returns when
+// the tunnel ends (at once when too many agents are being authenticated).
+// Close waits for it. The listener's TLS configuration must request client
+// certificates for accounts with client_ca.
+func (s *Server) ServeTLS(conn *tls.Conn) {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closed {
+		conn.Close()
+		return
+	}
+	defer s.wg.Done()
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.log.Warn("agent refused: too many tunnels being authenticated", "agent", conn.RemoteAddr().String())
+		conn.Close()
+		return
+	}
+	t, err := s.handshake(conn.NetConn(), conn)
+	<-s.sem
+	s.run(conn, t, err)
+}
+
+// run keeps the tunnel t, or reports why the handshake on raw failed.
+func (s *Server) run(raw net.Conn, t *tunnel, err error) {
 	if err != nil {
 		s.log.Warn("agent refused", "agent", raw.RemoteAddr().String(), "err", err)
 		var r *refusal
@@ -255,19 +291,23 @@ func (s *Server) report(c net.Conn, account, reason string) {
 // is wrong: which of them is for the edge's log only.
 var errAuth = errors.New("authentication failed")
 
-func (s *Server) handshake(raw net.Conn) (*tunnel, error) {
+// handshake authenticates the agent on raw, TLS first unless conn is
+// raw's TLS conn, already handshaken by another listener.
+func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 	cfg := s.cfg.Load()
-	var certs []tls.Certificate
-	for _, ck := range cfg.TLS.Certificates {
-		certs = append(certs, ck.Loaded)
+	if conn == nil {
+		var certs []tls.Certificate
+		for _, ck := range cfg.TLS.Certificates {
+			certs = append(certs, ck.Loaded)
+		}
+		conn = tls.Server(raw, &tls.Config{
+			Certificates: certs,
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{ALPN},
+			// Verified per account below: each has its own CA.
+			ClientAuth: tls.RequestClientCert,
+		})
 	}
-	conn := tls.Server(raw, &tls.Config{
-		Certificates: certs,
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{ALPN},
-		// Verified per account below: each has its own CA.
-		ClientAuth: tls.RequestClientCert,
-	})
 	conn.SetDeadline(time.Now().Add(helloTimeout))
 	if err := conn.Handshake(); err != nil {
 		return nil, &refusal{reason: string(proxy.ReasonTLS), err: fmt.Errorf("tls handshake: %w", err)}

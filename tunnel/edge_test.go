@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -435,4 +436,38 @@ func TestTunnelStreamCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	open[1].Close()
+}
+
+// TestTunnelServeTLS: an agent that reached another TLS listener (an https
+// port that also offers h2) with ALPN gatehouse-agent/1 is handed over and
+// served as on agents.listen.
+func TestTunnelServeTLS(t *testing.T) {
+	r := newRig(t)
+	ln, err := tls.Listen("tcp", "127.0.0.3:0", &tls.Config{Certificates: []tls.Certificate{r.cert.TLS},
+		NextProtos: []string{"h2", "http/1.1", tunnel.ALPN}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); r.edge.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tc := c.(*tls.Conn)
+			if tc.Handshake() != nil || tc.ConnectionState().NegotiatedProtocol != tunnel.ALPN {
+				tc.Close()
+				continue
+			}
+			wg.Go(func() { r.edge.ServeTLS(tc) })
+		}
+	})
+	r.addr = ln.Addr().String() // the agent dials the https-like listener
+	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
+	r.waitTunnels(1)
+	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
+		t.Fatal(err)
+	}
 }

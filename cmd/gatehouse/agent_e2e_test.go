@@ -265,8 +265,10 @@ func TestAgentTunnel(t *testing.T) {
 			t.Fatal("the disconnected agent did not come back")
 		}
 	}
-	if code, _ := r.get(t, "/PBX0/MY"); code != "200" {
-		t.Errorf("after the redial: %s", code)
+	// A POST, which is never retried: the edge's pool must not hand it a
+	// kept-alive stream of the tunnel that was cut.
+	if code, body := curl(t, "127.0.0.3", "-H", "Host: hq.example.com", "-d", "x=1", "http://"+r.httpAddr+"/PBX0/MY"); code != "200" {
+		t.Errorf("POST after the redial: %s %q", code, body)
 	}
 
 	// The agent leaves on SIGTERM: exit 0, and the edge answers 503 again.

@@ -12,7 +12,7 @@ import (
 
 // targetConn is a connection to a target, kept alive between requests.
 type targetConn struct {
-	conn net.Conn     // TCP, or TLS over it
+	conn net.Conn // TCP, or TLS over it
 	// sock is the socket under conn (TCP, or the Unix socket of an agent
 	// tunnel's stream), for the liveness check.
 	sock syscall.Conn

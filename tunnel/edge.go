@@ -344,6 +344,8 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 	t := &tunnel{s: s, id: s.ids.Add(1), account: acc.Name, remote: raw.RemoteAddr().String(), since: time.Now(),
 		names: w.Accepted, ports: ports, maxStreams: int64(cfg.Agents.MaxStreams), beat: cfg.Agents.Heartbeat,
 		dead: make(chan struct{})}
+	// Set before t is shared: close() may run from now on (Disconnect, Close).
+	t.conn = &watchConn{Conn: conn, dead: t.dead}
 	if !s.add(t, cfg.Agents.MaxTunnels) {
 		Write(conn, Welcome{Error: "too many tunnels for this account"})
 		return nil, fmt.Errorf("account %q: more than agents.max_tunnels (%d) tunnels", acc.Name, cfg.Agents.MaxTunnels)
@@ -353,7 +355,6 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 		return nil, err
 	}
 	conn.SetDeadline(time.Time{})
-	t.conn = &watchConn{Conn: conn, dead: t.dead}
 	cc, err := s.h2.NewClientConn(t.conn)
 	if err != nil {
 		s.remove(t)
@@ -361,7 +362,12 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 	}
 	t.cc = cc
 	t.lastBeat.Store(time.Now().UnixNano())
-	s.publish(t)
+	if !s.publish(t) {
+		// Closed or disconnected while it authenticated: close() found no
+		// conn to close then, so it is closed here.
+		t.conn.Close()
+		return nil, errors.New("tunnel closed while the agent authenticated")
+	}
 	return t, nil
 }
 
@@ -423,14 +429,18 @@ func (s *Server) add(t *tunnel, maxTunnels int) bool {
 	return true
 }
 
-// publish routes t's names to it.
-func (s *Server) publish(t *tunnel) {
+// publish routes t's names to it, unless t was removed meanwhile.
+func (s *Server) publish(t *tunnel) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.tunnels[t]; !ok || s.closed {
+		return false
+	}
 	t.up = true
 	for _, n := range t.names {
 		s.byName[n] = append(s.byName[n], t)
 	}
+	return true
 }
 
 // remove forgets t: no new stream goes to it.
@@ -589,10 +599,8 @@ func (t *tunnel) err() error {
 func (t *tunnel) close() {
 	t.closeOnce.Do(func() {
 		t.s.remove(t)
-		if t.conn != nil {
-			t.conn.die()
-			t.conn.Close()
-		}
+		t.conn.die()
+		t.conn.Close()
 	})
 }
 

@@ -161,7 +161,7 @@ func TestAgentZeroIngress(t *testing.T) {
 	}
 
 	ca := testpki.NewCA(t, "edge")
-	cert := ca.Server("edge.example.com")
+	cert := ca.Server("edge.example.com", "127.0.0.1")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	httpAddr, ldapAddr, sipAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	agentsAddr := freeAddrOn(t, "127.0.0.2")
@@ -205,10 +205,12 @@ services:
 	get := func() (string, string) {
 		return curl(t, "127.0.0.3", "-H", "Host: hq.example.com", "http://"+httpAddr+"/PBX0/MY")
 	}
-	ldap := func() (string, error) {
+	ldap := func(extra ...string) (string, error) {
 		_, port, _ := net.SplitHostPort(ldapAddr)
-		out, err := exec.Command("ldapsearch", "-x", "-H", "ldap://127.0.0.1:"+port, "-D", "uid=alice,dc=example,dc=com",
-			"-w", "wonderland", "-b", "dc=example,dc=com", "(uid=alice)", "cn").CombinedOutput()
+		cmd := exec.Command("ldapsearch", append(extra, "-x", "-H", "ldap://127.0.0.1:"+port, "-D", "uid=alice,dc=example,dc=com",
+			"-w", "wonderland", "-b", "dc=example,dc=com", "(uid=alice)", "cn")...)
+		cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+ca.File, "LDAPTLS_REQCERT=demand")
+		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 	phone := func() error {
@@ -229,6 +231,10 @@ services:
 	}
 	if out, err := ldap(); err != nil || !strings.Contains(out, "cn: alice") {
 		t.Fatalf("ldapsearch through the edge: %v\n%s", err, out)
+	}
+	// StartTLS with the edge (-ZZ: required), then on through the tunnel.
+	if out, err := ldap("-ZZ"); err != nil || !strings.Contains(out, "cn: alice") {
+		t.Fatalf("ldapsearch -ZZ through the edge: %v\n%s", err, out)
 	}
 
 	ag.cmd.Process.Kill()

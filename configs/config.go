@@ -39,22 +39,48 @@ type Config struct {
 	Admin     Admin             `yaml:"admin"`
 	Log       Log               `yaml:"log"`
 	Limits    Limits            `yaml:"limits"`
+	Agents    Agents            `yaml:"agents"`
 
 	// byName indexes Services by lowercased name; nil in a Config built by hand.
 	byName map[string]*Service
 }
 
-// Service returns the service called name, compared case-insensitively, or nil.
+// Service returns the service called name, compared case-insensitively, or
+// nil. A name no service has exactly may match a pattern service
+// ("*.devices.example.com", where "*" stands for exactly one DNS label).
 func (c *Config) Service(name string) *Service {
 	if c.byName != nil {
-		return c.byName[strings.ToLower(name)]
+		if s := c.byName[strings.ToLower(name)]; s != nil {
+			return s
+		}
+	} else {
+		for i := range c.Services {
+			if strings.EqualFold(c.Services[i].Name, name) {
+				return &c.Services[i]
+			}
+		}
 	}
 	for i := range c.Services {
-		if strings.EqualFold(c.Services[i].Name, name) {
-			return &c.Services[i]
+		if s := &c.Services[i]; strings.HasPrefix(s.Name, "*.") && MatchName(s.Name, name) {
+			return s
 		}
 	}
 	return nil
+}
+
+// MatchName reports whether name matches pattern, compared
+// case-insensitively: equal, or, for a pattern whose first label is "*",
+// equal after replacing that label by exactly one non-empty label of name.
+func MatchName(pattern, name string) bool {
+	if strings.EqualFold(pattern, name) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(pattern, "*.")
+	if !ok {
+		return false
+	}
+	label, tail, ok := strings.Cut(name, ".")
+	return ok && label != "" && label != "*" && strings.EqualFold(tail, rest)
 }
 
 // TLS holds the certificates gatehouse offers and the CAs it trusts.
@@ -98,6 +124,11 @@ type Service struct {
 	// request is to be forwarded encrypted and the service has no ldaps port.
 	LDAPStartTLS bool  `yaml:"ldap_starttls"`
 	Allow        Allow `yaml:"allow"`
+	// Agent names the agents.accounts entry whose agents serve this
+	// service through their tunnels, instead of a Target: the address and
+	// ports are what the agent registered. A pattern name ("*.example.com")
+	// is allowed only here.
+	Agent string `yaml:"agent"`
 }
 
 // Port returns the target's port for service type typ, and whether there is one.
@@ -230,6 +261,57 @@ type Limits struct {
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Agents configures the edge side of agent tunnels: agents inside a LAN dial
+// out to Listen and serve the services they register through the tunnel.
+type Agents struct {
+	// Listen is where agents dial in, TLS with the tls certificates; "" off.
+	Listen string `yaml:"listen"`
+	// Heartbeat is how often the edge pings each tunnel; a tunnel that
+	// misses three is dropped.
+	Heartbeat time.Duration  `yaml:"heartbeat"`
+	Accounts  []AgentAccount `yaml:"accounts"`
+	// MaxStreams caps the concurrent streams (forwarded connections) of one tunnel.
+	MaxStreams int `yaml:"max_streams"`
+	// MaxTunnels caps the tunnels open at once for one account.
+	MaxTunnels int `yaml:"max_tunnels"`
+}
+
+// Account returns the account called name, or nil.
+func (a *Agents) Account(name string) *AgentAccount {
+	for i := range a.Accounts {
+		if a.Accounts[i].Name == name {
+			return &a.Accounts[i]
+		}
+	}
+	return nil
+}
+
+// AgentAccount is who may open a tunnel and which names it may register.
+type AgentAccount struct {
+	Name string `yaml:"name"`
+	// TokenHash is the bcrypt hash of the agent's token.
+	TokenHash string `yaml:"token_hash"`
+	// ClientCA, instead of (or beside) a token: a client certificate whose
+	// CN is Name, chained to this CA, authenticates the agent.
+	ClientCA string `yaml:"client_ca"`
+	// Names are the service names the account may register; "*" stands for
+	// exactly one DNS label.
+	Names []string `yaml:"names"`
+
+	// ClientCAPool holds ClientCA; nil when it is not set.
+	ClientCAPool *x509.CertPool `yaml:"-"`
+}
+
+// Allows reports whether the account may register name.
+func (a *AgentAccount) Allows(name string) bool {
+	for _, p := range a.Names {
+		if MatchName(p, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServiceType describes one accepted protocol-and-encryption pair.

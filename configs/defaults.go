@@ -96,6 +96,16 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	def(written, "limits.body_timeout", &l.BodyTimeout, time.Minute)
 	// Lets in-flight requests finish on SIGTERM without stalling a restart.
 	def(written, "limits.shutdown_timeout", &l.ShutdownTimeout, 30*time.Second)
+
+	// Fifteen seconds finds a dead tunnel within 45 s, and is well inside
+	// the idle timeouts of NAT boxes and firewalls between agent and edge.
+	def(written, "agents.heartbeat", &c.Agents.Heartbeat, 15*time.Second)
+	// A PBX or directory rarely has a thousand connections open at once
+	// through one site; a device has a handful.
+	def(written, "agents.max_streams", &c.Agents.MaxStreams, 1000)
+	// A fleet account holds one tunnel per device and edge; this bounds
+	// what one leaked account can open.
+	def(written, "agents.max_tunnels", &c.Agents.MaxTunnels, 1000)
 }
 
 func def[T any](written func(string) bool, key string, field *T, value T) {

@@ -91,6 +91,9 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Admin.Key)
 	abs(&c.Admin.StateDir)
 	abs(&c.Blacklist.State)
+	for i := range c.Agents.Accounts {
+		abs(&c.Agents.Accounts[i].ClientCA)
+	}
 }
 
 // maxFileSize bounds a certificate, key or CA file; real ones are a few KiB.

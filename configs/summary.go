@@ -26,6 +26,10 @@ func (c *Config) Summary() string {
 				ports = append(ports, fmt.Sprintf("%s %d", t.Name, p))
 			}
 		}
+		if s.Agent != "" {
+			fmt.Fprintf(&b, "  %s -> agent %s\n", s.Name, s.Agent)
+			continue
+		}
 		fmt.Fprintf(&b, "  %s -> %s: %s", s.Name, s.Target, strings.Join(ports, ", "))
 		if s.CheckCertificate {
 			b.WriteString(" (check certificate)")
@@ -55,10 +59,42 @@ func (c *Config) Summary() string {
 			strings.Join(turn, ", "), t.Realm, count(len(t.Accounts), "account"), orNone(t.RelayAddress), t.RelayPorts)
 	}
 
+	if c.Agents.Listen != "" {
+		fmt.Fprintf(&b, "agents: %s, %s, heartbeat %s\n", c.Agents.Listen, count(len(c.Agents.Accounts), "account"), c.Agents.Heartbeat)
+	}
 	if c.Admin.Listen == "" {
 		b.WriteString("admin: off\n")
 	} else {
 		fmt.Fprintf(&b, "admin: %s, %s\n", c.Admin.Listen, count(len(c.Admin.Users), "user"))
+	}
+	return b.String()
+}
+
+// Summary describes an agent configuration for `gatehouse check`.
+func (c *AgentConfig) Summary() string {
+	var b strings.Builder
+	verify := "fingerprint " + c.EdgeFingerprint
+	if c.EdgeCA != "" {
+		verify = "CA " + c.EdgeCA
+	}
+	auth := "token"
+	if c.Loaded != nil {
+		auth = "certificate"
+	}
+	fmt.Fprintf(&b, "agent: account %s (%s), edges %s, verified by %s\n", c.Account, auth, strings.Join(c.Edges, ", "), verify)
+	fmt.Fprintf(&b, "%s\n", count(len(c.Services), "service"))
+	for _, s := range c.Services {
+		var ports []string
+		for _, t := range ServiceTypes {
+			if p, ok := s.Ports[t.Name]; ok {
+				ports = append(ports, fmt.Sprintf("%s %d", t.Name, p))
+			}
+		}
+		fmt.Fprintf(&b, "  %s -> %s: %s", s.Name, s.Target, strings.Join(ports, ", "))
+		if !s.TLSVerify {
+			b.WriteString(" (TLS not verified)")
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

@@ -42,6 +42,7 @@ func (v *validator) validate() {
 	v.turn()
 	v.admin()
 	v.logAndLimits()
+	v.agents()
 }
 
 // listener is one address gatehouse accepts connections on.
@@ -75,6 +76,12 @@ func (v *validator) listeners() {
 			v.errorf("turn.tls_listen", "TURN over TLS needs tls.certificates")
 		}
 		ls = v.listener(ls, "turn.tls_listen", c.TURN.TLSListen)
+	}
+	if c.Agents.Listen != "" {
+		if noCerts {
+			v.errorf("agents.listen", "agents dial in over TLS and need tls.certificates")
+		}
+		ls = v.listener(ls, "agents.listen", c.Agents.Listen)
 	}
 	if c.Admin.Listen != "" {
 		// Without tls.certificates or admin.cert the admin listener makes a
@@ -204,6 +211,8 @@ func (v *validator) services() {
 		switch j, dup := first[strings.ToLower(s.Name)]; {
 		case s.Name == "":
 			v.errorf(key+".name", "missing")
+		case s.Agent != "" && strings.HasPrefix(s.Name, "*.") && validName(s.Name[2:]):
+			first[strings.ToLower(s.Name)] = i // a pattern: only an agent's names are told apart at run time
 		case !validName(s.Name):
 			v.errorf(key+".name", "%q may hold only letters, digits, '.', '-', '_' and '/'", s.Name)
 		case dup:
@@ -212,22 +221,16 @@ func (v *validator) services() {
 		default:
 			first[strings.ToLower(s.Name)] = i
 		}
-		switch {
-		case s.Target == "":
-			v.errorf(key+".target", "missing")
-		case !isHost(s.Target):
-			v.errorf(key+".target", "%q is not an IP address or DNS name (ports go under ports)", s.Target)
-		}
-		if len(s.Ports) == 0 {
-			v.errorf(key+".ports", "missing: a service without ports is never forwarded to")
-		}
-		for typ, port := range s.Ports {
-			k := key + ".ports." + typ
-			if _, ok := LookupType(typ); !ok {
-				v.errorf(k, "unknown service type%s", suggest(typ, typeNames()))
-			} else if port < 1 || port > 65535 {
-				v.errorf(k, "port %d is not from 1 to 65535", port)
+		if s.Agent != "" {
+			v.agentService(key, s)
+		} else {
+			switch {
+			case s.Target == "":
+				v.errorf(key+".target", "missing (or agent: an account whose agents serve it)")
+			case !isHost(s.Target):
+				v.errorf(key+".target", "%q is not an IP address or DNS name (ports go under ports)", s.Target)
 			}
+			v.ports(key, s.Ports)
 		}
 		for typ := range s.Allow.Networks {
 			if _, ok := LookupType(typ); !ok {
@@ -243,6 +246,71 @@ func (v *validator) services() {
 			v.errorf(key+".check_certificate", "needs tls.client_cas to check client certificates against")
 		}
 	}
+}
+
+// agentService checks a service served through agent tunnels: the agent
+// names its target and ports, the edge never does.
+func (v *validator) agentService(key string, s *Service) {
+	if s.Target != "" {
+		v.errorf(key+".target", "a service with agent has no target: the agent dials its own")
+	}
+	if len(s.Ports) > 0 {
+		v.errorf(key+".ports", "a service with agent has no ports: they are what the agent registers")
+	}
+	if s.LDAPStartTLS {
+		v.errorf(key+".ldap_starttls", "not available with agent (the agent speaks TLS to its target)")
+	}
+	a := v.c.Agents.Account(s.Agent)
+	switch {
+	case a == nil:
+		v.errorf(key+".agent", "%q is not the name of an agents.accounts entry", s.Agent)
+	case !a.Allows(s.Name):
+		v.errorf(key+".agent", "account %q may not register %q (add it to its names)", s.Agent, s.Name)
+	}
+}
+
+func (v *validator) agents() {
+	a := &v.c.Agents
+	v.positive("agents.heartbeat", a.Heartbeat)
+	v.atLeast("agents.max_streams", a.MaxStreams, 1)
+	v.atLeast("agents.max_tunnels", a.MaxTunnels, 1)
+	if len(a.Accounts) > 0 && a.Listen == "" {
+		v.errorf("agents.listen", "missing: agents.accounts need a listener to dial in to")
+	}
+	names := map[string]int{}
+	for i := range a.Accounts {
+		acc := &a.Accounts[i]
+		key := fmt.Sprintf("agents.accounts[%d]", i)
+		v.unique(names, "agents.accounts", i, "name", acc.Name)
+		if acc.TokenHash == "" && acc.ClientCA == "" {
+			v.errorf(key+".token_hash", "missing: an account authenticates with token_hash or client_ca")
+		}
+		if acc.TokenHash != "" {
+			if _, err := bcrypt.Cost([]byte(acc.TokenHash)); err != nil {
+				v.errorf(key+".token_hash", "not a bcrypt hash (make one with `gatehouse hash-password`)")
+			}
+		}
+		if acc.ClientCA != "" {
+			acc.ClientCAPool = v.certPool(key+".client_ca", []string{acc.ClientCA})
+		}
+		if len(acc.Names) == 0 {
+			v.errorf(key+".names", "missing: the names the account may register")
+		}
+		for j, n := range acc.Names {
+			if !validPattern(n) {
+				v.errorf(fmt.Sprintf("%s.names[%d]", key, j), "%q is not a service name or a pattern like \"*.example.com\"", n)
+			}
+		}
+	}
+}
+
+// validPattern reports whether s is a service name, or one whose first
+// label is "*".
+func validPattern(s string) bool {
+	if rest, ok := strings.CutPrefix(s, "*."); ok {
+		s = rest
+	}
+	return s != "" && validName(s) && !strings.Contains(s, "*")
 }
 
 func (v *validator) blacklist() {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,10 @@ func (c *Conn) Report(service string, r *Refusal) {
 // Table.Resolve), reporting a refusal. Its error is a *Refusal.
 func (c *Conn) Route(name, identity string) (*Route, error) {
 	r, ref := c.Table.Resolve(c.Info.Client.Addr(), c.Info.Type, c.Info.TLS != nil, name, identity, c.Info.VerifiedCN)
+	if ref != nil && ref.Reason == ReasonUnavailable {
+		c.srv.log.Info("refused", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name, "service", ref.Service, "reason", ref.Text())
+		return nil, ref
+	}
 	if ref != nil {
 		c.Report(ref.Service, ref)
 		return nil, ref
@@ -121,6 +126,9 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Table.Config.Limits.DialTimeout)
 	defer cancel()
+	if r.Agent != nil {
+		return c.dialAgent(ctx, r)
+	}
 	var d net.Dialer
 	start := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", r.Addr)
@@ -129,6 +137,29 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	}
 	if err != nil {
 		c.Report(r.Service.Name, Refuse(ReasonUnreachable, "", err))
+		return nil, err
+	}
+	c.srv.stats.dialed(r.Service.Name, time.Since(start))
+	return conn, nil
+}
+
+// dialAgent opens a stream through an agent's tunnel. No tunnel is the
+// service being unavailable, not the client's fault; the agent failing to
+// reach its target is reported as a direct dial's failure is.
+func (c *Conn) dialAgent(ctx context.Context, r *Route) (net.Conn, error) {
+	start := time.Now()
+	var conn net.Conn
+	err := error(ErrNoTunnel)
+	if c.srv.opts.Agents != nil {
+		conn, err = c.srv.opts.Agents.Dial(ctx, r.Agent.Account, r.Agent.Name, r.Type, r.Agent.TLS, c.Info.Client)
+	}
+	switch {
+	case errors.Is(err, ErrNoTunnel):
+		c.srv.log.Info("refused", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name, "service", r.Service.Name,
+			"reason", ErrNoTunnel.Text(), "err", err)
+		return nil, ErrNoTunnel.withService(r.Service.Name).With(err)
+	case err != nil:
+		c.Report(r.Service.Name, Refuse(ReasonUnreachable, "through agent", err))
 		return nil, err
 	}
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))

@@ -37,7 +37,11 @@
 //   - [Conn.Forwarded] once the request passed every rule: it counts the
 //     request for its service.
 //   - [Conn.Dial] connects to the Route's target (TLS, StartTLS through a
-//     [TargetUpgrader]); a failure is reported as ReasonUnreachable.
+//     [TargetUpgrader]); a failure is reported as ReasonUnreachable. For a
+//     service with agent (Route.Agent) it opens a stream through an agent
+//     tunnel instead ([Agents], package tunnel); no live tunnel is
+//     [ErrNoTunnel], answered as unavailable and not reported, as Route
+//     does when the service has no registration.
 //
 // # Refusals
 //

@@ -60,6 +60,11 @@ const (
 	// pass to the client (a repeated identity header).
 	ReasonTargetMessage Reason = "target message dropped"
 
+	// ReasonUnavailable: the service is served by agents and no tunnel
+	// serves it now. Answered "unavailable" (HTTP 503, SIP 503, LDAP 52),
+	// and not reported: the client did nothing wrong.
+	ReasonUnavailable Reason = "service unavailable"
+
 	// ReasonOther counts, in Stats, a Reason that is none of the above.
 	ReasonOther Reason = "other"
 )
@@ -71,6 +76,7 @@ var Reasons = []Reason{
 	ReasonTLS, ReasonTimeout, ReasonTooLarge, ReasonClosed, ReasonIncomplete, ReasonReadError,
 	ReasonProtocol, ReasonUnreadable, ReasonSequence,
 	ReasonUnreachable, ReasonCredentials, ReasonRejected, ReasonTargetMessage,
+	ReasonUnavailable,
 }
 
 var knownReasons = func() map[Reason]bool {
@@ -126,6 +132,13 @@ func (r *Refusal) Unwrap() error {
 func (r *Refusal) Is(target error) bool {
 	t, ok := target.(*Refusal)
 	return ok && r != nil && t != nil && t.Reason == r.Reason && t.Detail == r.Detail
+}
+
+// withService returns a copy of r naming service.
+func (r *Refusal) withService(service string) *Refusal {
+	c := *r
+	c.Service = service
+	return &c
 }
 
 // With returns a copy of r caused by err: a sentinel refusal with the

@@ -38,6 +38,9 @@ type Options struct {
 	// limits from the configuration. Nil makes one of the Server's own
 	// around Guard.
 	Gate *gate.Gate
+	// Agents serves the services with agent (package tunnel); nil: such
+	// services are always unavailable.
+	Agents Agents
 }
 
 // Server runs one listener per configured service type and keeps track of
@@ -115,6 +118,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 		}
 	}
 	t := NewTable(cfg, alpn)
+	t.agents = s.opts.Agents
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -37,6 +37,10 @@ func (h *streamHandler) ServeConn(c *Conn) {
 		upgrade = u.StartTLS
 	}
 	target, err := c.Dial(context.Background(), r, upgrade)
+	if errors.Is(err, ErrNoTunnel) {
+		h.refuse(c, first, AsRefusal(err))
+		return
+	}
 	if err != nil {
 		h.refuse(c, first, Refuse(ReasonUnreachable, "", err))
 		return

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -20,6 +21,31 @@ type Table struct {
 	serverTLS map[string]*tls.Config // by service type name, TLS types only
 	clientCAs *x509.CertPool
 	targetTLS map[string]*tls.Config // by lower-case service name
+	agents    Agents                 // nil: services with agent are unavailable
+}
+
+// Agents is the edge side of agent tunnels (package tunnel): the services
+// whose agents dialled in, and streams to them.
+type Agents interface {
+	// Ports returns the ports by service type that a live tunnel of
+	// account registered for name (lower case), and whether there is one.
+	Ports(account, name string) (map[string]int, bool)
+	// Dial opens a stream to an agent of account serving name, which dials
+	// the port of service type typ (with TLS when tls is set). When no
+	// live tunnel serves name the error matches ErrNoTunnel.
+	Dial(ctx context.Context, account, name, typ string, tls bool, client netip.AddrPort) (net.Conn, error)
+}
+
+// ErrNoTunnel: no agent tunnel serves the name (yet, or any longer). It is
+// answered as the protocol's "unavailable" and not held against the client.
+var ErrNoTunnel = &Refusal{Reason: ReasonUnavailable, Detail: "no agent tunnel"}
+
+// AgentRoute is where a Route to a service with agent goes.
+type AgentRoute struct {
+	Account string
+	Name    string // the registered name, lower case
+	// TLS: the agent speaks TLS to the target (the mapping rule chose a TLS port).
+	TLS bool
 }
 
 // certCheckFamilies are the families whose TLS registrations check_certificate
@@ -112,6 +138,12 @@ type Route struct {
 	// StartTLS: the port is plain but the link must be encrypted in band
 	// (LDAP StartTLS) before TLS is started with the TLS config.
 	StartTLS bool
+	// Agent is set for a service with agent: Dial opens a stream through
+	// its tunnel, TLS is nil (the agent speaks TLS to the target when
+	// Agent.TLS), and Addr is a name that never resolves
+	// ("https.hq.example.com.agent.invalid:443"), unique per name, type
+	// and port, for logs and connection pools.
+	Agent *AgentRoute
 }
 
 // Resolve applies the service, port and network checks for a request with
@@ -127,9 +159,22 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool,
 	if nets, ok := svc.Allow.Networks[typ.Name]; ok && !contains(nets, client) {
 		return nil, &Refusal{Reason: ReasonNetwork, Service: svc.Name}
 	}
+	port := svc.Port
+	if svc.Agent != "" {
+		name = strings.ToLower(name)
+		var ports map[string]int
+		ok := false
+		if t.agents != nil {
+			ports, ok = t.agents.Ports(svc.Agent, name)
+		}
+		if !ok {
+			return nil, ErrNoTunnel.withService(svc.Name)
+		}
+		port = func(typ string) (int, bool) { p, ok := ports[typ]; return p, ok && p > 0 }
+	}
 	plain, tlsType := familyTypes(typ.Family)
-	plainPort, hasPlain := svc.Port(plain)
-	tlsPort, hasTLS := svc.Port(tlsType)
+	plainPort, hasPlain := port(plain)
+	tlsPort, hasTLS := port(tlsType)
 	var useTLS bool
 	switch {
 	case hasPlain && hasTLS:
@@ -143,6 +188,15 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool,
 		useTLS = false
 	default:
 		return nil, &Refusal{Reason: ReasonNoPort, Service: svc.Name}
+	}
+	if svc.Agent != "" {
+		r := &Route{Service: svc, Type: plain, Agent: &AgentRoute{Account: svc.Agent, Name: name, TLS: useTLS}}
+		p := plainPort
+		if useTLS {
+			r.Type, p = tlsType, tlsPort
+		}
+		r.Addr = net.JoinHostPort(r.Type+"."+strings.ReplaceAll(name, "/", "--")+".agent.invalid", strconv.Itoa(p))
+		return r, nil
 	}
 	r := &Route{Service: svc, Type: plain, Addr: net.JoinHostPort(svc.Target, strconv.Itoa(plainPort))}
 	if useTLS {

@@ -247,6 +247,24 @@ func (s *Server) apiDropConnection(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"dropped": id})
 }
 
+func (s *Server) apiAgents(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.tunnels())
+}
+
+func (s *Server) apiDisconnectAgent(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "tunnel id must be a number")
+		return
+	}
+	if s.opts.Agents == nil || !s.opts.Agents.Disconnect(id) {
+		writeError(w, http.StatusNotFound, "no tunnel "+strconv.FormatUint(id, 10))
+		return
+	}
+	s.log.Info("agent tunnel disconnected by an administrator", "id", id, "user", authOf(r).user)
+	writeJSON(w, http.StatusOK, map[string]any{"disconnected": id})
+}
+
 // entryRequest is the body of POST /api/blacklist and /api/whitelist.
 type entryRequest struct {
 	IP   string `json:"ip"`   // an address or a network in CIDR form

@@ -63,6 +63,8 @@ func TestAPIRequiresAuthentication(t *testing.T) {
 		{"GET", "/api/status", "", ""},
 		{"GET", "/api/connections", "", ""},
 		{"DELETE", "/api/connections/1", "", ""},
+		{"GET", "/api/agents", "", ""},
+		{"DELETE", "/api/agents/1", "", ""},
 		{"GET", "/api/blacklist", "", ""},
 		{"POST", "/api/blacklist", "application/json", `{"ip":"192.0.2.1"}`},
 		{"DELETE", "/api/blacklist?ip=192.0.2.1", "", ""},

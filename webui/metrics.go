@@ -22,6 +22,7 @@ type metrics struct {
 	blAggregated, gateOpen, gateRefused, gateCut, gateExhausted           *prometheus.Desc
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
 	adminSessions, events                                                 *prometheus.Desc
+	agentTunnels, agentStreams, agentBytes, agentBeat                     *prometheus.Desc
 }
 
 func (s *Server) newMetrics() http.Handler {
@@ -55,6 +56,10 @@ func (s *Server) newMetrics() http.Handler {
 		turnBytes:     d("turn_relayed_bytes_total", "Bytes relayed by TURN, both directions."),
 		turnBlocked:   d("turn_blocked_total", "TURN datagrams and connections dropped because their source is blocked."),
 		adminSessions: d("admin_sessions", "Admin UI sessions in force."),
+		agentTunnels:  d("agent_tunnels", "Agent tunnels up, by account.", "account"),
+		agentStreams:  d("agent_streams", "Streams (forwarded connections) open through agent tunnels, by account and agent address.", "account", "agent"),
+		agentBytes:    d("agent_bytes_total", "Bytes through agent tunnels, by account, agent address and direction (in: from the agent).", "account", "agent", "direction"),
+		agentBeat:     d("agent_heartbeat_age_seconds", "Seconds since the last answered heartbeat, by account and agent address.", "account", "agent"),
 		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
 	}
 	reg := prometheus.NewRegistry()
@@ -127,6 +132,20 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.turnAuthFail, ts.AuthFailures)
 		counter(m.turnBytes, ts.RelayedBytes)
 		counter(m.turnBlocked, ts.Blocked)
+	}
+	perAccount := map[string]int{}
+	for _, a := range s.cfg.Load().Agents.Accounts {
+		perAccount[a.Name] = 0 // an account with no tunnel shows 0, not nothing
+	}
+	for _, t := range s.tunnels() {
+		perAccount[t.Account]++
+		ch <- prometheus.MustNewConstMetric(m.agentStreams, prometheus.GaugeValue, float64(t.Streams), t.Account, t.Agent)
+		ch <- prometheus.MustNewConstMetric(m.agentBytes, prometheus.CounterValue, float64(t.BytesIn), t.Account, t.Agent, "in")
+		ch <- prometheus.MustNewConstMetric(m.agentBytes, prometheus.CounterValue, float64(t.BytesOut), t.Account, t.Agent, "out")
+		ch <- prometheus.MustNewConstMetric(m.agentBeat, prometheus.GaugeValue, s.now().Sub(t.LastHeartbeat).Seconds(), t.Account, t.Agent)
+	}
+	for acc, n := range perAccount {
+		gauge(m.agentTunnels, n, acc)
 	}
 	gauge(m.adminSessions, s.sessions.count())
 	if s.opts.Events != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/tunnel"
 )
 
 //go:embed templates/*.html
@@ -32,6 +33,7 @@ type view struct {
 	Status Status
 
 	Conns     []Connection
+	Agents    []tunnel.Status
 	Entries   []blacklist.Entry
 	Whitelist []blacklist.WhitelistEntry
 	Events    []blacklist.Event
@@ -145,6 +147,28 @@ func (s *Server) dropConnection(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("connection dropped by an administrator", "id", id, "user", authOf(r).user)
 	s.back(w, r, "/connections", fmt.Sprintf("Connection %d dropped.", id))
+}
+
+// tunnels lists the agent tunnels, none without Options.Agents.
+func (s *Server) tunnels() []tunnel.Status {
+	if s.opts.Agents == nil {
+		return []tunnel.Status{}
+	}
+	return s.opts.Agents.Tunnels()
+}
+
+func (s *Server) agentsPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "agents", &view{Title: "Agents", Nav: "agents", Agents: s.tunnels(), Now: s.now()})
+}
+
+func (s *Server) disconnectAgent(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PostFormValue("id"), 10, 64)
+	if err != nil || s.opts.Agents == nil || !s.opts.Agents.Disconnect(id) {
+		s.back(w, r, "/agents", "That tunnel has already ended.")
+		return
+	}
+	s.log.Info("agent tunnel disconnected by an administrator", "id", id, "user", authOf(r).user)
+	s.back(w, r, "/agents", fmt.Sprintf("Tunnel %d disconnected; its agent will dial again.", id))
 }
 
 func (s *Server) blacklistPage(w http.ResponseWriter, r *http.Request) {
@@ -290,6 +314,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("GET /", s.page(s.dashboard))
 	mux.Handle("GET /connections", s.page(s.connectionsPage))
 	mux.Handle("POST /connections/drop", s.page(s.dropConnection))
+	mux.Handle("GET /agents", s.page(s.agentsPage))
+	mux.Handle("POST /agents/disconnect", s.page(s.disconnectAgent))
 	mux.Handle("GET /blacklist", s.page(s.blacklistPage))
 	mux.Handle("POST /blacklist/add", s.page(s.blacklistAdd))
 	mux.Handle("POST /blacklist/remove", s.page(s.blacklistRemove))
@@ -305,6 +331,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("GET /api/status", s.api(s.apiStatus))
 	mux.Handle("GET /api/connections", s.api(s.apiConnections))
 	mux.Handle("DELETE /api/connections/{id}", s.api(s.apiDropConnection))
+	mux.Handle("GET /api/agents", s.api(s.apiAgents))
+	mux.Handle("DELETE /api/agents/{id}", s.api(s.apiDisconnectAgent))
 	mux.Handle("GET /api/blacklist", s.api(s.apiBlacklist))
 	mux.Handle("POST /api/blacklist", s.api(s.apiBlacklistAdd))
 	mux.Handle("DELETE /api/blacklist", s.api(s.apiBlacklistRemove))

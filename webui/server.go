@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
+	"github.com/gatehouse-pbx/gatehouse/tunnel"
 	"github.com/gatehouse-pbx/gatehouse/turn"
 )
 
@@ -58,6 +59,14 @@ type Options struct {
 	Clock func() time.Time
 	// Version is shown on the dashboard and in /api/status.
 	Version string
+	// Agents lists and disconnects agent tunnels; nil shows none.
+	Agents Agents
+}
+
+// Agents is the edge's side of agent tunnels (tunnel.Server).
+type Agents interface {
+	Tunnels() []tunnel.Status
+	Disconnect(id uint64) bool
 }
 
 // Server is the admin listener.

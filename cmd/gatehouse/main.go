@@ -2,6 +2,8 @@
 //
 //	gatehouse run -config FILE      serve until SIGTERM; SIGHUP reloads FILE
 //	gatehouse check -config FILE    validate FILE and print a summary or every error
+//	gatehouse agent -config FILE    run an agent that dials out to its edges
+//	gatehouse fingerprint CERT      print a certificate's SPKI fingerprint
 //	gatehouse hash-password         read a password on stdin, print its bcrypt hash
 //	gatehouse health -config FILE   ask the running gatehouse's admin listener for /healthz
 //	gatehouse version               print the version
@@ -10,6 +12,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +39,9 @@ func main() {
 const usage = `usage:
   gatehouse run -config FILE      serve; SIGHUP reloads FILE, SIGTERM stops
   gatehouse check -config FILE    validate FILE: a summary, or every error with its line
+  gatehouse agent -config FILE    run an agent: dial the edges of FILE and serve its services
+                                  through the tunnels (-check: validate FILE only)
+  gatehouse fingerprint CERT      print the SPKI fingerprint of a certificate (edge_fingerprint)
   gatehouse hash-password         read a password on stdin, print its bcrypt hash
   gatehouse health -config FILE   exit 0 when the running gatehouse answers GET /healthz
                                   on admin.listen, else 1 (for HEALTHCHECK and monitoring)
@@ -64,6 +71,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "fingerprint":
+		return fingerprint(args[1:], stdout, stderr)
+	case "agent":
+		return agentCommand(args[1:], stdout, stderr)
 	case "hash-password":
 		return hashPassword(stdin, stdout, stderr)
 	case "health":
@@ -80,24 +91,75 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func check(path string, stdout, stderr io.Writer) int {
+	if data, err := os.ReadFile(path); err == nil && configs.IsAgentFile(data) {
+		return checkAgent(path, stdout, stderr)
+	}
 	cfg, err := configs.Load(path)
 	if err != nil {
-		var errs configs.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				fmt.Fprintln(stderr, e)
-			}
-			fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(errs))
-		} else {
-			fmt.Fprintln(stderr, err)
-		}
-		return 1
+		return configErrors(path, err, stderr)
 	}
 	fmt.Fprintf(stdout, "%s: OK\n%s", path, cfg.Summary())
 	// Warnings about this machine's descriptor limit: the file is valid,
 	// but a flood would run gatehouse out of descriptors before a cap stops it.
 	for _, w := range configs.DescriptorWarnings(cfg, configs.FileLimit()) {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+	}
+	return 0
+}
+
+// checkAgent checks an agent file (one with edges), for `gatehouse check`
+// and `gatehouse agent -check`.
+func checkAgent(path string, stdout, stderr io.Writer) int {
+	cfg, err := configs.LoadAgent(path)
+	if err != nil {
+		return configErrors(path, err, stderr)
+	}
+	fmt.Fprintf(stdout, "%s: OK\n%s", path, cfg.Summary())
+	return 0
+}
+
+// configErrors prints every problem of a configuration file; it returns 1.
+func configErrors(path string, err error, stderr io.Writer) int {
+	var errs configs.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(errs))
+	} else {
+		fmt.Fprintln(stderr, err)
+	}
+	return 1
+}
+
+// fingerprint prints the SPKI fingerprint of each certificate in a PEM
+// file, as an agent's edge_fingerprint holds it.
+func fingerprint(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: gatehouse fingerprint CERT.pem")
+		return 2
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse:", err)
+		return 1
+	}
+	n := 0
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			fmt.Fprintf(stderr, "gatehouse: %s: certificate %d: %v\n", args[0], n+1, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s  %s\n", configs.Fingerprint(cert), cert.Subject.CommonName)
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintf(stderr, "gatehouse: %s holds no PEM certificate\n", args[0])
+		return 1
 	}
 	return 0
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
+	"github.com/gatehouse-pbx/gatehouse/tunnel"
 	"github.com/gatehouse-pbx/gatehouse/turn"
 	"github.com/gatehouse-pbx/gatehouse/webui"
 )
@@ -33,6 +34,7 @@ type app struct {
 	bl     *blacklist.List
 	events *gate.EventLog
 	srv    *proxy.Server
+	agents *tunnel.Server
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
 
@@ -71,11 +73,19 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	gt := gate.New(gate.Options{Guard: a.events, Key: bl.Key, Range: bl.Range, Whitelisted: bl.Whitelisted, Logger: log})
 	bl.OnBlock(gt.Block)
 	logDescriptorLimits(log, cfg)
+	// Agents dial in before any service routes to them; the tunnels close
+	// after the proxy has drained (defers run last first).
+	a.agents, err = tunnel.New(cfg, tunnel.Options{Logger: log, Gate: gt, Guard: a.events})
+	if err != nil {
+		return err
+	}
+	defer a.agents.Close()
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{
 		Handlers: protocols.Handlers(log),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,
+		Agents:   a.agents,
 	})
 	if err != nil {
 		return err
@@ -144,6 +154,7 @@ func (a *app) reload(next *configs.Config) error {
 		return err
 	}
 	a.bl.Reconfigure(next.Blacklist)
+	a.agents.Reload(next)
 	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) || (next.TURN.TLSListen != "" && !sameCertificates(next, a.cfg)) {
 		// pion's server cannot change settings in place: restart it
 		// (allocations end; clients allocate again). A renewed
@@ -194,6 +205,7 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,
+		Agents:    a.agents,
 	})
 }
 

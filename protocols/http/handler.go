@@ -219,8 +219,17 @@ func (h *Handler) Reload(t *proxy.Table) {
 		pool:  newPool(poolPerTarget, poolMaxIdle),
 		conns: make(map[*h1conn]struct{}),
 	}
+	direct := (&net.Dialer{Timeout: l.DialTimeout}).DialContext
 	g.transport = &stdhttp.Transport{
-		DialContext:           (&net.Dialer{Timeout: l.DialTimeout}).DialContext,
+		// A route through an agent tunnel is dialled by the proxy; its
+		// Addr is unique per agent name, type and port, so the Transport's
+		// pool keys its streams apart from every direct target.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if rt, ok := ctx.Value(routeKey{}).(*routed); ok && rt.route.Agent != nil && rt.route.Addr == addr {
+				return rt.e.pc.Dial(ctx, rt.route, nil)
+			}
+			return direct(ctx, network, addr)
+		},
 		TLSClientConfig:       t.TargetTLSBase(),
 		TLSHandshakeTimeout:   l.DialTimeout,
 		MaxIdleConns:          1024,

@@ -12,8 +12,10 @@ import (
 
 // targetConn is a connection to a target, kept alive between requests.
 type targetConn struct {
-	conn net.Conn     // TCP, or TLS over it
-	tcp  *net.TCPConn // the TCP connection under conn, for the liveness check
+	conn net.Conn // TCP, or TLS over it
+	// sock is the socket under conn (TCP, or the Unix socket of an agent
+	// tunnel's stream), for the liveness check.
+	sock syscall.Conn
 	key  poolKey
 	cr   countReader
 	br   *bufio.Reader
@@ -30,7 +32,7 @@ func newTargetConn(conn net.Conn, key poolKey) *targetConn {
 	if t, ok := conn.(*tls.Conn); ok {
 		raw = t.NetConn()
 	}
-	tc.tcp, _ = raw.(*net.TCPConn)
+	tc.sock, _ = raw.(syscall.Conn)
 	tc.cr = countReader{r: conn}
 	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
 	tc.bw = bufio.NewWriterSize(conn, bufSize)
@@ -50,10 +52,10 @@ func (tc *targetConn) alive() bool {
 	if tc.br.Buffered() > 0 {
 		return false
 	}
-	if tc.tcp == nil {
+	if tc.sock == nil {
 		return true
 	}
-	rc, err := tc.tcp.SyscallConn()
+	rc, err := tc.sock.SyscallConn()
 	if err != nil {
 		return false
 	}

@@ -27,8 +27,11 @@ func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, e
 	}
 	r, err := route(HostKey(req.host))
 	if err != nil {
-		if proxy.AsRefusal(err).Reason == proxy.ReasonNetwork {
+		switch proxy.AsRefusal(err).Reason {
+		case proxy.ReasonNetwork:
 			return nil, stdhttp.StatusForbidden
+		case proxy.ReasonUnavailable:
+			return nil, stdhttp.StatusServiceUnavailable // no agent tunnel serves it now
 		}
 		return nil, stdhttp.StatusMisdirectedRequest
 	}

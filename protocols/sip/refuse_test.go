@@ -20,6 +20,7 @@ func TestRefusalReply(t *testing.T) {
 		{"unknown service", invite, proxy.Refuse(proxy.ReasonUnknownService, "", nil), 403},
 		{"network not allowed", invite, proxy.Refuse(proxy.ReasonNetwork, "", nil), 403},
 		{"target unreachable", invite, proxy.Refuse(proxy.ReasonUnreachable, "", nil), 503},
+		{"no agent tunnel", invite, proxy.ErrNoTunnel, 503},
 		{"no From", request("REGISTER", "", "l: 0\r\n\r\n"), ErrNoFrom, 400},
 		{"From without host", request("REGISTER", "From: <sip:a@>\r\n", "l: 0\r\n\r\n"), ErrFromNoHost, 400},
 		{"too large", request("REGISTER", alice, "l: 99999999\r\n\r\n"), ErrTooLarge, 513},

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+)
+
+// startNginx runs nginx on addr, answering every request with its method
+// and URI; wrap prefixes its command ("ip netns exec NS").
+func startNginx(t *testing.T, addr string, wrap ...string) {
+	nginx := testpeer.Program(t, "nginx", "nginx")
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	server {
+		listen %[2]s;
+		location / { return 200 "nginx $request_method $request_uri host=$http_host"; }
+	}
+}
+`, dir, addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &testpeer.Log{}
+	cmd := command(wrap, nginx, "-p", dir, "-c", path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if len(wrap) == 0 {
+		testpeer.WaitListening(t, addr)
+	}
+}
+
+// command is name with args, run through wrap when it is set.
+func command(wrap []string, name string, args ...string) *exec.Cmd {
+	if len(wrap) == 0 {
+		return exec.Command(name, args...)
+	}
+	return exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], name), args...)...)
+}
+
+// freeAddrOn returns a port that is free on ip, which freeAddr's port on
+// 127.0.0.1 need not be.
+func freeAddrOn(t *testing.T, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startAgent runs `gatehouse agent` on config text, through wrap when set.
+func startAgent(t *testing.T, config string, wrap ...string) *instance {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
+	in.cmd = command(wrap, binary, "agent", "-config", path)
+	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { in.done <- in.cmd.Wait() }()
+	t.Cleanup(func() {
+		in.cmd.Process.Kill()
+		<-in.done
+		if t.Failed() {
+			t.Logf("agent log:\n%s", in.log)
+		}
+	})
+	return in
+}
+
+type agentRig struct {
+	edgeConfig, agentConfig string
+	httpAddr, agentsAddr    string
+	httpsAddr, adminAddr    string
+	cert                    *testpki.Issued
+	ca                      *testpki.CA
+}
+
+// newAgentRig: nginx on 127.0.0.5, which the edge's configuration never
+// names; an edge with HTTP on 127.0.0.1 and agents.listen on 127.0.0.2; an
+// agent fronting nginx for hq.example.com.
+func newAgentRig(t *testing.T) *agentRig {
+	need(t, "curl")
+	nginxAddr := "127.0.0.5:" + fmt.Sprint(testpeer.FreePort(t))
+	startNginx(t, nginxAddr)
+	ca := testpki.NewCA(t, "edge")
+	r := &agentRig{httpAddr: freeAddr(t), httpsAddr: freeAddr(t), adminAddr: freeAddr(t), agentsAddr: freeAddrOn(t, "127.0.0.2"),
+		cert: ca.Server("edge.example.com", "hq.example.com"), ca: ca}
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.edgeConfig = fmt.Sprintf(`listen: {http: %q, https: %q}
+tls: {certificates: [{cert: %s, key: %s}]}
+agents:
+  listen: %q
+  heartbeat: 1s
+  accounts:
+    - {name: hq-lan, token_hash: %q, names: [hq.example.com]}
+services:
+  - name: hq.example.com
+    agent: hq-lan
+    allow: {urls: [/PBX0/MY, /PBX0/a, /PBX0/b, /PBX0/back]}
+blacklist: {threshold: 3}
+admin:
+  listen: %q
+  users: [{name: admin, password_hash: %q}]
+`, r.httpAddr, r.httpsAddr, r.cert.CertFile, r.cert.KeyFile, r.agentsAddr, hash, r.adminAddr, hash)
+	r.agentConfig = fmt.Sprintf(`edges: [%q]
+account: hq-lan
+token: s3cret
+shutdown_timeout: 2s # the edge keeps idle keep-alive streams open; they end with it
+edge_fingerprint: %q
+services:
+  - {name: hq.example.com, target: 127.0.0.5, ports: {http: %s}}
+`, r.agentsAddr, configs.Fingerprint(r.cert.TLS.Leaf), nginxAddr[strings.LastIndexByte(nginxAddr, ':')+1:])
+	return r
+}
+
+// admin asks the edge's admin listener, as user admin.
+func (r *agentRig) admin(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	_, port, _ := strings.Cut(r.adminAddr, ":")
+	last := len(args) - 1
+	args[last] = "https://edge.example.com:" + port + args[last]
+	return curl(t, "127.0.0.1", append([]string{"-u", "admin:s3cret", "--cacert", r.ca.File,
+		"--resolve", "edge.example.com:" + port + ":127.0.0.1"}, args...)...)
+}
+
+// page logs in to the admin UI and returns the page at path.
+func (r *agentRig) page(t *testing.T, path string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: r.ca.Pool(), ServerName: "edge.example.com"}}}
+	base := "https://" + r.adminAddr
+	get := func(u string) string {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(get(base + "/login"))
+	if m == nil {
+		t.Fatal("no login form")
+	}
+	resp, err := c.PostForm(base+"/login", url.Values{"csrf": {m[1]}, "user": {"admin"}, "password": {"s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return get(base + path)
+}
+
+func (r *agentRig) get(t *testing.T, path string) (string, string) {
+	t.Helper()
+	return curl(t, "127.0.0.3", "-H", "Host: hq.example.com", "http://"+r.httpAddr+path)
+}
+
+// TestAgentTunnel: curl through the edge reaches nginx behind the agent;
+// without a tunnel the answer is 503 and the client is not blacklisted.
+func TestAgentTunnel(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	for range 5 { // more than blacklist.threshold: unavailability is not the client's fault
+		if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+			t.Fatalf("no tunnel yet: %s, want 503", code)
+		}
+	}
+	ag := startAgent(t, r.agentConfig)
+	ag.waitLog(t, "tunnel up")
+	edge.waitLog(t, "agent tunnel up")
+	code, body := r.get(t, "/PBX0/MY?x=1")
+	if code != "200" || body != "nginx GET /PBX0/MY?x=1 host=hq.example.com" {
+		t.Fatalf("through the tunnel: %s %q", code, body)
+	}
+	// Keep-alive: two requests on one client connection, and a URL the
+	// edge refuses whatever the tunnel.
+	out, err := exec.Command("curl", "-sS", "--interface", "127.0.0.3", "-H", "Host: hq.example.com",
+		"http://"+r.httpAddr+"/PBX0/a", "http://"+r.httpAddr+"/PBX0/b").CombinedOutput()
+	if err != nil || string(out) != "nginx GET /PBX0/a host=hq.example.comnginx GET /PBX0/b host=hq.example.com" {
+		t.Fatalf("keep-alive: %v %q", err, out)
+	}
+	// HTTP/2 from the client: the edge's HTTP Transport dials through the tunnel.
+	_, port, _ := strings.Cut(r.httpsAddr, ":")
+	code, body = curl(t, "127.0.0.3", "--http2", "--cacert", r.ca.File, "--resolve", "hq.example.com:"+port+":127.0.0.1",
+		"https://hq.example.com:"+port+"/PBX0/MY?h2")
+	if code != "200" || body != "nginx GET /PBX0/MY?h2 host=hq.example.com:"+port {
+		t.Errorf("HTTP/2 through the tunnel: %s %q", code, body)
+	}
+	if code, _ := r.get(t, "/ADMIN"); code != "403" {
+		t.Errorf("URL outside allow.urls: %s, want 403", code)
+	}
+	// Operators see the agent: API, page, metrics; and can disconnect it.
+	code, body = r.admin(t, "/api/agents")
+	var tunnels []struct {
+		ID      uint64   `json:"id"`
+		Account string   `json:"account"`
+		Names   []string `json:"names"`
+		BytesIn int64    `json:"bytes_in"`
+	}
+	if err := json.Unmarshal([]byte(body), &tunnels); code != "200" || err != nil || len(tunnels) != 1 ||
+		tunnels[0].Account != "hq-lan" || len(tunnels[0].Names) != 1 || tunnels[0].BytesIn == 0 {
+		t.Fatalf("/api/agents: %s %v %s", code, err, body)
+	}
+	if body := r.page(t, "/agents"); !strings.Contains(body, "<td>hq-lan</td>") || !strings.Contains(body, "hq.example.com") {
+		t.Errorf("/agents:\n%s", body)
+	}
+	if code, body := r.admin(t, "/metrics"); code != "200" || !strings.Contains(body, `gatehouse_agent_tunnels{account="hq-lan"} 1`) {
+		t.Errorf("/metrics: %s\n%s", code, body)
+	}
+	if code, body := r.admin(t, "-X", "DELETE", fmt.Sprintf("/api/agents/%d", tunnels[0].ID)); code != "200" {
+		t.Fatalf("DELETE /api/agents: %s %s", code, body)
+	}
+	ag.waitLog(t, "redialling")
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(ag.log.String(), "tunnel up") < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the disconnected agent did not come back")
+		}
+	}
+	// A POST, which is never retried: the edge's pool must not hand it a
+	// kept-alive stream of the tunnel that was cut.
+	if code, body := curl(t, "127.0.0.3", "-H", "Host: hq.example.com", "-d", "x=1", "http://"+r.httpAddr+"/PBX0/MY"); code != "200" {
+		t.Errorf("POST after the redial: %s %q", code, body)
+	}
+
+	// The agent leaves on SIGTERM: exit 0, and the edge answers 503 again.
+	ag.signal(t, 15)
+	select {
+	case err := <-ag.done:
+		ag.done <- err
+		if err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not exit on SIGTERM")
+	}
+	edge.waitLog(t, "agent tunnel down")
+	if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+		t.Errorf("after the agent left: %s, want 503", code)
+	}
+	if strings.Contains(edge.log.String(), "blocked") {
+		t.Errorf("a client was blocked:\n%s", edge.log)
+	}
+}
+
+// TestAgentRefused: a wrong fingerprint, and a wrong token, get no tunnel.
+func TestAgentRefused(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+
+	other := testpki.NewCA(t, "other").Server("edge.example.com")
+	wrongPin := regexp.MustCompile(`edge_fingerprint: ".*"`).ReplaceAllString(r.agentConfig,
+		fmt.Sprintf("edge_fingerprint: %q", configs.Fingerprint(other.TLS.Leaf)))
+	ag := startAgent(t, wrongPin)
+	ag.waitLog(t, "not edge_fingerprint")
+	ag.cmd.Process.Kill()
+
+	ag = startAgent(t, strings.Replace(r.agentConfig, "token: s3cret", "token: guess", 1))
+	ag.waitLog(t, "the edge refused the tunnel: authentication failed")
+	edge.waitLog(t, "wrong token")
+	if strings.Contains(edge.log.String(), "agent tunnel up") {
+		t.Errorf("a tunnel came up:\n%s", edge.log)
+	}
+	if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+		t.Errorf("%s, want 503", code)
+	}
+}
+
+// TestAgentRedial: a killed edge is redialled with growing delays, and
+// service resumes once it is back.
+func TestAgentRedial(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	ag := startAgent(t, r.agentConfig)
+	ag.waitLog(t, "tunnel up")
+	edge.cmd.Process.Kill()
+	<-edge.done
+	edge.done <- nil
+	// Three failed dials: 1 s, 2 s, 4 s before jitter (each in [d/2, d]).
+	re := regexp.MustCompile(`redialling.* in=(\S+)`)
+	var delays []time.Duration
+	for deadline := time.Now().Add(15 * time.Second); len(delays) < 3 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		delays = delays[:0]
+		for _, m := range re.FindAllStringSubmatch(ag.log.String(), -1) {
+			d, err := time.ParseDuration(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			delays = append(delays, d)
+		}
+	}
+	if len(delays) < 3 {
+		t.Fatalf("redials: %v", delays)
+	}
+	for i, d := range delays[:3] {
+		hi := time.Second << i
+		if d < hi/2 || d > hi {
+			t.Errorf("redial %d after %s, want from %s to %s", i, d, hi/2, hi)
+		}
+	}
+	start(t, r.edgeConfig, r.httpAddr)
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(ag.log.String(), "tunnel up") < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not come back")
+		}
+	}
+	if code, body := r.get(t, "/PBX0/back"); code != "200" || !strings.HasPrefix(body, "nginx GET /PBX0/back") {
+		t.Errorf("after the redial: %s %q", code, body)
+	}
+}
+
+// TestAgentHeartbeat: an agent that stops answering (SIGSTOP) is dropped
+// after three missed heartbeats, its name is unavailable at once, and the
+// agent redials when it runs again.
+func TestAgentHeartbeat(t *testing.T) {
+	r := newAgentRig(t)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	ag := startAgent(t, r.agentConfig)
+	ag.waitLog(t, "tunnel up")
+	ag.signal(t, syscall.SIGSTOP)
+	edge.waitLog(t, "missed 3 heartbeats")
+	if code, _ := r.get(t, "/PBX0/MY"); code != "503" {
+		t.Errorf("agent silent: %s, want 503", code)
+	}
+	ag.signal(t, syscall.SIGCONT)
+	for deadline := time.Now().Add(15 * time.Second); strings.Count(ag.log.String(), "tunnel up") < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not redial after SIGCONT")
+		}
+	}
+	if code, _ := r.get(t, "/PBX0/MY"); code != "200" {
+		t.Errorf("after the redial: %s", code)
+	}
+}
+
+func TestFingerprintAndCheckAgent(t *testing.T) {
+	r := newAgentRig(t)
+	out, err := exec.Command(binary, "fingerprint", r.cert.CertFile).CombinedOutput()
+	if want := configs.Fingerprint(r.cert.TLS.Leaf) + "  edge.example.com\n"; err != nil || string(out) != want {
+		t.Errorf("fingerprint: %v %q, want %q", err, out, want)
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte(r.agentConfig), 0o600)
+	for _, args := range [][]string{{"check", "-config", path}, {"agent", "-check", "-config", path}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), path+": OK\nagent: account hq-lan (token), edges "+r.agentsAddr) {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	os.WriteFile(path, []byte(strings.Replace(r.agentConfig, "edge_fingerprint: \"sha256/", "edge_fingerprint: \"md5/", 1)), 0o600)
+	out, err = exec.Command(binary, "check", "-config", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), path+":5: edge_fingerprint: ") {
+		t.Errorf("a bad pin: %v\n%s", err, out)
+	}
+}

@@ -65,6 +65,13 @@ type TLS struct {
 	ClientCAs []string `yaml:"client_cas"`
 	// TargetCAs verify targets when gatehouse speaks TLS to them; empty means the system roots.
 	TargetCAs []string `yaml:"target_cas"`
+	// MinVersion is the lowest TLS version accepted from clients: "1.0",
+	// "1.1", "1.2" (the default) or "1.3". Below 1.2 the CBC suites with
+	// RSA key exchange that old phones need are offered too.
+	MinVersion string `yaml:"min_version"`
+
+	// MinVersionID is MinVersion as a crypto/tls constant (tls.VersionTLS12, ...).
+	MinVersionID uint16 `yaml:"-"`
 
 	// ClientCAPool holds the ClientCAs; nil when there are none.
 	ClientCAPool *x509.CertPool `yaml:"-"`
@@ -96,8 +103,12 @@ type Service struct {
 	CheckCertificate bool `yaml:"check_certificate"`
 	// LDAPStartTLS: speak StartTLS to the target's plain LDAP port when the
 	// request is to be forwarded encrypted and the service has no ldaps port.
-	LDAPStartTLS bool  `yaml:"ldap_starttls"`
-	Allow        Allow `yaml:"allow"`
+	LDAPStartTLS bool `yaml:"ldap_starttls"`
+	// ProxyProtocol "v2" sends a PROXY protocol v2 header first on every
+	// connection to the target (client address and port, SNI or Host as
+	// AUTHORITY, the SSL TLVs when gatehouse terminated TLS); "" sends none.
+	ProxyProtocol string `yaml:"proxy_protocol"`
+	Allow         Allow  `yaml:"allow"`
 }
 
 // Port returns the target's port for service type typ, and whether there is one.

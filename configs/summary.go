@@ -30,6 +30,9 @@ func (c *Config) Summary() string {
 		if s.CheckCertificate {
 			b.WriteString(" (check certificate)")
 		}
+		if s.ProxyProtocol != "" {
+			b.WriteString(" (PROXY protocol " + s.ProxyProtocol + ")")
+		}
 		b.WriteString("\n")
 	}
 

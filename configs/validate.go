@@ -150,6 +150,16 @@ func (v *validator) tls() {
 	}
 	t.ClientCAPool = v.certPool("tls.client_cas", t.ClientCAs)
 	t.TargetCAPool = v.certPool("tls.target_cas", t.TargetCAs)
+	if id, ok := TLSVersions[t.MinVersion]; ok {
+		t.MinVersionID = id
+	} else {
+		v.errorf("tls.min_version", "%q is not one of \"1.0\", \"1.1\", \"1.2\" or \"1.3\"", t.MinVersion)
+	}
+}
+
+// TLSVersions are the values of tls.min_version.
+var TLSVersions = map[string]uint16{
+	"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13,
 }
 
 // keyPair loads a certificate chain and its private key, written at
@@ -238,6 +248,9 @@ func (v *validator) services() {
 			if !strings.HasPrefix(u, "/") {
 				v.errorf(fmt.Sprintf("%s.allow.urls[%d]", key, j), "%q does not start with \"/\"", u)
 			}
+		}
+		if s.ProxyProtocol != "" && s.ProxyProtocol != "v2" {
+			v.errorf(key+".proxy_protocol", "%q is not \"v2\" (leave the key out for none)", s.ProxyProtocol)
 		}
 		if s.CheckCertificate && len(v.c.TLS.ClientCAs) == 0 {
 			v.errorf(key+".check_certificate", "needs tls.client_cas to check client certificates against")

@@ -64,7 +64,7 @@ func (l *listener) handle(gc *gate.Conn) {
 	raw.SetDeadline(time.Now().Add(limits.FirstPacketTimeout))
 	if l.typ.TLS {
 		if err := c.startTLS(); err != nil {
-			c.Report("", Refuse(ReasonTLS, "", err))
+			c.reportHandshake(err)
 			return
 		}
 	}

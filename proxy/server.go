@@ -47,11 +47,12 @@ type Options struct {
 // Server runs one listener per configured service type and keeps track of
 // every connection it accepted, so that Shutdown can wait for them.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	table atomic.Pointer[Table]
-	ids   atomic.Uint64
-	stats *stats // counters for the admin UI (stats.go)
+	opts   Options
+	log    *slog.Logger
+	table  atomic.Pointer[Table]
+	ids    atomic.Uint64
+	stats  *stats // counters for the admin UI (stats.go)
+	aborts aborts // aborted TLS handshakes reported lately (handshake.go)
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[string]*listener

@@ -229,11 +229,14 @@ func logConfigErrors(log *slog.Logger, err error) {
 
 // logDescriptorLimits logs the connection caps against the descriptor
 // limit, and a warning for each cap a flood would pass only after the
-// descriptors run out.
+// descriptors run out; then the configuration's own warnings (configs.Warnings).
 func logDescriptorLimits(log *slog.Logger, cfg *configs.Config) {
 	limit := configs.FileLimit()
 	log.Info("connection limits", "max_conns", cfg.Limits.MaxConns, "max_conns_per_ip", cfg.Limits.MaxConnsPerIP, "descriptor_limit", limit)
 	for _, w := range configs.DescriptorWarnings(cfg, limit) {
 		log.Warn("descriptor limit: " + w)
+	}
+	for _, w := range configs.Warnings(cfg) {
+		log.Warn(w)
 	}
 }

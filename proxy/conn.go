@@ -124,6 +124,9 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	var d net.Dialer
 	start := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", r.Addr)
+	if err == nil && r.ProxyProtocol() {
+		err = c.sendProxyHeader(ctx, conn, r)
+	}
 	if err == nil && r.TLS != nil {
 		conn, err = c.clientTLS(ctx, conn, r, upgrade)
 	}
@@ -133,6 +136,23 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	}
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))
 	return conn, nil
+}
+
+// sendProxyHeader writes the PROXY protocol header first on conn, closing
+// conn when it cannot.
+func (c *Conn) sendProxyHeader(ctx context.Context, conn net.Conn, r *Route) error {
+	hdr, err := c.ProxyHeader(r)
+	if err == nil {
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetWriteDeadline(dl)
+		}
+		_, err = conn.Write(hdr)
+		conn.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		conn.Close()
+	}
+	return err
 }
 
 func (c *Conn) clientTLS(ctx context.Context, conn net.Conn, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {

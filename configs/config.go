@@ -30,7 +30,9 @@ type Config struct {
 	File string `yaml:"-"`
 
 	// Listen maps a service type (see ServiceTypes) to the address gatehouse
-	// accepts it on. A type that is absent is not accepted at all.
+	// accepts it on. A type that is absent is not accepted at all. The key
+	// ListenAny ("any") is one address for every protocol, told apart by
+	// its first bytes.
 	Listen    map[string]string `yaml:"listen"`
 	TLS       TLS               `yaml:"tls"`
 	Services  []Service         `yaml:"services"`
@@ -237,6 +239,9 @@ type Limits struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
+
+// ListenAny is the listen key of the listener for every protocol.
+const ListenAny = "any"
 
 // ServiceType describes one accepted protocol-and-encryption pair.
 type ServiceType struct {

@@ -16,6 +16,9 @@ func (c *Config) Summary() string {
 			listen = append(listen, t.Name+" "+addr)
 		}
 	}
+	if addr, ok := c.Listen[ListenAny]; ok {
+		listen = append(listen, "any "+addr)
+	}
 	fmt.Fprintf(&b, "listen: %s\n", orNone(strings.Join(listen, ", ")))
 
 	fmt.Fprintf(&b, "%s\n", count(len(c.Services), "service"))

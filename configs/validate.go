@@ -57,6 +57,13 @@ func (v *validator) listeners() {
 	var ls []listener
 	for typ, addr := range c.Listen {
 		key := "listen." + typ
+		if typ == ListenAny {
+			if noCerts {
+				v.errorf(key, "listen.any accepts TLS too and needs tls.certificates")
+			}
+			ls = v.listener(ls, key, addr)
+			continue
+		}
 		t, ok := LookupType(typ)
 		if !ok {
 			v.errorf(key, "unknown service type%s", suggest(typ, typeNames()))

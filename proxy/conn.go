@@ -50,6 +50,13 @@ func (c *Conn) Close() error {
 	return err
 }
 
+// abort ends the connection from another goroutine than its owner's
+// (Shutdown, Drop): it closes the TCP conn under any TLS, so the owner's
+// reads and writes fail and it returns, and leaves c.Conn, which the owner
+// may be replacing meanwhile (TLS termination, listen.any), to the owner's
+// Close.
+func (c *Conn) abort() { c.raw.Close() }
+
 // Blocked reports whether the connection was closed because its client was
 // blocked while it was open. A handler that holds requests it has already
 // read (pipelined, or buffered) must not forward them when it is true.

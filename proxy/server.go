@@ -109,7 +109,7 @@ func (s *Server) Reload(cfg *configs.Config) error {
 
 func (s *Server) apply(cfg *configs.Config) error {
 	for typ := range cfg.Listen {
-		if s.opts.Handlers[typ] == nil {
+		if s.opts.Handlers[typ] == nil && typ != configs.ListenAny {
 			return fmt.Errorf("proxy: no handler for service type %q", typ)
 		}
 	}
@@ -143,7 +143,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 		}
 		ln := s.opts.Gate.Listen(raw, gate.Service, typ)
 		ln.OnAccept = func(_ netip.Addr, v gate.Verdict) { s.stats.accept(typ, v == gate.Blocked) }
-		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ]}
+		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ], any: typ == configs.ListenAny}
 	}
 	s.table.Store(t)
 	s.opts.Gate.SetLimits(cfg.Limits.MaxConnsPerIP, cfg.Limits.MaxConns)
@@ -199,7 +199,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conns {
-			c.Close()
+			c.abort()
 		}
 		s.mu.Unlock()
 		<-done
@@ -246,7 +246,7 @@ func (s *Server) Drop(id uint64) bool {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.id == id {
-			c.Close()
+			c.abort()
 			return true
 		}
 	}

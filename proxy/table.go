@@ -20,6 +20,7 @@ type Table struct {
 	Config *configs.Config
 
 	serverTLS map[string]*tls.Config // by service type name, TLS types only
+	anyTLS    *tls.Config            // listen.any: picks one of serverTLS's by ALPN (any.go)
 	clientCAs *x509.CertPool
 	targetTLS map[string]*tls.Config // by lower-case service name
 }
@@ -112,12 +113,51 @@ func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
 		}
 		t.serverTLS[st.Name] = sc
 	}
+	t.anyTLS = t.newAnyTLS(certs, cfg)
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		tc := &tls.Config{RootCAs: cfg.TLS.TargetCAPool, MinVersion: tls.VersionTLS12, ServerName: s.Target}
 		t.targetTLS[strings.ToLower(s.Name)] = tc
 	}
 	return t
+}
+
+// newAnyTLS is listen.any's TLS configuration: a client offering HTTP in
+// ALPN gets https's (never a CertificateRequest), one offering stun.turn
+// TURN's, one offering a protocol gatehouse does not serve there (acme-tls/1,
+// gatehouse-agent/1) a failed handshake, and any other the configuration
+// for SIP, LDAP and H.323 inside TLS, which asks for a client certificate
+// when sips or h323s would.
+func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Config {
+	base := func() *tls.Config {
+		return &tls.Config{Certificates: certs, MinVersion: cmp.Or(cfg.TLS.MinVersionID, tls.VersionTLS12), CipherSuites: cipherSuites(cfg.TLS.MinVersionID)}
+	}
+	inner := base()
+	if t.clientCAs != nil && (checksCertificates(cfg, "sip") || checksCertificates(cfg, "h323")) {
+		inner.ClientAuth = tls.RequestClientCert
+	}
+	turnTLS := base()
+	turnTLS.NextProtos = []string{alpnTURN}
+	https := t.serverTLS["https"]
+	return &tls.Config{
+		Certificates: certs,
+		GetConfigForClient: func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			for _, p := range hi.SupportedProtos {
+				switch {
+				case slices.Contains(alpnHTTP, p) && len(https.NextProtos) > 0:
+					return https, nil
+				case p == alpnTURN:
+					return turnTLS, nil
+				}
+			}
+			for _, p := range hi.SupportedProtos {
+				if p == "acme-tls/1" || p == "gatehouse-agent/1" {
+					return nil, errALPNNotServed
+				}
+			}
+			return inner, nil
+		},
+	}
 }
 
 // ServerTLS returns the TLS configuration for clients of service type typ.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/pion/stun/v3"
 )
 
 // `gatehouse check` accepts tls.min_version below 1.2 and warns about it.
@@ -126,5 +128,79 @@ services:
 	if !strings.Contains(kamLog.String(), fmt.Sprintf("%s%d\n", want, local.Port)) &&
 		!strings.Contains(kamLog.String(), fmt.Sprintf("%s%d\n", want, swapped)) {
 		t.Fatalf("Kamailio logged another port than %d:\n%s", local.Port, kamLog)
+	}
+}
+
+// listen.any with real clients: curl's plain HTTP, HTTPS over HTTP/2 and
+// HTTP/1.1, and pion's STUN client over TCP, over TLS with ALPN stun.turn
+// and over TLS without ALPN, all on one port; each is served as on its own
+// listener (the log names the detected type; STUN is answered by the
+// embedded server with the client's own address).
+func TestAnyWithRealClients(t *testing.T) {
+	need(t, "curl")
+	f := newFixture(t)
+	anyAddr := freeAddr(t)
+	_, anyPort, _ := net.SplitHostPort(anyAddr)
+	config := strings.Replace(f.config, fmt.Sprintf("listen:\n  http: %q\n  https: %q\n", f.httpAddr, f.httpsAddr),
+		fmt.Sprintf("listen:\n  any: %q\n", anyAddr), 1)
+	config += fmt.Sprintf("turn:\n  listen: %q\n", freeAddr(t))
+	in := start(t, config, anyAddr)
+	resolve := "hq.example.com:" + anyPort + ":127.0.0.1"
+
+	code, body := curl(t, "127.0.0.2", "--resolve", resolve, "http://hq.example.com:"+anyPort+"/PBX0/MY/a")
+	if code != "200" || !strings.HasSuffix(body, "xff=127.0.0.2 xfp=http") {
+		t.Fatalf("plain HTTP: %s %q", code, body)
+	}
+	for _, version := range []string{"--http2", "--http1.1"} {
+		out, err := exec.Command("curl", "-sS", version, "--interface", "127.0.0.3", "-w", " %{http_version}", "--cacert", f.ca.File,
+			"--resolve", resolve, "https://hq.example.com:"+anyPort+"/PBX0/MY/b").CombinedOutput()
+		want := map[string]string{"--http2": " 2", "--http1.1": " 1.1"}[version]
+		if err != nil || !strings.HasSuffix(string(out), "xff=127.0.0.3 xfp=https"+want) {
+			t.Fatalf("HTTPS %s: %q %v", version, out, err)
+		}
+	}
+	in.waitLog(t, "msg=routed client=127.0.0.2 type=http service=hq.example.com")
+	in.waitLog(t, "msg=routed client=127.0.0.3 type=https service=hq.example.com")
+
+	for _, tc := range []struct {
+		name string
+		dial func(d *net.Dialer) (net.Conn, error)
+	}{
+		{"TCP", func(d *net.Dialer) (net.Conn, error) { return d.Dial("tcp", anyAddr) }},
+		{"TLS with ALPN stun.turn", func(d *net.Dialer) (net.Conn, error) {
+			return tls.DialWithDialer(d, "tcp", anyAddr, &tls.Config{RootCAs: f.ca.Pool(), ServerName: "hq.example.com", NextProtos: []string{"stun.turn"}})
+		}},
+		{"TLS without ALPN", func(d *net.Dialer) (net.Conn, error) {
+			return tls.DialWithDialer(d, "tcp", anyAddr, &tls.Config{RootCAs: f.ca.Pool(), ServerName: "hq.example.com"})
+		}},
+	} {
+		t.Run("STUN over "+tc.name, func(t *testing.T) {
+			conn, err := tc.dial(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}, Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol != "" && tc.ConnectionState().NegotiatedProtocol != "stun.turn" {
+				t.Fatalf("ALPN %q", tc.ConnectionState().NegotiatedProtocol)
+			}
+			local := conn.LocalAddr().(*net.TCPAddr)
+			client, err := stun.NewClient(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			var mapped stun.XORMappedAddress
+			var cerr error
+			err = client.Do(stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint), func(e stun.Event) {
+				if cerr = e.Error; cerr == nil {
+					cerr = mapped.GetFrom(e.Message)
+				}
+			})
+			if err != nil || cerr != nil {
+				t.Fatalf("binding: %v %v", err, cerr)
+			}
+			if !mapped.IP.Equal(local.IP) || mapped.Port != local.Port {
+				t.Fatalf("mapped %v, want %v", mapped, local)
+			}
+		})
 	}
 }

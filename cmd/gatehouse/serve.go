@@ -17,7 +17,6 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
-	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/turn"
@@ -72,7 +71,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	bl.OnBlock(gt.Block)
 	logDescriptorLimits(log, cfg)
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{
-		Handlers: protocols.Handlers(log),
+		Handlers: a.handlers(),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,

@@ -72,6 +72,10 @@ type TLS struct {
 	// RSA key exchange that old phones need are offered too.
 	MinVersion string `yaml:"min_version"`
 
+	// ACME, when set, obtains and renews certificates for its names from an
+	// ACME CA; a certificate in Certificates for the same name wins.
+	ACME *ACME `yaml:"acme"`
+
 	// MinVersionID is MinVersion as a crypto/tls constant (tls.VersionTLS12, ...).
 	MinVersionID uint16 `yaml:"-"`
 
@@ -79,6 +83,24 @@ type TLS struct {
 	ClientCAPool *x509.CertPool `yaml:"-"`
 	// TargetCAPool holds the TargetCAs; nil means the system roots.
 	TargetCAPool *x509.CertPool `yaml:"-"`
+}
+
+// ACME configures certificates from an RFC 8555 CA (tls.acme).
+type ACME struct {
+	// Email is the account's contact; "" registers without one.
+	Email string `yaml:"email"`
+	// CA is the directory URL of the ACME server.
+	CA string `yaml:"ca"`
+	// CARoot is a PEM bundle that verifies the ACME server itself (a
+	// private CA); "" means the system roots.
+	CARoot string `yaml:"ca_root"`
+	// Names are the DNS names certificates are obtained for.
+	Names []string `yaml:"names"`
+	// StateDir keeps the account key, certificates and their keys.
+	StateDir string `yaml:"state_dir"`
+
+	// CARootPool holds CARoot; nil means the system roots.
+	CARootPool *x509.CertPool `yaml:"-"`
 }
 
 // CertKey is a PEM certificate chain and its private key, as file paths.

@@ -21,6 +21,9 @@ func (c *Config) Summary() string {
 	}
 	fmt.Fprintf(&b, "listen: %s\n", orNone(strings.Join(listen, ", ")))
 
+	if a := c.TLS.ACME; a != nil {
+		fmt.Fprintf(&b, "acme: %s from %s, state %s\n", strings.Join(a.Names, ", "), a.CA, a.StateDir)
+	}
 	fmt.Fprintf(&b, "%s\n", count(len(c.Services), "service"))
 	for _, s := range c.Services {
 		var ports []string

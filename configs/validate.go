@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,8 @@ type listener struct {
 
 func (v *validator) listeners() {
 	c := v.c
-	noCerts := len(c.TLS.Certificates) == 0
+	// Without certificates of its own gatehouse may still have ACME's.
+	noCerts := len(c.TLS.Certificates) == 0 && c.TLS.ACME == nil
 	var ls []listener
 	for typ, addr := range c.Listen {
 		key := "listen." + typ
@@ -157,10 +159,46 @@ func (v *validator) tls() {
 	}
 	t.ClientCAPool = v.certPool("tls.client_cas", t.ClientCAs)
 	t.TargetCAPool = v.certPool("tls.target_cas", t.TargetCAs)
+	if a := t.ACME; a != nil {
+		v.acme(a)
+	}
 	if id, ok := TLSVersions[t.MinVersion]; ok {
 		t.MinVersionID = id
 	} else {
 		v.errorf("tls.min_version", "%q is not one of \"1.0\", \"1.1\", \"1.2\" or \"1.3\"", t.MinVersion)
+	}
+}
+
+func (v *validator) acme(a *ACME) {
+	if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.errorf("tls.acme.ca", "%q is not an https:// directory URL", a.CA)
+	}
+	if len(a.Names) == 0 {
+		v.errorf("tls.acme.names", "missing: the names to obtain certificates for")
+	}
+	seen := map[string]int{}
+	for i, n := range a.Names {
+		key := fmt.Sprintf("tls.acme.names[%d]", i)
+		if !isDNSName(n) || !strings.Contains(n, ".") {
+			v.errorf(key, "%q is not a DNS name with a dot (ACME certifies public names)", n)
+			continue
+		}
+		if j, dup := seen[strings.ToLower(n)]; dup {
+			v.errorf(key, "%q is already tls.acme.names[%d] (line %d)", n, j, v.line(fmt.Sprintf("tls.acme.names[%d]", j)))
+			continue
+		}
+		seen[strings.ToLower(n)] = i
+	}
+	if a.StateDir == "" {
+		v.errorf("tls.acme.state_dir", "missing: where the ACME account and certificates are kept")
+	}
+	if a.CARoot != "" {
+		if data, ok := v.file("tls.acme.ca_root", a.CARoot); ok {
+			a.CARootPool = x509.NewCertPool()
+			if !a.CARootPool.AppendCertsFromPEM(data) {
+				v.errorf("tls.acme.ca_root", "%s holds no PEM certificate", a.CARoot)
+			}
+		}
 	}
 }
 

@@ -142,6 +142,20 @@ listen:
     ports: {sip: 5060}
     proxy_protocol: v1`,
 			[]string{`5: services[0].proxy_protocol: "v1" is not "v2"`}},
+		{"listen.any without certificates", `listen: {any: ":443"}`,
+			[]string{`1: listen.any: listen.any accepts TLS too and needs tls.certificates`}},
+		{"ACME", `tls:
+  acme:
+    ca: http://acme.example.com/dir
+    names: [hq.example.com, localhost, HQ.example.com]
+    ca_root: "{notpem}"`,
+			[]string{
+				`2: tls.acme.state_dir: missing`,
+				`3: tls.acme.ca: "http://acme.example.com/dir" is not an https:// directory URL`,
+				`4: tls.acme.names[1]: "localhost" is not a DNS name with a dot`,
+				`4: tls.acme.names[2]: "HQ.example.com" is already tls.acme.names[0]`,
+				`5: tls.acme.ca_root: ` + fx.notPEM + ` holds no PEM certificate`,
+			}},
 		{"check_certificate without client_cas", `services:
   - name: example.com
     target: pbx

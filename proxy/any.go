@@ -115,6 +115,8 @@ func (c *Conn) anyTLS() (string, bool) {
 		return "https", true // net/http's HTTP/2 needs the *tls.Conn itself
 	case cs.NegotiatedProtocol == alpnTURN:
 		return "turns", true
+	case acmeHandshake(&cs):
+		return "", false // a TLS-ALPN-01 validation: the handshake was all of it
 	}
 	inner, p, ok := c.peek(tc, detect.DetectInner)
 	if !ok {

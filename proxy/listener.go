@@ -75,6 +75,12 @@ func (l *listener) handle(gc *gate.Conn) {
 			return
 		}
 	}
+	if c.Info.TLS != nil && acmeHandshake(c.Info.TLS) {
+		return // a TLS-ALPN-01 validation: the handshake was all of it
+	}
+	if c.Info.Type.Name == "http" && c.answerHTTPChallenge() {
+		return
+	}
 	handler.ServeConn(c)
 }
 

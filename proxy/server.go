@@ -42,6 +42,9 @@ type Options struct {
 	// limits from the configuration. Nil makes one of the Server's own
 	// around Guard.
 	Gate *gate.Gate
+	// Certificates adds tls.acme's certificates and answers its challenges;
+	// nil without tls.acme.
+	Certificates CertSource
 }
 
 // Server runs one listener per configured service type and keeps track of
@@ -120,6 +123,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 		}
 	}
 	t := NewTable(cfg, alpn)
+	t.useCerts(s.opts.Certificates)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -21,6 +21,7 @@ type Table struct {
 
 	serverTLS map[string]*tls.Config // by service type name, TLS types only
 	anyTLS    *tls.Config            // listen.any: picks one of serverTLS's by ALPN (any.go)
+	certs     CertSource             // tls.acme; nil without (certs.go)
 	clientCAs *x509.CertPool
 	targetTLS map[string]*tls.Config // by lower-case service name
 }
@@ -151,7 +152,7 @@ func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Con
 				}
 			}
 			for _, p := range hi.SupportedProtos {
-				if p == "acme-tls/1" || p == "gatehouse-agent/1" {
+				if p == alpnACME || p == "gatehouse-agent/1" { // served by certs.go when tls.acme is set
 					return nil, errALPNNotServed
 				}
 			}

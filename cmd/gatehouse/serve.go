@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/turn"
 	"github.com/gatehouse-pbx/gatehouse/webui"
@@ -33,6 +34,7 @@ type app struct {
 	events *gate.EventLog
 	srv    *proxy.Server
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
+	acme   *acme.Manager               // nil without tls.acme
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
 
 	mu    sync.Mutex // one reload at a time; guards the fields below
@@ -70,12 +72,22 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	gt := gate.New(gate.Options{Guard: a.events, Key: bl.Key, Whitelisted: bl.Whitelisted, Logger: log})
 	bl.OnBlock(gt.Block)
 	logDescriptorLimits(log, cfg)
-	a.srv, err = proxy.NewServer(cfg, proxy.Options{
+	if a.acme, err = startACME(cfg, log); err != nil {
+		return err
+	}
+	if a.acme != nil {
+		defer a.acme.Close()
+	}
+	popts := proxy.Options{
 		Handlers: a.handlers(),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,
-	})
+	}
+	if a.acme != nil {
+		popts.Certificates = a.acme
+	}
+	a.srv, err = proxy.NewServer(cfg, popts)
 	if err != nil {
 		return err
 	}
@@ -143,6 +155,14 @@ func (a *app) reload(next *configs.Config) error {
 		return err
 	}
 	a.bl.Reconfigure(next.Blacklist)
+	switch {
+	case a.acme != nil && next.TLS.ACME != nil:
+		if err := a.acme.Manage(next.TLS.ACME.Names); err != nil {
+			a.log.Error("acme: names not managed", "err", err)
+		}
+	case (a.acme != nil) != (next.TLS.ACME != nil):
+		a.log.Warn("tls.acme was added or removed: that takes effect at the next start")
+	}
 	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) || (next.TURN.TLSListen != "" && !sameCertificates(next, a.cfg)) {
 		// pion's server cannot change settings in place: restart it
 		// (allocations end; clients allocate again). A renewed
@@ -190,6 +210,7 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Guard:     a.events,
 		Events:    a.events,
 		TURN:      a.relay.Load,
+		ACME:      a.acmeCertificates(),
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/pion/stun/v3"
 )
 
@@ -202,5 +203,38 @@ func TestAnyWithRealClients(t *testing.T) {
 				t.Fatalf("mapped %v, want %v", mapped, local)
 			}
 		})
+	}
+}
+
+// gatehouse run with tls.acme obtains its certificate from Pebble in the
+// background (ManageAsync) and serves it on https, answering the
+// challenges on its own http and https listeners.
+func TestACMEWithPebble(t *testing.T) {
+	apiCA := testpki.NewCA(t, "pebble-api")
+	api := apiCA.Server("127.0.0.1")
+	p := testpeer.StartPebble(t, api.CertFile, api.KeyFile)
+	httpsAddr := fmt.Sprintf("127.0.0.1:%d", p.TLSPort)
+	in := start(t, fmt.Sprintf(`listen:
+  http: "127.0.0.1:%d"
+  https: %q
+tls:
+  acme:
+    email: pki@example.com
+    ca: %s
+    ca_root: %s
+    names: [hq.example.com]
+    state_dir: %s
+services:
+  - {name: hq.example.com, target: 127.0.0.1, ports: {http: 1}}
+`, p.HTTPPort, httpsAddr, p.Directory, apiCA.File, t.TempDir()), httpsAddr)
+	in.waitLog(t, "acme: certificate obtained")
+	c, err := tls.Dial("tcp", httpsAddr, &tls.Config{ServerName: "hq.example.com", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leaf := c.ConnectionState().PeerCertificates[0]
+	if !strings.Contains(leaf.Issuer.CommonName, "Pebble") || leaf.VerifyHostname("hq.example.com") != nil {
+		t.Fatalf("served %v from %q", leaf.DNSNames, leaf.Issuer.CommonName)
 	}
 }

@@ -1,17 +1,13 @@
 package acme_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,74 +20,17 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 )
 
-// pebbleCA is Debian's Pebble (an RFC 8555 test CA) on loopback, with
-// pebble-challtestsrv as its DNS server: every name resolves to 127.0.0.1
-// unless the test says otherwise. Pebble validates challenges on httpPort
-// and tlsPort, where the test's gatehouse listens.
+// pebbleCA is Pebble with the CA of its API certificate.
 type pebbleCA struct {
-	dir      string // the ACME directory URL
-	caRoot   string // verifies Pebble's API
-	mgmt     string // challtestsrv's management address
-	httpPort int
-	tlsPort  int
+	*testpeer.Pebble
+	caRoot string
 }
 
 func startPebble(t *testing.T) *pebbleCA {
 	t.Helper()
-	pebble := testpeer.Program(t, "pebble", "pebble")
-	challsrv := testpeer.Program(t, "pebble-challtestsrv", "pebble")
 	ca := testpki.NewCA(t, "pebble-api")
 	api := ca.Server("127.0.0.1")
-	p := &pebbleCA{caRoot: ca.File, httpPort: testpeer.FreePort(t), tlsPort: testpeer.FreePort(t)}
-	dns := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
-	p.mgmt = fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
-	run(t, challsrv, nil, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01", dns,
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-management", p.mgmt)
-	testpeer.WaitListening(t, p.mgmt)
-
-	listen := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
-	conf, _ := json.Marshal(map[string]any{"pebble": map[string]any{
-		"listenAddress": listen, "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)),
-		"certificate": api.CertFile, "privateKey": api.KeyFile,
-		"httpPort": p.httpPort, "tlsPort": p.tlsPort, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-	}})
-	path := filepath.Join(t.TempDir(), "pebble.json")
-	os.WriteFile(path, conf, 0o644)
-	// No random sleeps before validating, no nonces rejected at random:
-	// the test is about gatehouse, not about Pebble's chaos.
-	run(t, pebble, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}, "-config", path, "-dnsserver", dns)
-	testpeer.WaitListening(t, listen)
-	p.dir = "https://" + listen + "/dir"
-	return p
-}
-
-func run(t *testing.T, prog string, env []string, args ...string) {
-	t.Helper()
-	log := &testpeer.Log{}
-	cmd := exec.Command(prog, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s:\n%s", filepath.Base(prog), log)
-		}
-	})
-}
-
-// resolveTo points name at addr in challtestsrv's DNS.
-func (p *pebbleCA) resolveTo(t *testing.T, name, addr string) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]any{"host": name + ".", "addresses": []string{addr}})
-	resp, err := http.Post("http://"+p.mgmt+"/add-a", "application/json", bytes.NewReader(body))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("add-a: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	return &pebbleCA{Pebble: testpeer.StartPebble(t, api.CertFile, api.KeyFile), caRoot: ca.File}
 }
 
 // echo routes every stream to the one service.
@@ -121,7 +60,7 @@ tls:
     state_dir: %s
 services:
   - {name: hq.example.com, target: 127.0.0.1, ports: {sip: %d}}
-`, listen, extraTLS, p.dir, p.caRoot, state, tg.Addr().(*net.TCPAddr).Port)
+`, listen, extraTLS, p.Directory, p.caRoot, state, tg.Addr().(*net.TCPAddr).Port)
 	cfg, err := configs.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -169,8 +108,8 @@ func TestTLSALPN01(t *testing.T) {
 	p := startPebble(t)
 	own := testpki.NewCA(t, "own")
 	hq := own.Server("hq.example.com")
-	srv, m, cfg := gatehouse(t, p, fmt.Sprintf("https: \"127.0.0.1:%d\"", p.tlsPort),
-		fmt.Sprintf("  certificates: [{cert: %s, key: %s}]", hq.CertFile, hq.KeyFile), acme.Options{TLSPort: p.tlsPort, RenewalWindowRatio: 1, RenewCheckInterval: time.Second})
+	srv, m, cfg := gatehouse(t, p, fmt.Sprintf("https: \"127.0.0.1:%d\"", p.TLSPort),
+		fmt.Sprintf("  certificates: [{cert: %s, key: %s}]", hq.CertFile, hq.KeyFile), acme.Options{TLSPort: p.TLSPort, RenewalWindowRatio: 1, RenewCheckInterval: time.Second})
 	addr := srv.Addr("https").String()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -211,7 +150,7 @@ func TestTLSALPN01(t *testing.T) {
 	}
 
 	// A failed challenge: Pebble reaches 127.0.0.2, where nothing listens.
-	p.resolveTo(t, "bad.example.com", "127.0.0.2")
+	p.ResolveTo(t, "bad.example.com", "127.0.0.2")
 	if err := m.ManageSync(ctx, []string{"bad.example.com"}); err == nil {
 		t.Fatal("bad.example.com: obtained without a reachable challenge")
 	}
@@ -226,14 +165,29 @@ func TestTLSALPN01(t *testing.T) {
 func TestHTTP01(t *testing.T) {
 	p := startPebble(t)
 	sips := testpeer.FreePort(t)
-	srv, m, _ := gatehouse(t, p, fmt.Sprintf("http: \"127.0.0.1:%d\", sips: \"127.0.0.1:%d\"", p.httpPort, sips), "",
-		acme.Options{HTTPPort: p.httpPort})
+	srv, m, _ := gatehouse(t, p, fmt.Sprintf("http: \"127.0.0.1:%d\", sips: \"127.0.0.1:%d\"", p.HTTPPort, sips), "",
+		acme.Options{HTTPPort: p.HTTPPort})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := m.ManageSync(ctx, []string{"acme.example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	if issuer, _ := served(t, srv.Addr("sips").String(), "acme.example.com"); !strings.Contains(issuer, "Pebble") {
+		t.Fatalf("issued by %q", issuer)
+	}
+}
+
+// TLS-ALPN-01 on listen.any: the validation's ClientHello is told from the
+// other protocols by its ALPN.
+func TestTLSALPN01OnAny(t *testing.T) {
+	p := startPebble(t)
+	srv, m, _ := gatehouse(t, p, fmt.Sprintf("any: \"127.0.0.1:%d\"", p.TLSPort), "", acme.Options{TLSPort: p.TLSPort})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.ManageSync(ctx, []string{"acme.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if issuer, _ := served(t, srv.Addr(configs.ListenAny).String(), "acme.example.com"); !strings.Contains(issuer, "Pebble") {
 		t.Fatalf("issued by %q", issuer)
 	}
 }

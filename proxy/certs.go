@@ -68,16 +68,15 @@ func (t *Table) useCerts(src CertSource) {
 			}
 		}
 	}
-	anyInner := t.anyTLS.GetConfigForClient
+	for _, c := range t.anyInner {
+		c.GetCertificate = get
+	}
+	pick := t.anyTLS.GetConfigForClient
 	t.anyTLS.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 		if isACMEChallenge(hi) {
 			return challenge, nil
 		}
-		c, err := anyInner(hi)
-		if c != nil && c.GetCertificate == nil {
-			c.GetCertificate = get
-		}
-		return c, err
+		return pick(hi)
 	}
 }
 

@@ -22,6 +22,7 @@ type Table struct {
 	serverTLS map[string]*tls.Config // by service type name, TLS types only
 	anyTLS    *tls.Config            // listen.any: picks one of serverTLS's by ALPN (any.go)
 	certs     CertSource             // tls.acme; nil without (certs.go)
+	anyInner  []*tls.Config          // what anyTLS picks besides serverTLS's, for useCerts
 	clientCAs *x509.CertPool
 	targetTLS map[string]*tls.Config // by lower-case service name
 }
@@ -139,6 +140,7 @@ func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Con
 	}
 	turnTLS := base()
 	turnTLS.NextProtos = []string{alpnTURN}
+	t.anyInner = []*tls.Config{inner, turnTLS}
 	https := t.serverTLS["https"]
 	return &tls.Config{
 		Certificates: certs,

@@ -30,7 +30,9 @@ type Config struct {
 	File string `yaml:"-"`
 
 	// Listen maps a service type (see ServiceTypes) to the address gatehouse
-	// accepts it on. A type that is absent is not accepted at all.
+	// accepts it on. A type that is absent is not accepted at all. The key
+	// ListenAny ("any") is one address for every protocol, told apart by
+	// its first bytes.
 	Listen    map[string]string `yaml:"listen"`
 	TLS       TLS               `yaml:"tls"`
 	Services  []Service         `yaml:"services"`
@@ -91,11 +93,40 @@ type TLS struct {
 	ClientCAs []string `yaml:"client_cas"`
 	// TargetCAs verify targets when gatehouse speaks TLS to them; empty means the system roots.
 	TargetCAs []string `yaml:"target_cas"`
+	// MinVersion is the lowest TLS version accepted from clients: "1.0",
+	// "1.1", "1.2" (the default) or "1.3". Below 1.2 the CBC suites with
+	// RSA key exchange that old phones need are offered too.
+	MinVersion string `yaml:"min_version"`
+
+	// ACME, when set, obtains and renews certificates for its names from an
+	// ACME CA; a certificate in Certificates for the same name wins.
+	ACME *ACME `yaml:"acme"`
+
+	// MinVersionID is MinVersion as a crypto/tls constant (tls.VersionTLS12, ...).
+	MinVersionID uint16 `yaml:"-"`
 
 	// ClientCAPool holds the ClientCAs; nil when there are none.
 	ClientCAPool *x509.CertPool `yaml:"-"`
 	// TargetCAPool holds the TargetCAs; nil means the system roots.
 	TargetCAPool *x509.CertPool `yaml:"-"`
+}
+
+// ACME configures certificates from an RFC 8555 CA (tls.acme).
+type ACME struct {
+	// Email is the account's contact; "" registers without one.
+	Email string `yaml:"email"`
+	// CA is the directory URL of the ACME server.
+	CA string `yaml:"ca"`
+	// CARoot is a PEM bundle that verifies the ACME server itself (a
+	// private CA); "" means the system roots.
+	CARoot string `yaml:"ca_root"`
+	// Names are the DNS names certificates are obtained for.
+	Names []string `yaml:"names"`
+	// StateDir keeps the account key, certificates and their keys.
+	StateDir string `yaml:"state_dir"`
+
+	// CARootPool holds CARoot; nil means the system roots.
+	CARootPool *x509.CertPool `yaml:"-"`
 }
 
 // CertKey is a PEM certificate chain and its private key, as file paths.
@@ -122,8 +153,12 @@ type Service struct {
 	CheckCertificate bool `yaml:"check_certificate"`
 	// LDAPStartTLS: speak StartTLS to the target's plain LDAP port when the
 	// request is to be forwarded encrypted and the service has no ldaps port.
-	LDAPStartTLS bool  `yaml:"ldap_starttls"`
-	Allow        Allow `yaml:"allow"`
+	LDAPStartTLS bool `yaml:"ldap_starttls"`
+	// ProxyProtocol "v2" sends a PROXY protocol v2 header first on every
+	// connection to the target (client address and port, SNI or Host as
+	// AUTHORITY, the SSL TLVs when gatehouse terminated TLS); "" sends none.
+	ProxyProtocol string `yaml:"proxy_protocol"`
+	Allow         Allow  `yaml:"allow"`
 	// Agent names the agents.accounts entry whose agents serve this
 	// service through their tunnels, instead of a Target: the address and
 	// ports are what the agent registered. A pattern name ("*.example.com")
@@ -313,6 +348,9 @@ func (a *AgentAccount) Allows(name string) bool {
 	}
 	return false
 }
+
+// ListenAny is the listen key of the listener for every protocol.
+const ListenAny = "any"
 
 // ServiceType describes one accepted protocol-and-encryption pair.
 type ServiceType struct {

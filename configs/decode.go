@@ -82,6 +82,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	switch {
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		d.scalar(n, v, key)
+	case t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct:
+		// An optional section (tls.acme): nil when absent.
+		if v.IsNil() {
+			v.Set(reflect.New(t.Elem()))
+		}
+		d.structure(n, v.Elem(), key)
 	case t.Kind() == reflect.Struct:
 		d.structure(n, v, key)
 	case t.Kind() == reflect.Map:

@@ -27,6 +27,10 @@ var DefaultDenyPeers = []Prefix{
 func applyDefaults(c *Config, written func(key string) bool) {
 	b, t, l := &c.Blacklist, &c.TURN, &c.Limits
 
+	// Every client released since 2013 speaks TLS 1.2; 1.0 and 1.1 are
+	// only for phones that cannot (see tls.min_version).
+	def(written, "tls.min_version", &c.TLS.MinVersion, "1.2")
+
 	// A user retrying a forgotten password stays far below twenty suspicious
 	// requests a minute; a scanner or a credential-stuffing run passes it in seconds.
 	def(written, "blacklist.threshold", &b.Threshold, 20)

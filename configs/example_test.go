@@ -90,6 +90,8 @@ func TestExample(t *testing.T) {
 			Certificates: []configs.CertKey{{Cert: fx.cert, Key: fx.key}},
 			ClientCAs:    []string{fx.cert},
 			TargetCAs:    []string{fx.cert},
+			MinVersion:   "1.2",
+			MinVersionID: tls.VersionTLS12,
 		}},
 		{"services", c.Services, []configs.Service{
 			{
@@ -226,5 +228,36 @@ func TestServiceLookup(t *testing.T) {
 	}
 	if p, ok := s.Port("sip"); p != 0 || ok {
 		t.Errorf("Port(sip) = %d, %v; want none", p, ok)
+	}
+}
+
+// TestEdgeExample loads testdata/edge.example.yaml (the contract of issue
+// 15, checked against shared/spec like the main example) and checks that
+// its keys land in their fields.
+func TestEdgeExample(t *testing.T) {
+	data, err := os.ReadFile("testdata/edge.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec, err := os.ReadFile("../../shared/spec/edge.example.yaml"); err == nil && !bytes.Equal(spec, data) {
+		t.Error("testdata/edge.example.yaml differs from shared/spec/edge.example.yaml")
+	}
+	c, err := configs.Parse("testdata/edge.example.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen[configs.ListenAny] != ":443" {
+		t.Errorf("listen.any: %q", c.Listen)
+	}
+	if c.TLS.MinVersion != "1.2" || c.TLS.MinVersionID != tls.VersionTLS12 {
+		t.Errorf("tls.min_version: %q (%#x)", c.TLS.MinVersion, c.TLS.MinVersionID)
+	}
+	want := &configs.ACME{Email: "pki@example.com", CA: "https://acme-v02.api.letsencrypt.org/directory",
+		Names: []string{"hq.example.com", "branch-a.example.com"}, StateDir: "/var/lib/gatehouse/acme"}
+	if !reflect.DeepEqual(c.TLS.ACME, want) {
+		t.Errorf("tls.acme: %+v, want %+v", c.TLS.ACME, want)
+	}
+	if len(c.Services) != 1 || c.Services[0].ProxyProtocol != "v2" {
+		t.Errorf("services[0].proxy_protocol: %+v", c.Services)
 	}
 }

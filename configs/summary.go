@@ -16,8 +16,14 @@ func (c *Config) Summary() string {
 			listen = append(listen, t.Name+" "+addr)
 		}
 	}
+	if addr, ok := c.Listen[ListenAny]; ok {
+		listen = append(listen, "any "+addr)
+	}
 	fmt.Fprintf(&b, "listen: %s\n", orNone(strings.Join(listen, ", ")))
 
+	if a := c.TLS.ACME; a != nil {
+		fmt.Fprintf(&b, "acme: %s from %s, state %s\n", strings.Join(a.Names, ", "), a.CA, a.StateDir)
+	}
 	fmt.Fprintf(&b, "%s\n", count(len(c.Services), "service"))
 	for _, s := range c.Services {
 		var ports []string
@@ -33,6 +39,9 @@ func (c *Config) Summary() string {
 		fmt.Fprintf(&b, "  %s -> %s: %s", s.Name, s.Target, strings.Join(ports, ", "))
 		if s.CheckCertificate {
 			b.WriteString(" (check certificate)")
+		}
+		if s.ProxyProtocol != "" {
+			b.WriteString(" (PROXY protocol " + s.ProxyProtocol + ")")
 		}
 		b.WriteString("\n")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,10 +55,18 @@ type listener struct {
 
 func (v *validator) listeners() {
 	c := v.c
-	noCerts := len(c.TLS.Certificates) == 0
+	// Without certificates of its own gatehouse may still have ACME's.
+	noCerts := len(c.TLS.Certificates) == 0 && c.TLS.ACME == nil
 	var ls []listener
 	for typ, addr := range c.Listen {
 		key := "listen." + typ
+		if typ == ListenAny {
+			if noCerts {
+				v.errorf(key, "listen.any accepts TLS too and needs tls.certificates")
+			}
+			ls = v.listener(ls, key, addr)
+			continue
+		}
 		t, ok := LookupType(typ)
 		if !ok {
 			v.errorf(key, "unknown service type%s", suggest(typ, typeNames()))
@@ -157,6 +166,52 @@ func (v *validator) tls() {
 	}
 	t.ClientCAPool = v.certPool("tls.client_cas", t.ClientCAs)
 	t.TargetCAPool = v.certPool("tls.target_cas", t.TargetCAs)
+	if a := t.ACME; a != nil {
+		v.acme(a)
+	}
+	if id, ok := TLSVersions[t.MinVersion]; ok {
+		t.MinVersionID = id
+	} else {
+		v.errorf("tls.min_version", "%q is not one of \"1.0\", \"1.1\", \"1.2\" or \"1.3\"", t.MinVersion)
+	}
+}
+
+func (v *validator) acme(a *ACME) {
+	if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.errorf("tls.acme.ca", "%q is not an https:// directory URL", a.CA)
+	}
+	if len(a.Names) == 0 {
+		v.errorf("tls.acme.names", "missing: the names to obtain certificates for")
+	}
+	seen := map[string]int{}
+	for i, n := range a.Names {
+		key := fmt.Sprintf("tls.acme.names[%d]", i)
+		if !isDNSName(n) || !strings.Contains(n, ".") {
+			v.errorf(key, "%q is not a DNS name with a dot (ACME certifies public names)", n)
+			continue
+		}
+		if j, dup := seen[strings.ToLower(n)]; dup {
+			v.errorf(key, "%q is already tls.acme.names[%d] (line %d)", n, j, v.line(fmt.Sprintf("tls.acme.names[%d]", j)))
+			continue
+		}
+		seen[strings.ToLower(n)] = i
+	}
+	if a.StateDir == "" {
+		v.errorf("tls.acme.state_dir", "missing: where the ACME account and certificates are kept")
+	}
+	if a.CARoot != "" {
+		if data, ok := v.file("tls.acme.ca_root", a.CARoot); ok {
+			a.CARootPool = x509.NewCertPool()
+			if !a.CARootPool.AppendCertsFromPEM(data) {
+				v.errorf("tls.acme.ca_root", "%s holds no PEM certificate", a.CARoot)
+			}
+		}
+	}
+}
+
+// TLSVersions are the values of tls.min_version.
+var TLSVersions = map[string]uint16{
+	"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13,
 }
 
 // keyPair loads a certificate chain and its private key, written at
@@ -241,6 +296,9 @@ func (v *validator) services() {
 			if !strings.HasPrefix(u, "/") {
 				v.errorf(fmt.Sprintf("%s.allow.urls[%d]", key, j), "%q does not start with \"/\"", u)
 			}
+		}
+		if s.ProxyProtocol != "" && s.ProxyProtocol != "v2" {
+			v.errorf(key+".proxy_protocol", "%q is not \"v2\" (leave the key out for none)", s.ProxyProtocol)
 		}
 		if s.CheckCertificate && len(v.c.TLS.ClientCAs) == 0 {
 			v.errorf(key+".check_certificate", "needs tls.client_cas to check client certificates against")

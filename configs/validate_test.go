@@ -132,6 +132,30 @@ listen:
 				`2: tls.client_cas[1]: ` + fx.notPEM + ` holds no PEM certificate`,
 				`4: tls.target_cas[0]: stat ` + fx.dir + `/missing.crt: no such file`,
 			}},
+		{"unknown TLS version", `tls:
+  min_version: "1.4"`,
+			[]string{`2: tls.min_version: "1.4" is not one of "1.0", "1.1", "1.2" or "1.3"`}},
+		{"TLS version as a number", `tls: {min_version: 1.2}`, nil},
+		{"PROXY protocol v1", `services:
+  - name: example.com
+    target: 172.16.0.10
+    ports: {sip: 5060}
+    proxy_protocol: v1`,
+			[]string{`5: services[0].proxy_protocol: "v1" is not "v2"`}},
+		{"listen.any without certificates", `listen: {any: ":443"}`,
+			[]string{`1: listen.any: listen.any accepts TLS too and needs tls.certificates`}},
+		{"ACME", `tls:
+  acme:
+    ca: http://acme.example.com/dir
+    names: [hq.example.com, localhost, HQ.example.com]
+    ca_root: "{notpem}"`,
+			[]string{
+				`2: tls.acme.state_dir: missing`,
+				`3: tls.acme.ca: "http://acme.example.com/dir" is not an https:// directory URL`,
+				`4: tls.acme.names[1]: "localhost" is not a DNS name with a dot`,
+				`4: tls.acme.names[2]: "HQ.example.com" is already tls.acme.names[0]`,
+				`5: tls.acme.ca_root: ` + fx.notPEM + ` holds no PEM certificate`,
+			}},
 		{"check_certificate without client_cas", `services:
   - name: example.com
     target: pbx
@@ -325,5 +349,25 @@ admin:
 			_, err := configs.Parse("test.yaml", []byte(fx.expand(tt.yaml)))
 			wantErrors(t, err, tt.want)
 		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want int
+	}{
+		{`tls: {min_version: "1.0"}`, 1},
+		{`tls: {min_version: "1.1"}`, 1},
+		{`tls: {min_version: "1.2"}`, 0},
+		{``, 0},
+	} {
+		c, err := configs.Parse("", []byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := configs.Warnings(c); len(got) != tc.want || (tc.want > 0 && !strings.HasPrefix(got[0], "tls.min_version: ")) {
+			t.Errorf("%s: warnings %q", tc.yaml, got)
+		}
 	}
 }

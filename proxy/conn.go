@@ -51,6 +51,13 @@ func (c *Conn) Close() error {
 	return err
 }
 
+// abort ends the connection from another goroutine than its owner's
+// (Shutdown, Drop): it closes the TCP conn under any TLS, so the owner's
+// reads and writes fail and it returns, and leaves c.Conn, which the owner
+// may be replacing meanwhile (TLS termination, listen.any), to the owner's
+// Close.
+func (c *Conn) abort() { c.raw.Close() }
+
 // Blocked reports whether the connection was closed because its client was
 // blocked while it was open. A handler that holds requests it has already
 // read (pipelined, or buffered) must not forward them when it is true.
@@ -132,6 +139,9 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	var d net.Dialer
 	start := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", r.Addr)
+	if err == nil && r.ProxyProtocol() {
+		err = c.sendProxyHeader(ctx, conn, r)
+	}
 	if err == nil && r.TLS != nil {
 		conn, err = c.clientTLS(ctx, conn, r, upgrade)
 	}
@@ -164,6 +174,23 @@ func (c *Conn) dialAgent(ctx context.Context, r *Route) (net.Conn, error) {
 	}
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))
 	return conn, nil
+}
+
+// sendProxyHeader writes the PROXY protocol header first on conn, closing
+// conn when it cannot.
+func (c *Conn) sendProxyHeader(ctx context.Context, conn net.Conn, r *Route) error {
+	hdr, err := c.ProxyHeader(r)
+	if err == nil {
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetWriteDeadline(dl)
+		}
+		_, err = conn.Write(hdr)
+		conn.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		conn.Close()
+	}
+	return err
 }
 
 func (c *Conn) clientTLS(ctx context.Context, conn net.Conn, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {

@@ -14,7 +14,10 @@
 //  2. listener.go: listener.handle makes the [Conn] (client address,
 //     service type, the current [Table], ConnInfo.MaxMessage), sets one
 //     deadline for the TLS handshake and the first packet, terminates TLS
-//     on TLS types, and calls Handler.ServeConn.
+//     on TLS types, and calls Handler.ServeConn. On listen.any (any.go)
+//     it first reads until proxy/detect names the protocol (terminating
+//     TLS and looking again inside when it is TLS), sets Info.Type to the
+//     detected type, replays the bytes read, and calls that type's Handler.
 //  3. Stream protocols (SIP, LDAP, H.323): stream.go's handler reads until
 //     the [Sniffer] decides (ErrNeedMore: read more, within
 //     first_packet_max), answers a Decision's Reply, upgrades in band

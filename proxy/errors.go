@@ -18,4 +18,5 @@ var (
 	errWatcherClosed = errors.New("proxy: closed by watcher")
 	errNestedTLS     = errors.New("proxy: tls upgrade inside tls")
 	errHeadTooLarge  = errors.New("proxy: message head exceeds first_packet_max")
+	errALPNNotServed = errors.New("proxy: application protocol not served on listen.any")
 )

@@ -18,6 +18,7 @@ type listener struct {
 	addr    string
 	ln      *gate.Listener
 	handler Handler
+	any     bool // listen.any: the type is detected per connection (any.go)
 }
 
 // serve is the accept loop. The gate's listener backs off on temporary
@@ -62,13 +63,25 @@ func (l *listener) handle(gc *gate.Conn) {
 	// trickles bytes cannot hold a goroutine longer than that.
 	limits := c.Table.Config.Limits
 	raw.SetDeadline(time.Now().Add(limits.FirstPacketTimeout))
-	if l.typ.TLS {
+	handler := l.handler
+	if l.any {
+		var ok bool
+		if handler, ok = l.detectAny(c); !ok {
+			return
+		}
+	} else if l.typ.TLS {
 		if err := c.startTLS(); err != nil {
-			c.Report("", Refuse(ReasonTLS, "", err))
+			c.reportHandshake(err)
 			return
 		}
 	}
-	l.handler.ServeConn(c)
+	if c.Info.TLS != nil && acmeHandshake(c.Info.TLS) {
+		return // a TLS-ALPN-01 validation: the handshake was all of it
+	}
+	if c.Info.Type.Name == "http" && c.answerHTTPChallenge() {
+		return
+	}
+	handler.ServeConn(c)
 }
 
 // startTLS terminates TLS on the client connection, within the deadline

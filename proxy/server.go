@@ -41,16 +41,20 @@ type Options struct {
 	// Agents serves the services with agent (package tunnel); nil: such
 	// services are always unavailable.
 	Agents Agents
+	// Certificates adds tls.acme's certificates and answers its challenges;
+	// nil without tls.acme.
+	Certificates CertSource
 }
 
 // Server runs one listener per configured service type and keeps track of
 // every connection it accepted, so that Shutdown can wait for them.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	table atomic.Pointer[Table]
-	ids   atomic.Uint64
-	stats *stats // counters for the admin UI (stats.go)
+	opts   Options
+	log    *slog.Logger
+	table  atomic.Pointer[Table]
+	ids    atomic.Uint64
+	stats  *stats // counters for the admin UI (stats.go)
+	aborts aborts // aborted TLS handshakes reported lately (handshake.go)
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[string]*listener
@@ -107,7 +111,7 @@ func (s *Server) Reload(cfg *configs.Config) error {
 
 func (s *Server) apply(cfg *configs.Config) error {
 	for typ := range cfg.Listen {
-		if s.opts.Handlers[typ] == nil {
+		if s.opts.Handlers[typ] == nil && typ != configs.ListenAny {
 			return fmt.Errorf("proxy: no handler for service type %q", typ)
 		}
 	}
@@ -119,6 +123,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 	}
 	t := NewTable(cfg, alpn)
 	t.agents = s.opts.Agents
+	t.useCerts(s.opts.Certificates)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -142,7 +147,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 		}
 		ln := s.opts.Gate.Listen(raw, gate.Service, typ)
 		ln.OnAccept = func(_ netip.Addr, v gate.Verdict) { s.stats.accept(typ, v == gate.Blocked) }
-		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ]}
+		opened[typ] = &listener{srv: s, typ: st, addr: addr, ln: ln, handler: s.opts.Handlers[typ], any: typ == configs.ListenAny}
 	}
 	s.table.Store(t)
 	s.opts.Gate.SetLimits(gate.Limits{PerClient: cfg.Limits.MaxConnsPerIP, Total: cfg.Limits.MaxConns, RangePercent: int(cfg.Limits.MaxConnsPerRange)})
@@ -198,7 +203,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conns {
-			c.Close()
+			c.abort()
 		}
 		s.mu.Unlock()
 		<-done
@@ -245,7 +250,7 @@ func (s *Server) Drop(id uint64) bool {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.id == id {
-			c.Close()
+			c.abort()
 			return true
 		}
 	}

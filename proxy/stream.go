@@ -98,7 +98,7 @@ func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
 					return nil, nil, ref
 				}
 				if err := c.startTLS(); err != nil {
-					c.Report("", Refuse(ReasonTLS, "", err))
+					c.reportHandshake(err)
 					return nil, nil, err
 				}
 				buf = buf[:0]

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,6 +21,9 @@ type Table struct {
 	Config *configs.Config
 
 	serverTLS map[string]*tls.Config // by service type name, TLS types only
+	anyTLS    *tls.Config            // listen.any: picks one of serverTLS's by ALPN (any.go)
+	certs     CertSource             // tls.acme; nil without (certs.go)
+	anyInner  []*tls.Config          // what anyTLS picks besides serverTLS's, for useCerts
 	clientCAs *x509.CertPool
 	targetTLS map[string]*tls.Config // by lower-case service name
 	agents    Agents                 // nil: services with agent are unavailable
@@ -53,6 +58,54 @@ type AgentRoute struct {
 // the registering name, which only SIP and H.323 have.
 var certCheckFamilies = map[string]bool{"sip": true, "h323": true}
 
+// checksCertificate reports whether check_certificate applies to svc's
+// registrations of family: only a service with both the plain and the TLS
+// port has a choice to make (see Resolve).
+func checksCertificate(svc *configs.Service, family string) bool {
+	if !svc.CheckCertificate || !certCheckFamilies[family] {
+		return false
+	}
+	plain, tlsType := familyTypes(family)
+	_, hasPlain := svc.Port(plain)
+	_, hasTLS := svc.Port(tlsType)
+	return hasPlain && hasTLS
+}
+
+// checksCertificates reports whether any service checks certificates for family.
+func checksCertificates(cfg *configs.Config, family string) bool {
+	for i := range cfg.Services {
+		if checksCertificate(&cfg.Services[i], family) {
+			return true
+		}
+	}
+	return false
+}
+
+// legacySuites are what TLS 1.0 and 1.1 clients of the phone generation
+// that never got TLS 1.2 offer: AES-CBC with RSA key exchange, which Go no
+// longer enables by default. Only offered when tls.min_version is below 1.2.
+var legacySuites = []uint16{
+	tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+}
+
+// cipherSuites returns the TLS 1.0-1.2 suites for min (a tls.VersionTLS*
+// constant): nil (Go's defaults) from 1.2 on, the defaults and legacySuites
+// below. crypto/tls orders them by its own preference, so a client that
+// can do ECDHE gets ECDHE.
+func cipherSuites(min uint16) []uint16 {
+	if min == 0 || min >= tls.VersionTLS12 {
+		return nil
+	}
+	var out []uint16
+	for _, cs := range tls.CipherSuites() {
+		if slices.Contains(cs.SupportedVersions, tls.VersionTLS12) { // TLS 1.3's are not configurable
+			out = append(out, cs.ID)
+		}
+	}
+	return append(out, legacySuites...)
+}
+
 // NewTable prepares cfg for the data path. cfg must come from configs.Load,
 // which has loaded the certificates and CA pools.
 func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
@@ -74,23 +127,66 @@ func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
 			// crypto/tls picks the certificate whose names match the SNI and
 			// falls back to the first: exactly the contract's rule.
 			Certificates: certs,
-			MinVersion:   tls.VersionTLS12,
+			MinVersion:   cmp.Or(cfg.TLS.MinVersionID, tls.VersionTLS12),
+			CipherSuites: cipherSuites(cfg.TLS.MinVersionID),
 			NextProtos:   alpn[st.Name],
 		}
-		if t.clientCAs != nil {
+		if t.clientCAs != nil && checksCertificates(cfg, st.Family) {
 			// Request, never require, and verify after the handshake: an
-			// untrusted certificate must not fail the handshake, it only
-			// means "forward over the plain port" (check_certificate).
+			// untrusted certificate, or none, must not fail the handshake,
+			// it only means "forward over the plain port". Only where a
+			// service checks certificates: a CertificateRequest makes some
+			// clients stall (linphone) or abort and retry (Chromium).
 			sc.ClientAuth = tls.RequestClientCert
 		}
 		t.serverTLS[st.Name] = sc
 	}
+	t.anyTLS = t.newAnyTLS(certs, cfg)
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		tc := &tls.Config{RootCAs: cfg.TLS.TargetCAPool, MinVersion: tls.VersionTLS12, ServerName: s.Target}
 		t.targetTLS[strings.ToLower(s.Name)] = tc
 	}
 	return t
+}
+
+// newAnyTLS is listen.any's TLS configuration: a client offering HTTP in
+// ALPN gets https's (never a CertificateRequest), one offering stun.turn
+// TURN's, one offering a protocol gatehouse does not serve there (acme-tls/1,
+// gatehouse-agent/1) a failed handshake, and any other the configuration
+// for SIP, LDAP and H.323 inside TLS, which asks for a client certificate
+// when sips or h323s would.
+func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Config {
+	base := func() *tls.Config {
+		return &tls.Config{Certificates: certs, MinVersion: cmp.Or(cfg.TLS.MinVersionID, tls.VersionTLS12), CipherSuites: cipherSuites(cfg.TLS.MinVersionID)}
+	}
+	inner := base()
+	if t.clientCAs != nil && (checksCertificates(cfg, "sip") || checksCertificates(cfg, "h323")) {
+		inner.ClientAuth = tls.RequestClientCert
+	}
+	turnTLS := base()
+	turnTLS.NextProtos = []string{alpnTURN}
+	t.anyInner = []*tls.Config{inner, turnTLS}
+	https := t.serverTLS["https"]
+	return &tls.Config{
+		Certificates: certs,
+		GetConfigForClient: func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			for _, p := range hi.SupportedProtos {
+				switch {
+				case slices.Contains(alpnHTTP, p) && len(https.NextProtos) > 0:
+					return https, nil
+				case p == alpnTURN:
+					return turnTLS, nil
+				}
+			}
+			for _, p := range hi.SupportedProtos {
+				if p == alpnACME || p == "gatehouse-agent/1" { // served by certs.go when tls.acme is set
+					return nil, errALPNNotServed
+				}
+			}
+			return inner, nil
+		},
+	}
 }
 
 // ServerTLS returns the TLS configuration for clients of service type typ.
@@ -179,7 +275,7 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool,
 	switch {
 	case hasPlain && hasTLS:
 		useTLS = secure
-		if useTLS && svc.CheckCertificate && certCheckFamilies[typ.Family] {
+		if useTLS && checksCertificate(svc, typ.Family) {
 			useTLS = identity != "" && strings.EqualFold(identity, verifiedCN)
 		}
 	case hasTLS:

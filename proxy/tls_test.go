@@ -37,8 +37,8 @@ tls:
     - {cert: %s, key: %s}
   client_cas: [%s]
 services:
-  - {name: pbx.example.com, target: 127.0.0.1, ports: {sip: %d}}
-`, port, first.CertFile, first.KeyFile, second.CertFile, second.KeyFile, phones.File, tg.port())
+  - {name: pbx.example.com, target: 127.0.0.1, ports: {sip: %d, sips: %d}, check_certificate: true}
+`, port, first.CertFile, first.KeyFile, second.CertFile, second.KeyFile, phones.File, tg.port(), tg.port())
 	sn := cnSniffer{infos: make(chan proxy.ConnInfo, 1)}
 	g := &proxytest.Guard{}
 	addr := proxytest.NewServer(t, yaml, map[string]proxy.Handler{"sips": proxy.Stream(sn)}, g).Addr("sips")

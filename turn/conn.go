@@ -48,6 +48,10 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue
 		}
 		frame, v := c.s.admit(addrOf(addr), p[:n], nil)
+		if v == reply {
+			c.PacketConn.WriteTo(frame, addr)
+			continue
+		}
 		if v != pass {
 			continue
 		}
@@ -178,6 +182,12 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			return 0, errBlocked
 		case pass:
 			c.pending = frame
+		case reply:
+			// A whole message in one Write: pion's own writes on this
+			// conn cannot interleave with it.
+			if _, err := c.Conn.Write(frame); err != nil {
+				return 0, err
+			}
 		}
 	}
 	n := copy(p, c.pending)

@@ -16,6 +16,7 @@ const (
 	pass  verdict = iota // hand it to pion
 	drop                 // discard it, keep the stream
 	block                // discard it and, on a stream, close the connection
+	reply                // send the returned frame back instead (unsupported.go)
 )
 
 // admit decides what becomes of one frame from src before pion sees it,
@@ -49,6 +50,11 @@ func (s *Server) admit(src netip.Addr, frame []byte, st *streamConn) ([]byte, ve
 		return nil, drop
 	}
 	if s.creds != nil {
+		if resp := unsupportedAllocation(frame, s.keyOf); resp != nil {
+			s.stats.rejected.Add(1)
+			s.logs.Log(slog.LevelDebug, "turn: unsupported allocation refused", "client", src, "service", "turn")
+			return resp, reply
+		}
 		frame = capLifetime(frame, s.lifetimeLimit, s.keyOf)
 	}
 	return frame, pass

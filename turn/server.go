@@ -50,6 +50,7 @@ type Server struct {
 	pion          *turn.Server
 	addr, tlsAddr netip.AddrPort
 	closing       chan struct{}
+	handoff       *handoff // connections from listen.any (handoff.go)
 	stats         counters
 
 	// wg counts what pion has been handed and must give back before Close
@@ -126,6 +127,9 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 		s.tlsAddr = tl.Addr().(*net.TCPAddr).AddrPort()
 		listeners = append(listeners, &listener{Listener: s.gateListener(tl, "turns"), s: s, tls: st.tls})
 	}
+
+	s.handoff = newHandoff(tcp.Addr())
+	listeners = append(listeners, &listener{Listener: s.handoff, s: s})
 
 	r := &relays{s: s}
 	if st.relay {

@@ -42,6 +42,7 @@ type view struct {
 	ConfigText string
 	Problems   []ConfigError
 	Checked    bool // the configuration text was checked and is valid
+	Certs      []CertRow
 	Now        time.Time
 }
 
@@ -324,6 +325,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("POST /whitelist/add", s.page(s.whitelistAdd))
 	mux.Handle("POST /whitelist/remove", s.page(s.whitelistRemove))
 	mux.Handle("GET /refusals", s.page(s.refusalsPage))
+	mux.Handle("GET /certificates", s.page(s.certificatesPage))
 	mux.Handle("GET /config", s.page(s.configPage))
 	// The configuration form is larger than other forms: it gets its own limit.
 	mux.Handle("POST /config", s.pageLimit(maxConfigFormBody, s.configSubmit))

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
 	"github.com/gatehouse-pbx/gatehouse/turn"
@@ -49,6 +50,9 @@ type Options struct {
 	// TURN returns the running TURN server, nil when there is none; a nil
 	// func means none.
 	TURN func() *turn.Server
+	// ACME lists tls.acme's certificates for the certificates page; nil
+	// means there are none.
+	ACME func() []acme.Certificate
 	// Apply switches gatehouse to a validated configuration: the same
 	// function SIGHUP calls. It must call Server.Reconfigure. Nil refuses to
 	// apply configurations (they can still be checked).

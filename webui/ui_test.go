@@ -46,7 +46,7 @@ func TestSessionCookieIsLockedDown(t *testing.T) {
 func TestPagesNeedALogin(t *testing.T) {
 	a := newAppliance(t, "")
 	c := a.client("127.0.0.1")
-	for _, p := range []string{"/", "/connections", "/blacklist", "/whitelist", "/refusals", "/config"} {
+	for _, p := range []string{"/", "/connections", "/blacklist", "/whitelist", "/refusals", "/certificates", "/config"} {
 		code, _, hdr := do(t, c, "GET", a.base+p, "", nil)
 		if code != http.StatusSeeOther || hdr.Get("Location") != "/login" {
 			t.Errorf("GET %s: %d to %q", p, code, hdr.Get("Location"))

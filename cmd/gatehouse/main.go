@@ -104,6 +104,9 @@ func check(path string, stdout, stderr io.Writer) int {
 	for _, w := range configs.DescriptorWarnings(cfg, configs.FileLimit()) {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
 	}
+	for _, w := range configs.Warnings(cfg) {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+	}
 	return 0
 }
 

@@ -17,8 +17,8 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
-	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
 	"github.com/gatehouse-pbx/gatehouse/turn"
@@ -36,6 +36,7 @@ type app struct {
 	srv    *proxy.Server
 	agents *tunnel.Server
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
+	acme   *acme.Manager               // nil without tls.acme
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
 
 	mu    sync.Mutex // one reload at a time; guards the fields below
@@ -80,13 +81,23 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 		return err
 	}
 	defer a.agents.Close()
-	a.srv, err = proxy.NewServer(cfg, proxy.Options{
-		Handlers: protocols.Handlers(log),
+	if a.acme, err = startACME(cfg, log); err != nil {
+		return err
+	}
+	if a.acme != nil {
+		defer a.acme.Close()
+	}
+	popts := proxy.Options{
+		Handlers: a.handlers(),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,
 		Agents:   a.agents,
-	})
+	}
+	if a.acme != nil {
+		popts.Certificates = a.acme
+	}
+	a.srv, err = proxy.NewServer(cfg, popts)
 	if err != nil {
 		return err
 	}
@@ -155,6 +166,14 @@ func (a *app) reload(next *configs.Config) error {
 	}
 	a.bl.Reconfigure(next.Blacklist)
 	a.agents.Reload(next)
+	switch {
+	case a.acme != nil && next.TLS.ACME != nil:
+		if err := a.acme.Manage(next.TLS.ACME.Names); err != nil {
+			a.log.Error("acme: names not managed", "err", err)
+		}
+	case (a.acme != nil) != (next.TLS.ACME != nil):
+		a.log.Warn("tls.acme was added or removed: that takes effect at the next start")
+	}
 	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) || (next.TURN.TLSListen != "" && !sameCertificates(next, a.cfg)) {
 		// pion's server cannot change settings in place: restart it
 		// (allocations end; clients allocate again). A renewed
@@ -202,6 +221,7 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Guard:     a.events,
 		Events:    a.events,
 		TURN:      a.relay.Load,
+		ACME:      a.acmeCertificates(),
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,
@@ -241,12 +261,15 @@ func logConfigErrors(log *slog.Logger, err error) {
 
 // logDescriptorLimits logs the connection caps against the descriptor
 // limit, and a warning for each cap a flood would pass only after the
-// descriptors run out.
+// descriptors run out; then the configuration's own warnings (configs.Warnings).
 func logDescriptorLimits(log *slog.Logger, cfg *configs.Config) {
 	limit := configs.FileLimit()
 	log.Info("connection limits", "max_conns", cfg.Limits.MaxConns, "max_conns_per_ip", cfg.Limits.MaxConnsPerIP,
 		"max_conns_per_range", cfg.Limits.MaxConnsPerRange.String(), "descriptor_limit", limit)
 	for _, w := range configs.DescriptorWarnings(cfg, limit) {
 		log.Warn("descriptor limit: " + w)
+	}
+	for _, w := range configs.Warnings(cfg) {
+		log.Warn(w)
 	}
 }

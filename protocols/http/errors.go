@@ -18,6 +18,8 @@ var (
 	errUnexpected1xx = errors.New("http: switching protocols unasked")
 	// errDialFailed: no target connection (reported by proxy.Conn.Dial).
 	errDialFailed = errors.New("http: dial failed")
+	// errNoRoute: a PROXY protocol dial for a request that was not routed.
+	errNoRoute = errors.New("http: no route for a PROXY protocol dial")
 	// errInformational: more 1xx answers than maxInformational.
 	errInformational = errors.New("http: too many informational responses")
 	// errNoEntry: a request net/http hands over without the connection it

@@ -67,10 +67,17 @@ func (x *exchange) refuse(status int) bool {
 }
 
 // connect takes a pooled target connection or dials one.
+//
+// A target connection that starts with a PROXY protocol header (the
+// service's proxy_protocol) carries one client's address: it is never
+// pooled, so each request of such a service gets a connection of its own
+// and no client's request travels under another client's header.
 func (x *exchange) connect() bool {
 	c := x.c
-	if x.tc = c.hold(c.targetFor(x.key)); x.tc != nil {
-		return true
+	if !x.route.ProxyProtocol() {
+		if x.tc = c.hold(c.targetFor(x.key)); x.tc != nil {
+			return true
+		}
 	}
 	x.tc = c.hold(c.dial(x.route, x.key))
 	return x.tc != nil
@@ -312,7 +319,7 @@ func (x *exchange) answer(resp *h1.Response) bool {
 	// The target connection goes back to the pool before the client has
 	// the last bytes of the answer, so that the client's next request (on
 	// this connection or another) finds it there.
-	if reuse {
+	if reuse && !x.route.ProxyProtocol() { // see connect
 		c.g.pool.put(x.tc)
 	} else {
 		x.tc.close()

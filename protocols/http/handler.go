@@ -240,7 +240,7 @@ func (h *Handler) Reload(t *proxy.Table) {
 	}
 	g.rp = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
-		Transport:      g.transport,
+		Transport:      byProxyProtocol{plain: g.transport, pp: newProxyProtocolTransport(l.DialTimeout, t.TargetTLSBase())},
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.proxyError,
 		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),

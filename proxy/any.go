@@ -117,6 +117,11 @@ func (c *Conn) anyTLS() (string, bool) {
 		return "turns", true
 	case acmeHandshake(&cs):
 		return "", false // a TLS-ALPN-01 validation: the handshake was all of it
+	case cs.NegotiatedProtocol == alpnAgent:
+		if s := c.Table.agentServer(); s != nil {
+			s.ServeTLS(tc) // the tunnel sets its own deadlines
+		}
+		return "", false // served: the tunnel has ended
 	}
 	inner, p, ok := c.peek(tc, detect.DetectInner)
 	if !ok {

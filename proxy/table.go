@@ -41,6 +41,16 @@ type Agents interface {
 	Dial(ctx context.Context, account, name, typ string, tls bool, client netip.AddrPort) (net.Conn, error)
 }
 
+// An AgentServer is Agents that also serves agents arriving on listen.any
+// with ALPN gatehouse-agent/1 (package tunnel's Server): conn has finished
+// its handshake and belongs to ServeTLS, which returns when the tunnel ends.
+type AgentServer interface {
+	ServeTLS(conn *tls.Conn)
+}
+
+// alpnAgent is the ALPN protocol of agent tunnels.
+const alpnAgent = "gatehouse-agent/1"
+
 // ErrNoTunnel: no agent tunnel serves the name (yet, or any longer). It is
 // answered as the protocol's "unavailable" and not held against the client.
 var ErrNoTunnel = &Refusal{Reason: ReasonUnavailable, Detail: "no agent tunnel"}
@@ -166,7 +176,12 @@ func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Con
 	}
 	turnTLS := base()
 	turnTLS.NextProtos = []string{alpnTURN}
-	t.anyInner = []*tls.Config{inner, turnTLS}
+	// Agents authenticate by token or by a client certificate their
+	// account's client_ca signs (checked by the tunnel, not here).
+	agentTLS := base()
+	agentTLS.NextProtos = []string{alpnAgent}
+	agentTLS.ClientAuth = tls.RequestClientCert
+	t.anyInner = []*tls.Config{inner, turnTLS, agentTLS}
 	https := t.serverTLS["https"]
 	return &tls.Config{
 		Certificates: certs,
@@ -177,16 +192,28 @@ func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Con
 					return https, nil
 				case p == alpnTURN:
 					return turnTLS, nil
+				case p == alpnAgent && t.agentServer() != nil:
+					return agentTLS, nil
 				}
 			}
 			for _, p := range hi.SupportedProtos {
-				if p == alpnACME || p == "gatehouse-agent/1" { // served by certs.go when tls.acme is set
+				if p == alpnACME || p == alpnAgent { // ACME: served by certs.go when tls.acme is set
 					return nil, errALPNNotServed
 				}
 			}
 			return inner, nil
 		},
 	}
+}
+
+// agentServer is the tunnel server agents on listen.any are handed to, or
+// nil when agents are not served.
+func (t *Table) agentServer() AgentServer {
+	if len(t.Config.Agents.Accounts) == 0 {
+		return nil
+	}
+	s, _ := t.agents.(AgentServer)
+	return s
 }
 
 // ServerTLS returns the TLS configuration for clients of service type typ.

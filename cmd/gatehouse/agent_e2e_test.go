@@ -401,3 +401,21 @@ func TestFingerprintAndCheckAgent(t *testing.T) {
 		t.Errorf("a bad pin: %v\n%s", err, out)
 	}
 }
+
+// TestAgentOnListenAny: an agent whose edge address is the edge's
+// listen.any port (where a LAN lets only 443 out) negotiates ALPN
+// gatehouse-agent/1 there and serves its services as on agents.listen.
+func TestAgentOnListenAny(t *testing.T) {
+	r := newAgentRig(t)
+	anyAddr := freeAddrOn(t, "127.0.0.6")
+	edgeConfig := strings.Replace(r.edgeConfig, fmt.Sprintf("listen: {http: %q, https: %q}", r.httpAddr, r.httpsAddr),
+		fmt.Sprintf("listen: {http: %q, https: %q, any: %q}", r.httpAddr, r.httpsAddr, anyAddr), 1)
+	agentConfig := strings.Replace(r.agentConfig, fmt.Sprintf("edges: [%q]", r.agentsAddr), fmt.Sprintf("edges: [%q]", anyAddr), 1)
+	edge := start(t, edgeConfig, r.httpAddr)
+	ag := startAgent(t, agentConfig)
+	ag.waitLog(t, "tunnel up")
+	edge.waitLog(t, "agent tunnel up")
+	if code, body := r.get(t, "/PBX0/MY?any"); code != "200" || body != "nginx GET /PBX0/MY?any host=hq.example.com" {
+		t.Fatalf("through a tunnel on listen.any: %s %q", code, body)
+	}
+}

@@ -316,6 +316,28 @@ admin:
 		{"first packet too large", `limits: {first_packet_max: 32MiB}`,
 			[]string{`1: limits.first_packet_max: 32MiB is not from 1KiB to 16MiB`}},
 		{"no cap on connections", `limits: {max_conns_per_ip: 0, max_conns: 0}`, nil},
+
+		// health
+		{"health", `health:
+  interval: 0s
+  timeout: -1s
+  fall: 0
+  rise: 0
+  http_path: "status page"`,
+			[]string{
+				`2: health.interval: 0s is not a positive duration`,
+				`3: health.timeout: -1s is not a positive duration`,
+				`4: health.fall: 0 is below 1`,
+				`5: health.rise: 0 is below 1`,
+				`6: health.http_path: "status page" is not a path beginning with /`,
+			}},
+		{"health timeout longer than interval", `health:
+  interval: 2s
+  timeout: 3s`,
+			[]string{`3: health.timeout: 3s is longer than health.interval 2s (line 2)`}},
+		{"health path with a space", `health: {http_path: "/a b"}`,
+			[]string{`1: health.http_path: "/a b" is not a path`}},
+		{"health written", `health: {interval: 10s, timeout: 1s, fall: 1, rise: 5, http_path: /PBX0/MY}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -104,20 +104,59 @@ func (c *Conn) Route(name, identity string) (*Route, error) {
 	return r, nil
 }
 
-// Forwarded counts a request that passed every rule and goes on to r's
+// Forwarded counts a request that passed every rule and reached r's
 // service: a stream connection, or one HTTP request (which Route alone
 // cannot tell, as the allowed-URL rule comes after it and a kept-alive
-// connection routes once per Host).
+// connection routes once per Host). Call it once the target connection is
+// there (after Dial, or with a pooled one): a request whose dial fails is
+// counted once, as refused.
 func (c *Conn) Forwarded(r *Route) {
 	c.srv.stats.forward(c.Info.Type.Name, r.Service.Name)
 }
 
+// Available refuses a request to a target known to be down, reported and
+// counted as ReasonTargetDown (not against the client); nil when the
+// target may be dialed. Dial asks it itself; handlers that dial otherwise
+// (HTTP/2's transport) ask before.
+func (c *Conn) Available(r *Route) *Refusal {
+	if h := c.srv.opts.Health; h != nil && h.Down(r.Addr) {
+		ref := Refuse(ReasonTargetDown, "", nil)
+		c.Report(r.Service.Name, ref)
+		return ref
+	}
+	return nil
+}
+
+// Dialed hears the result of a dial to r's target made outside Dial; a
+// failure is reported and returned as a *Refusal: ReasonUnreachable, or
+// ReasonTargetDown when the target is down after it.
+func (c *Conn) Dialed(r *Route, err error) error {
+	down := false
+	if h := c.srv.opts.Health; h != nil {
+		down = h.Observe(r.Addr, err)
+	}
+	if err == nil {
+		return nil
+	}
+	ref := Refuse(ReasonUnreachable, "", err)
+	if down {
+		ref.Reason = ReasonTargetDown
+	}
+	c.Report(r.Service.Name, ref)
+	return ref
+}
+
 // Dial connects to the route's target within limits.dial_timeout, with TLS
-// when the route says so (after upgrade, for in-band StartTLS). A failure is
-// reported as suspicious: the contract counts failed target connections.
+// when the route says so (after upgrade, for in-band StartTLS). A target
+// known to be down is not dialed. A failure is reported (see Dialed) and
+// its error is a *Refusal: the contract counts failed target connections
+// as suspicious, except while the target is down.
 func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
 	if c.Blocked() {
 		return nil, errBlocked
+	}
+	if ref := c.Available(r); ref != nil {
+		return nil, ref
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Table.Config.Limits.DialTimeout)
 	defer cancel()
@@ -127,8 +166,7 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	if err == nil && r.TLS != nil {
 		conn, err = c.clientTLS(ctx, conn, r, upgrade)
 	}
-	if err != nil {
-		c.Report(r.Service.Name, Refuse(ReasonUnreachable, "", err))
+	if err := c.Dialed(r, err); err != nil {
 		return nil, err
 	}
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))

@@ -18,7 +18,7 @@
 //  3. Stream protocols (SIP, LDAP, H.323): stream.go's handler reads until
 //     the [Sniffer] decides (ErrNeedMore: read more, within
 //     first_packet_max), answers a Decision's Reply, upgrades in band
-//     (StartTLS), then Route, Forwarded, Dial, and hands over to the relay.
+//     (StartTLS), then Route, Dial, Forwarded, and hands over to the relay.
 //  4. relay.go: bytes both ways, replaying the sniffed bytes first; splice
 //     between plain TCP ends; message by message through the [Watcher] when
 //     the Decision has one; idle_timeout for both directions together.
@@ -34,10 +34,14 @@
 //     refusal is reported by Route itself; the handler only answers it.
 //   - The handler's own rules (HTTP's allowed URLs, CONNECT). A refusal
 //     is the handler's to report, with [Conn.Report] and a [Refusal].
-//   - [Conn.Forwarded] once the request passed every rule: it counts the
-//     request for its service.
 //   - [Conn.Dial] connects to the Route's target (TLS, StartTLS through a
-//     [TargetUpgrader]); a failure is reported as ReasonUnreachable.
+//     [TargetUpgrader]). A target the [Health] knows is down is not
+//     dialed: ReasonTargetDown, never handed to the Guard. A failed dial
+//     is reported as ReasonUnreachable (ReasonTargetDown when the failure
+//     leaves the target down). Handlers that dial otherwise use
+//     [Conn.Available] before and [Conn.Dialed] after.
+//   - [Conn.Forwarded] once the request passed every rule and has its
+//     target connection: a request is counted once, forwarded or refused.
 //
 // # Refusals
 //

@@ -42,6 +42,19 @@ type Options struct {
 	// limits from the configuration. Nil makes one of the Server's own
 	// around Guard.
 	Gate *gate.Gate
+	// Health knows which targets are down; nil dials every target.
+	Health Health
+}
+
+// Health is the targets' health as the listener layer asks it before
+// dialing (*health.Checker implements it).
+type Health interface {
+	// Down reports whether the target at addr (host:port) is known to be
+	// down: the request is refused at once with ReasonTargetDown.
+	Down(addr string) bool
+	// Observe hears the result of a dial to addr (nil: connected) and
+	// reports whether the target is down after it.
+	Observe(addr string, err error) bool
 }
 
 // Server runs one listener per configured service type and keeps track of
@@ -288,7 +301,8 @@ func NewGate(guard Guard, log *slog.Logger) *gate.Gate {
 	return gate.New(opts)
 }
 
-// report logs a suspicious request and hands it to the Guard. The Guard's
+// report logs a refused request and hands it to the Guard, unless its
+// target is down (not the client's fault). The Guard's
 // event carries the refusal's text (reason and detail); the log line has
 // the cause too.
 func (s *Server) report(ev blacklist.Event, r *Refusal) {
@@ -301,7 +315,7 @@ func (s *Server) report(ev blacklist.Event, r *Refusal) {
 	}
 	s.log.Info("refused", attrs...)
 	s.stats.refuse(ev.Type, ev.Service, r.Reason, ev.Service != "" && s.Table().Config.Service(ev.Service) != nil)
-	if s.opts.Guard != nil {
+	if s.opts.Guard != nil && r.Reason != ReasonTargetDown {
 		s.opts.Guard.Report(ev)
 	}
 }

@@ -26,7 +26,8 @@ type Stats struct {
 	// is counted as ReasonOther.
 	Reasons map[Reason]uint64
 	// DialErrors counts failed connections to a target, by service
-	// (reported with ReasonUnreachable, by any handler).
+	// (reported with ReasonUnreachable, by any handler), and requests
+	// refused because the target is down (ReasonTargetDown).
 	DialErrors map[string]uint64
 	// DialLatency holds the time successful target connections took, TLS
 	// included, by service. Only handlers that dial through Conn.Dial feed it.
@@ -131,7 +132,7 @@ func (s *stats) refuse(typ, service string, reason Reason, known bool) {
 	defer s.mu.Unlock()
 	s.reasons[counted]++
 	s.service(typ, service).Refused++
-	if reason == ReasonUnreachable {
+	if reason == ReasonUnreachable || reason == ReasonTargetDown {
 		s.dialErrs[service]++
 	}
 }

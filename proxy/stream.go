@@ -31,17 +31,17 @@ func (h *streamHandler) ServeConn(c *Conn) {
 		h.refuse(c, first, AsRefusal(err)) // reported by Route
 		return
 	}
-	c.Forwarded(r)
 	var upgrade func(net.Conn) error
 	if u, ok := h.sniffer.(TargetUpgrader); ok {
 		upgrade = u.StartTLS
 	}
 	target, err := c.Dial(context.Background(), r, upgrade)
 	if err != nil {
-		h.refuse(c, first, Refuse(ReasonUnreachable, "", err))
+		h.refuse(c, first, AsRefusal(err)) // reported by Dial
 		return
 	}
 	defer target.Close()
+	c.Forwarded(r)
 	c.Conn.SetDeadline(time.Time{})
 	rl := &relay{conn: c, target: target, watcher: d.Watcher, service: r.Service.Name}
 	rl.run(first)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
@@ -109,7 +110,9 @@ type Status struct {
 	Gate       gate.Stats              `json:"gate"`
 	TURN       *TURNStatus             `json:"turn"`
 	Admin      AdminStatus             `json:"admin"`
-	Counters   []proxy.ServiceStats    `json:"-"`
+	// Targets is every target port with its health, by address.
+	Targets  []health.Target      `json:"targets"`
+	Counters []proxy.ServiceStats `json:"-"`
 }
 
 // Listener is one address gatehouse accepts on.
@@ -193,6 +196,10 @@ func (s *Server) status() Status {
 		ts := t.Stats()
 		out.TURN = &TURNStatus{Listen: cfg.TURN.Listen, Allocations: ts.AllocationsActive, Created: ts.Allocations,
 			AuthFailures: ts.AuthFailures, RelayedBytes: ts.RelayedBytes}
+	}
+	out.Targets = []health.Target{}
+	if s.opts.Health != nil {
+		out.Targets = s.opts.Health.Targets()
 	}
 	out.Admin = AdminStatus{Listen: s.Addr().String(), Users: len(cfg.Admin.Users), MetricsPublic: cfg.Admin.MetricsPublic}
 	if certs := *s.certs.Load(); len(certs) > 0 {

@@ -139,9 +139,21 @@ func TestBrowser(t *testing.T) {
 		press("#check"),
 		chromedp.WaitVisible("#problems"),
 		shot("config-check"),
+	)
+	// The PBX's web server stops: the dashboard, left open, turns its
+	// health red by itself.
+	target := `#targets tr[data-target="` + a.target.Listener.Addr().String() + `"]`
+	run("see the target up", chromedp.Navigate(a.base+"/"), chromedp.WaitVisible(target+" .health.up"))
+	a.target.Close()
+	run("see the target go down",
+		chromedp.WaitVisible(target+" .health.down"),
+		shot("dashboard-target-down"),
 		press("#logout"),
 		chromedp.WaitVisible("#login-form"),
 	)
+	if st := a.httpGet("127.0.0.1", "/PBX0/MY"); st != http.StatusServiceUnavailable {
+		t.Errorf("request to a target that is down: %d, want 503", st)
+	}
 }
 
 // spki is the base64 SHA-256 of a certificate's public key, the form

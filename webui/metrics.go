@@ -21,7 +21,7 @@ type metrics struct {
 	blEntries, blTracked, blWhite, blBlocks, blRejected, blEvicted        *prometheus.Desc
 	blAggregated, gateOpen, gateRefused, gateCut, gateExhausted           *prometheus.Desc
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
-	adminSessions, events                                                 *prometheus.Desc
+	adminSessions, events, targetUp                                       *prometheus.Desc
 }
 
 func (s *Server) newMetrics() http.Handler {
@@ -55,6 +55,7 @@ func (s *Server) newMetrics() http.Handler {
 		turnBytes:     d("turn_relayed_bytes_total", "Bytes relayed by TURN, both directions."),
 		turnBlocked:   d("turn_blocked_total", "TURN datagrams and connections dropped because their source is blocked."),
 		adminSessions: d("admin_sessions", "Admin UI sessions in force."),
+		targetUp:      d("target_up", "1 while a target port answers its health check, 0 while it is down; absent until first checked.", "target", "type", "service"),
 		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
 	}
 	reg := prometheus.NewRegistry()
@@ -127,6 +128,20 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.turnAuthFail, ts.AuthFailures)
 		counter(m.turnBytes, ts.RelayedBytes)
 		counter(m.turnBlocked, ts.Blocked)
+	}
+	if s.opts.Health != nil {
+		for _, t := range s.opts.Health.Targets() {
+			if t.State == "unknown" {
+				continue
+			}
+			up := 0
+			if t.State == "up" {
+				up = 1
+			}
+			for _, svc := range t.Services {
+				gauge(m.targetUp, up, t.Addr, t.Type, svc)
+			}
+		}
 	}
 	gauge(m.adminSessions, s.sessions.count())
 	if s.opts.Events != nil {

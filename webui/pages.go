@@ -69,7 +69,7 @@ var funcs = template.FuncMap{
 		if t.IsZero() {
 			return ""
 		}
-		return t.Local().Format("2006-01-02 15:04:05")
+		return t.Local().Format("2006-01-02 15:04:05 MST") // the zone: an operator compares with logs and other sites
 	},
 	"join": strings.Join,
 }

@@ -67,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "hash-password":
 		return hashPassword(stdin, stdout, stderr)
 	case "health":
-		return health(args[1:], stdout, stderr)
+		return healthCmd(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 		return 0

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
@@ -32,6 +33,7 @@ type app struct {
 	level  *slog.LevelVar
 	bl     *blacklist.List
 	events *gate.EventLog
+	health *health.Checker
 	srv    *proxy.Server
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
@@ -71,11 +73,16 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	gt := gate.New(gate.Options{Guard: a.events, Key: bl.Key, Whitelisted: bl.Whitelisted, Logger: log})
 	bl.OnBlock(gt.Block)
 	logDescriptorLimits(log, cfg)
+	// The targets' health: the proxy asks it before dialing, so a PBX that
+	// restarts is answered "unavailable" and its phones are not blamed.
+	a.health = health.New(cfg, health.Options{Logger: log})
+	defer a.health.Close()
 	a.srv, err = proxy.NewServer(cfg, proxy.Options{
 		Handlers: protocols.Handlers(log),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,
+		Health:   a.health,
 	})
 	if err != nil {
 		return err
@@ -144,6 +151,7 @@ func (a *app) reload(next *configs.Config) error {
 		return err
 	}
 	a.bl.Reconfigure(next.Blacklist)
+	a.health.Reload(next)
 	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) || (next.TURN.TLSListen != "" && !sameCertificates(next, a.cfg)) {
 		// pion's server cannot change settings in place: restart it
 		// (allocations end; clients allocate again). A renewed
@@ -194,6 +202,7 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,
+		Health:    a.health,
 	})
 }
 

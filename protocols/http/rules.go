@@ -19,7 +19,8 @@ type request struct {
 // alike: no CONNECT; the Host names a service the client's network may
 // reach (route resolves it; HTTP/1.x caches it per connection); the path is
 // on the service's allowed-URL list. A refusal is reported and its status
-// returned; a request that passes is counted as forwarded.
+// returned. A request that passes is counted as forwarded by the caller,
+// once it has a target connection (a failed dial counts as refused only).
 func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, error)) (*proxy.Route, int) {
 	if req.method == stdhttp.MethodConnect {
 		pc.Report("", proxy.Refuse(proxy.ReasonMethod, "", nil))
@@ -40,7 +41,6 @@ func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, e
 		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath(req.path)))
 		return nil, stdhttp.StatusForbidden
 	}
-	pc.Forwarded(r)
 	return r, 0
 }
 

@@ -28,6 +28,7 @@ var resultCodes = []struct {
 	{errEarlyData, goldap.LDAPResultOperationsError},
 	{errLateStartTLS, goldap.LDAPResultOperationsError},
 	{&proxy.Refusal{Reason: proxy.ReasonUnreachable}, goldap.LDAPResultUnavailable},
+	{&proxy.Refusal{Reason: proxy.ReasonTargetDown}, goldap.LDAPResultUnavailable},
 }
 
 // resultCode is r's entry in resultCodes.

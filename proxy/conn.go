@@ -28,7 +28,8 @@ type Conn struct {
 	started time.Time
 
 	closeOnce sync.Once
-	mu        sync.Mutex // guards service and target
+	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
+	mu        sync.Mutex  // guards service and target
 	service   string
 	target    string
 	bytesIn   atomic.Int64

@@ -188,14 +188,18 @@ func (s *Server) Addr(typ string) net.Addr {
 	return nil
 }
 
-// Shutdown stops accepting, lets handlers drain idle state, and waits for
-// connections to end until ctx is done; then it closes the rest. It returns
-// ctx's error when it had to close connections.
+// Shutdown stops accepting, closes the stream connections at once (SIP,
+// LDAP, H.323, upgraded HTTP: their clients reconnect to the next
+// process, and waiting for them would only hold the restart for
+// shutdown_timeout), lets handlers that drain (HTTP) finish their requests
+// in flight, and waits for connections to end until ctx is done; then it
+// closes the rest. It returns ctx's error when it had to close connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
 	s.closeListeners()
+	s.closeStreams()
 	for typ, h := range s.opts.Handlers {
 		if sd, ok := h.(Shutdowner); ok {
 			if err := sd.Shutdown(ctx); err != nil && ctx.Err() == nil {
@@ -217,6 +221,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// closeStreams closes the connections that do not drain by themselves:
+// those of handlers that are no Shutdowner, and relayed ones (an upgraded
+// HTTP connection). A connection that starts relaying later closes itself
+// (Conn.streaming).
+func (s *Server) closeStreams() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if _, drains := s.opts.Handlers[c.Info.Type.Name].(Shutdowner); !drains || c.stream.Load() {
+			c.Close()
+		}
+	}
+}
+
+// streaming marks c as relaying a stream and reports whether it may go on:
+// false once Shutdown has begun (closeStreams has run, or will see the mark).
+func (s *Server) streaming(c *Conn) bool {
+	c.stream.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closing
+}
+
+// shuttingDown reports whether Shutdown has begun.
+func (s *Server) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 func (s *Server) closeListeners() {

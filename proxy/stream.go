@@ -107,6 +107,9 @@ func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
 			}
 		}
 		if rerr != nil {
+			if c.srv != nil && c.srv.shuttingDown() {
+				return nil, nil, rerr // closed by Shutdown, not the client's doing
+			}
 			reason := ReasonReadError
 			switch {
 			case errors.Is(rerr, os.ErrDeadlineExceeded):

@@ -353,7 +353,7 @@ func TestAPIStatusAndConnections(t *testing.T) {
 	}
 
 	code, body = a.basic("GET", "/api/refusals?q=url", "", nil)
-	if code != 200 || !strings.Contains(body, `"Reason": "url not allowed"`) {
+	if code != 200 || !strings.Contains(body, `"reason": "url not allowed"`) {
 		t.Fatalf("refusals: %d %s", code, body)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestTargetHealthInStatusAndMetrics: the PBX's web server is up, then
@@ -46,5 +47,55 @@ func TestTargetHealthInStatusAndMetrics(t *testing.T) {
 	}
 	if st := a.httpGet("127.0.0.1", "/PBX0/MY"); st != http.StatusServiceUnavailable {
 		t.Errorf("request while the target is down: %d, want 503", st)
+	}
+}
+
+// TestAPISnakeCase: every field name the API writes is snake_case, in
+// every GET answer (only the refusals' map is keyed by reason text, which
+// is data).
+func TestAPISnakeCase(t *testing.T) {
+	a := newAppliance(t, "")
+	a.httpGet("127.0.0.9", "/etc/passwd") // a refusal, so the lists have entries
+	a.basic("POST", "/api/blacklist", "application/json", strings.NewReader(`{"ip": "192.0.2.1", "note": "x"}`))
+	a.basic("POST", "/api/whitelist", "application/json", strings.NewReader(`{"ip": "192.0.2.2"}`))
+	waitFor(t, "the target checked", func() bool { _, b := a.basic("GET", "/api/status", "", nil); return strings.Contains(b, `"state": "up"`) })
+	var check func(path, where string, v any)
+	check = func(path, where string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if where != ".refusals" && strings.Trim(k, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+					t.Errorf("%s: field %q at %s is not snake_case", path, k, where)
+				}
+				check(path, where+"."+k, e)
+			}
+		case []any:
+			for _, e := range v {
+				check(path, where+"[]", e)
+			}
+		}
+	}
+	for _, path := range []string{"/api/status", "/api/connections", "/api/blacklist", "/api/whitelist", "/api/refusals"} {
+		code, body := a.basic("GET", path, "", nil)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if path != "/api/status" && len(v.([]any)) == 0 && path != "/api/connections" {
+			t.Errorf("%s is empty: nothing checked", path)
+		}
+		check(path, "", v)
+	}
+}
+
+// TestClockShowsZone: every time on the pages names its zone.
+func TestClockShowsZone(t *testing.T) {
+	at := time.Date(2026, 12, 1, 13, 30, 0, 0, time.UTC)
+	got := funcs["clock"].(func(time.Time) string)(at)
+	if zone := at.Local().Format("MST"); !strings.HasSuffix(got, " "+zone) || len(zone) == 0 {
+		t.Errorf("clock = %q, want the zone %q at the end", got, zone)
 	}
 }

@@ -58,7 +58,10 @@ func TestAPISnakeCase(t *testing.T) {
 	a.httpGet("127.0.0.9", "/etc/passwd") // a refusal, so the lists have entries
 	a.basic("POST", "/api/blacklist", "application/json", strings.NewReader(`{"ip": "192.0.2.1", "note": "x"}`))
 	a.basic("POST", "/api/whitelist", "application/json", strings.NewReader(`{"ip": "192.0.2.2"}`))
-	waitFor(t, "the target checked", func() bool { _, b := a.basic("GET", "/api/status", "", nil); return strings.Contains(b, `"state": "up"`) })
+	waitFor(t, "the target checked", func() bool {
+		_, b := a.basic("GET", "/api/status", "", nil)
+		return strings.Contains(b, `"state": "up"`)
+	})
 	var check func(path, where string, v any)
 	check = func(path, where string, v any) {
 		switch v := v.(type) {

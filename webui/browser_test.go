@@ -109,6 +109,11 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys("#password", testPassword),
 		press("#login"),
 		chromedp.WaitVisible("#services"),
+	)
+	// The traffic chart draws the three requests (uPlot on a canvas).
+	run("see the traffic chart",
+		chromedp.WaitVisible(`#traffic-chart canvas`),
+		chromedp.WaitVisible(`#traffic-chart[data-points="3600"][data-forwarded="3"]`),
 		shot("dashboard"),
 	)
 
@@ -143,7 +148,18 @@ func TestBrowser(t *testing.T) {
 	// The PBX's web server stops: the dashboard, left open, turns its
 	// health red by itself.
 	target := `#targets tr[data-target="` + a.target.Listener.Addr().String() + `"]`
-	run("see the target up", chromedp.Navigate(a.base+"/"), chromedp.WaitVisible(target+" .health.up"))
+	run("see the target up", chromedp.Navigate(a.base+"/"), chromedp.WaitVisible(target+" .health.up"),
+		// The refusals of the blocked client, by reason, and in the chart
+		// (the last day, per minute).
+		chromedp.WaitVisible(`#reasons tr td a[href="/refusals?q=url%20not%20allowed"]`),
+		chromedp.SetValue("#traffic-range", "day"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById("traffic-range").dispatchEvent(new Event("change")), true`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitVisible(`#traffic-chart[data-points="1440"]:not([data-refused="0"])`),
+		shot("dashboard-traffic-day"),
+	)
 	a.target.Close()
 	run("see the target go down",
 		chromedp.WaitVisible(target+" .health.down"),

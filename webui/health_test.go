@@ -102,3 +102,53 @@ func TestClockShowsZone(t *testing.T) {
 		t.Errorf("clock = %q, want the zone %q at the end", got, zone)
 	}
 }
+
+// TestTrafficAPI: the requests through the proxy are in the last hour's
+// and the last day's series, filtered by service and type.
+func TestTrafficAPI(t *testing.T) {
+	a := newAppliance(t, "")
+	for range 3 {
+		if st := a.httpGet("127.0.0.1", "/PBX0/MY"); st != http.StatusOK {
+			t.Fatalf("proxy: %d", st)
+		}
+	}
+	a.httpGet("127.0.0.1", "/etc/passwd") // refused
+	sum := func(xs []uint32) (n uint32) {
+		for _, x := range xs {
+			n += x
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		query        string
+		slots        int
+		fwd, refused uint32
+	}{
+		{"", 3600, 3, 1},
+		{"?range=day", 1440, 3, 1},
+		{"?range=hour&service=HQ.example.com&type=http", 3600, 3, 1},
+		{"?type=sip", 3600, 0, 0},
+		{"?service=other.example.com", 3600, 0, 0},
+	} {
+		code, body := a.basic("GET", "/api/traffic"+tc.query, "", nil)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.query, code, body)
+		}
+		var tr Traffic
+		if err := json.Unmarshal([]byte(body), &tr); err != nil {
+			t.Fatal(err)
+		}
+		if len(tr.Total.Forwarded) != tc.slots || sum(tr.Total.Forwarded) != tc.fwd || sum(tr.Total.Refused) != tc.refused {
+			t.Errorf("%s: %d slots, %d forwarded, %d refused; want %d, %d, %d", tc.query,
+				len(tr.Total.Forwarded), sum(tr.Total.Forwarded), sum(tr.Total.Refused), tc.slots, tc.fwd, tc.refused)
+		}
+		if want := time.Duration(tc.slots*tr.Step) * time.Second; time.Since(tr.Start) > want || time.Since(tr.Start) < want-2*time.Minute {
+			t.Errorf("%s: start %v is not %v ago", tc.query, tr.Start, want)
+		}
+	}
+	for _, q := range []string{"?range=week", "?type=smtp"} {
+		if code, body := a.basic("GET", "/api/traffic"+q, "", nil); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", q, code, body)
+		}
+	}
+}

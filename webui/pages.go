@@ -2,17 +2,20 @@ package webui
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
 //go:embed templates/*.html
@@ -36,6 +39,7 @@ type view struct {
 	Whitelist []blacklist.WhitelistEntry
 	Events    []blacklist.Event
 	Query     string
+	Reasons   []reasonCount // refusals by reason, most first (dashboard)
 
 	ConfigText string
 	Problems   []ConfigError
@@ -123,7 +127,30 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.status()
 	s.render(w, r, http.StatusOK, "dashboard", &view{Title: "Dashboard", Nav: "dashboard", Status: st,
-		Events: s.recent("", 10)})
+		Events: s.recent("", 10), Reasons: byCount(st.Refusals)})
+}
+
+// reasonCount is one line of the dashboard's refusals by reason.
+type reasonCount struct {
+	Reason proxy.Reason
+	N      uint64
+}
+
+// byCount lists the reasons with refusals, most first.
+func byCount(m map[proxy.Reason]uint64) []reasonCount {
+	out := make([]reasonCount, 0, len(m))
+	for r, n := range m {
+		if n > 0 {
+			out = append(out, reasonCount{r, n})
+		}
+	}
+	slices.SortFunc(out, func(a, b reasonCount) int {
+		if a.N != b.N {
+			return cmp.Compare(b.N, a.N)
+		}
+		return strings.Compare(string(a.Reason), string(b.Reason))
+	})
+	return out
 }
 
 func (s *Server) recent(q string, limit int) []blacklist.Event {
@@ -313,6 +340,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("POST /api/whitelist", s.api(s.apiWhitelistAdd))
 	mux.Handle("DELETE /api/whitelist", s.api(s.apiWhitelistRemove))
 	mux.Handle("GET /api/refusals", s.api(s.apiRefusals))
+	mux.Handle("GET /api/traffic", s.api(s.apiTraffic))
 	mux.Handle("GET /api/config", s.api(s.apiConfig))
 	mux.Handle("POST /api/config", s.api(s.apiConfigApply))
 	mux.HandleFunc("GET /metrics", s.serveMetrics)

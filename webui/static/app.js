@@ -32,6 +32,59 @@
   }
   setInterval(refresh, every);
 
+  // The dashboard's traffic chart (uPlot, vendored in /static/uplot):
+  // forwarded, refused and blocked over the last hour or day, from
+  // /api/traffic, redrawn every few seconds.
+  var chartBox = document.getElementById("traffic-chart");
+  if (chartBox && window.uPlot) {
+    var chart = null, drawnRange = null;
+    var sel = function (id) { return document.getElementById(id); };
+    var width = function () { return Math.max(300, chartBox.clientWidth || 800); };
+    var draw = function () {
+      if (document.hidden) return;
+      var range = sel("traffic-range").value;
+      var q = "range=" + encodeURIComponent(range) +
+        "&service=" + encodeURIComponent(sel("traffic-service").value) +
+        "&type=" + encodeURIComponent(sel("traffic-type").value);
+      fetch("/api/traffic?" + q, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (t) {
+          if (!t) return;
+          var start = Date.parse(t.start) / 1000, xs = [];
+          for (var i = 0; i < t.total.forwarded.length; i++) xs.push(start + i * t.step_seconds);
+          var data = [xs, t.total.forwarded, t.total.refused, t.total.blocked];
+          var sum = function (a) { var n = 0; for (var j = 0; j < a.length; j++) n += a[j]; return n; };
+          // What the chart shows, for a glance (and the browser test).
+          chartBox.setAttribute("data-forwarded", String(sum(t.total.forwarded)));
+          chartBox.setAttribute("data-refused", String(sum(t.total.refused)));
+          chartBox.setAttribute("data-blocked", String(sum(t.total.blocked)));
+          if (chart && drawnRange === range) { chart.setData(data); return; }
+          if (chart) chart.destroy();
+          drawnRange = range;
+          var per = t.step_seconds === 1 ? "per second" : "per minute";
+          chart = new uPlot({
+            width: width(), height: 240,
+            scales: { x: { time: true } },
+            axes: [{}, { label: "requests " + per }],
+            series: [
+              {},
+              { label: "forwarded", stroke: "#2e7d32", width: 1 },
+              { label: "refused", stroke: "#e65100", width: 1 },
+              { label: "blocked", stroke: "#c62828", width: 1 }
+            ]
+          }, data, chartBox);
+          chartBox.setAttribute("data-points", String(xs.length));
+        })
+        .catch(function () { /* the next tick tries again */ });
+    };
+    ["traffic-range", "traffic-service", "traffic-type"].forEach(function (id) {
+      sel(id).addEventListener("change", draw);
+    });
+    window.addEventListener("resize", function () { if (chart) chart.setSize({ width: width(), height: 240 }); });
+    draw();
+    setInterval(draw, 5000);
+  }
+
   // The configuration page: load a chosen file into the editor.
   var file = document.getElementById("config-file");
   if (file) {

@@ -29,9 +29,12 @@ type Conn struct {
 
 	closeOnce sync.Once
 	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
-	mu        sync.Mutex  // guards service and target
+	mu        sync.Mutex  // guards the fields below
 	service   string
 	target    string
+	targetTLS bool   // gatehouse speaks TLS to the target
+	identity  string // who the client said it is (SetIdentity)
+	tls       tlsFacts
 	bytesIn   atomic.Int64
 	bytesOut  atomic.Int64
 }
@@ -56,6 +59,52 @@ func (c *Conn) Close() error {
 // read (pipelined, or buffered) must not forward them when it is true.
 func (c *Conn) Blocked() bool { return c.gate != nil && c.gate.Blocked() }
 
+// tlsFacts are what the admin UI shows of the client's TLS, copied when
+// the handshake is done (Info.TLS is the handler's, not the UI's, to read).
+type tlsFacts struct {
+	version, sni, cn string
+	verified         bool
+}
+
+// maxIdentity caps what SetIdentity keeps of a client's claim.
+const maxIdentity = 256
+
+// SetIdentity records who the client said it is, as the protocol saw it
+// (SIP address of record, LDAP bind name, H.323 alias, HTTP Host), for
+// the admin UI; the latest call wins. It is the client's claim, kept to
+// maxIdentity bytes of printable text.
+func (c *Conn) SetIdentity(who string) {
+	if who == "" {
+		return
+	}
+	who = printable(who, maxIdentity)
+	c.mu.Lock()
+	c.identity = who
+	c.mu.Unlock()
+}
+
+// printable returns s without control bytes, cut to max bytes.
+func printable(s string, max int) string {
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		if s[i] >= 0x20 && s[i] != 0x7f {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+// setTLS records the client's TLS facts after a handshake.
+func (c *Conn) setTLS(cs *tls.ConnectionState, verifiedCN string) {
+	f := tlsFacts{version: tls.VersionName(cs.Version), sni: printable(cs.ServerName, maxIdentity), cn: verifiedCN, verified: verifiedCN != ""}
+	if f.cn == "" && len(cs.PeerCertificates) > 0 {
+		f.cn = printable(cs.PeerCertificates[0].Subject.CommonName, maxIdentity)
+	}
+	c.mu.Lock()
+	c.tls = f
+	c.mu.Unlock()
+}
+
 // Status describes the connection for the admin UI.
 func (c *Conn) Status() ConnStatus {
 	c.mu.Lock()
@@ -64,6 +113,8 @@ func (c *Conn) Status() ConnStatus {
 		ID: c.id, Client: c.Info.Client, Type: c.Info.Type.Name,
 		Service: c.service, Target: c.target, Started: c.started,
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		Identity: c.identity, TargetTLS: c.targetTLS,
+		TLSVersion: c.tls.version, SNI: c.tls.sni, ClientCN: c.tls.cn, ClientCNVerified: c.tls.verified,
 	}
 }
 
@@ -74,9 +125,9 @@ func (c *Conn) CountIn(n int)  { c.bytesIn.Add(int64(n)) }
 func (c *Conn) CountOut(n int) { c.bytesOut.Add(int64(n)) }
 
 // setRoute records where the connection goes, for Status.
-func (c *Conn) setRoute(service, target string) {
+func (c *Conn) setRoute(service, target string, targetTLS bool) {
 	c.mu.Lock()
-	c.service, c.target = service, target
+	c.service, c.target, c.targetTLS = service, target, targetTLS
 	c.mu.Unlock()
 }
 
@@ -101,7 +152,7 @@ func (c *Conn) Route(name, identity string) (*Route, error) {
 	}
 	c.srv.log.Debug("routed", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name,
 		"service", r.Service.Name, "target", r.Addr, "target_type", r.Type)
-	c.setRoute(r.Service.Name, r.Addr)
+	c.setRoute(r.Service.Name, r.Addr, r.TLS != nil)
 	return r, nil
 }
 

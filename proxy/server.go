@@ -1,12 +1,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,6 +273,16 @@ type ConnStatus struct {
 	Started  time.Time
 	BytesIn  int64 // from the client
 	BytesOut int64 // to the client
+	// Identity is who the client said it is (Conn.SetIdentity): the
+	// client's claim, unverified.
+	Identity string
+	// TLSVersion ("TLS 1.3"), SNI and ClientCN describe the client's TLS,
+	// "" on plain connections; ClientCNVerified says the certificate
+	// chains to tls.client_cas.
+	TLSVersion, SNI, ClientCN string
+	ClientCNVerified          bool
+	// TargetTLS: gatehouse speaks TLS to the target.
+	TargetTLS bool
 }
 
 // Conns lists the live connections, oldest first.
@@ -282,7 +293,7 @@ func (s *Server) Conns() []ConnStatus {
 		list = append(list, c.Status())
 	}
 	s.mu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	slices.SortFunc(list, func(a, b ConnStatus) int { return cmp.Compare(a.ID, b.ID) })
 	return list
 }
 

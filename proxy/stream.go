@@ -26,6 +26,7 @@ func (h *streamHandler) ServeConn(c *Conn) {
 	if err != nil {
 		return // reported by sniff
 	}
+	c.SetIdentity(d.Who)
 	r, err := c.Route(d.Service, d.Identity)
 	if err != nil {
 		h.refuse(c, first, AsRefusal(err)) // reported by Route

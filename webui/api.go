@@ -212,34 +212,6 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.status())
 }
 
-// Connection is a live connection in GET /api/connections.
-type Connection struct {
-	ID       uint64    `json:"id"`
-	Client   string    `json:"client"`
-	Type     string    `json:"type"`
-	Service  string    `json:"service"`
-	Target   string    `json:"target"`
-	Started  time.Time `json:"started"`
-	Duration float64   `json:"duration_seconds"`
-	BytesIn  int64     `json:"bytes_in"`
-	BytesOut int64     `json:"bytes_out"`
-}
-
-func (s *Server) connections() []Connection {
-	now := s.now()
-	list := s.opts.Proxy.Conns()
-	out := make([]Connection, len(list))
-	for i, c := range list {
-		out[i] = Connection{ID: c.ID, Client: c.Client.String(), Type: c.Type, Service: c.Service, Target: c.Target,
-			Started: c.Started, Duration: now.Sub(c.Started).Seconds(), BytesIn: c.BytesIn, BytesOut: c.BytesOut}
-	}
-	return out
-}
-
-func (s *Server) apiConnections(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.connections())
-}
-
 func (s *Server) apiDropConnection(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {

@@ -1,9 +1,12 @@
 package webui
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -135,8 +138,36 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("removed address not served again: %d", st)
 	}
 
+	// A kept-alive HTTP client: the connections page says who it is,
+	// found by the filter, sorted by the server.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.6")}}
+	kept, err := d.Dial("tcp", a.srv.Addr("http").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	fmt.Fprint(kept, "GET /PBX0/MY HTTP/1.1\r\nHost: hq.example.com\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(kept), nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("kept-alive request: %v %v", resp, err)
+	}
+	var who string
+	run("find a connection by its client",
+		chromedp.Navigate(a.base+"/connections?sort=identity&order=desc"), chromedp.WaitVisible("#connections"),
+		chromedp.SendKeys("#conn-q", "127.0.0.6"),
+		press("#conn-search"),
+		chromedp.WaitVisible(`#connections tr[data-conn] td.who`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			who, err = chromedp.Evaluate[string](`document.querySelector("#connections tr[data-conn] td.who").textContent`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitVisible(`#conn-totals`),
+		shot("connections"),
+	)
+	if who != "hq.example.com" {
+		t.Errorf("the connection's identity shows %q, want the Host it asked for", who)
+	}
 	run("the other pages",
-		chromedp.Navigate(a.base+"/connections"), chromedp.WaitVisible("#connections"), shot("connections"),
 		chromedp.Navigate(a.base+"/whitelist"), chromedp.WaitVisible("#whitelist"), shot("whitelist"),
 		chromedp.Navigate(a.base+"/refusals"), chromedp.WaitVisible("#refusals"), shot("refusals"),
 		chromedp.Navigate(a.base+"/config"), chromedp.WaitVisible("#config"),

@@ -87,7 +87,7 @@ func TestAPISnakeCase(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &v); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if path != "/api/status" && len(v.([]any)) == 0 && path != "/api/connections" {
+		if l, ok := v.([]any); ok && len(l) == 0 {
 			t.Errorf("%s is empty: nothing checked", path)
 		}
 		check(path, "", v)
@@ -142,7 +142,7 @@ func TestTrafficAPI(t *testing.T) {
 			t.Errorf("%s: %d slots, %d forwarded, %d refused; want %d, %d, %d", tc.query,
 				len(tr.Total.Forwarded), sum(tr.Total.Forwarded), sum(tr.Total.Refused), tc.slots, tc.fwd, tc.refused)
 		}
-		if want := time.Duration(tc.slots*tr.Step) * time.Second; time.Since(tr.Start) > want || time.Since(tr.Start) < want-2*time.Minute {
+		if want := time.Duration(tc.slots*tr.Step) * time.Second; time.Since(tr.Start) > want+5*time.Second || time.Since(tr.Start) < want-2*time.Minute {
 			t.Errorf("%s: start %v is not %v ago", tc.query, tr.Start, want)
 		}
 	}

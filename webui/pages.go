@@ -34,7 +34,7 @@ type view struct {
 	Error  string
 	Status Status
 
-	Conns     []Connection
+	Conns     ConnPage
 	Entries   []blacklist.Entry
 	Whitelist []blacklist.WhitelistEntry
 	Events    []blacklist.Event
@@ -76,6 +76,7 @@ var funcs = template.FuncMap{
 		return t.Local().Format("2006-01-02 15:04:05 MST") // the zone: an operator compares with logs and other sites
 	},
 	"join": strings.Join,
+	"add":  func(a, b int) int { return a + b },
 }
 
 // pages are parsed once: each page template with the shared layout.
@@ -161,7 +162,11 @@ func (s *Server) recent(q string, limit int) []blacklist.Event {
 }
 
 func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "connections", &view{Title: "Connections", Nav: "connections", Conns: s.connections()})
+	page, ok := s.connPage(r)
+	if !ok {
+		page = listConns(s.opts.Proxy.Conns(), ConnQuery{Sort: "started", Limit: defaultConnLimit}, s.now())
+	}
+	s.render(w, r, http.StatusOK, "connections", &view{Title: "Connections", Nav: "connections", Conns: page})
 }
 
 func (s *Server) dropConnection(w http.ResponseWriter, r *http.Request) {

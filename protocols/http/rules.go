@@ -26,6 +26,7 @@ func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, e
 		pc.Report("", proxy.Refuse(proxy.ReasonMethod, "", nil))
 		return nil, stdhttp.StatusMethodNotAllowed
 	}
+	pc.SetIdentity(req.host)
 	r, err := route(HostKey(req.host))
 	if err != nil {
 		if proxy.AsRefusal(err).Reason == proxy.ReasonNetwork {

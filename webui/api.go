@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -395,19 +394,22 @@ func (s *Server) apiRefusals(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiConfig(w http.ResponseWriter, r *http.Request) {
-	file := s.cfg.Load().File
-	if file == "" {
-		writeError(w, http.StatusNotFound, errNoFile.Error())
+	data, err := s.readConfig(r.URL.Query().Get("backup"))
+	switch {
+	case errors.Is(err, errNoFile), errors.Is(err, errBadBackup):
+		writeError(w, http.StatusNotFound, err.Error())
 		return
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, "reading the configuration file failed")
-		s.log.Error("reading the configuration file", "config", file, "err", err)
+		s.log.Error("reading the configuration file", "config", s.cfg.Load().File, "err", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 	w.Write(data)
+}
+
+func (s *Server) apiConfigBackups(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.backups())
 }
 
 func (s *Server) apiConfigApply(w http.ResponseWriter, r *http.Request) {

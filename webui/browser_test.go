@@ -167,6 +167,7 @@ func TestBrowser(t *testing.T) {
 	if who != "hq.example.com" {
 		t.Errorf("the connection's identity shows %q, want the Host it asked for", who)
 	}
+	var gutter, selected string
 	run("the other pages",
 		chromedp.Navigate(a.base+"/whitelist"), chromedp.WaitVisible("#whitelist"), shot("whitelist"),
 		chromedp.Navigate(a.base+"/refusals"), chromedp.WaitVisible("#refusals"), shot("refusals"),
@@ -174,8 +175,24 @@ func TestBrowser(t *testing.T) {
 		chromedp.SetValue("#config", "listen:\n  htp: \":80\"\n"),
 		press("#check"),
 		chromedp.WaitVisible("#problems"),
+		chromedp.WaitVisible("#diff table.diff tr.added"), // what applying would change
+		chromedp.WaitVisible("#backups"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			gutter, err = chromedp.Evaluate[string](`document.getElementById("config-lines").textContent`)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			// The problem's "line 2" selects that line of the editor.
+			selected, err = chromedp.Evaluate[string](`document.querySelector(".goto-line").click(),
+				(function (e) { return e.value.substring(e.selectionStart, e.selectionEnd); })(document.getElementById("config"))`)(ctx, tg)
+			return err
+		}),
 		shot("config-check"),
 	)
+	if gutter != "1\n2\n3\n" || selected != `  htp: ":80"` {
+		t.Errorf("line numbers %q, selected line %q", gutter, selected)
+	}
 	// The PBX's web server stops: the dashboard, left open, turns its
 	// health red by itself.
 	target := `#targets tr[data-target="` + a.target.Listener.Addr().String() + `"]`

@@ -2,13 +2,13 @@ package webui
 
 import (
 	"bytes"
+	"errors"
 	"cmp"
 	"embed"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +44,10 @@ type view struct {
 	ConfigText string
 	Problems   []ConfigError
 	Checked    bool // the configuration text was checked and is valid
+	Diffed     bool       // Diff was computed: against the running file
+	Diff       []DiffLine // nil: no change
+	Backups    []Backup
+	Backup     int // the backup loaded into the editor, 0 for the running file
 	Now        time.Time
 }
 
@@ -253,15 +257,22 @@ func (s *Server) refusalsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) configPage(w http.ResponseWriter, r *http.Request) {
-	v := &view{Title: "Configuration", Nav: "config"}
-	if file := s.cfg.Load().File; file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			v.Error = "The configuration file cannot be read: " + err.Error()
-		}
+	v := &view{Title: "Configuration", Nav: "config", Backups: s.backups()}
+	backup := r.URL.Query().Get("backup")
+	data, err := s.readConfig(backup)
+	switch {
+	case err == nil:
 		v.ConfigText = string(data)
-	} else {
-		v.Error = errNoFile.Error()
+		if backup != "" && backup != "0" {
+			v.Backup, _ = strconv.Atoi(backup)
+			running, _ := s.readConfig("")
+			v.Diffed, v.Diff = true, diffLines(string(running), v.ConfigText)
+			v.Flash = "Backup " + backup + " is in the editor, not in force: check the changes below, then apply it to restore it."
+		}
+	case errors.Is(err, errNoFile), errors.Is(err, errBadBackup):
+		v.Error = err.Error()
+	default:
+		v.Error = "The configuration file cannot be read: " + err.Error()
 	}
 	s.render(w, r, http.StatusOK, "config", v)
 }
@@ -270,10 +281,14 @@ func (s *Server) configPage(w http.ResponseWriter, r *http.Request) {
 // Problems are shown with the text as submitted, so nothing typed is lost.
 func (s *Server) configSubmit(w http.ResponseWriter, r *http.Request) {
 	text := strings.ReplaceAll(r.PostFormValue("config"), "\r\n", "\n") // browsers send CRLF
-	v := &view{Title: "Configuration", Nav: "config", ConfigText: text}
+	v := &view{Title: "Configuration", Nav: "config", ConfigText: text, Backups: s.backups()}
 	if r.PostFormValue("action") != "apply" {
 		if _, v.Problems = s.checkConfig([]byte(text)); v.Problems == nil {
 			v.Checked = true
+		}
+		// What applying would change, valid or not.
+		if running, err := s.readConfig(""); err == nil {
+			v.Diffed, v.Diff = true, diffLines(string(running), text)
 		}
 		status := http.StatusOK
 		if v.Problems != nil {
@@ -347,6 +362,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("GET /api/refusals", s.api(s.apiRefusals))
 	mux.Handle("GET /api/traffic", s.api(s.apiTraffic))
 	mux.Handle("GET /api/config", s.api(s.apiConfig))
+	mux.Handle("GET /api/config/backups", s.api(s.apiConfigBackups))
 	mux.Handle("POST /api/config", s.api(s.apiConfigApply))
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	return mux

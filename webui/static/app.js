@@ -85,6 +85,32 @@
     setInterval(draw, 5000);
   }
 
+  // The configuration page: line numbers beside the editor, kept in step
+  // with its text and its scrolling; a problem's "line N" selects that line.
+  var editor = document.getElementById("config"), gutter = document.getElementById("config-lines");
+  if (editor && gutter) {
+    var number = function () {
+      var n = editor.value.split("\n").length, s = "";
+      for (var i = 1; i <= n; i++) s += i + "\n";
+      gutter.textContent = s;
+      gutter.scrollTop = editor.scrollTop;
+    };
+    editor.addEventListener("input", number);
+    editor.addEventListener("scroll", function () { gutter.scrollTop = editor.scrollTop; });
+    number();
+    document.querySelectorAll(".goto-line").forEach(function (a) {
+      a.addEventListener("click", function (ev) {
+        ev.preventDefault();
+        var line = parseInt(a.getAttribute("data-line"), 10), lines = editor.value.split("\n"), start = 0;
+        for (var i = 0; i < line - 1 && i < lines.length; i++) start += lines[i].length + 1;
+        editor.focus();
+        editor.setSelectionRange(start, start + (lines[line - 1] || "").length);
+        var lh = editor.scrollHeight / Math.max(1, lines.length);
+        editor.scrollTop = Math.max(0, (line - 5) * lh);
+      });
+    });
+  }
+
   // The configuration page: load a chosen file into the editor.
   var file = document.getElementById("config-file");
   if (file) {
@@ -92,7 +118,11 @@
       var f = file.files[0];
       if (!f) return;
       var reader = new FileReader();
-      reader.onload = function () { document.getElementById("config").value = reader.result; };
+      reader.onload = function () {
+        var ed = document.getElementById("config");
+        ed.value = reader.result;
+        ed.dispatchEvent(new Event("input")); // renumber the lines
+      };
       reader.readAsText(f);
     });
   }

@@ -3,6 +3,7 @@ package webui
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,57 @@ func TestTrafficAPI(t *testing.T) {
 		if code, body := a.basic("GET", "/api/traffic"+q, "", nil); code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s", q, code, body)
 		}
+	}
+}
+
+// TestConfigDiffAndBackups: checking shows what applying would change
+// against the running file; applying keeps the old file as a backup,
+// listed with its time; loading a backup shows its diff, and applying it
+// restores it.
+func TestConfigDiffAndBackups(t *testing.T) {
+	a := newAppliance(t, "")
+	c, token := a.login("127.0.0.1")
+	orig, err := os.ReadFile(a.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(orig), "threshold: 3", "threshold: 4", 1)
+	code, body, _ := do(t, c, "POST", a.base+"/config", formType, form("csrf", token, "action", "check", "config", changed))
+	if code != 200 || !strings.Contains(body, `<tr class="removed">`) || !strings.Contains(body, "- "+"  threshold: 3") ||
+		!strings.Contains(body, "+ "+"  threshold: 4") || !strings.Contains(body, "unchanged lines") {
+		t.Fatalf("check: %d %s", code, body)
+	}
+	code, body, _ = do(t, c, "POST", a.base+"/config", formType, form("csrf", token, "action", "check", "config", string(orig)))
+	if code != 200 || !strings.Contains(body, `id="no-change"`) {
+		t.Fatalf("check of the running text: %d %s", code, body)
+	}
+	if code, body := a.basic("GET", "/api/config/backups", "", nil); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Fatalf("backups before an apply: %d %s", code, body)
+	}
+	if code, _, _ := do(t, c, "POST", a.base+"/config", formType, form("csrf", token, "action", "apply", "config", changed)); code != http.StatusSeeOther {
+		t.Fatalf("apply: %d", code)
+	}
+	code, body = a.basic("GET", "/api/config/backups", "", nil)
+	var bs []Backup
+	if code != 200 || json.Unmarshal([]byte(body), &bs) != nil || len(bs) != 1 || bs[0].Number != 1 || bs[0].Size != int64(len(orig)) {
+		t.Fatalf("backups: %d %s", code, body)
+	}
+	if code, body := a.basic("GET", "/api/config?backup=1", "", nil); code != 200 || body != string(orig) {
+		t.Fatalf("backup 1: %d %s", code, body)
+	}
+	if code, _ := a.basic("GET", "/api/config?backup=2", "", nil); code != http.StatusNotFound {
+		t.Fatalf("backup 2: %d", code)
+	}
+	// The page lists it; loading it shows what restoring would change.
+	code, body, _ = do(t, c, "GET", a.base+"/config?backup=1", "", nil)
+	if code != 200 || !strings.Contains(body, `data-backup="1"`) || !strings.Contains(body, "Backup 1 is in the editor") ||
+		!strings.Contains(body, "- "+"  threshold: 4") || !strings.Contains(body, "+ "+"  threshold: 3") {
+		t.Fatalf("load backup: %d %s", code, body)
+	}
+	if code, _, _ := do(t, c, "POST", a.base+"/config", formType, form("csrf", token, "action", "apply", "config", string(orig))); code != http.StatusSeeOther {
+		t.Fatalf("restore: %d", code)
+	}
+	if now, _ := os.ReadFile(a.file); string(now) != string(orig) || a.admin.cfg.Load().Blacklist.Threshold != 3 {
+		t.Fatalf("restored file:\n%s", now)
 	}
 }

@@ -2,9 +2,9 @@ package webui
 
 import (
 	"bytes"
-	"errors"
 	"cmp"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -43,7 +43,7 @@ type view struct {
 
 	ConfigText string
 	Problems   []ConfigError
-	Checked    bool // the configuration text was checked and is valid
+	Checked    bool       // the configuration text was checked and is valid
 	Diffed     bool       // Diff was computed: against the running file
 	Diff       []DiffLine // nil: no change
 	Backups    []Backup

@@ -14,4 +14,8 @@ type Event struct {
 	Service string     `json:"service"` // service name, "" when none was found
 	Reason  string     `json:"reason"`  // short, stable text: "unknown service", "url not allowed", ...
 	Time    time.Time  `json:"time"`    // zero means now
+	// Subject is what the client asked for in its own words (the refused
+	// path, the user name it logged in as), for the refusal log; capped
+	// and printable. Never part of Reason: it varies with the client.
+	Subject string `json:"subject,omitempty"`
 }

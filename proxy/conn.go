@@ -136,9 +136,15 @@ func (c *Conn) setRoute(service, target string, targetTLS bool) {
 // counted by r.Reason, and handed to the Guard as a blacklist event whose
 // Reason is r.Text().
 func (c *Conn) Report(service string, r *Refusal) {
+	subject := r.Subject
+	if subject == "" {
+		c.mu.Lock()
+		subject = c.identity
+		c.mu.Unlock()
+	}
 	c.srv.report(blacklist.Event{
 		Client: c.Info.Client.Addr(), Type: c.Info.Type.Name, Service: service,
-		Reason: r.Text(), Time: time.Now(),
+		Reason: r.Text(), Time: time.Now(), Subject: printable(subject, maxIdentity),
 	}, r)
 }
 

@@ -103,6 +103,10 @@ type Refusal struct {
 	// Err is the cause (a protocol's sentinel error, a parse error); may
 	// be nil.
 	Err error
+	// Subject is what the client asked for in its own words (a refused
+	// path), for the refusal log only; "" lets Conn.Report use the
+	// identity the connection revealed (SIP AOR, LDAP bind name, Host).
+	Subject string
 }
 
 // Refuse returns a Refusal for reason with detail and cause.

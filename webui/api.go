@@ -378,20 +378,6 @@ func (s *Server) apiWhitelistRemove(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"removed": p.String()})
 }
 
-func (s *Server) apiRefusals(w http.ResponseWriter, r *http.Request) {
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 || limit > gate.DefaultEventLogSize {
-		limit = 200
-	}
-	var evs []blacklist.Event
-	if s.opts.Events != nil {
-		evs = s.opts.Events.Recent(r.URL.Query().Get("q"), limit)
-	}
-	if evs == nil {
-		evs = []blacklist.Event{}
-	}
-	writeJSON(w, http.StatusOK, evs)
-}
 
 func (s *Server) apiConfig(w http.ResponseWriter, r *http.Request) {
 	data, err := s.readConfig(r.URL.Query().Get("backup"))

@@ -205,3 +205,65 @@ func TestConfigDiffAndBackups(t *testing.T) {
 		t.Fatalf("restored file:\n%s", now)
 	}
 }
+
+// TestRefusalsForOperators: each refusal carries what was refused (the
+// path), repeats group, a time range selects, CSV and JSON export; the
+// blacklist says when a block began and links to its refusals; the
+// dashboard warns an administrator whose own address is being counted.
+func TestRefusalsForOperators(t *testing.T) {
+	a := newAppliance(t, "")
+	for range 2 {
+		if st := a.httpGet("127.0.0.9", "/etc/passwd"); st != http.StatusForbidden {
+			t.Fatalf("refused request: %d", st)
+		}
+	}
+	waitFor(t, "127.0.0.8 blocked", func() bool { return a.httpGet("127.0.0.8", "/x") == 0 })
+
+	code, body := a.basic("GET", "/api/refusals?q=127.0.0.9", "", nil)
+	var evs []struct{ Client, Reason, Subject string }
+	if code != 200 || json.Unmarshal([]byte(body), &evs) != nil || len(evs) != 2 || evs[0].Subject != "/etc/passwd" || evs[0].Reason != "url not allowed" {
+		t.Fatalf("refusals: %d %s", code, body)
+	}
+	code, body = a.basic("GET", "/api/refusals?q=127.0.0.9&group=1&since=1h", "", nil)
+	var groups []RefusalGroup
+	if code != 200 || json.Unmarshal([]byte(body), &groups) != nil || len(groups) != 1 || groups[0].Count != 2 ||
+		groups[0].Subject != "/etc/passwd" || groups[0].First.After(groups[0].Last) {
+		t.Fatalf("grouped: %d %s", code, body)
+	}
+	code, body = a.basic("GET", "/api/refusals?q=127.0.0.9&group=1&format=csv", "", nil)
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if code != 200 || len(lines) != 2 || lines[0] != "count,first,last,client,type,service,reason,subject" ||
+		!strings.HasPrefix(lines[1], "2,") || !strings.HasSuffix(lines[1], ",127.0.0.9,http,hq.example.com,url not allowed,/etc/passwd") {
+		t.Fatalf("csv: %d %s", code, body)
+	}
+	for _, bad := range []string{"since=yesterday", "since=-1h", "format=xml"} {
+		if code, body := a.basic("GET", "/api/refusals?"+bad, "", nil); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", bad, code, body)
+		}
+	}
+	if csvCell("=HYPERLINK(1)") != "'=HYPERLINK(1)" || csvCell("/etc/passwd") != "/etc/passwd" {
+		t.Error("csvCell lets a formula through")
+	}
+
+	c, _ := a.login("127.0.0.1")
+	code, page, _ := do(t, c, "GET", a.base+"/refusals?q=127.0.0.9&group=1", "", nil)
+	if code != 200 || !strings.Contains(page, "<code>/etc/passwd</code>") || !strings.Contains(page, `href="/api/refusals?format=csv&amp;group=1&amp;q=127.0.0.9"`) {
+		t.Fatalf("refusals page: %d %s", code, page)
+	}
+	code, page, _ = do(t, c, "GET", a.base+"/blacklist", "", nil)
+	if code != 200 || !strings.Contains(page, "blocked since") || !strings.Contains(page, `href="/refusals?q=127.0.0.8&amp;group=1"`) {
+		t.Fatalf("blacklist page: %d %s", code, page)
+	}
+	// The administrator's own address, 127.0.0.1, gets two bad requests
+	// (threshold 3): the dashboard warns before the third locks it out.
+	if _, page, _ = do(t, c, "GET", a.base+"/", "", nil); strings.Contains(page, "Your address") {
+		t.Fatal("warned with nothing counted")
+	}
+	for range 2 {
+		a.httpGet("127.0.0.1", "/etc/shadow")
+	}
+	waitFor(t, "the warning", func() bool {
+		_, page, _ = do(t, c, "GET", a.base+"/", "", nil)
+		return strings.Contains(page, "Your address 127.0.0.1 has 2 suspicious requests")
+	})
+}

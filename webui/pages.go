@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,12 +35,15 @@ type view struct {
 	Error  string
 	Status Status
 
-	Conns     ConnPage
-	Entries   []blacklist.Entry
-	Whitelist []blacklist.WhitelistEntry
-	Events    []blacklist.Event
-	Query     string
-	Reasons   []reasonCount // refusals by reason, most first (dashboard)
+	Conns      ConnPage
+	Entries    []blacklist.Entry
+	Whitelist  []blacklist.WhitelistEntry
+	Events     []blacklist.Event
+	Query      string
+	Reasons    []reasonCount // refusals by reason, most first (dashboard)
+	Expiration time.Duration // blacklist.expiration (blacklist page)
+	Refusals   RefusalQuery  // the refusal page's query
+	Groups     []RefusalGroup
 
 	ConfigText string
 	Problems   []ConfigError
@@ -81,6 +85,11 @@ var funcs = template.FuncMap{
 	},
 	"join": strings.Join,
 	"add":  func(a, b int) int { return a + b },
+	"list": func(s ...string) []string { return s },
+	// before is t less d: an automatic block began blacklist.expiration
+	// before it ends (a block is never extended; after a reload that
+	// changed the expiration it is approximate).
+	"before": func(t time.Time, d time.Duration) time.Time { return t.Add(-d) },
 }
 
 // pages are parsed once: each page template with the shared layout.
@@ -132,7 +141,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.status()
 	s.render(w, r, http.StatusOK, "dashboard", &view{Title: "Dashboard", Nav: "dashboard", Status: st,
-		Events: s.recent("", 10), Reasons: byCount(st.Refusals)})
+		Events: s.recent("", 10), Reasons: byCount(st.Refusals), Error: s.adminWarning(r)})
 }
 
 // reasonCount is one line of the dashboard's refusals by reason.
@@ -156,6 +165,25 @@ func byCount(m map[proxy.Reason]uint64) []reasonCount {
 		return strings.Compare(string(a.Reason), string(b.Reason))
 	})
 	return out
+}
+
+// adminWarning says so when the address the administrator uses has
+// suspicious requests counted against it: at half the threshold, before a
+// few more failed logins lock the administrator out.
+func (s *Server) adminWarning(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	ip := ap.Addr().Unmap()
+	threshold := s.cfg.Load().Blacklist.Threshold
+	for _, e := range s.opts.Blacklist.Entries(blacklist.Filter{Address: ip.String()}) {
+		if e.Prefix.Contains(ip) && !e.Whitelisted && !e.Manual && e.Count > 0 && 2*e.Count >= threshold {
+			return fmt.Sprintf("Your address %s has %d suspicious requests in the last minute; at %d more it is blocked, the admin UI included. Whitelist it if it is yours.",
+				ip, e.Count, threshold+1-e.Count)
+		}
+	}
+	return ""
 }
 
 func (s *Server) recent(q string, limit int) []blacklist.Event {
@@ -185,7 +213,7 @@ func (s *Server) dropConnection(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) blacklistPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("q")
-	s.render(w, r, http.StatusOK, "blacklist", &view{Title: "Blacklist", Nav: "blacklist", Query: q,
+	s.render(w, r, http.StatusOK, "blacklist", &view{Title: "Blacklist", Nav: "blacklist", Query: q, Expiration: s.cfg.Load().Blacklist.Expiration,
 		Entries: s.opts.Blacklist.Entries(blacklist.Filter{Address: q, Limit: 1000})})
 }
 
@@ -251,9 +279,18 @@ func (s *Server) whitelistRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) refusalsPage(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query().Get("q")
-	s.render(w, r, http.StatusOK, "refusals", &view{Title: "Refused requests", Nav: "refusals", Query: q,
-		Events: s.recent(q, 500)})
+	rq, ok := parseRefusalQuery(r.URL.Query())
+	v := &view{Title: "Refused requests", Nav: "refusals", Query: rq.Q, Refusals: rq}
+	if !ok {
+		v.Error = "“since” must be a duration like 15m, 1h or 24h."
+	}
+	evs := s.refusals(rq)
+	if rq.Group {
+		v.Groups = group(evs)
+	} else {
+		v.Events = evs[:min(len(evs), 500)]
+	}
+	s.render(w, r, http.StatusOK, "refusals", v)
 }
 
 func (s *Server) configPage(w http.ResponseWriter, r *http.Request) {

@@ -35,11 +35,11 @@ func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, e
 		return nil, stdhttp.StatusMisdirectedRequest
 	}
 	if req.form == h1.AsteriskForm && r.Service.Allow.URLs != nil {
-		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath("*")))
+		pc.Report(r.Service.Name, &proxy.Refusal{Reason: proxy.ReasonURL, Err: refusedPath("*"), Subject: "*"})
 		return nil, stdhttp.StatusForbidden
 	}
 	if req.form != h1.AsteriskForm && !URLAllowed(r.Service.Allow.URLs, req.path) {
-		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath(req.path)))
+		pc.Report(r.Service.Name, &proxy.Refusal{Reason: proxy.ReasonURL, Err: refusedPath(req.path), Subject: req.path})
 		return nil, stdhttp.StatusForbidden
 	}
 	return r, 0

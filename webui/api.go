@@ -378,7 +378,6 @@ func (s *Server) apiWhitelistRemove(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"removed": p.String()})
 }
 
-
 func (s *Server) apiConfig(w http.ResponseWriter, r *http.Request) {
 	data, err := s.readConfig(r.URL.Query().Get("backup"))
 	switch {

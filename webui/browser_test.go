@@ -126,7 +126,16 @@ func TestBrowser(t *testing.T) {
 	waitFor(t, bad+" blocked by the proxy", func() bool { return a.httpGet(bad, "/etc/passwd") == 0 })
 	row := `tr[data-ip="` + bad + `/32"]`
 	// The page was loaded before the block: the row comes by live update.
-	run("see the blocked address appear", chromedp.WaitVisible(row), shot("blacklist"))
+	run("see the blocked address appear", chromedp.WaitVisible(row), chromedp.WaitVisible(row+" .blocked-since"),
+		chromedp.WaitVisible(row+" a.refusals-link"), shot("blacklist"))
+	// Its refusals, grouped, with what it asked for.
+	run("its refusals, grouped",
+		press(row+" a.refusals-link"),
+		chromedp.WaitVisible(`#refusals.grouped`),
+		chromedp.WaitVisible(`#export-csv`),
+		shot("refusals-grouped"),
+		chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible(row),
+	)
 
 	run("remove it",
 		press(row+` button.remove`),

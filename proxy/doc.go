@@ -29,6 +29,9 @@
 //
 // For each request (a stream connection is one request):
 //
+//   - [Conn.SetIdentity] records who the client said it is, for the admin
+//     UI (the stream handler does it from [Decision].Who; HTTP from the
+//     Host); Report puts it in the refusal log's subject.
 //   - [Conn.Route] resolves the routing name (Table.Resolve: service,
 //     port, allowed networks, encryption mapping, check_certificate). A
 //     refusal is reported by Route itself; the handler only answers it.
@@ -75,6 +78,8 @@
 //     [Conn.Relay] does not close it either.
 //   - The relay owns both conns while it runs and closes both when one
 //     direction fails; a clean EOF half-closes the other side.
-//   - [Server.Shutdown] closes what is still open when its context ends,
-//     and waits for every goroutine it started.
+//   - [Server.Shutdown] closes the stream connections at once (those of
+//     handlers that are no [Shutdowner], and every relay), lets the
+//     others drain until its context ends, closes what is still open
+//     then, and waits for every goroutine it started.
 package proxy

@@ -64,12 +64,13 @@ demo: build
 
 ## test: every test: vet, staticcheck (pinned in go.mod's tool block), gofmt, unit,
 ## integration, fuzz seeds and end-to-end against real peers; ./... includes ./deploy,
-## the deployment check (see deploy-check)
+## the deployment check (see deploy-check). It ends with the tests that skipped and why
+## (a real peer not installed), from internal/testsummary.
 test:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m -json ./... | $(GO) run ./internal/testsummary
 
 ## deploy-check: only the deployment checks: static binary, `gatehouse check` on every
 ## configs/examples/*.yaml, systemd-analyze verify on the unit, make deb (lintian, install,

@@ -572,14 +572,14 @@ func (l *List) Close() error {
 
 // Stats are the List's counters for metrics.
 type Stats struct {
-	Blocks           uint64 // automatic blocks since start
-	RejectedAtAccept uint64 // connections and packets refused by Blocked
-	Evicted          uint64 // idle lone counters forgotten because max_tracked was reached
-	Aggregated       uint64 // ranges folded into one record because max_tracked was reached
-	Untracked        uint64 // requests not counted: max_tracked was full of blocks
-	ActiveBlocked    int    // automatic blocks in force plus manual entries
-	Tracked          int    // clients with a record: counters and automatic blocks
-	Whitelisted      int    // whitelist entries, from the configuration and run time
+	Blocks           uint64 `json:"blocks"`             // automatic blocks since start
+	RejectedAtAccept uint64 `json:"rejected_at_accept"` // connections and packets refused by Blocked
+	Evicted          uint64 `json:"evicted"`            // idle lone counters forgotten because max_tracked was reached
+	Aggregated       uint64 `json:"aggregated"`         // ranges folded into one record because max_tracked was reached
+	Untracked        uint64 `json:"untracked"`          // requests not counted: max_tracked was full of blocks
+	ActiveBlocked    int    `json:"active_blocked"`     // automatic blocks in force plus manual entries
+	Tracked          int    `json:"tracked"`            // clients with a record: counters and automatic blocks
+	Whitelisted      int    `json:"whitelisted"`        // whitelist entries, from the configuration and run time
 }
 
 // Stats returns the current counters.

@@ -42,6 +42,7 @@ type Config struct {
 	Log       Log               `yaml:"log"`
 	Limits    Limits            `yaml:"limits"`
 	Agents    Agents            `yaml:"agents"`
+	Health    Health            `yaml:"health"`
 
 	// byName indexes Services by lowercased name; nil in a Config built by hand.
 	byName map[string]*Service
@@ -351,6 +352,20 @@ func (a *AgentAccount) Allows(name string) bool {
 
 // ListenAny is the listen key of the listener for every protocol.
 const ListenAny = "any"
+
+// Health configures the active checks of the targets (package health).
+type Health struct {
+	// Interval is the time between two checks of a target.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one check: connect, TLS and the protocol's answer.
+	Timeout time.Duration `yaml:"timeout"`
+	// Fall is the failures in a row (checks and dials) that mark a target
+	// down; Rise the successful checks in a row that mark it up again.
+	Fall int `yaml:"fall"`
+	Rise int `yaml:"rise"`
+	// HTTPPath is the path the check of an HTTP or HTTPS target GETs.
+	HTTPPath string `yaml:"http_path"`
+}
 
 // ServiceType describes one accepted protocol-and-encryption pair.
 type ServiceType struct {

@@ -234,6 +234,11 @@ func TestDefaults(t *testing.T) {
 		{"limits.body_timeout", l.BodyTimeout, time.Minute},
 		{"limits.shutdown_timeout", l.ShutdownTimeout, 30 * time.Second},
 		{"turn.allocate_timeout", c.TURN.AllocateTimeout, 10 * time.Second},
+		{"health.interval", c.Health.Interval, 5 * time.Second},
+		{"health.timeout", c.Health.Timeout, 2 * time.Second},
+		{"health.fall", c.Health.Fall, 3},
+		{"health.rise", c.Health.Rise, 2},
+		{"health.http_path", c.Health.HTTPPath, "/"},
 	} {
 		if d.got != d.want {
 			t.Errorf("%s = %v, want %v", d.key, d.got, d.want)

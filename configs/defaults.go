@@ -110,6 +110,18 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	// A fleet account holds one tunnel per device and edge; this bounds
 	// what one leaked account can open.
 	def(written, "agents.max_tunnels", &c.Agents.MaxTunnels, 1000)
+	h := &c.Health
+	// A restarting PBX is noticed within seconds, at one cheap request per
+	// target port every five seconds.
+	def(written, "health.interval", &h.Interval, 5*time.Second)
+	// Targets are on the local network: an answer takes milliseconds.
+	def(written, "health.timeout", &h.Timeout, 2*time.Second)
+	// One lost check is not an outage; three in a row (or dial failures) are.
+	def(written, "health.fall", &h.Fall, 3)
+	// Two good checks: the target is back for real, not one lucky connect.
+	def(written, "health.rise", &h.Rise, 2)
+	// Every web server answers "/", if only with a redirect.
+	def(written, "health.http_path", &h.HTTPPath, "/")
 }
 
 func def[T any](written func(string) bool, key string, field *T, value T) {

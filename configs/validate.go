@@ -44,6 +44,7 @@ func (v *validator) validate() {
 	v.admin()
 	v.logAndLimits()
 	v.agents()
+	v.health()
 }
 
 // listener is one address gatehouse accepts connections on.
@@ -476,6 +477,20 @@ func (v *validator) logAndLimits() {
 	}
 	v.positive("limits.body_timeout", l.BodyTimeout)
 	v.positive("limits.shutdown_timeout", l.ShutdownTimeout)
+}
+
+func (v *validator) health() {
+	h := &v.c.Health
+	v.positive("health.interval", h.Interval)
+	v.positive("health.timeout", h.Timeout)
+	if h.Timeout > h.Interval && h.Interval > 0 {
+		v.errorf("health.timeout", "%s is longer than health.interval %s (line %d)", h.Timeout, h.Interval, v.line("health.interval"))
+	}
+	v.atLeast("health.fall", h.Fall, 1)
+	v.atLeast("health.rise", h.Rise, 1)
+	if !strings.HasPrefix(h.HTTPPath, "/") || strings.ContainsFunc(h.HTTPPath, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		v.errorf("health.http_path", "%q is not a path beginning with / (no spaces or control characters)", h.HTTPPath)
+	}
 }
 
 func (v *validator) atLeast(key string, n, least int) {

@@ -343,6 +343,28 @@ admin:
 		{"range share", "limits:\n  max_conns_per_range: 0%\n", []string{`2: limits.max_conns_per_range: 0% is not from 1% to 100%`}},
 		{"range share above all", "limits:\n  max_conns: 10\n  max_conns_per_range: 101%\n", []string{`3: limits.max_conns_per_range: 101% is not from 1% to 100%`}},
 		{"range share without sign", "limits:\n  max_conns_per_range: 25\n", []string{`2: limits.max_conns_per_range: "25" is not a percentage like 25%`}},
+
+		// health
+		{"health", `health:
+  interval: 0s
+  timeout: -1s
+  fall: 0
+  rise: 0
+  http_path: "status page"`,
+			[]string{
+				`2: health.interval: 0s is not a positive duration`,
+				`3: health.timeout: -1s is not a positive duration`,
+				`4: health.fall: 0 is below 1`,
+				`5: health.rise: 0 is below 1`,
+				`6: health.http_path: "status page" is not a path beginning with /`,
+			}},
+		{"health timeout longer than interval", `health:
+  interval: 2s
+  timeout: 3s`,
+			[]string{`3: health.timeout: 3s is longer than health.interval 2s (line 2)`}},
+		{"health path with a space", `health: {http_path: "/a b"}`,
+			[]string{`1: health.http_path: "/a b" is not a path`}},
+		{"health written", `health: {interval: 10s, timeout: 1s, fall: 1, rise: 5, http_path: /PBX0/MY}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s build # cheap when nothing changed; never a stale binary
+
+# The demo's ports are fixed, so that the README's URLs work: say which one
+# is taken, by what, and what to do, rather than fail halfway.
+for port in 8080 8443 8081 9443; do
+	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+		echo "demo: port $port on 127.0.0.1 is already in use (another \`make demo\`, or another server):" >&2
+		(command -v ss >/dev/null && ss -ltnp "sport = :$port" | tail -n +2) >&2 || true
+		echo "demo: stop it (Ctrl-C in the other demo's terminal), then run \`make demo\` again." >&2
+		exit 1
+	fi
+done
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -17,9 +28,19 @@ sed -e "s#@DIR@#$work#g" -e "s#@HASH@#$hash#g" demo/gatehouse.yaml > "$work/gate
 
 bin/gatehouse check -config "$work/gatehouse.yaml"
 bin/gatehouse run -config "$work/gatehouse.yaml" &
+gh=$!
 # Wait for the admin listener: a probe of a service port would itself be a
 # suspicious connection (it sends nothing).
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null && break; sleep 0.1; done
+up=
+for _ in $(seq 50); do
+	(exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null && { up=1; break; }
+	kill -0 "$gh" 2>/dev/null || break # exited: its log above says why
+	sleep 0.1
+done
+if [ -z "$up" ]; then
+	echo "demo: gatehouse did not start (its log is above); nothing was shown." >&2
+	exit 1
+fi
 
 if command -v curl >/dev/null; then
 	show() { echo; echo "\$ curl $*"; curl -sS -w '[HTTP %{http_code}]\n' "$@" || true; }

@@ -29,9 +29,13 @@ type Conn struct {
 	started time.Time
 
 	closeOnce sync.Once
-	mu        sync.Mutex // guards service and target
+	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
+	mu        sync.Mutex  // guards the fields below
 	service   string
 	target    string
+	targetTLS bool   // gatehouse speaks TLS to the target
+	identity  string // who the client said it is (SetIdentity)
+	tls       tlsFacts
 	bytesIn   atomic.Int64
 	bytesOut  atomic.Int64
 }
@@ -63,6 +67,52 @@ func (c *Conn) abort() { c.raw.Close() }
 // read (pipelined, or buffered) must not forward them when it is true.
 func (c *Conn) Blocked() bool { return c.gate != nil && c.gate.Blocked() }
 
+// tlsFacts are what the admin UI shows of the client's TLS, copied when
+// the handshake is done (Info.TLS is the handler's, not the UI's, to read).
+type tlsFacts struct {
+	version, sni, cn string
+	verified         bool
+}
+
+// maxIdentity caps what SetIdentity keeps of a client's claim.
+const maxIdentity = 256
+
+// SetIdentity records who the client said it is, as the protocol saw it
+// (SIP address of record, LDAP bind name, H.323 alias, HTTP Host), for
+// the admin UI; the latest call wins. It is the client's claim, kept to
+// maxIdentity bytes of printable text.
+func (c *Conn) SetIdentity(who string) {
+	if who == "" {
+		return
+	}
+	who = printable(who, maxIdentity)
+	c.mu.Lock()
+	c.identity = who
+	c.mu.Unlock()
+}
+
+// printable returns s without control bytes, cut to max bytes.
+func printable(s string, max int) string {
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		if s[i] >= 0x20 && s[i] != 0x7f {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+// setTLS records the client's TLS facts after a handshake.
+func (c *Conn) setTLS(cs *tls.ConnectionState, verifiedCN string) {
+	f := tlsFacts{version: tls.VersionName(cs.Version), sni: printable(cs.ServerName, maxIdentity), cn: verifiedCN, verified: verifiedCN != ""}
+	if f.cn == "" && len(cs.PeerCertificates) > 0 {
+		f.cn = printable(cs.PeerCertificates[0].Subject.CommonName, maxIdentity)
+	}
+	c.mu.Lock()
+	c.tls = f
+	c.mu.Unlock()
+}
+
 // Status describes the connection for the admin UI.
 func (c *Conn) Status() ConnStatus {
 	c.mu.Lock()
@@ -71,6 +121,8 @@ func (c *Conn) Status() ConnStatus {
 		ID: c.id, Client: c.Info.Client, Type: c.Info.Type.Name,
 		Service: c.service, Target: c.target, Started: c.started,
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		Identity: c.identity, TargetTLS: c.targetTLS,
+		TLSVersion: c.tls.version, SNI: c.tls.sni, ClientCN: c.tls.cn, ClientCNVerified: c.tls.verified,
 	}
 }
 
@@ -81,9 +133,9 @@ func (c *Conn) CountIn(n int)  { c.bytesIn.Add(int64(n)) }
 func (c *Conn) CountOut(n int) { c.bytesOut.Add(int64(n)) }
 
 // setRoute records where the connection goes, for Status.
-func (c *Conn) setRoute(service, target string) {
+func (c *Conn) setRoute(service, target string, targetTLS bool) {
 	c.mu.Lock()
-	c.service, c.target = service, target
+	c.service, c.target, c.targetTLS = service, target, targetTLS
 	c.mu.Unlock()
 }
 
@@ -92,9 +144,15 @@ func (c *Conn) setRoute(service, target string) {
 // counted by r.Reason, and handed to the Guard as a blacklist event whose
 // Reason is r.Text().
 func (c *Conn) Report(service string, r *Refusal) {
+	subject := r.Subject
+	if subject == "" {
+		c.mu.Lock()
+		subject = c.identity
+		c.mu.Unlock()
+	}
 	c.srv.report(blacklist.Event{
 		Client: c.Info.Client.Addr(), Type: c.Info.Type.Name, Service: service,
-		Reason: r.Text(), Time: time.Now(),
+		Reason: r.Text(), Time: time.Now(), Subject: printable(subject, maxIdentity),
 	}, r)
 }
 
@@ -112,24 +170,63 @@ func (c *Conn) Route(name, identity string) (*Route, error) {
 	}
 	c.srv.log.Debug("routed", "client", c.Info.Client.Addr(), "type", c.Info.Type.Name,
 		"service", r.Service.Name, "target", r.Addr, "target_type", r.Type)
-	c.setRoute(r.Service.Name, r.Addr)
+	c.setRoute(r.Service.Name, r.Addr, r.TLS != nil)
 	return r, nil
 }
 
-// Forwarded counts a request that passed every rule and goes on to r's
+// Forwarded counts a request that passed every rule and reached r's
 // service: a stream connection, or one HTTP request (which Route alone
 // cannot tell, as the allowed-URL rule comes after it and a kept-alive
-// connection routes once per Host).
+// connection routes once per Host). Call it once the target connection is
+// there (after Dial, or with a pooled one): a request whose dial fails is
+// counted once, as refused.
 func (c *Conn) Forwarded(r *Route) {
 	c.srv.stats.forward(c.Info.Type.Name, r.Service.Name)
 }
 
+// Available refuses a request to a target known to be down, reported and
+// counted as ReasonTargetDown (not against the client); nil when the
+// target may be dialed. Dial asks it itself; handlers that dial otherwise
+// (HTTP/2's transport) ask before.
+func (c *Conn) Available(r *Route) *Refusal {
+	if h := c.srv.opts.Health; h != nil && h.Down(r.Addr) {
+		ref := Refuse(ReasonTargetDown, "", nil)
+		c.Report(r.Service.Name, ref)
+		return ref
+	}
+	return nil
+}
+
+// Dialed hears the result of a dial to r's target made outside Dial; a
+// failure is reported and returned as a *Refusal: ReasonUnreachable, or
+// ReasonTargetDown when the target is down after it.
+func (c *Conn) Dialed(r *Route, err error) error {
+	down := false
+	if h := c.srv.opts.Health; h != nil {
+		down = h.Observe(r.Addr, err)
+	}
+	if err == nil {
+		return nil
+	}
+	ref := Refuse(ReasonUnreachable, "", err)
+	if down {
+		ref.Reason = ReasonTargetDown
+	}
+	c.Report(r.Service.Name, ref)
+	return ref
+}
+
 // Dial connects to the route's target within limits.dial_timeout, with TLS
-// when the route says so (after upgrade, for in-band StartTLS). A failure is
-// reported as suspicious: the contract counts failed target connections.
+// when the route says so (after upgrade, for in-band StartTLS). A target
+// known to be down is not dialed. A failure is reported (see Dialed) and
+// its error is a *Refusal: the contract counts failed target connections
+// as suspicious, except while the target is down.
 func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error) (net.Conn, error) {
 	if c.Blocked() {
 		return nil, errBlocked
+	}
+	if ref := c.Available(r); ref != nil {
+		return nil, ref
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Table.Config.Limits.DialTimeout)
 	defer cancel()
@@ -145,8 +242,7 @@ func (c *Conn) Dial(ctx context.Context, r *Route, upgrade func(net.Conn) error)
 	if err == nil && r.TLS != nil {
 		conn, err = c.clientTLS(ctx, conn, r, upgrade)
 	}
-	if err != nil {
-		c.Report(r.Service.Name, Refuse(ReasonUnreachable, "", err))
+	if err := c.Dialed(r, err); err != nil {
 		return nil, err
 	}
 	c.srv.stats.dialed(r.Service.Name, time.Since(start))

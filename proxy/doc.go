@@ -21,7 +21,7 @@
 //  3. Stream protocols (SIP, LDAP, H.323): stream.go's handler reads until
 //     the [Sniffer] decides (ErrNeedMore: read more, within
 //     first_packet_max), answers a Decision's Reply, upgrades in band
-//     (StartTLS), then Route, Forwarded, Dial, and hands over to the relay.
+//     (StartTLS), then Route, Dial, Forwarded, and hands over to the relay.
 //  4. relay.go: bytes both ways, replaying the sniffed bytes first; splice
 //     between plain TCP ends; message by message through the [Watcher] when
 //     the Decision has one; idle_timeout for both directions together.
@@ -32,19 +32,26 @@
 //
 // For each request (a stream connection is one request):
 //
+//   - [Conn.SetIdentity] records who the client said it is, for the admin
+//     UI (the stream handler does it from [Decision].Who; HTTP from the
+//     Host); Report puts it in the refusal log's subject.
 //   - [Conn.Route] resolves the routing name (Table.Resolve: service,
 //     port, allowed networks, encryption mapping, check_certificate). A
 //     refusal is reported by Route itself; the handler only answers it.
 //   - The handler's own rules (HTTP's allowed URLs, CONNECT). A refusal
 //     is the handler's to report, with [Conn.Report] and a [Refusal].
-//   - [Conn.Forwarded] once the request passed every rule: it counts the
-//     request for its service.
 //   - [Conn.Dial] connects to the Route's target (TLS, StartTLS through a
-//     [TargetUpgrader]); a failure is reported as ReasonUnreachable. For a
-//     service with agent (Route.Agent) it opens a stream through an agent
-//     tunnel instead ([Agents], package tunnel); no live tunnel is
-//     [ErrNoTunnel], answered as unavailable and not reported, as Route
-//     does when the service has no registration.
+//     [TargetUpgrader]). A target the [Health] knows is down is not
+//     dialed: ReasonTargetDown, never handed to the Guard. A failed dial
+//     is reported as ReasonUnreachable (ReasonTargetDown when the failure
+//     leaves the target down). Handlers that dial otherwise use
+//     [Conn.Available] before and [Conn.Dialed] after. For a service with
+//     agent (Route.Agent) it opens a stream through an agent tunnel
+//     instead ([Agents], package tunnel); no live tunnel is [ErrNoTunnel],
+//     answered as unavailable and not reported, as Route does when the
+//     service has no registration.
+//   - [Conn.Forwarded] once the request passed every rule and has its
+//     target connection: a request is counted once, forwarded or refused.
 //
 // # Refusals
 //
@@ -78,6 +85,8 @@
 //     [Conn.Relay] does not close it either.
 //   - The relay owns both conns while it runs and closes both when one
 //     direction fails; a clean EOF half-closes the other side.
-//   - [Server.Shutdown] closes what is still open when its context ends,
-//     and waits for every goroutine it started.
+//   - [Server.Shutdown] closes the stream connections at once (those of
+//     handlers that are no [Shutdowner], and every relay), lets the
+//     others drain until its context ends, closes what is still open
+//     then, and waits for every goroutine it started.
 package proxy

@@ -100,6 +100,7 @@ func (c *Conn) startTLS() error {
 	c.Conn = tc
 	c.Info.TLS = &cs
 	c.Info.VerifiedCN = c.Table.verifiedCN(&cs)
+	c.setTLS(&cs, c.Info.VerifiedCN)
 	return nil
 }
 

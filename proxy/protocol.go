@@ -66,6 +66,11 @@ type Decision struct {
 	// message claims none. The proxy forwards over TLS only when Identity
 	// equals VerifiedCN.
 	Identity string
+	// Who is the identity the first message revealed, for the admin UI's
+	// list of connections (SIP: the address of record; LDAP: the bind
+	// name; H.323: the registering alias and gatekeeper ID). It is the
+	// client's claim, unverified; "" when the message shows none.
+	Who string
 	// Reply, when not nil, is written to the client before anything else
 	// happens (an LDAP StartTLS response, say).
 	Reply []byte

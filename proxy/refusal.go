@@ -52,6 +52,11 @@ const (
 
 	// The target's side.
 	ReasonUnreachable Reason = "target unreachable"
+	// ReasonTargetDown: the target is known to be down (package health),
+	// so the request is answered "unavailable" without a dial; and a dial
+	// that fails while it is down. Not the client's fault: never handed to
+	// the Guard.
+	ReasonTargetDown  Reason = "target down"
 	ReasonCredentials Reason = "credentials rejected by target"
 	// ReasonRejected: the target refused a registration for another
 	// cause than routine (an H.323 GRJ/RRJ; the detail names it).
@@ -75,7 +80,7 @@ var Reasons = []Reason{
 	ReasonOtherService, ReasonIdentity, ReasonNoName,
 	ReasonTLS, ReasonTimeout, ReasonTooLarge, ReasonClosed, ReasonIncomplete, ReasonReadError,
 	ReasonProtocol, ReasonUnreadable, ReasonSequence,
-	ReasonUnreachable, ReasonCredentials, ReasonRejected, ReasonTargetMessage,
+	ReasonUnreachable, ReasonTargetDown, ReasonCredentials, ReasonRejected, ReasonTargetMessage,
 	ReasonUnavailable,
 }
 
@@ -104,6 +109,10 @@ type Refusal struct {
 	// Err is the cause (a protocol's sentinel error, a parse error); may
 	// be nil.
 	Err error
+	// Subject is what the client asked for in its own words (a refused
+	// path), for the refusal log only; "" lets Conn.Report use the
+	// identity the connection revealed (SIP AOR, LDAP bind name, Host).
+	Subject string
 }
 
 // Refuse returns a Refusal for reason with detail and cause.

@@ -45,6 +45,10 @@ type side struct {
 
 func (r *relay) run(first []byte) {
 	c := r.conn
+	if c.srv != nil && !c.srv.streaming(c) {
+		c.Close() // shutting down: a stream is not waited for
+		return
+	}
 	r.up = side{src: c.Conn, dst: r.target, dir: FromClient, bytes: &c.bytesIn}
 	r.down = side{src: r.target, dst: c.Conn, dir: FromTarget, bytes: &c.bytesOut}
 	var wg sync.WaitGroup

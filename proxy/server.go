@@ -1,12 +1,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,19 @@ type Options struct {
 	// Certificates adds tls.acme's certificates and answers its challenges;
 	// nil without tls.acme.
 	Certificates CertSource
+	// Health knows which targets are down; nil dials every target.
+	Health Health
+}
+
+// Health is the targets' health as the listener layer asks it before
+// dialing (*health.Checker implements it).
+type Health interface {
+	// Down reports whether the target at addr (host:port) is known to be
+	// down: the request is refused at once with ReasonTargetDown.
+	Down(addr string) bool
+	// Observe hears the result of a dial to addr (nil: connected) and
+	// reports whether the target is down after it.
+	Observe(addr string, err error) bool
 }
 
 // Server runs one listener per configured service type and keeps track of
@@ -180,14 +194,18 @@ func (s *Server) Addr(typ string) net.Addr {
 	return nil
 }
 
-// Shutdown stops accepting, lets handlers drain idle state, and waits for
-// connections to end until ctx is done; then it closes the rest. It returns
-// ctx's error when it had to close connections.
+// Shutdown stops accepting, closes the stream connections at once (SIP,
+// LDAP, H.323, upgraded HTTP: their clients reconnect to the next
+// process, and waiting for them would only hold the restart for
+// shutdown_timeout), lets handlers that drain (HTTP) finish their requests
+// in flight, and waits for connections to end until ctx is done; then it
+// closes the rest. It returns ctx's error when it had to close connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
 	s.closeListeners()
+	s.closeStreams()
 	for typ, h := range s.opts.Handlers {
 		if sd, ok := h.(Shutdowner); ok {
 			if err := sd.Shutdown(ctx); err != nil && ctx.Err() == nil {
@@ -211,6 +229,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// closeStreams closes the connections that do not drain by themselves:
+// those of handlers that are no Shutdowner, and relayed ones (an upgraded
+// HTTP connection). A connection that starts relaying later closes itself
+// (Conn.streaming).
+func (s *Server) closeStreams() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if _, drains := s.opts.Handlers[c.Info.Type.Name].(Shutdowner); !drains || c.stream.Load() {
+			c.Close()
+		}
+	}
+}
+
+// streaming marks c as relaying a stream and reports whether it may go on:
+// false once Shutdown has begun (closeStreams has run, or will see the mark).
+func (s *Server) streaming(c *Conn) bool {
+	c.stream.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closing
+}
+
+// shuttingDown reports whether Shutdown has begun.
+func (s *Server) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -230,6 +278,16 @@ type ConnStatus struct {
 	Started  time.Time
 	BytesIn  int64 // from the client
 	BytesOut int64 // to the client
+	// Identity is who the client said it is (Conn.SetIdentity): the
+	// client's claim, unverified.
+	Identity string
+	// TLSVersion ("TLS 1.3"), SNI and ClientCN describe the client's TLS,
+	// "" on plain connections; ClientCNVerified says the certificate
+	// chains to tls.client_cas.
+	TLSVersion, SNI, ClientCN string
+	ClientCNVerified          bool
+	// TargetTLS: gatehouse speaks TLS to the target.
+	TargetTLS bool
 }
 
 // Conns lists the live connections, oldest first.
@@ -240,7 +298,7 @@ func (s *Server) Conns() []ConnStatus {
 		list = append(list, c.Status())
 	}
 	s.mu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	slices.SortFunc(list, func(a, b ConnStatus) int { return cmp.Compare(a.ID, b.ID) })
 	return list
 }
 
@@ -296,7 +354,8 @@ func NewGate(guard Guard, log *slog.Logger) *gate.Gate {
 	return gate.New(opts)
 }
 
-// report logs a suspicious request and hands it to the Guard. The Guard's
+// report logs a refused request and hands it to the Guard, unless its
+// target is down (not the client's fault). The Guard's
 // event carries the refusal's text (reason and detail); the log line has
 // the cause too.
 func (s *Server) report(ev blacklist.Event, r *Refusal) {
@@ -309,7 +368,7 @@ func (s *Server) report(ev blacklist.Event, r *Refusal) {
 	}
 	s.log.Info("refused", attrs...)
 	s.stats.refuse(ev.Type, ev.Service, r.Reason, ev.Service != "" && s.Table().Config.Service(ev.Service) != nil)
-	if s.opts.Guard != nil {
+	if s.opts.Guard != nil && r.Reason != ReasonTargetDown {
 		s.opts.Guard.Report(ev)
 	}
 }

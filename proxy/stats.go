@@ -26,7 +26,8 @@ type Stats struct {
 	// is counted as ReasonOther.
 	Reasons map[Reason]uint64
 	// DialErrors counts failed connections to a target, by service
-	// (reported with ReasonUnreachable, by any handler).
+	// (reported with ReasonUnreachable, by any handler), and requests
+	// refused because the target is down (ReasonTargetDown).
 	DialErrors map[string]uint64
 	// DialLatency holds the time successful target connections took, TLS
 	// included, by service. Only handlers that dial through Conn.Dial feed it.
@@ -69,16 +70,20 @@ type stats struct {
 	reasons  map[Reason]uint64
 	dialErrs map[string]uint64
 	dialLat  map[string]*Histogram
+	hist     map[serviceKey]*series // history.go
 }
 
 type serviceKey struct{ typ, service string }
 
-type acceptCounts struct{ accepted, blocked atomic.Uint64 }
+type acceptCounts struct {
+	accepted, blocked atomic.Uint64
+	history           *blockedSeries
+}
 
 func newStats() *stats {
 	accepts := make(map[string]*acceptCounts, len(configs.ServiceTypes))
 	for _, t := range configs.ServiceTypes {
-		accepts[t.Name] = &acceptCounts{}
+		accepts[t.Name] = &acceptCounts{history: newBlockedSeries()}
 	}
 	return &stats{
 		accepts:  accepts,
@@ -86,6 +91,7 @@ func newStats() *stats {
 		reasons:  map[Reason]uint64{},
 		dialErrs: map[string]uint64{},
 		dialLat:  map[string]*Histogram{},
+		hist:     map[serviceKey]*series{},
 	}
 }
 
@@ -97,6 +103,7 @@ func (s *stats) accept(typ string, blocked bool) {
 	c.accepted.Add(1)
 	if blocked {
 		c.blocked.Add(1)
+		c.history.add(time.Now().Unix())
 	}
 }
 
@@ -114,7 +121,19 @@ func (s *stats) service(typ, service string) *ServiceStats {
 func (s *stats) forward(typ, service string) {
 	s.mu.Lock()
 	s.service(typ, service).Forwarded++
+	s.series(typ, service).add(time.Now().Unix(), func(c *Counts) { c.Forwarded++ })
 	s.mu.Unlock()
+}
+
+// series returns the history of typ and service; s.mu is held.
+func (s *stats) series(typ, service string) *series {
+	k := serviceKey{typ, service}
+	sr := s.hist[k]
+	if sr == nil {
+		sr = newSeries()
+		s.hist[k] = sr
+	}
+	return sr
 }
 
 // refuse counts a suspicious request on service type typ; known says
@@ -131,7 +150,8 @@ func (s *stats) refuse(typ, service string, reason Reason, known bool) {
 	defer s.mu.Unlock()
 	s.reasons[counted]++
 	s.service(typ, service).Refused++
-	if reason == ReasonUnreachable {
+	s.series(typ, service).add(time.Now().Unix(), func(c *Counts) { c.Refused++ })
+	if reason == ReasonUnreachable || reason == ReasonTargetDown {
 		s.dialErrs[service]++
 	}
 }

@@ -26,12 +26,12 @@ func (h *streamHandler) ServeConn(c *Conn) {
 	if err != nil {
 		return // reported by sniff
 	}
+	c.SetIdentity(d.Who)
 	r, err := c.Route(d.Service, d.Identity)
 	if err != nil {
 		h.refuse(c, first, AsRefusal(err)) // reported by Route
 		return
 	}
-	c.Forwarded(r)
 	var upgrade func(net.Conn) error
 	if u, ok := h.sniffer.(TargetUpgrader); ok {
 		upgrade = u.StartTLS
@@ -42,10 +42,11 @@ func (h *streamHandler) ServeConn(c *Conn) {
 		return
 	}
 	if err != nil {
-		h.refuse(c, first, Refuse(ReasonUnreachable, "", err))
+		h.refuse(c, first, AsRefusal(err)) // reported by Dial
 		return
 	}
 	defer target.Close()
+	c.Forwarded(r)
 	c.Conn.SetDeadline(time.Time{})
 	rl := &relay{conn: c, target: target, watcher: d.Watcher, service: r.Service.Name}
 	rl.run(first)
@@ -111,6 +112,9 @@ func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
 			}
 		}
 		if rerr != nil {
+			if c.srv != nil && c.srv.shuttingDown() {
+				return nil, nil, rerr // closed by Shutdown, not the client's doing
+			}
 			reason := ReasonReadError
 			switch {
 			case errors.Is(rerr, os.ErrDeadlineExceeded):

@@ -7,13 +7,13 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
@@ -109,7 +109,9 @@ type Status struct {
 	Gate       gate.Stats              `json:"gate"`
 	TURN       *TURNStatus             `json:"turn"`
 	Admin      AdminStatus             `json:"admin"`
-	Counters   []proxy.ServiceStats    `json:"-"`
+	// Targets is every target port with its health, by address.
+	Targets  []health.Target      `json:"targets"`
+	Counters []proxy.ServiceStats `json:"-"`
 }
 
 // Listener is one address gatehouse accepts on.
@@ -194,6 +196,10 @@ func (s *Server) status() Status {
 		out.TURN = &TURNStatus{Listen: cfg.TURN.Listen, Allocations: ts.AllocationsActive, Created: ts.Allocations,
 			AuthFailures: ts.AuthFailures, RelayedBytes: ts.RelayedBytes}
 	}
+	out.Targets = []health.Target{}
+	if s.opts.Health != nil {
+		out.Targets = s.opts.Health.Targets()
+	}
 	out.Admin = AdminStatus{Listen: s.Addr().String(), Users: len(cfg.Admin.Users), MetricsPublic: cfg.Admin.MetricsPublic}
 	if certs := *s.certs.Load(); len(certs) > 0 {
 		out.Admin.Fingerprint = Fingerprint(certs[0].Leaf)
@@ -203,34 +209,6 @@ func (s *Server) status() Status {
 
 func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.status())
-}
-
-// Connection is a live connection in GET /api/connections.
-type Connection struct {
-	ID       uint64    `json:"id"`
-	Client   string    `json:"client"`
-	Type     string    `json:"type"`
-	Service  string    `json:"service"`
-	Target   string    `json:"target"`
-	Started  time.Time `json:"started"`
-	Duration float64   `json:"duration_seconds"`
-	BytesIn  int64     `json:"bytes_in"`
-	BytesOut int64     `json:"bytes_out"`
-}
-
-func (s *Server) connections() []Connection {
-	now := s.now()
-	list := s.opts.Proxy.Conns()
-	out := make([]Connection, len(list))
-	for i, c := range list {
-		out[i] = Connection{ID: c.ID, Client: c.Client.String(), Type: c.Type, Service: c.Service, Target: c.Target,
-			Started: c.Started, Duration: now.Sub(c.Started).Seconds(), BytesIn: c.BytesIn, BytesOut: c.BytesOut}
-	}
-	return out
-}
-
-func (s *Server) apiConnections(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.connections())
 }
 
 func (s *Server) apiDropConnection(w http.ResponseWriter, r *http.Request) {
@@ -418,35 +396,23 @@ func (s *Server) apiWhitelistRemove(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"removed": p.String()})
 }
 
-func (s *Server) apiRefusals(w http.ResponseWriter, r *http.Request) {
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 || limit > gate.DefaultEventLogSize {
-		limit = 200
-	}
-	var evs []blacklist.Event
-	if s.opts.Events != nil {
-		evs = s.opts.Events.Recent(r.URL.Query().Get("q"), limit)
-	}
-	if evs == nil {
-		evs = []blacklist.Event{}
-	}
-	writeJSON(w, http.StatusOK, evs)
-}
-
 func (s *Server) apiConfig(w http.ResponseWriter, r *http.Request) {
-	file := s.cfg.Load().File
-	if file == "" {
-		writeError(w, http.StatusNotFound, errNoFile.Error())
+	data, err := s.readConfig(r.URL.Query().Get("backup"))
+	switch {
+	case errors.Is(err, errNoFile), errors.Is(err, errBadBackup):
+		writeError(w, http.StatusNotFound, err.Error())
 		return
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, "reading the configuration file failed")
-		s.log.Error("reading the configuration file", "config", file, "err", err)
+		s.log.Error("reading the configuration file", "config", s.cfg.Load().File, "err", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 	w.Write(data)
+}
+
+func (s *Server) apiConfigBackups(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.backups())
 }
 
 func (s *Server) apiConfigApply(w http.ResponseWriter, r *http.Request) {

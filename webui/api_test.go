@@ -335,10 +335,16 @@ func TestAPIStatusAndConnections(t *testing.T) {
 		t.Errorf("status %s", body)
 	}
 
-	var conns []Connection
+	var page ConnPage
 	code, body = a.basic("GET", "/api/connections", "", nil)
-	if code != 200 || json.Unmarshal([]byte(body), &conns) != nil || len(conns) != 1 ||
-		conns[0].Service != "hq.example.com" || conns[0].Client != conn.LocalAddr().String() {
+	conns := page.Connections
+	if code == 200 && json.Unmarshal([]byte(body), &page) == nil {
+		conns = page.Connections
+	}
+	if code != 200 || len(conns) != 1 || page.Open != 1 || page.Matching != 1 ||
+		conns[0].Service != "hq.example.com" || conns[0].Client != conn.LocalAddr().String() ||
+		conns[0].Identity != "hq.example.com" || conns[0].TLSVersion != "" || conns[0].TargetTLS ||
+		len(page.ByService) != 1 || page.ByService[0] != (ServiceCount{Service: "hq.example.com", Type: "http", Open: 1}) {
 		t.Fatalf("connections: %d %s", code, body)
 	}
 	if code, body = a.basic("DELETE", fmt.Sprintf("/api/connections/%d", conns[0].ID), "", nil); code != 200 {
@@ -355,7 +361,7 @@ func TestAPIStatusAndConnections(t *testing.T) {
 	}
 
 	code, body = a.basic("GET", "/api/refusals?q=url", "", nil)
-	if code != 200 || !strings.Contains(body, `"Reason": "url not allowed"`) {
+	if code != 200 || !strings.Contains(body, `"reason": "url not allowed"`) {
 		t.Fatalf("refusals: %d %s", code, body)
 	}
 }

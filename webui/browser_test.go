@@ -1,9 +1,12 @@
 package webui
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -109,6 +112,11 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys("#password", testPassword),
 		press("#login"),
 		chromedp.WaitVisible("#services"),
+	)
+	// The traffic chart draws the three requests (uPlot on a canvas).
+	run("see the traffic chart",
+		chromedp.WaitVisible(`#traffic-chart canvas`),
+		chromedp.WaitVisible(`#traffic-chart[data-points="3600"][data-forwarded="3"]`),
 		shot("dashboard"),
 	)
 
@@ -118,7 +126,16 @@ func TestBrowser(t *testing.T) {
 	waitFor(t, bad+" blocked by the proxy", func() bool { return a.httpGet(bad, "/etc/passwd") == 0 })
 	row := `tr[data-ip="` + bad + `/32"]`
 	// The page was loaded before the block: the row comes by live update.
-	run("see the blocked address appear", chromedp.WaitVisible(row), shot("blacklist"))
+	run("see the blocked address appear", chromedp.WaitVisible(row), chromedp.WaitVisible(row+" .blocked-since"),
+		chromedp.WaitVisible(row+" a.refusals-link"), shot("blacklist"))
+	// Its refusals, grouped, with what it asked for.
+	run("its refusals, grouped",
+		press(row+" a.refusals-link"),
+		chromedp.WaitVisible(`#refusals.grouped`),
+		chromedp.WaitVisible(`#export-csv`),
+		shot("refusals-grouped"),
+		chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible(row),
+	)
 
 	run("remove it",
 		press(row+` button.remove`),
@@ -130,18 +147,86 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("removed address not served again: %d", st)
 	}
 
+	// A kept-alive HTTP client: the connections page says who it is,
+	// found by the filter, sorted by the server.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.6")}}
+	kept, err := d.Dial("tcp", a.srv.Addr("http").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	fmt.Fprint(kept, "GET /PBX0/MY HTTP/1.1\r\nHost: hq.example.com\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(kept), nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("kept-alive request: %v %v", resp, err)
+	}
+	var who string
+	run("find a connection by its client",
+		chromedp.Navigate(a.base+"/connections?sort=identity&order=desc"), chromedp.WaitVisible("#connections"),
+		chromedp.SendKeys("#conn-q", "127.0.0.6"),
+		press("#conn-search"),
+		chromedp.WaitVisible(`#connections tr[data-conn] td.who`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			who, err = chromedp.Evaluate[string](`document.querySelector("#connections tr[data-conn] td.who").textContent`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitVisible(`#conn-totals`),
+		shot("connections"),
+	)
+	if who != "hq.example.com" {
+		t.Errorf("the connection's identity shows %q, want the Host it asked for", who)
+	}
+	var gutter, selected string
 	run("the other pages",
-		chromedp.Navigate(a.base+"/connections"), chromedp.WaitVisible("#connections"), shot("connections"),
 		chromedp.Navigate(a.base+"/whitelist"), chromedp.WaitVisible("#whitelist"), shot("whitelist"),
 		chromedp.Navigate(a.base+"/refusals"), chromedp.WaitVisible("#refusals"), shot("refusals"),
 		chromedp.Navigate(a.base+"/config"), chromedp.WaitVisible("#config"),
 		chromedp.SetValue("#config", "listen:\n  htp: \":80\"\n"),
 		press("#check"),
 		chromedp.WaitVisible("#problems"),
+		chromedp.WaitVisible("#diff table.diff tr.added"), // what applying would change
+		chromedp.WaitVisible("#backups"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			gutter, err = chromedp.Evaluate[string](`document.getElementById("config-lines").textContent`)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			// The problem's "line 2" selects that line of the editor.
+			selected, err = chromedp.Evaluate[string](`document.querySelector(".goto-line").click(),
+				(function (e) { return e.value.substring(e.selectionStart, e.selectionEnd); })(document.getElementById("config"))`)(ctx, tg)
+			return err
+		}),
 		shot("config-check"),
+	)
+	if gutter != "1\n2\n3\n" || selected != `  htp: ":80"` {
+		t.Errorf("line numbers %q, selected line %q", gutter, selected)
+	}
+	// The PBX's web server stops: the dashboard, left open, turns its
+	// health red by itself.
+	target := `#targets tr[data-target="` + a.target.Listener.Addr().String() + `"]`
+	run("see the target up", chromedp.Navigate(a.base+"/"), chromedp.WaitVisible(target+" .health.up"),
+		// The refusals of the blocked client, by reason, and in the chart
+		// (the last day, per minute).
+		chromedp.WaitVisible(`#reasons tr td a[href="/refusals?q=url%20not%20allowed"]`),
+		chromedp.SetValue("#traffic-range", "day"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById("traffic-range").dispatchEvent(new Event("change")), true`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitVisible(`#traffic-chart[data-points="1440"]:not([data-refused="0"])`),
+		shot("dashboard-traffic-day"),
+	)
+	a.target.Close()
+	run("see the target go down",
+		chromedp.WaitVisible(target+" .health.down"),
+		shot("dashboard-target-down"),
 		press("#logout"),
 		chromedp.WaitVisible("#login-form"),
 	)
+	if st := a.httpGet("127.0.0.1", "/PBX0/MY"); st != http.StatusServiceUnavailable {
+		t.Errorf("request to a target that is down: %d, want 503", st)
+	}
 }
 
 // spki is the base64 SHA-256 of a certificate's public key, the form

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 )
@@ -133,3 +135,51 @@ func rotateBackups(name string, old []byte, perm fs.FileMode, keep int) error {
 	}
 	return writeFileAtomic(name+".1", old, perm)
 }
+
+// Backup is an earlier version of the configuration file kept by
+// applyConfig: FILE.1 is the latest.
+type Backup struct {
+	Number   int       `json:"number"`
+	Modified time.Time `json:"modified"` // when it was replaced
+	Size     int64     `json:"size"`
+}
+
+// backups lists the backups of the running file that exist, latest first.
+func (s *Server) backups() []Backup {
+	cfg := s.cfg.Load()
+	out := []Backup{}
+	if cfg.File == "" {
+		return out
+	}
+	for i := 1; i <= max(cfg.Admin.Backups, 1); i++ {
+		fi, err := os.Stat(fmt.Sprintf("%s.%d", cfg.File, i))
+		if err != nil {
+			continue
+		}
+		out = append(out, Backup{Number: i, Modified: fi.ModTime(), Size: fi.Size()})
+	}
+	return out
+}
+
+// readConfig reads the running file (backup 0) or one of its backups.
+func (s *Server) readConfig(backup string) ([]byte, error) {
+	file := s.cfg.Load().File
+	if file == "" {
+		return nil, errNoFile
+	}
+	if backup == "" || backup == "0" {
+		return os.ReadFile(file)
+	}
+	n, err := strconv.Atoi(backup)
+	if err != nil || n < 1 || n > 1000 {
+		return nil, errBadBackup
+	}
+	data, err := os.ReadFile(fmt.Sprintf("%s.%d", file, n))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errBadBackup
+	}
+	return data, err
+}
+
+// errBadBackup: no backup of that number.
+var errBadBackup = errors.New("no such backup of the configuration file")

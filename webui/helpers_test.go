@@ -25,6 +25,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/protocols"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
@@ -72,6 +73,7 @@ type appliance struct {
 	file    string
 	target  *httptest.Server
 	srv     *proxy.Server
+	health  *health.Checker
 	bl      *blacklist.List
 	events  *gate.EventLog
 	admin   *Server
@@ -107,6 +109,7 @@ services:
 blacklist:
   threshold: 3
   expiration: 10m
+health: {interval: 200ms, timeout: 200ms, fall: 1, rise: 1}
 admin:
   listen: %q
   state_dir: %q
@@ -143,14 +146,16 @@ func newAppliance(t *testing.T, adminExtra string) *appliance {
 	a.bl.Start()
 	t.Cleanup(func() { a.bl.Close() })
 	a.events = gate.NewEventLog(a.bl, 100)
-	a.srv, err = proxy.NewServer(cfg, proxy.Options{Handlers: protocols.Handlers(log), Guard: a.events, Logger: log})
+	a.health = health.New(cfg, health.Options{Logger: log})
+	t.Cleanup(a.health.Close)
+	a.srv, err = proxy.NewServer(cfg, proxy.Options{Handlers: protocols.Handlers(log), Guard: a.events, Logger: log, Health: a.health})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.srv.Close() })
 	a.admin, err = New(cfg, Options{
 		Proxy: a.srv, Blacklist: a.bl, Guard: a.events, Events: a.events, Logger: log,
-		Clock: a.clock.now, Version: "test", Apply: a.apply,
+		Clock: a.clock.now, Version: "test", Apply: a.apply, Health: a.health,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +184,7 @@ func (a *appliance) apply(next *configs.Config) error {
 		return err
 	}
 	a.bl.Reconfigure(next.Blacklist)
+	a.health.Reload(next)
 	a.mu.Lock()
 	a.applied++
 	a.mu.Unlock()

@@ -21,7 +21,7 @@ type metrics struct {
 	blEntries, blTracked, blWhite, blBlocks, blRejected, blEvicted        *prometheus.Desc
 	blAggregated, gateOpen, gateRefused, gateCut, gateExhausted           *prometheus.Desc
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
-	adminSessions, events                                                 *prometheus.Desc
+	adminSessions, events, targetUp                                       *prometheus.Desc
 	agentTunnels, agentStreams, agentBytes, agentBeat                     *prometheus.Desc
 }
 
@@ -60,6 +60,7 @@ func (s *Server) newMetrics() http.Handler {
 		agentStreams:  d("agent_streams", "Streams (forwarded connections) open through agent tunnels, by account and agent address.", "account", "agent"),
 		agentBytes:    d("agent_bytes_total", "Bytes through agent tunnels, by account, agent address and direction (in: from the agent).", "account", "agent", "direction"),
 		agentBeat:     d("agent_heartbeat_age_seconds", "Seconds since the last answered heartbeat, by account and agent address.", "account", "agent"),
+		targetUp:      d("target_up", "1 while a target port answers its health check, 0 while it is down; absent until first checked.", "target", "type", "service"),
 		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
 	}
 	reg := prometheus.NewRegistry()
@@ -146,6 +147,20 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for acc, n := range perAccount {
 		gauge(m.agentTunnels, n, acc)
+	}
+	if s.opts.Health != nil {
+		for _, t := range s.opts.Health.Targets() {
+			if t.State == "unknown" {
+				continue
+			}
+			up := 0
+			if t.State == "up" {
+				up = 1
+			}
+			for _, svc := range t.Services {
+				gauge(m.targetUp, up, t.Addr, t.Type, svc)
+			}
+		}
 	}
 	gauge(m.adminSessions, s.sessions.count())
 	if s.opts.Events != nil {

@@ -2,17 +2,21 @@ package webui
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
-	"os"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
 )
 
@@ -32,16 +36,24 @@ type view struct {
 	Error  string
 	Status Status
 
-	Conns     []Connection
-	Agents    []tunnel.Status
-	Entries   []blacklist.Entry
-	Whitelist []blacklist.WhitelistEntry
-	Events    []blacklist.Event
-	Query     string
+	Conns      ConnPage
+	Agents     []tunnel.Status
+	Entries    []blacklist.Entry
+	Whitelist  []blacklist.WhitelistEntry
+	Events     []blacklist.Event
+	Query      string
+	Reasons    []reasonCount // refusals by reason, most first (dashboard)
+	Expiration time.Duration // blacklist.expiration (blacklist page)
+	Refusals   RefusalQuery  // the refusal page's query
+	Groups     []RefusalGroup
 
 	ConfigText string
 	Problems   []ConfigError
-	Checked    bool // the configuration text was checked and is valid
+	Checked    bool       // the configuration text was checked and is valid
+	Diffed     bool       // Diff was computed: against the running file
+	Diff       []DiffLine // nil: no change
+	Backups    []Backup
+	Backup     int // the backup loaded into the editor, 0 for the running file
 	Certs      []CertRow
 	Now        time.Time
 }
@@ -72,9 +84,15 @@ var funcs = template.FuncMap{
 		if t.IsZero() {
 			return ""
 		}
-		return t.Local().Format("2006-01-02 15:04:05")
+		return t.Local().Format("2006-01-02 15:04:05 MST") // the zone: an operator compares with logs and other sites
 	},
 	"join": strings.Join,
+	"add":  func(a, b int) int { return a + b },
+	"list": func(s ...string) []string { return s },
+	// before is t less d: an automatic block began blacklist.expiration
+	// before it ends (a block is never extended; after a reload that
+	// changed the expiration it is approximate).
+	"before": func(t time.Time, d time.Duration) time.Time { return t.Add(-d) },
 }
 
 // pages are parsed once: each page template with the shared layout.
@@ -126,7 +144,49 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.status()
 	s.render(w, r, http.StatusOK, "dashboard", &view{Title: "Dashboard", Nav: "dashboard", Status: st,
-		Events: s.recent("", 10)})
+		Events: s.recent("", 10), Reasons: byCount(st.Refusals), Error: s.adminWarning(r)})
+}
+
+// reasonCount is one line of the dashboard's refusals by reason.
+type reasonCount struct {
+	Reason proxy.Reason
+	N      uint64
+}
+
+// byCount lists the reasons with refusals, most first.
+func byCount(m map[proxy.Reason]uint64) []reasonCount {
+	out := make([]reasonCount, 0, len(m))
+	for r, n := range m {
+		if n > 0 {
+			out = append(out, reasonCount{r, n})
+		}
+	}
+	slices.SortFunc(out, func(a, b reasonCount) int {
+		if a.N != b.N {
+			return cmp.Compare(b.N, a.N)
+		}
+		return strings.Compare(string(a.Reason), string(b.Reason))
+	})
+	return out
+}
+
+// adminWarning says so when the address the administrator uses has
+// suspicious requests counted against it: at half the threshold, before a
+// few more failed logins lock the administrator out.
+func (s *Server) adminWarning(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	ip := ap.Addr().Unmap()
+	threshold := s.cfg.Load().Blacklist.Threshold
+	for _, e := range s.opts.Blacklist.Entries(blacklist.Filter{Address: ip.String()}) {
+		if e.Prefix.Contains(ip) && !e.Whitelisted && !e.Manual && e.Count > 0 && 2*e.Count >= threshold {
+			return fmt.Sprintf("Your address %s has %d suspicious requests in the last minute; at %d more it is blocked, the admin UI included. Whitelist it if it is yours.",
+				ip, e.Count, threshold+1-e.Count)
+		}
+	}
+	return ""
 }
 
 func (s *Server) recent(q string, limit int) []blacklist.Event {
@@ -137,7 +197,11 @@ func (s *Server) recent(q string, limit int) []blacklist.Event {
 }
 
 func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "connections", &view{Title: "Connections", Nav: "connections", Conns: s.connections()})
+	page, ok := s.connPage(r)
+	if !ok {
+		page = listConns(s.opts.Proxy.Conns(), ConnQuery{Sort: "started", Limit: defaultConnLimit}, s.now())
+	}
+	s.render(w, r, http.StatusOK, "connections", &view{Title: "Connections", Nav: "connections", Conns: page})
 }
 
 func (s *Server) dropConnection(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +238,7 @@ func (s *Server) disconnectAgent(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) blacklistPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("q")
-	s.render(w, r, http.StatusOK, "blacklist", &view{Title: "Blacklist", Nav: "blacklist", Query: q,
+	s.render(w, r, http.StatusOK, "blacklist", &view{Title: "Blacklist", Nav: "blacklist", Query: q, Expiration: s.cfg.Load().Blacklist.Expiration,
 		Entries: s.opts.Blacklist.Entries(blacklist.Filter{Address: q, Limit: 1000})})
 }
 
@@ -240,21 +304,37 @@ func (s *Server) whitelistRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) refusalsPage(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query().Get("q")
-	s.render(w, r, http.StatusOK, "refusals", &view{Title: "Refused requests", Nav: "refusals", Query: q,
-		Events: s.recent(q, 500)})
+	rq, ok := parseRefusalQuery(r.URL.Query())
+	v := &view{Title: "Refused requests", Nav: "refusals", Query: rq.Q, Refusals: rq}
+	if !ok {
+		v.Error = "“since” must be a duration like 15m, 1h or 24h."
+	}
+	evs := s.refusals(rq)
+	if rq.Group {
+		v.Groups = group(evs)
+	} else {
+		v.Events = evs[:min(len(evs), 500)]
+	}
+	s.render(w, r, http.StatusOK, "refusals", v)
 }
 
 func (s *Server) configPage(w http.ResponseWriter, r *http.Request) {
-	v := &view{Title: "Configuration", Nav: "config"}
-	if file := s.cfg.Load().File; file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			v.Error = "The configuration file cannot be read: " + err.Error()
-		}
+	v := &view{Title: "Configuration", Nav: "config", Backups: s.backups()}
+	backup := r.URL.Query().Get("backup")
+	data, err := s.readConfig(backup)
+	switch {
+	case err == nil:
 		v.ConfigText = string(data)
-	} else {
-		v.Error = errNoFile.Error()
+		if backup != "" && backup != "0" {
+			v.Backup, _ = strconv.Atoi(backup)
+			running, _ := s.readConfig("")
+			v.Diffed, v.Diff = true, diffLines(string(running), v.ConfigText)
+			v.Flash = "Backup " + backup + " is in the editor, not in force: check the changes below, then apply it to restore it."
+		}
+	case errors.Is(err, errNoFile), errors.Is(err, errBadBackup):
+		v.Error = err.Error()
+	default:
+		v.Error = "The configuration file cannot be read: " + err.Error()
 	}
 	s.render(w, r, http.StatusOK, "config", v)
 }
@@ -263,10 +343,14 @@ func (s *Server) configPage(w http.ResponseWriter, r *http.Request) {
 // Problems are shown with the text as submitted, so nothing typed is lost.
 func (s *Server) configSubmit(w http.ResponseWriter, r *http.Request) {
 	text := strings.ReplaceAll(r.PostFormValue("config"), "\r\n", "\n") // browsers send CRLF
-	v := &view{Title: "Configuration", Nav: "config", ConfigText: text}
+	v := &view{Title: "Configuration", Nav: "config", ConfigText: text, Backups: s.backups()}
 	if r.PostFormValue("action") != "apply" {
 		if _, v.Problems = s.checkConfig([]byte(text)); v.Problems == nil {
 			v.Checked = true
+		}
+		// What applying would change, valid or not.
+		if running, err := s.readConfig(""); err == nil {
+			v.Diffed, v.Diff = true, diffLines(string(running), text)
 		}
 		status := http.StatusOK
 		if v.Problems != nil {
@@ -343,7 +427,9 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("POST /api/whitelist", s.api(s.apiWhitelistAdd))
 	mux.Handle("DELETE /api/whitelist", s.api(s.apiWhitelistRemove))
 	mux.Handle("GET /api/refusals", s.api(s.apiRefusals))
+	mux.Handle("GET /api/traffic", s.api(s.apiTraffic))
 	mux.Handle("GET /api/config", s.api(s.apiConfig))
+	mux.Handle("GET /api/config/backups", s.api(s.apiConfigBackups))
 	mux.Handle("POST /api/config", s.api(s.apiConfigApply))
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	return mux

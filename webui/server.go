@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
@@ -63,6 +64,8 @@ type Options struct {
 	Clock func() time.Time
 	// Version is shown on the dashboard and in /api/status.
 	Version string
+	// Health lists the targets' health (*health.Checker); nil shows none.
+	Health interface{ Targets() []health.Target }
 	// Agents lists and disconnects agent tunnels; nil shows none.
 	Agents Agents
 }

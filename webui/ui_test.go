@@ -207,7 +207,7 @@ func TestPagesRender(t *testing.T) {
 	}
 	// Check shows problems by line; apply with a problem changes nothing.
 	code, body, _ := do(t, c, "POST", a.base+"/config", formType, form("csrf", token, "action", "check", "config", "listen:\n  htp: \":80\"\n"))
-	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "line 2: <code>listen.htp</code>") {
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, `data-line="2">line 2</a>: <code>listen.htp</code>`) {
 		t.Fatalf("check: %d %s", code, body)
 	}
 	code, body, _ = do(t, c, "POST", a.base+"/config", formType, form("csrf", token, "action", "apply", "config", "listen:\n  htp: \":80\"\n"))

@@ -16,12 +16,12 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
-// health implements `gatehouse health`: a liveness probe for a container's
+// healthCmd implements `gatehouse health`: a liveness probe for a container's
 // HEALTHCHECK or a monitoring agent on the appliance. It asks the running
 // gatehouse's admin listener for GET /healthz and exits 0 on a 200, else 1
 // with one line saying what went wrong. It exists so that the runtime image
 // needs no curl or shell: the binary probes itself.
-func health(args []string, stdout, stderr io.Writer) int {
+func healthCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/gatehouse/gatehouse.yaml", "configuration file (admin.listen is probed)")

@@ -76,9 +76,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "agent":
 		return agentCommand(args[1:], stdout, stderr)
 	case "hash-password":
-		return hashPassword(stdin, stdout, stderr)
+		return hashPassword(args[1:], stdin, stdout, stderr)
 	case "health":
-		return health(args[1:], stdout, stderr)
+		return healthCmd(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 		return 0
@@ -167,7 +167,29 @@ func fingerprint(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func hashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
+const hashPasswordUsage = `usage: gatehouse hash-password < FILE
+
+Reads one password from the first line of stdin and prints its bcrypt hash,
+for admin.users[].password_hash:
+
+  echo 'long random secret' | gatehouse hash-password
+`
+
+func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the messages below say it once, to the right stream
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, hashPasswordUsage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "gatehouse hash-password: %v\n%s", err, hashPasswordUsage)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gatehouse hash-password: unexpected argument %q (the password is read from stdin)\n%s", fs.Arg(0), hashPasswordUsage)
+		return 2
+	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintln(stderr, "gatehouse: reading password:", err)

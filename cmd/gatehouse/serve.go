@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
@@ -33,6 +34,7 @@ type app struct {
 	level  *slog.LevelVar
 	bl     *blacklist.List
 	events *gate.EventLog
+	health *health.Checker
 	srv    *proxy.Server
 	agents *tunnel.Server
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
@@ -87,12 +89,17 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	if a.acme != nil {
 		defer a.acme.Close()
 	}
+	// The targets' health: the proxy asks it before dialing, so a PBX that
+	// restarts is answered "unavailable" and its phones are not blamed.
+	a.health = health.New(cfg, health.Options{Logger: log})
+	defer a.health.Close()
 	popts := proxy.Options{
 		Handlers: a.handlers(),
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,
 		Agents:   a.agents,
+		Health:   a.health,
 	}
 	if a.acme != nil {
 		popts.Certificates = a.acme
@@ -174,6 +181,7 @@ func (a *app) reload(next *configs.Config) error {
 	case (a.acme != nil) != (next.TLS.ACME != nil):
 		a.log.Warn("tls.acme was added or removed: that takes effect at the next start")
 	}
+	a.health.Reload(next)
 	if !reflect.DeepEqual(next.TURN, a.cfg.TURN) || (next.TURN.TLSListen != "" && !sameCertificates(next, a.cfg)) {
 		// pion's server cannot change settings in place: restart it
 		// (allocations end; clients allocate again). A renewed
@@ -226,6 +234,7 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Logger:    a.log,
 		Version:   version,
 		Agents:    a.agents,
+		Health:    a.health,
 	})
 }
 

@@ -58,7 +58,7 @@ func (Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error
 	if err != nil {
 		return nil, err
 	}
-	d := &proxy.Decision{Service: reg.service, Watcher: &watcher{reg: reg}}
+	d := &proxy.Decision{Service: reg.service, Who: reg.who(), Watcher: &watcher{reg: reg}}
 	if reg.cert != nil {
 		d.Identity = info.VerifiedCN
 	}
@@ -163,6 +163,15 @@ type registration struct {
 	// certificate-authenticated, and every later registration on it must
 	// be named by the same certificate.
 	cert *x509.Certificate
+}
+
+// who is the registration as the admin UI shows it: the user its aliases
+// name and the gatekeeper ID ("alice @ example.com"), or the ID alone.
+func (r registration) who() string {
+	if r.user == "" {
+		return "gk " + r.service
+	}
+	return r.user + " @ gk " + r.service
 }
 
 // check refuses a registration m that does not keep to r: a gatekeeper ID

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -203,6 +204,9 @@ func TestSniffVectors(t *testing.T) {
 			}
 			if d.Service != v.service || d.Identity != "" { // no certificate, no identity
 				t.Errorf("Sniff = service %q identity %q, want %q", d.Service, d.Identity, v.service)
+			}
+			if !strings.HasSuffix(d.Who, "gk "+v.service) {
+				t.Errorf("Who = %q, want it to name gatekeeper %q", d.Who, v.service)
 			}
 			if d.Watcher == nil || d.Reply != nil || d.UpgradeTLS {
 				t.Errorf("Decision %+v: want a watcher and nothing else", d)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	stdhttp "net/http"
@@ -41,9 +42,10 @@ func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
 	x := &exchange{c: c, req: req, route: route, key: poolKey{addr: route.Addr, tls: route.TLS},
 		reqBody: h1.NewBody(c.br, req.ContentLength), closeClient: req.Close}
 	defer c.hold(nil)
-	if !x.connect() {
-		return x.refuse(stdhttp.StatusBadGateway)
+	if err := x.connect(); err != nil {
+		return x.refuse(dialStatus(err))
 	}
+	c.pc.Forwarded(route)
 	resp, err := x.roundTrip()
 	if err != nil {
 		return x.failed(err)
@@ -72,15 +74,25 @@ func (x *exchange) refuse(status int) bool {
 // service's proxy_protocol) carries one client's address: it is never
 // pooled, so each request of such a service gets a connection of its own
 // and no client's request travels under another client's header.
-func (x *exchange) connect() bool {
+func (x *exchange) connect() error {
 	c := x.c
 	if !x.route.ProxyProtocol() {
 		if x.tc = c.hold(c.targetFor(x.key)); x.tc != nil {
-			return true
+			return nil
 		}
 	}
-	x.tc = c.hold(c.dial(x.route, x.key))
-	return x.tc != nil
+	tc, err := c.dial(x.route, x.key)
+	x.tc = c.hold(tc)
+	return err
+}
+
+// dialStatus answers a request whose target connection failed: 503 when
+// the target is down (package health), else 502.
+func dialStatus(err error) int {
+	if proxy.AsRefusal(err).Reason == proxy.ReasonTargetDown {
+		return stdhttp.StatusServiceUnavailable
+	}
+	return stdhttp.StatusBadGateway
 }
 
 // roundTrip sends the request and reads the head of the final answer. A
@@ -94,8 +106,9 @@ func (x *exchange) roundTrip() (*h1.Response, error) {
 		x.c.h.log.Debug("retrying on a new target connection", "client", x.c.pc.Info.Client.Addr(),
 			"service", x.route.Service.Name, "err", err)
 		x.tc.close()
-		if x.tc = x.c.hold(x.c.dial(x.route, x.key)); x.tc == nil {
-			return nil, errDialFailed
+		tc, derr := x.c.dial(x.route, x.key)
+		if x.tc = x.c.hold(tc); derr != nil {
+			return nil, fmt.Errorf("%w: %w", errDialFailed, derr)
 		}
 		resp, err = x.send()
 	}
@@ -132,7 +145,10 @@ func (x *exchange) failed(err error) bool {
 		c.targetError(x.route, err)
 	}
 	status := stdhttp.StatusBadGateway
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	switch {
+	case errors.Is(err, errDialFailed):
+		status = dialStatus(err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		status = stdhttp.StatusGatewayTimeout
 	}
 	return x.refuse(status)
@@ -166,14 +182,14 @@ func (c *h1conn) targetFor(key poolKey) *targetConn {
 	}
 }
 
-// dial opens a new target connection; a failure is reported as suspicious
-// by proxy.Conn.Dial.
-func (c *h1conn) dial(route *proxy.Route, key poolKey) *targetConn {
+// dial opens a new target connection; a failure is reported by
+// proxy.Conn.Dial, and is a *proxy.Refusal.
+func (c *h1conn) dial(route *proxy.Route, key poolKey) (*targetConn, error) {
 	conn, err := c.pc.Dial(context.Background(), route, nil)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return newTargetConn(conn, key)
+	return newTargetConn(conn, key), nil
 }
 
 // maxInformational bounds the 1xx answers passed on before the final one.

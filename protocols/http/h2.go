@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net"
 	stdhttp "net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -17,8 +19,23 @@ type routeKey struct{}
 
 // routed is what ServeHTTP decided, for the reverse proxy's hooks.
 type routed struct {
-	e     *entry
-	route *proxy.Route
+	e         *entry
+	route     *proxy.Route
+	forwarded sync.Once
+}
+
+// trace counts the request as forwarded once the transport has a target
+// connection (new or pooled), and tells the proxy of the transport's
+// successful dials (its failures reach proxyError).
+func (rt *routed) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { rt.forwarded.Do(func() { rt.e.pc.Forwarded(rt.route) }) },
+		ConnectDone: func(_, _ string, err error) {
+			if err == nil {
+				rt.e.pc.Dialed(rt.route, nil)
+			}
+		},
+	}
 }
 
 // serveHTTP routes one HTTP/2 request (h1.go does HTTP/1.x): Host → service, the allowed networks and
@@ -56,7 +73,13 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 			stdhttp.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 		}
 	}
-	ctx := context.WithValue(r.Context(), routeKey{}, &routed{e: e, route: route})
+	if ref := e.pc.Available(route); ref != nil {
+		refuse(w, stdhttp.StatusServiceUnavailable) // reported by Available
+		return
+	}
+	rt := &routed{e: e, route: route}
+	ctx := context.WithValue(r.Context(), routeKey{}, rt)
+	ctx = httptrace.WithClientTrace(ctx, rt.trace())
 	g.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -131,7 +154,9 @@ func (h *Handler) proxyError(w stdhttp.ResponseWriter, r *stdhttp.Request, err e
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		rt.e.pc.Report(rt.route.Service.Name, proxy.Refuse(proxy.ReasonUnreachable, "", err))
+		if dialStatus(rt.e.pc.Dialed(rt.route, err)) == stdhttp.StatusServiceUnavailable { // reported by Dialed
+			status = stdhttp.StatusServiceUnavailable
+		}
 	} else {
 		h.log.Warn("target error", "client", clientIP(rt.e), "type", rt.e.pc.Info.Type.Name,
 			"service", rt.route.Service.Name, "target", rt.route.Addr, "err", err)

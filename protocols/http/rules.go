@@ -19,12 +19,14 @@ type request struct {
 // alike: no CONNECT; the Host names a service the client's network may
 // reach (route resolves it; HTTP/1.x caches it per connection); the path is
 // on the service's allowed-URL list. A refusal is reported and its status
-// returned; a request that passes is counted as forwarded.
+// returned. A request that passes is counted as forwarded by the caller,
+// once it has a target connection (a failed dial counts as refused only).
 func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, error)) (*proxy.Route, int) {
 	if req.method == stdhttp.MethodConnect {
 		pc.Report("", proxy.Refuse(proxy.ReasonMethod, "", nil))
 		return nil, stdhttp.StatusMethodNotAllowed
 	}
+	pc.SetIdentity(req.host)
 	r, err := route(HostKey(req.host))
 	if err != nil {
 		switch proxy.AsRefusal(err).Reason {
@@ -36,14 +38,13 @@ func admit(pc *proxy.Conn, req request, route func(host string) (*proxy.Route, e
 		return nil, stdhttp.StatusMisdirectedRequest
 	}
 	if req.form == h1.AsteriskForm && r.Service.Allow.URLs != nil {
-		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath("*")))
+		pc.Report(r.Service.Name, &proxy.Refusal{Reason: proxy.ReasonURL, Err: refusedPath("*"), Subject: "*"})
 		return nil, stdhttp.StatusForbidden
 	}
 	if req.form != h1.AsteriskForm && !URLAllowed(r.Service.Allow.URLs, req.path) {
-		pc.Report(r.Service.Name, proxy.Refuse(proxy.ReasonURL, "", refusedPath(req.path)))
+		pc.Report(r.Service.Name, &proxy.Refusal{Reason: proxy.ReasonURL, Err: refusedPath(req.path), Subject: req.path})
 		return nil, stdhttp.StatusForbidden
 	}
-	pc.Forwarded(r)
 	return r, 0
 }
 

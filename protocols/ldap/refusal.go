@@ -29,6 +29,7 @@ var resultCodes = []struct {
 	{errLateStartTLS, goldap.LDAPResultOperationsError},
 	{&proxy.Refusal{Reason: proxy.ReasonUnreachable}, goldap.LDAPResultUnavailable},
 	{proxy.ErrNoTunnel, goldap.LDAPResultUnavailable},
+	{&proxy.Refusal{Reason: proxy.ReasonTargetDown}, goldap.LDAPResultUnavailable},
 }
 
 // resultCode is r's entry in resultCodes.

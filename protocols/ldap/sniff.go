@@ -31,7 +31,8 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 		if err != nil {
 			return nil, err
 		}
-		return &proxy.Decision{Service: key, Watcher: &watcher{service: key}}, nil
+		// bindKey checked the request's shape: its name is the second field.
+		return &proxy.Decision{Service: key, Who: m.op.Children[1].Data.String(), Watcher: &watcher{service: key}}, nil
 	case m.extendedName() == oidStartTLS:
 		if info != nil && info.TLS != nil { // RFC 4513 3.1.1
 			return nil, errNestedStartTLS

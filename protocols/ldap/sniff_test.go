@@ -168,7 +168,7 @@ func TestSniffWaitsForWholeMessage(t *testing.T) {
 	pipelined := append(append([]byte(nil), msg...), fixture(t, "ldapsearch-search.ber")...)
 	orig := bytes.Clone(pipelined)
 	d, err := s.Sniff(pipelined, &proxy.ConnInfo{})
-	if err != nil || d.Service != "example.com" {
+	if err != nil || d.Service != "example.com" || d.Who != "uid=alice,dc=example,dc=com" {
 		t.Fatalf("Sniff = %+v, %v", d, err)
 	}
 	if !bytes.Equal(pipelined, orig) {

@@ -72,6 +72,12 @@ func TestBaresipIdentity(t *testing.T) {
 // from 127.0.0.1 whatever sip_listen says.
 func runBaresip(t *testing.T, baresip, certPEM, caFile, user, addr string) string {
 	t.Helper()
+	return runBaresipWith(t, baresip, certPEM, caFile, user, "secret", addr)
+}
+
+// runBaresipWith is runBaresip with the account's password.
+func runBaresipWith(t *testing.T, baresip, certPEM, caFile, user, password, addr string) string {
+	t.Helper()
 	dir := t.TempDir()
 	config := "sip_listen 127.0.0.5:0\nsip_cafile " + caFile + "\n" +
 		// No audio, no user interface: accounts only.
@@ -82,7 +88,7 @@ func runBaresip(t *testing.T, baresip, certPEM, caFile, user, addr string) strin
 		config += "sip_certificate " + certPEM + "\n"
 	}
 	_, port, _ := strings.Cut(addr, ":")
-	accounts := fmt.Sprintf("<sip:%s@example.com;transport=tls>;auth_pass=secret;outbound=\"sip:127.0.0.1:%s;transport=tls\";regint=60\n", user, port)
+	accounts := fmt.Sprintf("<sip:%s@example.com;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%s;transport=tls\";regint=60\n", user, password, port)
 	for name, text := range map[string]string{"config": config, "accounts": accounts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
 			t.Fatal(err)
@@ -102,4 +108,27 @@ func runBaresip(t *testing.T, baresip, certPEM, caFile, user, addr string) strin
 func readFile(name string) string {
 	b, _ := os.ReadFile(name)
 	return string(b)
+}
+
+// TestBaresipWrongPassword: a phone with a wrong password is one
+// suspicious event, not one per challenge. baresip answers every new nonce
+// Kamailio sends with the same wrong credentials on the same Call-ID, so
+// one mistake is a burst of rejected REGISTERs.
+func TestBaresipWrongPassword(t *testing.T) {
+	baresip := testpeer.Program(t, "baresip", "baresip-core")
+	k := startKamailioTLS(t)
+	out := runBaresipWith(t, baresip, "", k.ca.File, "alice", "wrong", k.srv.Addr("sips").String())
+	// Kamailio saw more than one REGISTER of alice: baresip retried.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(k.log(), "REGISTER to=alice from=alice") < 3; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip did not retry; kamailio saw %d REGISTERs\nbaresip: %s", strings.Count(k.log(), "REGISTER to=alice from=alice"), readFile(out))
+		}
+	}
+	time.Sleep(2 * time.Second) // let the burst end
+	retries := strings.Count(k.log(), "REGISTER to=alice from=alice")
+	got := k.g.reasons()
+	t.Logf("%d REGISTERs reached Kamailio; events %q", retries, got)
+	if len(got) != 1 || !strings.Contains(got[0], "credentials rejected by target") {
+		t.Fatalf("%d rejected REGISTERs made events %q, want exactly one", retries, got)
+	}
 }

@@ -216,4 +216,32 @@ services:
 		t.Fatalf("PBX registrations %q, want %q", got, want)
 	}
 	g.waitReasons(t, "127.0.0.7 example.com: "+errOtherUser.Error())
+
+	// The admin UI's list of connections says who each phone is: the
+	// address of record, the TLS version and SNI, the certificate's CN
+	// (verified or not), and whether the target is reached over TLS.
+	seen := map[string]proxy.ConnStatus{}
+	for _, c := range srv.Conns() {
+		seen[c.Identity] = c
+	}
+	for _, w := range []struct {
+		identity, cn string
+		verified     bool
+		targetTLS    bool
+	}{
+		{"sip:alice@example.com", "alice", true, true},
+		{"sip:bob@example.com", "", false, false},
+		{"sip:carol@example.com", "alice", true, false},
+		{"sip:dave@example.com", "dave", false, false},
+	} {
+		c, ok := seen[w.identity]
+		if !ok {
+			t.Errorf("no connection of %s in %+v", w.identity, srv.Conns())
+			continue
+		}
+		if c.TLSVersion != "TLS 1.3" || c.SNI != "example.com" || c.ClientCN != w.cn || c.ClientCNVerified != w.verified ||
+			c.TargetTLS != w.targetTLS || c.Service != "example.com" {
+			t.Errorf("%s: %+v", w.identity, c)
+		}
+	}
 }

@@ -35,7 +35,7 @@ func (s *Sniffer) RefusalReply(first []byte, r *proxy.Refusal) []byte {
 	}
 	code, phrase := sipmsg.StatusForbidden, "Forbidden"
 	switch r.Reason {
-	case proxy.ReasonUnreachable, proxy.ReasonUnavailable:
+	case proxy.ReasonUnreachable, proxy.ReasonUnavailable, proxy.ReasonTargetDown:
 		code, phrase = sipmsg.StatusServiceUnavailable, "Service Unavailable"
 	case proxy.ReasonTooLarge:
 		code, phrase = sipmsg.StatusMessageTooLarge, "Message Too Large"

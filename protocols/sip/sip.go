@@ -103,7 +103,7 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 		return nil, err
 	}
 
-	d := &proxy.Decision{Service: strings.ToLower(id.from.host)}
+	d := &proxy.Decision{Service: strings.ToLower(id.from.host), Who: id.record().String()}
 	w := &watcher{service: d.Service, max: limit}
 	w.frames[proxy.FromClient].max = limit
 	w.frames[proxy.FromTarget].max = limit
@@ -236,6 +236,14 @@ func parseMessage(head []byte, max int) (sipmsg.Message, error) {
 
 // uri is the user and host of a SIP URI: an address of record.
 type uri struct{ user, host string }
+
+// String is the address of record as the admin UI shows it.
+func (u uri) String() string {
+	if u.user == "" {
+		return "sip:" + u.host
+	}
+	return "sip:" + u.user + "@" + u.host
+}
 
 // identity is what a request says about who sends it.
 type identity struct {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
@@ -19,6 +20,18 @@ import (
 // out its own oldest.
 const maxPending = 32
 
+// One failed login is one suspicious event. A client whose credentials
+// are refused may answer each new challenge (a fresh nonce) with the same
+// credentials on the same Call-ID: baresip does, fifteen times. Rejections
+// of one Call-ID and user are counted once per retryWindow, for up to
+// maxRetries of them; a client that picks a new Call-ID per guess (every
+// brute-force tool) is counted per guess. The cap bounds what an attacker
+// keeping one Call-ID gains: maxRetries guesses per counted event.
+const (
+	retryWindow = 10 * time.Second
+	maxRetries  = 16
+)
+
 // watcher follows one SIP connection. Client and Target run on the two relay
 // goroutines, so the requests awaiting an answer are under a lock; each
 // framer belongs to the goroutine of its direction.
@@ -31,6 +44,16 @@ type watcher struct {
 
 	mu      sync.Mutex
 	pending []txn // credentialed REGISTERs and INVITEs, oldest first
+	// rejected are the latest rejections counted, by Call-ID and user,
+	// oldest first, at most maxPending.
+	rejected []rejection
+}
+
+// rejection is one counted failed login and the retries folded into it.
+type rejection struct {
+	callID, user string
+	first        time.Time
+	n            int
 }
 
 var _ proxy.Watcher = (*watcher)(nil)
@@ -41,6 +64,7 @@ type txn struct {
 	callID string
 	seq    uint32
 	method sipmsg.RequestMethod // the CSeq method
+	user   string               // the credentials' user name
 }
 
 func (w *watcher) Frame(dir proxy.Direction, buf []byte) (int, error) {
@@ -85,6 +109,7 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 	}
 	if (req.Method == sipmsg.REGISTER || req.Method == sipmsg.INVITE) && hasCredentials(req) {
 		if t, ok := txnOf(req); ok {
+			t.user = credentialUser(req)
 			w.mu.Lock()
 			if len(w.pending) == maxPending {
 				w.pending = append(w.pending[:0], w.pending[1:]...)
@@ -124,7 +149,10 @@ func (w *watcher) Target(head []byte) (refusal *proxy.Refusal, drop bool) {
 		return nil, false
 	}
 	t, ok := txnOf(res)
-	if !ok || !w.answered(t) {
+	if !ok {
+		return nil, false
+	}
+	if t, ok = w.answered(t); !ok {
 		return nil, false
 	}
 	switch res.StatusCode {
@@ -134,9 +162,45 @@ func (w *watcher) Target(head []byte) (refusal *proxy.Refusal, drop bool) {
 		}
 		fallthrough
 	case sipmsg.StatusForbidden:
+		if w.retried(t, time.Now()) {
+			return nil, false
+		}
 		return proxy.Refuse(proxy.ReasonCredentials, fmt.Sprintf("%s %d", t.method, res.StatusCode), nil), false
 	}
 	return nil, false
+}
+
+// retried reports whether the rejection of t is a retry of one already
+// counted: the same Call-ID and user within retryWindow of it, and fewer
+// than maxRetries folded into it. Otherwise it is remembered as counted.
+func (w *watcher) retried(t txn, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.rejected {
+		r := &w.rejected[i]
+		if r.callID == t.callID && r.user == t.user && now.Sub(r.first) < retryWindow && r.n < maxRetries {
+			r.n++
+			return true
+		}
+	}
+	if len(w.rejected) == maxPending {
+		w.rejected = append(w.rejected[:0], w.rejected[1:]...)
+	}
+	w.rejected = append(w.rejected, rejection{callID: t.callID, user: t.user, first: now, n: 1})
+	return false
+}
+
+// credentialUser is the user name of req's digest credentials ("" when
+// they cannot be read: such retries fold together only with each other).
+func credentialUser(req *sipmsg.Request) string {
+	for _, name := range []string{"authorization", "proxy-authorization"} {
+		if h := req.GetHeader(name); h != nil {
+			if c, err := digest.ParseCredentials(h.Value()); err == nil {
+				return c.Username
+			}
+		}
+	}
+	return ""
 }
 
 // staleNonce reports whether a challenge in res says stale=true: the
@@ -153,18 +217,18 @@ func staleNonce(res *sipmsg.Response) bool {
 	return false
 }
 
-// answered forgets t, which a final response answered, and reports whether
-// it was waiting for one.
-func (w *watcher) answered(t txn) bool {
+// answered forgets t, which a final response answered, and returns the
+// request's entry (with its user) when it was waiting for one.
+func (w *watcher) answered(t txn) (txn, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, p := range w.pending {
-		if p == t {
+		if p.callID == t.callID && p.seq == t.seq && p.method == t.method {
 			w.pending = append(w.pending[:i], w.pending[i+1:]...)
-			return true
+			return p, true
 		}
 	}
-	return false
+	return txn{}, false
 }
 
 // refuse answers req itself instead of forwarding it. An ACK is never

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
@@ -202,9 +203,10 @@ func TestWatcherTarget(t *testing.T) {
 // TestWatcherPendingBound checks that requests the target never answers
 // cannot grow the watcher: only the newest maxPending are remembered.
 func TestWatcherPendingBound(t *testing.T) {
-	const authz = "Authorization: Digest username=\"alice\"\r\n"
 	_, w := newWatcher(t, []byte(request("REGISTER", alice, "l: 0\r\n\r\n")), nil)
 	reg := func(seq int) string {
+		// A user name per request: rejections are not retries of each other.
+		authz := fmt.Sprintf("Authorization: Digest username=\"alice%d\"\r\n", seq)
 		return strings.Replace(request("REGISTER", alice, authz, "l: 0\r\n\r\n"), "CSeq: 1 ", fmt.Sprintf("CSeq: %d ", seq), 1)
 	}
 	rejected := func(seq int) bool {
@@ -219,6 +221,65 @@ func TestWatcherPendingBound(t *testing.T) {
 	}
 	if rejected(8) || !rejected(9) || !rejected(maxPending+8) {
 		t.Fatal("kept the wrong requests")
+	}
+}
+
+// TestWatcherRetriesCountOnce: rejections of one Call-ID and user are one
+// failed login (a phone answering each new nonce with the same wrong
+// password), counted again after retryWindow or maxRetries; another
+// Call-ID or another user is another guess.
+func TestWatcherRetriesCountOnce(t *testing.T) {
+	reg := func(callID, user string, seq int) string {
+		authz := fmt.Sprintf("Authorization: Digest username=%q, realm=\"r\", nonce=\"n%d\", uri=\"sip:example.com\", response=\"0\"\r\n", user, seq)
+		m := strings.Replace(request("REGISTER", alice, authz, "l: 0\r\n\r\n"), "CSeq: 1 ", fmt.Sprintf("CSeq: %d ", seq), 1)
+		return strings.Replace(m, "Call-ID: c1", "Call-ID: "+callID, 1)
+	}
+	rejected := func(callID string, seq int) string {
+		return fmt.Sprintf("SIP/2.0 401 Unauthorized\r\nCall-ID: %s\r\nCSeq: %d REGISTER\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"x%d\"\r\nl: 0\r\n\r\n", callID, seq, seq)
+	}
+	type attempt struct {
+		callID, user string
+		counted      bool
+	}
+	many := func(n int, a attempt) []attempt {
+		out := []attempt{a}
+		for range n - 1 {
+			out = append(out, attempt{a.callID, a.user, false})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		attempts []attempt
+	}{
+		{"baresip: fifteen retries of one wrong password", many(15, attempt{"c1", "alice", true})},
+		{"a new Call-ID per guess", []attempt{{"c1", "alice", true}, {"c2", "alice", true}, {"c3", "alice", true}}},
+		{"another user on the same Call-ID", []attempt{{"c1", "alice", true}, {"c1", "bob", true}, {"c1", "alice", false}}},
+		{"more retries than maxRetries", append(many(maxRetries, attempt{"c1", "alice", true}), attempt{"c1", "alice", true}, attempt{"c1", "alice", false})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, w := newWatcher(t, []byte(request("REGISTER", alice, "l: 0\r\n\r\n")), nil)
+			for i, a := range tc.attempts {
+				seq := i + 2
+				if v := w.Client([]byte(reg(a.callID, a.user, seq))); v.Refusal != nil {
+					t.Fatalf("request refused: %v", v.Refusal)
+				}
+				reason, _ := w.Target([]byte(rejected(a.callID, seq)))
+				if (reason != nil) != a.counted {
+					t.Fatalf("attempt %d (%s %s): counted %v, want %v", i, a.callID, a.user, reason != nil, a.counted)
+				}
+			}
+		})
+	}
+	// After retryWindow the same mistake counts again.
+	_, w := newWatcher(t, []byte(request("REGISTER", alice, "l: 0\r\n\r\n")), nil)
+	ww := w.(*watcher)
+	now := time.Now()
+	if ww.retried(txn{callID: "c1", user: "alice"}, now) || !ww.retried(txn{callID: "c1", user: "alice"}, now.Add(retryWindow-time.Second)) {
+		t.Fatal("a retry within the window")
+	}
+	if ww.retried(txn{callID: "c1", user: "alice"}, now.Add(retryWindow)) {
+		t.Fatal("a rejection after the window was taken for a retry")
 	}
 }
 

@@ -52,6 +52,7 @@ func (l *EventLog) Report(ev blacklist.Event) {
 	}
 	rec.Service = cutText(rec.Service)
 	rec.Reason = cutText(rec.Reason)
+	rec.Subject = cutText(rec.Subject)
 	l.mu.Lock()
 	l.ring[l.head] = rec
 	l.head = (l.head + 1) % len(l.ring)
@@ -76,7 +77,8 @@ func (l *EventLog) Total() uint64 {
 }
 
 // Recent returns up to limit events, newest first, that contain every word
-// of query (case-insensitive) in their client, type, service or reason.
+// of query (case-insensitive) in their client, type, service, reason or
+// subject.
 // limit <= 0 means all that are kept.
 func (l *EventLog) Recent(query string, limit int) []blacklist.Event {
 	words := strings.Fields(strings.ToLower(query))
@@ -103,7 +105,7 @@ func matches(ev blacklist.Event, words []string) bool {
 	if len(words) == 0 {
 		return true
 	}
-	text := strings.ToLower(ev.Client.String() + " " + ev.Type + " " + ev.Service + " " + ev.Reason)
+	text := strings.ToLower(ev.Client.String() + " " + ev.Type + " " + ev.Service + " " + ev.Reason + " " + ev.Subject)
 	for _, w := range words {
 		if !strings.Contains(text, w) {
 			return false

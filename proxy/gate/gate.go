@@ -312,17 +312,17 @@ func (g *Gate) Exhausted() (bool, string) {
 
 // Stats are the gate's figures for the admin UI and metrics.
 type Stats struct {
-	Open        int    // admitted connections open now, on every listener
-	Capped      int    // of them, those counted against limits.max_conns
-	Clients     int    // distinct clients with a connection open
-	Ranges      int    // distinct ranges holding connections counted against limits.max_conns
-	RefusedCap  uint64 // connections closed at accept for a cap
-	RefusedFair uint64 // of them, those refused by the range rules (fair.go)
-	CutAtBlock  uint64 // connections closed because their client was blocked
-	MaxConns    int    // limits.max_conns in force (0: no cap)
-	MaxPerIP    int    // limits.max_conns_per_ip in force (0: no cap)
-	MaxPerRange int    // connections one range may hold (0: no cap)
-	AcceptError string // the latest accept failure, while Exhausted
+	Open        int    `json:"open"`                   // admitted connections open now, on every listener
+	Capped      int    `json:"capped"`                 // of them, those counted against limits.max_conns
+	Clients     int    `json:"clients"`                // distinct clients with a connection open
+	Ranges      int    `json:"ranges"`                 // distinct ranges holding connections counted against limits.max_conns
+	RefusedCap  uint64 `json:"refused_cap"`            // connections closed at accept for a cap
+	RefusedFair uint64 `json:"refused_fair"`           // of them, those refused by the range rules (fair.go)
+	CutAtBlock  uint64 `json:"cut_at_block"`           // connections closed because their client was blocked
+	MaxConns    int    `json:"max_conns"`              // limits.max_conns in force (0: no cap)
+	MaxPerIP    int    `json:"max_conns_per_ip"`       // limits.max_conns_per_ip in force (0: no cap)
+	MaxPerRange int    `json:"max_conns_per_range"`    // connections one range may hold (0: no cap)
+	AcceptError string `json:"accept_error,omitempty"` // the latest accept failure, while Exhausted
 }
 
 // Stats returns the current figures.

@@ -42,13 +42,13 @@ type h1conn struct {
 	pc     *proxy.Conn
 	conn   net.Conn
 	limits configs.Limits
-	cr     countReader // under br
-	cw     countWriter // under bw
+	cr     countReader   // under br
+	cw     countWriter   // under bw
 	br     *bufio.Reader // from the pool while a request is in flight (see awaitRequest)
 	bw     *bufio.Writer
 	one    [1]byte // the first byte of a request, read while br is back in the pool
-	proto  string // for X-Forwarded-Proto
-	ip     string // the client address, for X-Forwarded-For
+	proto  string  // for X-Forwarded-Proto
+	ip     string  // the client address, for X-Forwarded-For
 	wdl    time.Time
 
 	// The route of the last request, reused while the Host stays the same:

@@ -45,9 +45,12 @@ say() { echo "$*" >&2; }
 for cmd in nginx haproxy openssl go; do
 	command -v "$cmd" >/dev/null || die "$cmd not found"
 done
-want_fds=$((4 * N + 10000))
+# Every process here holds up to 2N descriptors (a proxy: client and
+# target ends) under the shell's limit, raised as far as it goes.
+want_fds=$((2 * N + 1000))
 ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-[ "$(ulimit -n)" -ge $((2 * N + 500)) ] || die "ulimit -n $(ulimit -n) is too low for N=$N (need $want_fds): run as root or lower N"
+[ "$(ulimit -n)" -ge "$want_fds" ] ||
+	die "ulimit -n $(ulimit -n) (hard $(ulimit -Hn)) is too low for N=$N: need $want_fds; raise the hard limit or set N=$((($(ulimit -n) - 1000) / 2))"
 
 HTTP_TARGET=$PORT_BASE SIP_TARGET=$((PORT_BASE + 1))
 GH_HTTPS=$((PORT_BASE + 2)) GH_SIPS=$((PORT_BASE + 3))
@@ -79,7 +82,7 @@ render() { # template name → $work/name
 		-e "s#@HTTP_TARGET@#$HTTP_TARGET#g" -e "s#@SIP_TARGET@#$SIP_TARGET#g" \
 		-e "s#@GH_HTTPS@#$GH_HTTPS#g" -e "s#@GH_SIPS@#$GH_SIPS#g" \
 		-e "s#@HA_HTTPS@#$HA_HTTPS#g" -e "s#@HA_SIPS@#$HA_SIPS#g" \
-		-e "s#@NBTHREAD@#$THREADS#g" -e "s#@MAXCONN@#$((N + 1000))#g" -e "s#@NAME@#$2#g" "$TMPL/$1.tmpl" >"$work/$2"
+		-e "s#@NBTHREAD@#$THREADS#g" -e "s#@MAXCONN@#$((N + 300))#g" -e "s#@NAME@#$2#g" "$TMPL/$1.tmpl" >"$work/$2"
 }
 start() { # name command... → pid in $LAST
 	local name=$1
@@ -133,11 +136,12 @@ render haproxy.cfg haproxy.cfg
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# hold proto port n → pid of a client holding n connections (once it said so)
+# hold proto port n subject → pid of a client holding n connections (once it said so)
 mkfifo "$work/hold.in"
 exec 7<>"$work/hold.in" # keeps the clients' stdin open: they hold until told
 hold() {
-	local out=$work/hold-$1.out
+	local out=$work/hold-$1-$4.out
+	rm -f "$out"
 	"$work/idleclient" hold -addr "127.0.0.1:$2" -proto "$1" -n "$3" -sources "$SOURCES" -host "$HOST" \
 		<"$work/hold.in" >"$out" 2>"$out.err" &
 	HOLDER=$!
@@ -177,7 +181,7 @@ for proto in $PROTOS; do
 		sleep 1
 		before=$(rss_kb "$pid")
 		t0=$(date +%s.%N)
-		hold "$proto" "$port" "$N"
+		hold "$proto" "$port" "$N" "$s"
 		t1=$(date +%s.%N)
 		sleep "$SETTLE"
 		after=$(rss_kb "$pid")

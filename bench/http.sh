@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Measures gatehouse's HTTP proxying against HAProxy and nginx on this
-# machine, in one run: keep-alive requests/s with p99 latency, new
+# machine, in one run: keep-alive requests/s with p50/p99 latency, new
 # connections/s and bulk throughput, each also straight to the target (the
-# limit of client plus target without any proxy). Every proxy runs on one
-# thread (gatehouse GOMAXPROCS=1, HAProxy nbthread 1, nginx one worker) in
-# front of the same nginx target, all on 127.0.0.1. Prints a table per
-# metric with ratios, and which of the issue's targets are met.
+# limit of client plus target without any proxy); and over TLS (ECDSA
+# P-256, both terminating): HTTPS keep-alive requests/s and new TLS
+# connections/s, gatehouse against HAProxy in http mode with ssl. Every
+# proxy runs on THREADS threads (gatehouse GOMAXPROCS, HAProxy nbthread,
+# nginx workers; default 1) in front of the same nginx target, all on
+# 127.0.0.1. Prints a table per metric with ratios, and which of the
+# issue's targets are met.
 #
 # Environment (defaults in brackets):
 #   DURATION        seconds per wrk run [10]
 #   ROUNDS          runs of every measurement, interleaved; the median counts [3]
 #   CONNS           wrk connections [50]
 #   TARGET_WORKERS  nginx target worker processes [1]
+#   THREADS         threads of every proxy: GOMAXPROCS, nbthread, workers [1]
+#   TLS             0: leave out the HTTPS measurements [1]
 #   BULK_MB         size of the large file in MiB [1024]
 #   BULK_GETS       fetches of it per bulk measurement, on one connection [3]
 #   PORT_BASE       first of the five ports used [18480]
@@ -40,10 +45,13 @@ GATEHOUSE=${GATEHOUSE:-}
 PROFILE=${PROFILE:-0}
 PERF_DATA=${PERF_DATA:-}
 BASELINE=${BASELINE:-}
+THREADS=${THREADS:-1}
+TLS=${TLS:-1}
 
 HOST=bench.example.com
 TMPL=bench/http
 SUBJECTS=(direct gatehouse haproxy-http haproxy-tcp nginx)
+TLS_SUBJECTS=(gatehouse-tls haproxy-https) # the HTTPS measurements
 
 die() { echo "http.sh: $*" >&2; exit 1; }
 say() { echo "$*" >&2; }
@@ -65,14 +73,19 @@ declare -A PORT=(
 	[haproxy-tcp]=$((PORT_BASE + 3))
 	[nginx]=$((PORT_BASE + 4))
 	[baseline]=$((PORT_BASE + 5))
+	[gatehouse-tls]=$((PORT_BASE + 6))
+	[haproxy-https]=$((PORT_BASE + 7))
+	[baseline-tls]=$((PORT_BASE + 8))
 )
 if [ -n "$BASELINE" ]; then
 	[ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
 	SUBJECTS+=(baseline)
+	TLS_SUBJECTS+=(baseline-tls)
 fi
-for s in "${SUBJECTS[@]}"; do
+[ "$TLS" = 1 ] || TLS_SUBJECTS=()
+for s in "${SUBJECTS[@]}" "${TLS_SUBJECTS[@]}"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$s]}") 2>/dev/null; then
-		die "127.0.0.1:${PORT[$s]} is in use: set PORT_BASE to a free range of six ports"
+		die "127.0.0.1:${PORT[$s]} is in use: set PORT_BASE to a free range of nine ports"
 	fi
 done
 
@@ -106,6 +119,8 @@ render() { # template → file in $work
 		-e "s#@GATEHOUSE_PORT@#${PORT[gatehouse]}#g" -e "s#@NGINX_PORT@#${PORT[nginx]}#g" \
 		-e "s#@HAPROXY_HTTP_PORT@#${PORT[haproxy-http]}#g" \
 		-e "s#@HAPROXY_TCP_PORT@#${PORT[haproxy-tcp]}#g" \
+		-e "s#@GATEHOUSE_TLS_PORT@#${PORT[gatehouse-tls]}#g" -e "s#@HAPROXY_HTTPS_PORT@#${PORT[haproxy-https]}#g" \
+		-e "s#@THREADS@#$THREADS#g" \
 		"$TMPL/$1.tmpl" >"$work/$1"
 }
 
@@ -135,45 +150,60 @@ if [ -z "$GATEHOUSE" ]; then
 	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$rev+worktree" -o "$GATEHOUSE" ./cmd/gatehouse
 fi
 
+# One throwaway ECDSA P-256 certificate for both TLS terminators.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+	-subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
+	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null || die "openssl could not make a certificate"
+cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
 for f in target-nginx.conf proxy-nginx.conf haproxy.cfg gatehouse.yaml; do render "$f"; done
 start direct nginx -e "$work/target.err" -p "$work" -c "$work/target-nginx.conf"
 wait_port direct "$TARGET_PORT"
 "$GATEHOUSE" check -config "$work/gatehouse.yaml" >/dev/null || die "$GATEHOUSE check refused $work/gatehouse.yaml"
-start gatehouse env GOMAXPROCS=1 "$GATEHOUSE" run -config "$work/gatehouse.yaml"
+start gatehouse env GOMAXPROCS="$THREADS" "$GATEHOUSE" run -config "$work/gatehouse.yaml"
 if [ -n "$BASELINE" ]; then
-	sed -e "s#127.0.0.1:${PORT[gatehouse]}#127.0.0.1:${PORT[baseline]}#" -e "s#state.json#state-baseline.json#" \
+	sed -e "s#127.0.0.1:${PORT[gatehouse]}\"#127.0.0.1:${PORT[baseline]}\"#" -e "s#state.json#state-baseline.json#" \
+		-e "s#127.0.0.1:${PORT[gatehouse-tls]}\"#127.0.0.1:${PORT[baseline-tls]}\"#" \
 		"$work/gatehouse.yaml" >"$work/baseline.yaml"
 	"$BASELINE" check -config "$work/baseline.yaml" >/dev/null || die "$BASELINE check refused $work/baseline.yaml"
-	start baseline env GOMAXPROCS=1 "$BASELINE" run -config "$work/baseline.yaml"
+	start baseline env GOMAXPROCS="$THREADS" "$BASELINE" run -config "$work/baseline.yaml"
 	wait_port baseline "${PORT[baseline]}"
 fi
 start haproxy haproxy -db -f "$work/haproxy.cfg"
 PID[haproxy-http]=${PID[haproxy]}
 PID[haproxy-tcp]=${PID[haproxy]}
+PID[haproxy-https]=${PID[haproxy]}
+PID[gatehouse-tls]=${PID[gatehouse]}
+[ -z "$BASELINE" ] || PID[baseline-tls]=${PID[baseline]}
 start nginx nginx -e "$work/proxy-nginx.err" -p "$work" -c "$work/proxy-nginx.conf"
 wait_port gatehouse "${PORT[gatehouse]}"
 wait_port haproxy "${PORT[haproxy-http]}"
 wait_port haproxy "${PORT[haproxy-tcp]}"
 wait_port nginx "${PORT[nginx]}"
 
-url() { echo "http://127.0.0.1:${PORT[$1]}$2"; }
+url() {
+	case $1 in
+	*-tls | haproxy-https) echo "https://127.0.0.1:${PORT[$1]}$2" ;;
+	*) echo "http://127.0.0.1:${PORT[$1]}$2" ;;
+	esac
+}
 
 # Every subject must answer right before its speed means anything, and the
 # HTTP proxies must all do the same header work.
-for s in "${SUBJECTS[@]}"; do
-	body=$(curl -sS --fail -H "Host: $HOST" "$(url "$s" /small)") || die "$s: GET /small failed"
+for s in "${SUBJECTS[@]}" "${TLS_SUBJECTS[@]}"; do
+	body=$(curl -ksS --fail -H "Host: $HOST" "$(url "$s" /small)") || die "$s: GET /small failed"
 	[ "$body" = "$SMALL_BODY" ] || die "$s: GET /small answered ${#body} wrong bytes"
-	body=$(curl -sS --fail -H "Host: $HOST" -H 'Connection: close' "$(url "$s" /small)") ||
+	body=$(curl -ksS --fail -H "Host: $HOST" -H 'Connection: close' "$(url "$s" /small)") ||
 		die "$s: GET /small with Connection: close failed"
 	[ "$body" = "$SMALL_BODY" ] || die "$s: GET /small with Connection: close answered ${#body} wrong bytes"
 	want="xff= proto= host=$HOST"
 	case $s in gatehouse | baseline | haproxy-http | nginx) want="xff=127.0.0.1 proto=http host=$HOST" ;; esac
-	got=$(curl -sS --fail -H "Host: $HOST" "$(url "$s" /headers)") || die "$s: GET /headers failed"
+	case $s in *-tls | haproxy-https) want="xff=127.0.0.1 proto=https host=$HOST" ;; esac
+	got=$(curl -ksS --fail -H "Host: $HOST" "$(url "$s" /headers)") || die "$s: GET /headers failed"
 	[ "$got" = "$want" ] || die "$s: the target saw \"$got\", want \"$want\""
 done
 
 if [ "${1:-}" = serve ]; then
-	for s in "${SUBJECTS[@]}"; do say "$s: $(url "$s" /small) (Host: $HOST)"; done
+	for s in "${SUBJECTS[@]}" "${TLS_SUBJECTS[@]}"; do say "$s: $(url "$s" /small) (Host: $HOST)"; done
 	say "gatehouse pid ${PID[gatehouse]}, config $work/gatehouse.yaml; Ctrl-C stops everything"
 	wait
 	exit 0
@@ -232,7 +262,7 @@ measure() {
 	MEASURED=$out
 }
 
-# wrk_run url [wrk args] → "req/s p99-ms socket-errors"; a non-2xx answer is fatal.
+# wrk_run url [wrk args] → "req/s p99-ms socket-errors p50-ms"; a non-2xx answer is fatal.
 wrk_run() {
 	local url=$1 out
 	shift
@@ -243,16 +273,17 @@ wrk_run() {
 		return 1
 	fi
 	awk '
-		/^Requests\/sec:/ { rps = $2 }
-		$1 == "99%" {
-			v = $2
-			if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
-			else if (v ~ /ms$/) { sub(/ms$/, "", v) }
-			else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
-			p99 = v
+		function ms(v) {
+			if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+			if (v ~ /ms$/) { sub(/ms$/, "", v); return v }
+			if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 }
+			return v
 		}
+		/^Requests\/sec:/ { rps = $2 }
+		$1 == "50%" { p50 = ms($2) }
+		$1 == "99%" { p99 = ms($2) }
 		/Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-		END { printf "%s %s %d\n", rps, p99, err }' <<<"$out"
+		END { printf "%s %s %d %s\n", rps, p99, err, p50 }' <<<"$out"
 }
 
 # bulk_run url → MB/s (10^6 bytes) over BULK_GETS fetches on one connection.
@@ -271,9 +302,10 @@ say "measuring: $ROUNDS round(s) of $DURATION s runs; progress:"
 for ((round = 1; round <= ROUNDS; round++)); do
 	for s in "${SUBJECTS[@]}"; do
 		measure ka "$s" wrk_run "$(url "$s" /small)"
-		read -r rps p99 err <<<"$MEASURED"
+		read -r rps p99 err p50 <<<"$MEASURED"
 		add ka "$s" "$rps"
 		add p99 "$s" "$p99"
+		add p50 "$s" "$p50"
 		add ka.err "$s" "$err"
 		say "  round $round keep-alive   $s: $rps req/s, p99 $p99 ms, socket errors $err"
 	done
@@ -288,6 +320,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		measure bulk "$s" bulk_run "$(url "$s" /big)"
 		add bulk "$s" "$MEASURED"
 		say "  round $round bulk         $s: $MEASURED MB/s"
+	done
+	for s in "${TLS_SUBJECTS[@]}"; do
+		measure tka "$s" wrk_run "$(url "$s" /small)"
+		read -r rps p99 err p50 <<<"$MEASURED"
+		add tka "$s" "$rps"
+		add tp99 "$s" "$p99"
+		add tp50 "$s" "$p50"
+		add tka.err "$s" "$err"
+		say "  round $round https k-a    $s: $rps req/s, p99 $p99 ms, socket errors $err"
+	done
+	for s in "${TLS_SUBJECTS[@]}"; do
+		measure tnc "$s" wrk_run "$(url "$s" /small)" -H 'Connection: close'
+		read -r rps p99 err p50 <<<"$MEASURED"
+		add tnc "$s" "$rps"
+		add tnc.err "$s" "$err"
+		say "  round $round new TLS      $s: $rps conn/s, socket errors $err"
 	done
 done
 
@@ -320,36 +368,66 @@ table() { # metric title unit
 
 echo "gatehouse HTTP benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
 echo "$("$GATEHOUSE" version), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(curl -V | head -1 | awk '{print $1, $2}')"
-echo "proxies on one thread each; target nginx with $TARGET_WORKERS worker(s); client, proxy and target share the CPUs"
+echo "proxies on $THREADS thread(s) each; target nginx with $TARGET_WORKERS worker(s); client, proxy and target share the CPUs"
 echo "load average at start: $LOAD0; at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 echo "DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS BULK_MB=$BULK_MB BULK_GETS=$BULK_GETS (figures are medians over rounds; CPU in % of one core)"
 table ka "keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, GET /small (200-byte body)" req/s
 table nc "new connections: the same with Connection: close, one request per connection" conn/s
 table bulk "bulk: curl, GET /big ($BULK_MB MiB) x$BULK_GETS on one connection" MB/s
+# The HTTPS tables: gatehouse against HAProxy, both terminating TLS.
+tls_table() { # metric title unit
+	local m=$1 s v
+	echo
+	echo "== $2 =="
+	printf '%-14s %10s %19s %9s %7s %7s %7s\n' subject "$3" "rounds min-max" "CPU proxy" target client errors
+	for s in "${TLS_SUBJECTS[@]}"; do
+		v=$(med "$m" "$s")
+		printf '%-14s %10.0f %19s %8s%% %6s%% %6s%% %7s\n' "$s" "$v" "$(span "$m" "$s")" \
+			"$(medi "$m.cpu_proxy" "$s")" "$(medi "$m.cpu_target" "$s")" "$(medi "$m.cpu_client" "$s")" \
+			"$(medi "$m.err" "$s")"
+	done
+	printf 'gatehouse / haproxy-https %s\n' "$(ratio "$(med "$m" gatehouse-tls)" "$(med "$m" haproxy-https)")"
+	[ -z "$BASELINE" ] || printf 'gatehouse / baseline %s\n' "$(ratio "$(med "$m" gatehouse-tls)" "$(med "$m" baseline-tls)")"
+}
+if [ "$TLS" = 1 ]; then
+	tls_table tka "HTTPS keep-alive: wrk -t1 -c$CONNS -d${DURATION}s over TLS 1.3 (ECDSA P-256), GET /small" req/s
+	tls_table tnc "new TLS connections: the same with Connection: close, a full handshake and one request each" conn/s
+fi
+
 echo
-echo "== p99 latency of the keep-alive run (lower is better) =="
-for s in "${SUBJECTS[@]}"; do printf '%-14s %9.2f ms\n' "$s" "$(med p99 "$s")"; done
+echo "== latency of the keep-alive runs, p50 / p99 (lower is better) =="
+for s in "${SUBJECTS[@]}"; do printf '%-14s %9.2f ms %9.2f ms\n' "$s" "$(med p50 "$s")" "$(med p99 "$s")"; done
+for s in "${TLS_SUBJECTS[@]}"; do printf '%-14s %9.2f ms %9.2f ms\n' "$s" "$(med tp50 "$s")" "$(med tp99 "$s")"; done
 printf 'gatehouse / haproxy-http %s   / haproxy-tcp %s   / nginx %s\n' \
 	"$(ratio "$(med p99 gatehouse)" "$(med p99 haproxy-http)")" \
 	"$(ratio "$(med p99 gatehouse)" "$(med p99 haproxy-tcp)")" \
 	"$(ratio "$(med p99 gatehouse)" "$(med p99 nginx)")"
+[ "$TLS" = 1 ] && printf 'p99 gatehouse-tls / haproxy-https %s\n' "$(ratio "$(med tp99 gatehouse-tls)" "$(med tp99 haproxy-https)")"
 
 echo
 echo "== targets from the issue =="
-target() { # label metric other minimum
+target() { # label metric subject other minimum
 	local r
-	r=$(ratio "$(med "$2" gatehouse)" "$(med "$2" "$3")")
-	printf '%-44s %5s  %s\n' "$1 ≥ $4× $3:" "$r" \
-		"$(awk -v r="$r" -v min="$4" 'BEGIN { print (r != "-" && r + 0 >= min) ? "met" : "NOT MET" }')"
+	r=$(ratio "$(med "$2" "$3")" "$(med "$2" "$4")")
+	printf '%-48s %5s  %s\n' "$1 ≥ $5× $4:" "$r" \
+		"$(awk -v r="$r" -v min="$5" 'BEGIN { print (r != "-" && r + 0 >= min) ? "met" : "NOT MET" }')"
 }
-target "keep-alive req/s" ka haproxy-http 0.5
-target "new connections/s" nc haproxy-tcp 1.0
-target "bulk MB/s" bulk haproxy-tcp 1.0
+target "keep-alive req/s" ka gatehouse haproxy-http 1.0
+target "new connections/s" nc gatehouse haproxy-tcp 1.2
+target "bulk MB/s" bulk gatehouse direct 0.9
+r=$(ratio "$(med p99 gatehouse)" "$(med p99 haproxy-http)")
+printf '%-48s %5s  %s\n' "keep-alive p99 ≤ 1.5× haproxy-http:" "$r" \
+	"$(awk -v r="$r" 'BEGIN { print (r != "-" && r + 0 <= 1.5) ? "met" : "NOT MET" }')"
+if [ "$TLS" = 1 ]; then
+	target "HTTPS keep-alive req/s" tka gatehouse-tls haproxy-https 1.0
+	target "new TLS connections/s" tnc gatehouse-tls haproxy-https 1.2
+fi
 
 # A saturated target caps every subject alike, and then the ratio only
 # says that the proxy kept up.
-for m in ka nc bulk; do
-	for s in "${SUBJECTS[@]}"; do
+for m in ka nc bulk tka tnc; do
+	for s in "${SUBJECTS[@]}" "${TLS_SUBJECTS[@]}"; do
+		[ -n "${R[$m:$s]:-}" ] || continue
 		c=$(medi "$m.cpu_target" "$s")
 		if awk -v c="$c" -v w="$TARGET_WORKERS" 'BEGIN { exit !(c >= 90 * w) }'; then
 			echo "note: the target used ${c}% CPU in $m/$s: that figure is bounded by the target, not the proxy"

@@ -93,7 +93,13 @@ func (c *Conn) startTLS() error {
 	tc := tls.Server(c.Conn, c.Table.ServerTLS(tlsType))
 	ctx, cancel := context.WithTimeout(context.Background(), c.Table.Config.Limits.FirstPacketTimeout)
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	// The handshake runs on a goroutine of its own that ends with it: its
+	// key exchange and signature grow a stack to tens of KiB, which the
+	// connection's own goroutine would otherwise keep while it sits idle
+	// for hours (a stack shrinks only when the GC finds it mostly unused).
+	done := make(chan error, 1)
+	go func() { done <- tc.HandshakeContext(ctx) }()
+	if err := <-done; err != nil {
 		return err
 	}
 	cs := tc.ConnectionState()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type side struct {
 	// connection. A poke still unanswered after another idle_timeout means
 	// the other direction is stuck writing to a peer that does not read.
 	idle, poked, done atomic.Bool
+
+	raw   syscall.RawConn // src's, when it is plain TCP (see fill)
+	small [64]byte        // the first bytes after a quiet spell, when src is not
 }
 
 func (r *relay) run(first []byte) {
@@ -51,6 +55,9 @@ func (r *relay) run(first []byte) {
 	}
 	r.up = side{src: c.Conn, dst: r.target, dir: FromClient, bytes: &c.bytesIn}
 	r.down = side{src: r.target, dst: c.Conn, dir: FromTarget, bytes: &c.bytesOut}
+	if r.watcher != nil {
+		r.up.raw, r.down.raw = rawConn(r.up.src), rawConn(r.down.src)
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -86,6 +93,16 @@ func (r *relay) finish(s *side, err error) {
 		r.conn.Close()
 		r.target.Close()
 	})
+}
+
+// rawConn returns c's raw connection when c is plain TCP.
+func rawConn(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			return rc
+		}
+	}
+	return nil
 }
 
 func (r *relay) pump(s, other *side, first []byte) error {
@@ -163,20 +180,33 @@ func (r *relay) timedOut(s, other *side, n int64, err error) (bool, error) {
 
 // framed relays one direction message by message through the watcher. The
 // buffer starts small and grows to first_packet_max only for long heads.
+// A direction that has nothing pending holds no buffer while it waits (a
+// registered phone's connection is quiet for minutes between keep-alives):
+// it takes one from framePool once bytes are there (see fill).
 func (r *relay) framed(s, other *side, first []byte) error {
 	limit := int(r.conn.Table.Config.Limits.FirstPacketMax)
-	buf := make([]byte, max(min(initialPeek, limit), len(first)))
-	end := copy(buf, first)
+	var buf []byte
+	end := 0
+	if len(first) > 0 {
+		buf = frameBuf(limit, len(first))
+		end = copy(buf, first)
+	}
 	start := 0
 	for {
 		var err error
-		if start, err = r.messages(s, buf, start, end); err != nil {
-			return err
+		if end > 0 {
+			if start, err = r.messages(s, buf, start, end); err != nil {
+				return err
+			}
+			// Keep the unfinished message at the front; grow when it fills the buffer.
+			end = copy(buf, buf[start:end])
+			start = 0
 		}
-		// Keep the unfinished message at the front; grow when it fills the buffer.
-		end = copy(buf, buf[start:end])
-		start = 0
-		if end == len(buf) {
+		switch {
+		case end == 0:
+			putFrameBuf(buf)
+			buf = nil
+		case end == len(buf):
 			if len(buf) >= limit {
 				return r.framingError(s, Refuse(ReasonTooLarge, "message head", errHeadTooLarge))
 			}
@@ -185,7 +215,9 @@ func (r *relay) framed(s, other *side, first []byte) error {
 			buf = grown
 		}
 		s.src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
-		n, rerr := s.src.Read(buf[end:])
+		var n int
+		var rerr error
+		buf, n, rerr = s.fill(buf, end, limit)
 		end += n
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
@@ -199,6 +231,83 @@ func (r *relay) framed(s, other *side, first []byte) error {
 			}
 		}
 	}
+}
+
+// framePool holds the framed relay's read buffers of initialPeek bytes.
+var framePool = sync.Pool{New: func() any { b := make([]byte, initialPeek); return &b }}
+
+// frameBuf returns a buffer for at least n bytes (capped at limit where n
+// allows): from the pool when that size does.
+func frameBuf(limit, n int) []byte {
+	size := max(min(initialPeek, limit), n)
+	if size > initialPeek {
+		return make([]byte, size)
+	}
+	return (*framePool.Get().(*[]byte))[:size]
+}
+
+// putFrameBuf gives a buffer of the pool's size back; a grown one is left
+// to the collector, so that a direction shrinks back after a long message.
+func putFrameBuf(b []byte) {
+	if cap(b) == initialPeek {
+		b = b[:initialPeek]
+		framePool.Put(&b)
+	}
+}
+
+// fill reads the next bytes of direction s into buf[end:] and returns the
+// buffer, which it takes from the pool when buf is nil (the direction was
+// quiet), and how many bytes it read. A plain TCP source is read through
+// its raw connection: the kernel's readiness tells when bytes are there,
+// so the buffer is taken only then, at no extra system call. Any other
+// source (TLS) is read into the side's small array first; crypto/tls
+// keeps the rest of the record for the next read.
+func (s *side) fill(buf []byte, end, limit int) ([]byte, int, error) {
+	if buf != nil {
+		n, err := s.src.Read(buf[end:])
+		return buf, n, err
+	}
+	if s.raw != nil {
+		var n int
+		var rerr error
+		err := s.raw.Read(func(fd uintptr) bool {
+			b := frameBuf(limit, 0)
+			for {
+				n, rerr = syscall.Read(int(fd), b)
+				if rerr != syscall.EINTR {
+					break
+				}
+			}
+			if rerr == syscall.EAGAIN {
+				putFrameBuf(b)
+				return false // wait until readable, then read again
+			}
+			buf = b
+			return true
+		})
+		switch {
+		case err != nil:
+			rerr = err
+		case rerr != nil:
+			rerr = os.NewSyscallError("read", rerr)
+		case n == 0:
+			rerr = io.EOF
+		}
+		if n < 0 {
+			n = 0
+		}
+		if n == 0 && buf != nil {
+			putFrameBuf(buf)
+			buf = nil
+		}
+		return buf, n, rerr
+	}
+	n, err := s.src.Read(s.small[:])
+	if n > 0 {
+		buf = frameBuf(limit, 0)
+		copy(buf, s.small[:n])
+	}
+	return buf, n, err
 }
 
 // messages frames and judges the complete messages in buf[start:end],

@@ -39,6 +39,10 @@ type Config struct {
 	Admin     Admin             `yaml:"admin"`
 	Log       Log               `yaml:"log"`
 	Limits    Limits            `yaml:"limits"`
+	// Cluster makes this node one of several that share client state
+	// (shared/spec/cluster.example.yaml); Cluster.Enabled is false when the
+	// file has no cluster section.
+	Cluster Cluster `yaml:"cluster"`
 
 	// byName indexes Services by lowercased name; nil in a Config built by hand.
 	byName map[string]*Service

@@ -96,6 +96,8 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	def(written, "limits.body_timeout", &l.BodyTimeout, time.Minute)
 	// Lets in-flight requests finish on SIGTERM without stalling a restart.
 	def(written, "limits.shutdown_timeout", &l.ShutdownTimeout, 30*time.Second)
+
+	clusterDefaults(c, written)
 }
 
 func def[T any](written func(string) bool, key string, field *T, value T) {

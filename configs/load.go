@@ -91,6 +91,11 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Admin.Key)
 	abs(&c.Admin.StateDir)
 	abs(&c.Blacklist.State)
+	abs(&c.Cluster.TLS.Cert)
+	abs(&c.Cluster.TLS.Key)
+	abs(&c.Cluster.TLS.CA)
+	abs(&c.Cluster.NATS.Creds)
+	abs(&c.Cluster.StoreDir)
 }
 
 // maxFileSize bounds a certificate, key or CA file; real ones are a few KiB.

@@ -42,6 +42,7 @@ func (v *validator) validate() {
 	v.turn()
 	v.admin()
 	v.logAndLimits()
+	v.cluster()
 }
 
 // listener is one address gatehouse accepts connections on.
@@ -84,6 +85,7 @@ func (v *validator) listeners() {
 		}
 		ls = v.listener(ls, "admin.listen", c.Admin.Listen)
 	}
+	ls = v.clusterListeners(ls)
 	v.conflicts(ls)
 }
 

@@ -85,7 +85,7 @@ type Node struct {
 	wake  chan struct{}  // a write was queued
 	flush chan struct{}  // closed by Close: the writer writes what is queued and returns
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex        // guards the fields below
 	ops     []op              // writes in the order made
 	counts  map[string][]byte // counts key → latest value: only the latest matters
 	dropped uint64
@@ -590,11 +590,11 @@ func (n *Node) applyNode(e jetstream.KeyValueEntry) {
 type Status struct {
 	Node     string     `json:"node"`
 	Embedded bool       `json:"embedded"`
-	Ready    bool       `json:"ready"`     // the buckets are open
-	Quorum   bool       `json:"quorum"`    // JetStream answers with a quorum behind it
-	Routes   int        `json:"routes"`    // embedded: routes to other nodes' servers
-	Queued   int        `json:"queued"`    // writes waiting for the cluster
-	Dropped  uint64     `json:"dropped"`   // writes dropped because the queue was full
+	Ready    bool       `json:"ready"`   // the buckets are open
+	Quorum   bool       `json:"quorum"`  // JetStream answers with a quorum behind it
+	Routes   int        `json:"routes"`  // embedded: routes to other nodes' servers
+	Queued   int        `json:"queued"`  // writes waiting for the cluster
+	Dropped  uint64     `json:"dropped"` // writes dropped because the queue was full
 	LastErr  string     `json:"last_error,omitempty"`
 	Nodes    []NodeInfo `json:"nodes"` // every node seen in the last minute, this one included
 }

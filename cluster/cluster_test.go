@@ -294,3 +294,159 @@ func TestThreeNodes(t *testing.T) {
 		}
 	})
 }
+
+// cutter forwards TCP connections to a route port and can cut them all:
+// a network partition between nodes, made by the test.
+type cutter struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newCutter(t *testing.T, ip, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln, target: target}
+	c.wg.Go(c.serve)
+	t.Cleanup(func() {
+		ln.Close()
+		c.partition(true)
+		c.wg.Wait()
+	})
+	return c
+}
+
+func (c *cutter) serve() {
+	for {
+		in, err := c.ln.Accept()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.cut {
+			c.mu.Unlock()
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", c.target)
+		if err != nil {
+			c.mu.Unlock()
+			in.Close()
+			continue
+		}
+		c.conns = append(c.conns, in, out)
+		c.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				if n > 0 {
+					if _, werr := dst.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			dst.Close()
+			src.Close()
+		}
+		c.wg.Go(func() { pipe(out, in) })
+		c.wg.Go(func() { pipe(in, out) })
+	}
+}
+
+// partition cuts (true) or heals (false) the forwarded connections.
+func (c *cutter) partition(cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = cut
+	if cut {
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+		c.conns = nil
+	}
+}
+
+func (c *cutter) addr() string { return c.ln.Addr().String() }
+
+// TestPartition cuts node c off from a and b: c goes on enforcing what it
+// knew and blocking what it sees itself; when the partition heals, what
+// each side did reaches the other.
+func TestPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three NATS servers")
+	}
+	ms := testCluster(t, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	// Every route to or from c goes through a cutter.
+	toC := newCutter(t, c.ip, c.cfg.Listen)
+	fromC := []*cutter{newCutter(t, a.ip, a.cfg.Listen), newCutter(t, b.ip, b.cfg.Listen)}
+	a.cfg.Peers = []string{b.cfg.Listen, toC.addr()}
+	b.cfg.Peers = []string{a.cfg.Listen, toC.addr()}
+	c.cfg.Peers = []string{fromC[0].addr(), fromC[1].addr()}
+	cut := func(on bool) {
+		toC.partition(on)
+		for _, f := range fromC {
+			f.partition(on)
+		}
+	}
+	for _, m := range ms {
+		m.start(t)
+		defer m.stop()
+	}
+	eventually(t, "every node joined", func() bool {
+		for _, m := range ms {
+			if s := m.node.Status(); !s.Ready || len(s.Nodes) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := a.list.AddManual(netip.MustParsePrefix("203.0.113.1/32"), "before"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "c has a's entry", func() bool { return c.list.Blocked(netip.MustParseAddr("203.0.113.1")) })
+
+	cut(true)
+	eventually(t, "c sees it is cut off", func() bool { return c.node.Status().Routes == 0 })
+	// c keeps what it knew, and blocks what it sees.
+	for range 6 {
+		report(c.list, "192.0.2.66")
+	}
+	if !c.list.Blocked(netip.MustParseAddr("203.0.113.1")) || !c.list.Blocked(netip.MustParseAddr("192.0.2.66")) {
+		t.Fatal("partitioned node does not enforce what it knew and saw")
+	}
+	if err := c.list.AddWhitelist(netip.MustParsePrefix("198.18.0.0/15"), "made on c while cut off"); err != nil {
+		t.Fatal(err)
+	}
+	// The majority goes on: a's new entry holds on b.
+	if err := a.list.AddManual(netip.MustParsePrefix("203.0.113.2/32"), "during"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b has a's entry made during the partition", func() bool { return b.list.Blocked(netip.MustParseAddr("203.0.113.2")) })
+	if c.list.Blocked(netip.MustParseAddr("203.0.113.2")) {
+		t.Fatal("c heard of an entry through a cut network")
+	}
+
+	cut(false)
+	took := eventually(t, "both sides merged", func() bool {
+		white := func(l *blacklist.List) bool {
+			return slices.ContainsFunc(l.Whitelist(), func(e blacklist.WhitelistEntry) bool {
+				return e.Prefix == netip.MustParsePrefix("198.18.0.0/15")
+			})
+		}
+		return c.list.Blocked(netip.MustParseAddr("203.0.113.2")) &&
+			a.list.Blocked(netip.MustParseAddr("192.0.2.66")) && b.list.Blocked(netip.MustParseAddr("192.0.2.66")) &&
+			white(a.list) && white(b.list)
+	})
+	t.Logf("merged %v after the partition healed", took)
+}

@@ -22,6 +22,7 @@ type metrics struct {
 	blAggregated, gateOpen, gateRefused, gateCut, gateExhausted           *prometheus.Desc
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
 	adminSessions, events                                                 *prometheus.Desc
+	cluster                                                               clusterMetrics
 }
 
 func (s *Server) newMetrics() http.Handler {
@@ -57,6 +58,7 @@ func (s *Server) newMetrics() http.Handler {
 		adminSessions: d("admin_sessions", "Admin UI sessions in force."),
 		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
 	}
+	m.cluster = newClusterMetrics(d)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m,
 		collectors.NewGoCollector(),
@@ -132,6 +134,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if s.opts.Events != nil {
 		counter(m.events, s.opts.Events.Total())
 	}
+	m.cluster.collect(s.opts.Cluster, ch)
 }
 
 // active counts open connections of one service type and service.

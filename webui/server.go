@@ -58,6 +58,10 @@ type Options struct {
 	Clock func() time.Time
 	// Version is shown on the dashboard and in /api/status.
 	Version string
+	// Cluster is this node's cluster membership; nil when alone. It adds
+	// GET /api/cluster, the cluster_* metrics and a /healthz failure
+	// when the node has lost the cluster.
+	Cluster ClusterStatus
 }
 
 // Server is the admin listener.

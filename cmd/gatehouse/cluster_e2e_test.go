@@ -179,6 +179,31 @@ cluster:
 		joined(n)
 	}
 
+	// The admin API and /metrics of b show the three nodes.
+	adminGet := func(n *gnode, path string) string {
+		t.Helper()
+		out, err := exec.Command("curl", "-sS", "-k", "--max-time", "10", "-u", "admin:secret", "https://"+n.admin+path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("GET %s on %s: %v\n%s", path, n.name, err, out)
+		}
+		return string(out)
+	}
+	for deadline := time.Now().Add(clusterWait); ; time.Sleep(100 * time.Millisecond) {
+		st := adminGet(b, "/api/cluster")
+		if strings.Count(st, `"name": "node-`) == 3 && strings.Contains(st, `"ready": true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/api/cluster on b: %s", st)
+		}
+	}
+	if m := adminGet(b, "/metrics"); !strings.Contains(m, "gatehouse_cluster_nodes 3") || !strings.Contains(m, "gatehouse_cluster_quorum 1") {
+		t.Errorf("/metrics of b lacks the cluster figures:\n%s", m)
+	}
+	if h := adminGet(b, "/healthz"); h != "ok\n" {
+		t.Errorf("/healthz of b: %q", h)
+	}
+
 	get := func(n *gnode, src, path string) string {
 		_, port, _ := net.SplitHostPort(n.http)
 		code, _ := curl(t, src, "--resolve", "hq.example.com:"+port+":"+n.ip, "http://hq.example.com:"+port+path)

@@ -202,7 +202,12 @@ func (a *app) reload(next *configs.Config) error {
 
 // startAdmin opens the admin listener.
 func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
+	var cl webui.ClusterStatus
+	if a.node != nil {
+		cl = a.node // a nil *cluster.Node would make a non-nil interface
+	}
 	return webui.New(cfg, webui.Options{
+		Cluster:   cl,
 		Proxy:     a.srv,
 		Blacklist: a.bl,
 		Guard:     a.events,

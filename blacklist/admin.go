@@ -44,6 +44,8 @@ type Entry struct {
 	// Expires ends an automatic block; zero for manual entries and for
 	// clients that are only counted.
 	Expires time.Time `json:"expires,omitzero"`
+	// Node is the cluster node that made the automatic block ("" alone).
+	Node string `json:"node,omitempty"`
 }
 
 // Reason is one suspicious request, as shown to an operator.
@@ -93,8 +95,9 @@ func (l *List) Entries(f Filter) []Entry {
 			Blocked:    rec.blocked(),
 			FirstSeen:  l.wall(rec.first),
 			LastSeen:   l.wall(rec.last),
-			Count:      rec.hits.count(now),
+			Count:      min(l.countLocked(rec, now), l.cfg.Threshold+1),
 			Total:      rec.total,
+			Node:       rec.by,
 		}
 		if rec.total == 0 { // restored from the state file with no requests recorded
 			e.FirstSeen, e.LastSeen = time.Time{}, time.Time{}
@@ -191,6 +194,7 @@ func (l *List) AddManual(p netip.Prefix, note string) error {
 	note = cut(note, maxNote)
 	l.rtManual[p] = listed{note: note, added: now}
 	l.changedLocked(now, p, "client blocked", "reason", "manual entry: "+note, "until", "removed")
+	l.shareLocked(func(s Shared) { s.Listed(false, p, &Listing{Note: note, Added: l.wall(now), Node: l.node}) })
 	l.notifyLocked(p)
 	return nil
 }
@@ -207,6 +211,7 @@ func (l *List) RemoveManual(p netip.Prefix) error {
 		return err
 	}
 	l.removeManualLocked(p, "manual entry removed")
+	l.shareLocked(func(s Shared) { s.Listed(false, p, nil) })
 	return nil
 }
 
@@ -239,12 +244,14 @@ func (l *List) Remove(ip netip.Addr) error {
 				l.releaseLocked(rec, now, "removed by an administrator")
 			}
 			l.dropLocked(rec)
+			l.shareLocked(func(s Shared) { s.Released(k) })
 			removed = true
 		}
 	}
 	for _, p := range []netip.Prefix{key, netip.PrefixFrom(ip, ip.BitLen())} {
 		if _, ok := l.rtManual[p]; ok {
 			l.removeManualLocked(p, "removed by an administrator")
+			l.shareLocked(func(s Shared) { s.Listed(false, p, nil) })
 			removed = true
 		}
 	}
@@ -306,6 +313,7 @@ func (l *List) addWhiteLocked(p netip.Prefix, note string) {
 	now := l.now()
 	l.rtWhite[p] = listed{note: note, added: now}
 	l.changedLocked(now, p, "whitelist entry added", "note", note)
+	l.shareLocked(func(s Shared) { s.Listed(true, p, &Listing{Note: note, Added: l.wall(now), Node: l.node}) })
 }
 
 // RemoveWhitelist removes the run-time whitelist entry p.
@@ -322,6 +330,7 @@ func (l *List) RemoveWhitelist(p netip.Prefix) error {
 	delete(l.rtWhite, p)
 	l.changedLocked(l.now(), p, "whitelist entry removed")
 	l.notifyLocked(p) // what the entry covered may be blocked now
+	l.shareLocked(func(s Shared) { s.Listed(true, p, nil) })
 	return nil
 }
 
@@ -347,6 +356,7 @@ func (l *List) Promote(ip netip.Addr) error {
 	for _, p := range []netip.Prefix{key, netip.PrefixFrom(ip, ip.BitLen())} {
 		if _, ok := l.rtManual[p]; ok {
 			l.removeManualLocked(p, "promoted to the whitelist")
+			l.shareLocked(func(s Shared) { s.Listed(false, p, nil) })
 		}
 	}
 	_, inCfg := l.cfgWhite[key]

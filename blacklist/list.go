@@ -63,6 +63,8 @@ type List struct {
 	capWarnAt   instant  // when the cap may be reported again
 	aggWarnAt   instant  // when folding may be reported again
 	pending     []func() // log lines, written by unlock after List.mu is released
+	shared      Shared   // the cluster's store (shared.go); nil when alone
+	node        string   // this node's name in the cluster
 
 	saveMu      sync.Mutex // serializes writing the state file; guards the fields below
 	savedGen    uint64
@@ -351,10 +353,11 @@ func (l *List) Report(ev Event) {
 		return
 	}
 	rec.hits.add(now, l.cfg.Threshold+1)
-	if n := rec.hits.count(now); n > l.cfg.Threshold && !r.white.contains(ip) && !r.manual.contains(ip) {
-		l.blockLocked(rec, now, n)
+	if n := l.countLocked(rec, now); n > l.cfg.Threshold && !r.white.contains(ip) && !r.manual.contains(ip) {
+		l.blockLocked(rec, now, n) // the other nodes hear of the block, not of the count
 		return
 	}
+	l.shareCountLocked(rec, now)
 	l.counters.moveToFront(rec)
 }
 
@@ -388,11 +391,14 @@ func (l *List) trackLocked(key netip.Prefix, now instant) *record {
 func (l *List) blockLocked(rec *record, now instant, count int) {
 	l.counters.remove(rec)
 	rec.expires = now + instant(l.cfg.Expiration)
+	rec.by = l.node
 	heap.Push(&l.blocks, rec)
 	l.index.set(rec.key, rec.expires)
 	l.nblocks++
 	l.gen++
 	client, why, until, agg := display(rec.key), summary(rec.reasons), l.wall(rec.expires), rec.agg
+	key, b := rec.key, Block{Until: until, Count: count, Reason: why, Node: l.node}
+	l.shareLocked(func(s Shared) { s.Blocked(key, b) })
 	l.pending = append(l.pending, func() {
 		if agg {
 			l.log.Info("client blocked", "client", client, "count", count, "reason", why, "until", until, "aggregated", true)
@@ -410,6 +416,7 @@ func (l *List) releaseLocked(rec *record, now instant, why string) {
 	l.index.delete(rec.key)
 	rec.expires = 0
 	rec.hits = window{}
+	rec.peers, rec.by = nil, ""
 	rec.touched = now
 	l.counters.pushFront(rec)
 	l.gen++

@@ -34,6 +34,10 @@ type record struct {
 	hits        window
 	reasons     []reason // the latest maxReasons, oldest first
 	expires     instant  // end of the automatic block; 0 when not blocked
+	// peers are the requests other nodes of a cluster counted, by node
+	// (shared.go); by is the node that made the block.
+	peers map[string][]instant
+	by    string
 
 	heapIdx    int     // position in List.blocks, -1 when not blocked
 	prev, next *record // links in List.counters

@@ -43,6 +43,10 @@ type Config struct {
 	Limits    Limits            `yaml:"limits"`
 	Agents    Agents            `yaml:"agents"`
 	Health    Health            `yaml:"health"`
+	// Cluster makes this node one of several that share client state
+	// (shared/spec/cluster.example.yaml); Cluster.Enabled is false when the
+	// file has no cluster section.
+	Cluster Cluster `yaml:"cluster"`
 
 	// byName indexes Services by lowercased name; nil in a Config built by hand.
 	byName map[string]*Service

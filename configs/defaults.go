@@ -122,6 +122,7 @@ func applyDefaults(c *Config, written func(key string) bool) {
 	def(written, "health.rise", &h.Rise, 2)
 	// Every web server answers "/", if only with a redirect.
 	def(written, "health.http_path", &h.HTTPPath, "/")
+	clusterDefaults(c, written)
 }
 
 func def[T any](written func(string) bool, key string, field *T, value T) {

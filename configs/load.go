@@ -94,6 +94,11 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Agents.Accounts {
 		abs(&c.Agents.Accounts[i].ClientCA)
 	}
+	abs(&c.Cluster.TLS.Cert)
+	abs(&c.Cluster.TLS.Key)
+	abs(&c.Cluster.TLS.CA)
+	abs(&c.Cluster.NATS.Creds)
+	abs(&c.Cluster.StoreDir)
 }
 
 // maxFileSize bounds a certificate, key or CA file; real ones are a few KiB.

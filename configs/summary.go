@@ -76,6 +76,15 @@ func (c *Config) Summary() string {
 	} else {
 		fmt.Fprintf(&b, "admin: %s, %s\n", c.Admin.Listen, count(len(c.Admin.Users), "user"))
 	}
+
+	switch k := c.Cluster; {
+	case !k.Enabled:
+	case k.Embedded():
+		fmt.Fprintf(&b, "cluster: node %s, embedded NATS routes on %s to %s, %d replicas, store %s\n",
+			k.Node, k.Listen, orNone(strings.Join(k.Peers, ", ")), k.Replicas, k.StoreDir)
+	default:
+		fmt.Fprintf(&b, "cluster: node %s, NATS %s, %d replicas\n", k.Node, k.NATS.URL, k.Replicas)
+	}
 	return b.String()
 }
 

@@ -45,6 +45,7 @@ func (v *validator) validate() {
 	v.logAndLimits()
 	v.agents()
 	v.health()
+	v.cluster()
 }
 
 // listener is one address gatehouse accepts connections on.
@@ -101,6 +102,7 @@ func (v *validator) listeners() {
 		}
 		ls = v.listener(ls, "admin.listen", c.Admin.Listen)
 	}
+	ls = v.clusterListeners(ls)
 	v.conflicts(ls)
 }
 

@@ -23,6 +23,7 @@ type metrics struct {
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
 	adminSessions, events, targetUp                                       *prometheus.Desc
 	agentTunnels, agentStreams, agentBytes, agentBeat                     *prometheus.Desc
+	cluster                                                               clusterMetrics
 }
 
 func (s *Server) newMetrics() http.Handler {
@@ -63,6 +64,7 @@ func (s *Server) newMetrics() http.Handler {
 		targetUp:      d("target_up", "1 while a target port answers its health check, 0 while it is down; absent until first checked.", "target", "type", "service"),
 		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
 	}
+	m.cluster = newClusterMetrics(d)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m,
 		collectors.NewGoCollector(),
@@ -166,6 +168,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if s.opts.Events != nil {
 		counter(m.events, s.opts.Events.Total())
 	}
+	m.cluster.collect(s.opts.Cluster, ch)
 }
 
 // active counts open connections of one service type and service.

@@ -386,6 +386,11 @@ func (s *Server) routes() *http.ServeMux {
 			fmt.Fprintf(w, "accept failing: %s\n", msg)
 			return
 		}
+		if bad, why := s.clusterHealth(); bad {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, why)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
@@ -415,6 +420,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("POST /config", s.pageLimit(maxConfigFormBody, s.configSubmit))
 
 	mux.Handle("GET /api/status", s.api(s.apiStatus))
+	mux.Handle("GET /api/cluster", s.api(s.apiCluster))
 	mux.Handle("GET /api/connections", s.api(s.apiConnections))
 	mux.Handle("DELETE /api/connections/{id}", s.api(s.apiDropConnection))
 	mux.Handle("GET /api/agents", s.api(s.apiAgents))

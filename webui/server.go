@@ -64,6 +64,10 @@ type Options struct {
 	Clock func() time.Time
 	// Version is shown on the dashboard and in /api/status.
 	Version string
+	// Cluster is this node's cluster membership; nil when alone. It adds
+	// GET /api/cluster, the cluster_* metrics and a /healthz failure
+	// when the node has lost the cluster.
+	Cluster ClusterStatus
 	// Health lists the targets' health (*health.Checker); nil shows none.
 	Health interface{ Targets() []health.Target }
 	// Agents lists and disconnects agent tunnels; nil shows none.

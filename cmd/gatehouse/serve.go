@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/cluster"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/health"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
@@ -33,6 +34,7 @@ type app struct {
 	log    *slog.Logger
 	level  *slog.LevelVar
 	bl     *blacklist.List
+	node   *cluster.Node // nil without a cluster section
 	events *gate.EventLog
 	health *health.Checker
 	srv    *proxy.Server
@@ -57,15 +59,27 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	log := newLogger(cfg.Log, &level, logw)
 	slog.SetDefault(log)
 
-	bl, err := blacklist.New(cfg.Blacklist, blacklist.Options{Logger: log})
+	if cfg.Cluster.Enabled && cfg.Blacklist.State != "" {
+		log.Info("cluster: blacklist.state is not used; the cluster's buckets hold the state", "state", cfg.Blacklist.State)
+	}
+	bl, err := blacklist.New(blacklistConfig(cfg), blacklist.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	bl.Start()
 	defer bl.Close()
+	var node *cluster.Node
+	if cfg.Cluster.Enabled {
+		// Before any listener: the node catches up in the background,
+		// and what this node blocks meanwhile is queued for the others.
+		if node, err = cluster.Start(cfg.Cluster, bl, cluster.Options{Logger: log, Version: version}); err != nil {
+			return err
+		}
+		defer node.Close() // before bl.Close: writes what is still queued
+	}
 	var a *app
 	defer func() { a.bg.Wait() }()
-	a = &app{path: path, log: log, level: &level, bl: bl, cfg: cfg,
+	a = &app{path: path, log: log, level: &level, bl: bl, node: node, cfg: cfg,
 		// Every part reports through the event log, so the admin UI shows
 		// refusals of the service ports, TURN and the admin listener alike.
 		events: gate.NewEventLog(bl, gate.DefaultEventLogSize)}
@@ -171,7 +185,10 @@ func (a *app) reload(next *configs.Config) error {
 	if err := a.srv.Reload(next); err != nil {
 		return err
 	}
-	a.bl.Reconfigure(next.Blacklist)
+	a.bl.Reconfigure(blacklistConfig(next))
+	if !sameCluster(next.Cluster, a.cfg.Cluster) {
+		a.log.Warn("cluster section changed: it applies at the next start of gatehouse")
+	}
 	a.agents.Reload(next)
 	switch {
 	case a.acme != nil && next.TLS.ACME != nil:
@@ -223,7 +240,12 @@ func (a *app) reload(next *configs.Config) error {
 
 // startAdmin opens the admin listener.
 func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
+	var cl webui.ClusterStatus
+	if a.node != nil {
+		cl = a.node // a nil *cluster.Node would make a non-nil interface
+	}
 	return webui.New(cfg, webui.Options{
+		Cluster:   cl,
 		Proxy:     a.srv,
 		Blacklist: a.bl,
 		Guard:     a.events,
@@ -236,6 +258,34 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Agents:    a.agents,
 		Health:    a.health,
 	})
+}
+
+// blacklistConfig is the blacklist's part of cfg. In a cluster the state
+// lives in the cluster's buckets, not in blacklist.state: a file of this
+// node alone would bring back, at its next start, entries the others
+// removed meanwhile.
+func blacklistConfig(cfg *configs.Config) configs.Blacklist {
+	b := cfg.Blacklist
+	if cfg.Cluster.Enabled {
+		b.State = ""
+	}
+	return b
+}
+
+// sameCluster tells whether a reload leaves the cluster section as it was
+// (certificates compared by their contents).
+func sameCluster(a, b configs.Cluster) bool {
+	certs := func(c *tls.Certificate) [][]byte {
+		if c == nil {
+			return nil
+		}
+		return c.Certificate
+	}
+	if !slices.EqualFunc(certs(a.TLS.Loaded), certs(b.TLS.Loaded), bytes.Equal) {
+		return false
+	}
+	a.TLS.Loaded, a.TLS.CAPool, b.TLS.Loaded, b.TLS.CAPool = nil, nil, nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // sameCertificates tells whether a and b offer the same tls certificates.

@@ -1,0 +1,631 @@
+// Package cluster makes several gatehouse nodes one appliance: their
+// blacklists share client state through NATS JetStream key-value buckets.
+//
+// By default every node embeds a NATS server and the nodes' servers form a
+// NATS cluster among themselves (routes under mutual TLS); with
+// cluster.nats.url the nodes use an existing NATS cluster. A Node implements
+// blacklist.Shared: what its List changes is queued and written to the
+// buckets by one goroutine, so the accept path never waits on the network,
+// and bucket watchers feed what the other nodes wrote into the List's Apply
+// methods. Each node thus keeps its own full copy and enforces it when the
+// cluster is out of reach; its queued writes go out when it is back.
+//
+// Buckets (keys are client networks with ':' written '_'):
+//
+//	gatehouse_counts    NODE.CLIENT → that node's request times in the Window (memory, max age 2 min)
+//	gatehouse_blocks    CLIENT → blacklist.Block, per-key TTL until the block ends;
+//	                    a delete is an administrator's release, purges (expiry) are ignored
+//	gatehouse_manual    NETWORK → blacklist.Listing of a run-time manual entry
+//	gatehouse_whitelist NETWORK → blacklist.Listing of a run-time whitelist entry
+//	gatehouse_nodes     NODE → NodeInfo, rewritten every few seconds (memory, max age 1 min)
+//
+// Pending (issue 14, part 3): agent registrations. The agents feature is
+// built on its own branch; its seam here is one more bucket opened in
+// Node.open, gatehouse_agents (NAME → node, account, epoch, with a per-key
+// TTL the node holding the tunnel refreshes), watched like the others, and
+// a listener on cluster.forward_listen (TLS with the node certificates)
+// that carries a connection for an agent to the node holding its tunnel.
+// configs already accepts and checks cluster.forward_listen.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/configs"
+)
+
+// Bucket names.
+const (
+	BucketCounts    = "gatehouse_counts"
+	BucketBlocks    = "gatehouse_blocks"
+	BucketManual    = "gatehouse_manual"
+	BucketWhitelist = "gatehouse_whitelist"
+	BucketNodes     = "gatehouse_nodes"
+)
+
+const (
+	// maxQueued bounds the writes waiting for the cluster, of each kind;
+	// beyond it new ones are dropped and counted (Status.Dropped).
+	maxQueued = 100000
+	// heartbeat is how often a node rewrites its entry in BucketNodes.
+	heartbeat = 5 * time.Second
+	// opTimeout bounds one bucket operation.
+	opTimeout = 5 * time.Second
+)
+
+// Options are the parts of a Node that do not come from the configuration.
+type Options struct {
+	Logger  *slog.Logger // nil is slog.Default()
+	Version string       // shown to the other nodes
+	// Address is what the other nodes show as this node's address; ""
+	// is cluster.listen.
+	Address string
+}
+
+// Node is this process's membership in the cluster.
+type Node struct {
+	cfg   configs.Cluster
+	list  *blacklist.List
+	log   *slog.Logger
+	ns    *server.Server // nil with cluster.nats.url
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	info  NodeInfo
+	stop  context.CancelFunc // ends the watchers and the writer
+	ctx   context.Context
+	wg    sync.WaitGroup // the writer (run)
+	watch sync.WaitGroup // the bucket watchers
+	wake  chan struct{}  // a write was queued
+	flush chan struct{}  // closed by Close: the writer writes what is queued and returns
+
+	mu      sync.Mutex        // guards the fields below
+	ops     []op              // writes in the order made
+	counts  map[string][]byte // counts key → latest value: only the latest matters
+	dropped uint64
+	lastErr string
+	errAt   time.Time
+	ready   bool
+	nodes   map[string]NodeInfo // from BucketNodes
+	closed  bool
+}
+
+// NodeInfo is what a node tells the others about itself.
+type NodeInfo struct {
+	Name    string    `json:"name"`
+	Address string    `json:"address,omitempty"`
+	Since   time.Time `json:"since"`
+	Version string    `json:"version,omitempty"`
+	Seen    time.Time `json:"seen"` // when it last wrote this
+	Quorum  bool      `json:"quorum"`
+}
+
+type opKind int
+
+const (
+	opPut opKind = iota
+	opDelete
+	opBlock
+)
+
+type op struct {
+	kind   opKind
+	bucket string
+	key    string
+	val    []byte
+	until  time.Time // opBlock
+}
+
+// Start joins the cluster that cfg describes, for list: it starts the
+// embedded NATS server (when cfg has no nats.url) and connects, then opens
+// the buckets and watches them in the background, retrying until the
+// cluster has a quorum. It fails only on what retrying cannot fix, such as
+// a route port in use.
+func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, error) {
+	if !cfg.Enabled {
+		return nil, errors.New("cluster: no cluster section")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{
+		cfg:    cfg,
+		list:   list,
+		log:    log,
+		wake:   make(chan struct{}, 1),
+		flush:  make(chan struct{}),
+		counts: make(map[string][]byte),
+		nodes:  make(map[string]NodeInfo),
+		info: NodeInfo{Name: cfg.Node, Address: opts.Address, Since: time.Now().Round(0),
+			Version: opts.Version},
+	}
+	if n.info.Address == "" {
+		n.info.Address = cfg.Listen
+	}
+	var err error
+	token := rand.Text()
+	if cfg.Embedded() {
+		if n.ns, err = startServer(&cfg, token, log); err != nil {
+			return nil, err
+		}
+	}
+	if n.nc, err = connect(&cfg, n.ns, token, log); err != nil {
+		n.shutdownServer()
+		return nil, fmt.Errorf("cluster: connect to NATS: %w", err)
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		n.nc.Close()
+		n.shutdownServer()
+		return nil, fmt.Errorf("cluster: JetStream: %w", err)
+	}
+	n.ctx, n.stop = context.WithCancel(context.Background())
+	list.Share(n, cfg.Node)
+	n.wg.Go(n.run)
+	return n, nil
+}
+
+// Close writes what is queued (for a few seconds at most), stops watching
+// and leaves the cluster. The List keeps what it has.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	close(n.flush)
+	timer := time.AfterFunc(opTimeout, n.stop) // a writer stuck on an unreachable cluster
+	n.wg.Wait()
+	timer.Stop()
+	n.stop()
+	n.watch.Wait()
+	n.nc.Close()
+	n.shutdownServer()
+	return nil
+}
+
+func (n *Node) shutdownServer() {
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+}
+
+// buckets are the open key-value buckets.
+type buckets struct {
+	counts, blocks, manual, white, nodes jetstream.KeyValue
+}
+
+// open makes or updates the buckets. It fails while the cluster has no
+// JetStream quorum (not enough nodes up yet).
+func (n *Node) open(ctx context.Context) (*buckets, error) {
+	mk := func(c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+		c.Replicas, c.History = n.cfg.Replicas, 1
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		kv, err := n.js.CreateOrUpdateKeyValue(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", c.Bucket, err)
+		}
+		return kv, nil
+	}
+	var b buckets
+	var err error
+	if b.counts, err = mk(jetstream.KeyValueConfig{Bucket: BucketCounts, Storage: jetstream.MemoryStorage,
+		TTL: 2 * blacklist.Window}); err != nil {
+		return nil, err
+	}
+	// Per-key TTL (NATS server 2.11 and later): a block leaves the bucket
+	// when it ends.
+	if b.blocks, err = mk(jetstream.KeyValueConfig{Bucket: BucketBlocks, Storage: jetstream.FileStorage,
+		LimitMarkerTTL: time.Minute}); err != nil {
+		return nil, err
+	}
+	if b.manual, err = mk(jetstream.KeyValueConfig{Bucket: BucketManual, Storage: jetstream.FileStorage}); err != nil {
+		return nil, err
+	}
+	if b.white, err = mk(jetstream.KeyValueConfig{Bucket: BucketWhitelist, Storage: jetstream.FileStorage}); err != nil {
+		return nil, err
+	}
+	if b.nodes, err = mk(jetstream.KeyValueConfig{Bucket: BucketNodes, Storage: jetstream.MemoryStorage,
+		TTL: time.Minute}); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// run opens the buckets, starts the watchers and then writes what the List
+// queues, until Close.
+func (n *Node) run() {
+	var kv *buckets
+	for wait := time.Duration(0); kv == nil; wait = time.Second {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.flush:
+			return
+		case <-time.After(wait):
+		}
+		var err error
+		if kv, err = n.open(n.ctx); err != nil {
+			n.fail("cluster: waiting for JetStream (a quorum of the nodes)", err)
+		}
+	}
+	n.mu.Lock()
+	n.ready = true
+	n.lastErr = ""
+	n.mu.Unlock()
+	n.log.Info("cluster: joined", "node", n.cfg.Node, "replicas", n.cfg.Replicas, "embedded", n.ns != nil)
+	n.watch.Go(func() { n.watchBucket(kv.counts, n.applyCount) })
+	n.watch.Go(func() { n.watchBucket(kv.blocks, n.applyBlock) })
+	n.watch.Go(func() { n.watchBucket(kv.manual, func(e jetstream.KeyValueEntry) { n.applyListing(false, e) }) })
+	n.watch.Go(func() { n.watchBucket(kv.white, func(e jetstream.KeyValueEntry) { n.applyListing(true, e) }) })
+	n.watch.Go(func() { n.watchBucket(kv.nodes, n.applyNode) })
+
+	beat := time.NewTicker(heartbeat)
+	defer beat.Stop()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	n.beat(kv)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.flush:
+			n.write(kv)
+			return
+		case <-beat.C:
+			n.beat(kv)
+		case <-n.wake:
+		case <-retry.C:
+		}
+		n.write(kv)
+	}
+}
+
+// fail records err, logging it at most once a minute.
+func (n *Node) fail(msg string, err error) {
+	n.mu.Lock()
+	now := time.Now()
+	logIt := now.Sub(n.errAt) >= time.Minute
+	if logIt {
+		n.errAt = now
+	}
+	n.lastErr = err.Error()
+	n.mu.Unlock()
+	if logIt {
+		n.log.Warn(msg, "node", n.cfg.Node, "err", err)
+	}
+}
+
+// write sends the queued writes in order. On the first failure it puts
+// back what is left (ahead of anything queued since) and returns: the
+// writer tries again a second later.
+func (n *Node) write(kv *buckets) {
+	n.mu.Lock()
+	ops, counts := n.ops, n.counts
+	n.ops, n.counts = nil, make(map[string][]byte)
+	n.mu.Unlock()
+	for i, o := range ops {
+		if err := n.do(kv, o); err != nil {
+			n.fail("cluster: write failed; kept to retry", fmt.Errorf("%s %s: %w", o.bucket, o.key, err))
+			n.requeue(ops[i:], counts)
+			return
+		}
+	}
+	for k, v := range counts {
+		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+		_, err := kv.counts.Put(ctx, k, v)
+		cancel()
+		if err != nil {
+			n.fail("cluster: write failed; kept to retry", fmt.Errorf("%s %s: %w", BucketCounts, k, err))
+			n.requeue(nil, counts)
+			return
+		}
+		delete(counts, k)
+	}
+}
+
+func (n *Node) requeue(ops []op, counts map[string][]byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ops = append(ops, n.ops...)
+	for k, v := range counts {
+		if _, newer := n.counts[k]; !newer {
+			n.counts[k] = v
+		}
+	}
+}
+
+func (n *Node) do(kv *buckets, o op) error {
+	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	defer cancel()
+	b := map[string]jetstream.KeyValue{BucketBlocks: kv.blocks, BucketManual: kv.manual,
+		BucketWhitelist: kv.white, BucketCounts: kv.counts}[o.bucket]
+	switch o.kind {
+	case opPut:
+		_, err := b.Put(ctx, o.key, o.val)
+		return err
+	case opDelete:
+		err := b.Delete(ctx, o.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+		return err
+	default:
+		return putBlock(ctx, b, o)
+	}
+}
+
+// putBlock writes a block with a TTL to its end. Of two blocks of one
+// client the later end wins: an earlier one in the bucket is purged (which
+// the watchers ignore) and replaced.
+func putBlock(ctx context.Context, b jetstream.KeyValue, o op) error {
+	for range 3 {
+		ttl := time.Until(o.until).Round(time.Second)
+		if ttl < time.Second {
+			return nil // ended while queued
+		}
+		_, err := b.Create(ctx, o.key, o.val, jetstream.KeyTTL(ttl))
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+		e, err := b.Get(ctx, o.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var cur blacklist.Block
+		if json.Unmarshal(e.Value(), &cur) == nil && !cur.Until.Before(o.until) {
+			return nil
+		}
+		if err := b.Purge(ctx, o.key, jetstream.LastRevision(e.Revision())); err != nil {
+			var apiErr *jetstream.APIError
+			if !errors.As(err, &apiErr) {
+				return err
+			}
+			// Another node changed it meanwhile: look again.
+		}
+	}
+	return errors.New("block changed by other nodes three times in a row")
+}
+
+// beat rewrites this node's entry in BucketNodes.
+func (n *Node) beat(kv *buckets) {
+	info := n.info
+	info.Seen = time.Now().Round(0)
+	info.Quorum = n.quorum()
+	val, _ := json.Marshal(info)
+	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	defer cancel()
+	if _, err := kv.nodes.Put(ctx, n.cfg.Node, val); err != nil {
+		n.fail("cluster: heartbeat not written", err)
+	}
+}
+
+// quorum reports whether this node's server is current with the JetStream
+// meta leader (always true with an external NATS, which it cannot see).
+func (n *Node) quorum() bool {
+	if n.ns == nil {
+		return n.nc.IsConnected()
+	}
+	if len(n.cfg.Peers) == 0 {
+		return n.ns.JetStreamEnabled()
+	}
+	return n.ns.JetStreamIsCurrent()
+}
+
+// queue adds o to the writes and wakes the writer.
+func (n *Node) queue(o ...op) {
+	n.mu.Lock()
+	if len(n.ops)+len(o) > maxQueued {
+		n.dropped += uint64(len(o))
+		n.mu.Unlock()
+		return
+	}
+	n.ops = append(n.ops, o...)
+	n.mu.Unlock()
+	n.signal()
+}
+
+func (n *Node) signal() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Counted implements blacklist.Shared.
+func (n *Node) Counted(key netip.Prefix, hits []time.Time) {
+	ts := make([]int64, len(hits))
+	for i, h := range hits {
+		ts[i] = h.UnixNano()
+	}
+	val, _ := json.Marshal(ts)
+	k := n.cfg.Node + "." + encode(key)
+	n.mu.Lock()
+	if _, ok := n.counts[k]; !ok && len(n.counts) >= maxQueued {
+		n.dropped++
+		n.mu.Unlock()
+		return
+	}
+	n.counts[k] = val
+	n.mu.Unlock()
+	n.signal()
+}
+
+// Blocked implements blacklist.Shared.
+func (n *Node) Blocked(key netip.Prefix, b blacklist.Block) {
+	val, _ := json.Marshal(b)
+	n.queue(op{kind: opBlock, bucket: BucketBlocks, key: encode(key), val: val, until: b.Until})
+}
+
+// Released implements blacklist.Shared.
+func (n *Node) Released(key netip.Prefix) {
+	n.queue(op{kind: opDelete, bucket: BucketBlocks, key: encode(key)},
+		op{kind: opDelete, bucket: BucketCounts, key: n.cfg.Node + "." + encode(key)})
+}
+
+// Listed implements blacklist.Shared.
+func (n *Node) Listed(white bool, p netip.Prefix, e *blacklist.Listing) {
+	bucket := BucketManual
+	if white {
+		bucket = BucketWhitelist
+	}
+	if e == nil {
+		n.queue(op{kind: opDelete, bucket: bucket, key: encode(p)})
+		return
+	}
+	val, _ := json.Marshal(e)
+	n.queue(op{kind: opPut, bucket: bucket, key: encode(p), val: val})
+}
+
+// watchBucket feeds every entry of kv to apply: first what the bucket holds (so
+// a node that starts or rejoins catches up), then each change. A watcher
+// that ends while the Node runs is started again; applying an entry twice
+// changes nothing.
+func (n *Node) watchBucket(kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) {
+	for {
+		w, err := kv.WatchAll(n.ctx)
+		if err == nil {
+			for e := range w.Updates() {
+				if e != nil { // nil marks the end of the initial values
+					apply(e)
+				}
+			}
+			w.Stop()
+		} else {
+			n.fail("cluster: cannot watch "+kv.Bucket(), err)
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (n *Node) applyCount(e jetstream.KeyValueEntry) {
+	node, client, ok := strings.Cut(e.Key(), ".")
+	p, err := decode(client)
+	if !ok || err != nil || node == n.cfg.Node {
+		return // its own counts the List has; a restarted node starts counting anew
+	}
+	var hits []time.Time
+	if e.Operation() == jetstream.KeyValuePut {
+		var ts []int64
+		if json.Unmarshal(e.Value(), &ts) != nil {
+			n.log.Warn("cluster: bad entry ignored", "bucket", BucketCounts, "key", e.Key())
+			return
+		}
+		for _, t := range ts {
+			hits = append(hits, time.Unix(0, t))
+		}
+	}
+	n.list.ApplyCounts(node, p, hits)
+}
+
+func (n *Node) applyBlock(e jetstream.KeyValueEntry) {
+	p, err := decode(e.Key())
+	if err != nil {
+		return
+	}
+	switch e.Operation() {
+	case jetstream.KeyValuePut:
+		var b blacklist.Block
+		if json.Unmarshal(e.Value(), &b) != nil {
+			n.log.Warn("cluster: bad entry ignored", "bucket", BucketBlocks, "key", e.Key())
+			return
+		}
+		n.list.ApplyBlock(p, b)
+	case jetstream.KeyValueDelete:
+		n.list.ApplyRelease(p, "another node")
+	}
+	// A purge is an expiry, which every node applies by itself, or a block
+	// being replaced by a longer one.
+}
+
+func (n *Node) applyListing(white bool, e jetstream.KeyValueEntry) {
+	p, err := decode(e.Key())
+	if err != nil {
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		n.list.ApplyListing(white, p, nil)
+		return
+	}
+	var l blacklist.Listing
+	if json.Unmarshal(e.Value(), &l) != nil {
+		n.log.Warn("cluster: bad entry ignored", "bucket", e.Bucket(), "key", e.Key())
+		return
+	}
+	n.list.ApplyListing(white, p, &l)
+}
+
+func (n *Node) applyNode(e jetstream.KeyValueEntry) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(n.nodes, e.Key())
+		return
+	}
+	var info NodeInfo
+	if json.Unmarshal(e.Value(), &info) == nil {
+		n.nodes[e.Key()] = info
+	}
+}
+
+// Status is what a node knows of itself and the cluster, for the admin UI,
+// /metrics and /healthz.
+type Status struct {
+	Node     string     `json:"node"`
+	Embedded bool       `json:"embedded"`
+	Ready    bool       `json:"ready"`   // the buckets are open
+	Quorum   bool       `json:"quorum"`  // JetStream answers with a quorum behind it
+	Routes   int        `json:"routes"`  // embedded: routes to other nodes' servers
+	Queued   int        `json:"queued"`  // writes waiting for the cluster
+	Dropped  uint64     `json:"dropped"` // writes dropped because the queue was full
+	LastErr  string     `json:"last_error,omitempty"`
+	Nodes    []NodeInfo `json:"nodes"` // every node seen in the last minute, this one included
+}
+
+// Status returns the node's view of the cluster.
+func (n *Node) Status() Status {
+	s := Status{Node: n.cfg.Node, Embedded: n.ns != nil, Quorum: n.quorum()}
+	if n.ns != nil {
+		s.Routes = n.ns.NumRoutes()
+	}
+	n.mu.Lock()
+	s.Ready, s.Queued, s.Dropped, s.LastErr = n.ready, len(n.ops)+len(n.counts), n.dropped, n.lastErr
+	for _, info := range n.nodes {
+		s.Nodes = append(s.Nodes, info)
+	}
+	n.mu.Unlock()
+	slices.SortFunc(s.Nodes, func(a, b NodeInfo) int { return strings.Compare(a.Name, b.Name) })
+	return s
+}
+
+// encode writes a network as a bucket key: ':' is not allowed in one.
+func encode(p netip.Prefix) string { return strings.ReplaceAll(p.String(), ":", "_") }
+
+func decode(key string) (netip.Prefix, error) {
+	return netip.ParsePrefix(strings.ReplaceAll(key, "_", ":"))
+}

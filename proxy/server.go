@@ -238,7 +238,10 @@ func (s *Server) closeStreams() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if _, drains := s.opts.Handlers[c.Info.Type.Name].(Shutdowner); !drains || c.stream.Load() {
-			c.Close()
+			// The TCP conn under it: the handler's goroutine may be setting
+			// c.Conn (a TLS handshake) right now, and closes it itself once
+			// its reads fail.
+			c.abort()
 		}
 	}
 }

@@ -60,7 +60,9 @@ wait:
 			}
 		}
 	}
-	if held := time.Since(start); held < cfg.AllocateTimeout {
+	// The server times from its accept, the test from its dial's return:
+	// allow for the few milliseconds between the two.
+	if held := time.Since(start); held < cfg.AllocateTimeout-50*time.Millisecond {
 		t.Errorf("bare connection closed after %v, before allocate_timeout %v", held, cfg.AllocateTimeout)
 	}
 	if sent == 0 {

@@ -98,15 +98,26 @@ func (l *List) lookupLocked(key netip.Prefix) *record {
 	return nil
 }
 
+// lockApply begins applying another node's change to the client or network
+// p: it normalises p and, when p is valid, locks the list for the caller,
+// whose deferred l.unlock releases it.
+func (l *List) lockApply(p netip.Prefix) (netip.Prefix, bool) {
+	if !p.IsValid() {
+		return p, false
+	}
+	p = normalize(p)
+	l.mu.Lock()
+	return p, true
+}
+
 // ApplyCounts records node's requests of client key within the Window (as
 // told by its Counted), and blocks the client when the requests of every
 // node together pass the threshold.
 func (l *List) ApplyCounts(node string, key netip.Prefix, hits []time.Time) {
-	if !key.IsValid() {
+	key, ok := l.lockApply(key)
+	if !ok {
 		return
 	}
-	key = normalize(key)
-	l.mu.Lock()
 	defer l.unlock()
 	now := l.now()
 	l.expireLocked(now)
@@ -152,11 +163,10 @@ func (l *List) ApplyCounts(node string, key netip.Prefix, hits []time.Time) {
 // ended, or that a whitelist entry covers, is ignored; of two blocks of one
 // client the later end wins.
 func (l *List) ApplyBlock(key netip.Prefix, b Block) {
-	if !key.IsValid() {
+	key, ok := l.lockApply(key)
+	if !ok {
 		return
 	}
-	key = normalize(key)
-	l.mu.Lock()
 	defer l.unlock()
 	now := l.now()
 	l.expireLocked(now)
@@ -196,11 +206,10 @@ func (l *List) ApplyBlock(key netip.Prefix, b Block) {
 // ApplyRelease ends the automatic block of key and forgets its counts, as
 // an administrator did on another node.
 func (l *List) ApplyRelease(key netip.Prefix, node string) {
-	if !key.IsValid() {
+	key, ok := l.lockApply(key)
+	if !ok {
 		return
 	}
-	key = normalize(key)
-	l.mu.Lock()
 	defer l.unlock()
 	if rec := l.records[key]; rec != nil {
 		if rec.blocked() {
@@ -213,11 +222,10 @@ func (l *List) ApplyRelease(key netip.Prefix, node string) {
 // ApplyListing adds (e non-nil) or removes (e nil) a run-time manual or
 // whitelist entry made on another node.
 func (l *List) ApplyListing(white bool, p netip.Prefix, e *Listing) {
-	if !p.IsValid() {
+	p, ok := l.lockApply(p)
+	if !ok {
 		return
 	}
-	p = normalize(p)
-	l.mu.Lock()
 	defer l.unlock()
 	now := l.now()
 	cfg, rt := l.cfgManual, l.rtManual

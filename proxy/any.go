@@ -3,10 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
-	"os"
 	"slices"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
@@ -156,16 +154,7 @@ func (c *Conn) peek(r io.Reader, rule func([]byte) (detect.Protocol, detect.Resu
 			}
 		}
 		if err != nil {
-			reason := ReasonReadError
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				reason = ReasonTimeout
-			case errors.Is(err, io.EOF) && len(buf) == 0:
-				reason = ReasonClosed
-			case errors.Is(err, io.EOF):
-				reason = ReasonIncomplete
-			}
-			c.Report("", Refuse(reason, "listen.any", err))
+			c.Report("", Refuse(firstReadFailure(err, len(buf)), "listen.any", err))
 			return nil, 0, false
 		}
 	}

@@ -62,6 +62,21 @@ func (h *streamHandler) refuse(c *Conn, first []byte, r *Refusal) {
 	}
 }
 
+// firstReadFailure names a read error that ended a first message after n
+// bytes of it: the deadline, a close before anything, a close half-way,
+// or another error.
+func firstReadFailure(err error, n int) Reason {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ReasonTimeout
+	case errors.Is(err, io.EOF) && n == 0:
+		return ReasonClosed
+	case errors.Is(err, io.EOF):
+		return ReasonIncomplete
+	}
+	return ReasonReadError
+}
+
 // sniff reads until the sniffer decides, under the deadline the listener
 // set and the first_packet_max cap. Every failure is reported.
 func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
@@ -115,16 +130,7 @@ func (h *streamHandler) sniff(c *Conn) ([]byte, *Decision, error) {
 			if c.srv != nil && c.srv.shuttingDown() {
 				return nil, nil, rerr // closed by Shutdown, not the client's doing
 			}
-			reason := ReasonReadError
-			switch {
-			case errors.Is(rerr, os.ErrDeadlineExceeded):
-				reason = ReasonTimeout
-			case errors.Is(rerr, io.EOF) && len(buf) == 0:
-				reason = ReasonClosed
-			case errors.Is(rerr, io.EOF):
-				reason = ReasonIncomplete
-			}
-			c.Report("", Refuse(reason, "", rerr))
+			c.Report("", Refuse(firstReadFailure(rerr, len(buf)), "", rerr))
 			return nil, nil, rerr
 		}
 	}

@@ -228,7 +228,16 @@ services:
   - {name: hq.example.com, target: 127.0.0.1, ports: {http: 1}}
 `, p.HTTPPort, httpsAddr, p.Directory, apiCA.File, t.TempDir()), httpsAddr)
 	in.waitLog(t, "acme: certificate obtained")
-	c, err := tls.Dial("tcp", httpsAddr, &tls.Config{ServerName: "hq.example.com", InsecureSkipVerify: true})
+	// certmagic tells of the certificate just before its cache holds it:
+	// a handshake in those milliseconds has no certificate yet.
+	var c *tls.Conn
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err = tls.Dial("tcp", httpsAddr, &tls.Config{ServerName: "hq.example.com", InsecureSkipVerify: true})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

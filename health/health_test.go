@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -163,41 +160,15 @@ health: {interval: 1h, fall: 3}
 // TestProbeHTTPWithNginx checks the HTTP check against nginx: a page is
 // up, a 404 is up (the server runs), a 503 is down, a closed port is down.
 func TestProbeHTTPWithNginx(t *testing.T) {
-	nginx := testpeer.Program(t, "nginx", "nginx")
-	dir := t.TempDir()
 	port := fmt.Sprint(testpeer.FreePort(t))
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
+	testpeer.Nginx(t, `
 	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
 	server {
-		listen 127.0.0.1:%[2]s;
+		listen 127.0.0.1:`+port+`;
 		location = / { return 200 "ok"; }
 		location = /maintenance { return 503; }
 		location / { return 404; }
-	}
-}
-`, dir, port)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := &testpeer.Log{}
-	cmd := exec.Command(nginx, "-p", dir, "-c", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}`)
 	addr := "127.0.0.1:" + port
 	testpeer.WaitListening(t, addr)
 
@@ -215,7 +186,7 @@ http {
 		err := health.Probe(ctx, health.Spec{Addr: tc.addr, Type: typ, Host: "hq.example.com", HTTPath: tc.path})
 		cancel()
 		if (err == nil) != tc.up {
-			t.Errorf("GET %s on %s: %v, want up=%v\nnginx: %s", tc.path, tc.addr, err, tc.up, out)
+			t.Errorf("GET %s on %s: %v, want up=%v", tc.path, tc.addr, err, tc.up) // testpeer.Nginx logs its output
 		}
 	}
 }

@@ -28,41 +28,12 @@ import (
 // startNginx runs nginx on addr, answering every request with its method
 // and URI; wrap prefixes its command ("ip netns exec NS").
 func startNginx(t *testing.T, addr string, wrap ...string) {
-	nginx := testpeer.Program(t, "nginx", "nginx")
-	dir := t.TempDir()
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 256; }
-http {
+	testpeer.Nginx(t, `
 	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
 	server {
-		listen %[2]s;
+		listen `+addr+`;
 		location / { return 200 "nginx $request_method $request_uri host=$http_host"; }
-	}
-}
-`, dir, addr)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := &testpeer.Log{}
-	cmd := command(wrap, nginx, "-p", dir, "-c", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	}`, wrap...)
 	if len(wrap) == 0 {
 		testpeer.WaitListening(t, addr)
 	}

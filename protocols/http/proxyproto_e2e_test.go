@@ -7,7 +7,6 @@ import (
 	"net"
 	stdhttp "net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,40 +19,14 @@ import (
 // startNginxPP runs nginx listening with proxy_protocol: it answers every
 // request with the client address it read from the PROXY header and logs it.
 func startNginxPP(t *testing.T) (port string, accessLog func() string) {
-	nginx := testpeer.Program(t, "nginx", "nginx")
-	dir := t.TempDir()
 	port = fmt.Sprint(testpeer.FreePort(t))
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 256; }
-http {
+	dir := testpeer.Nginx(t, `
 	log_format pp 'PP $proxy_protocol_addr:$proxy_protocol_port $request_uri';
-	access_log %[1]s/access.log pp;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
+	access_log @DIR@/access.log pp;
 	server {
-		listen 127.0.0.1:%[2]s proxy_protocol;
+		listen 127.0.0.1:`+port+` proxy_protocol;
 		location / { return 200 "pp=$proxy_protocol_addr:$proxy_protocol_port"; }
-	}
-}
-`, dir, port)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := &testpeer.Log{}
-	cmd := exec.Command(nginx, "-p", dir, "-c", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}`)
 	testpeer.WaitListening(t, "127.0.0.1:"+port)
 	return port, func() string {
 		b, _ := os.ReadFile(filepath.Join(dir, "access.log"))

@@ -78,44 +78,15 @@ func startTolerant(t *testing.T) *targetPeer {
 }
 
 func startNginx(t *testing.T) *targetPeer {
-	nginx := testpeer.Program(t, "nginx", "nginx")
-	dir := t.TempDir()
 	port := fmt.Sprint(testpeer.FreePort(t))
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 256; }
-http {
+	dir := testpeer.Nginx(t, `
 	log_format req 'REQ $connection $request_method $request_uri host=$http_host len=$content_length';
-	access_log %[1]s/access.log req;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
+	access_log @DIR@/access.log req;
 	keepalive_requests 100000;
 	server {
-		listen 127.0.0.1:%[2]s;
+		listen 127.0.0.1:`+port+`;
 		location / { return 200 "nginx $request_method $request_uri"; }
-	}
-}
-`, dir, port)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := &testpeer.Log{}
-	cmd := exec.Command(nginx, "-p", dir, "-c", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	}`)
 	testpeer.WaitListening(t, "127.0.0.1:"+port)
 	return &targetPeer{name: "nginx", port: port, log: func() string {
 		b, _ := os.ReadFile(filepath.Join(dir, "access.log"))

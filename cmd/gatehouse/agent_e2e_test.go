@@ -62,25 +62,7 @@ func freeAddrOn(t *testing.T, ip string) string {
 // startAgent runs `gatehouse agent` on config text, through wrap when set.
 func startAgent(t *testing.T, config string, wrap ...string) *instance {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
-	in.cmd = command(wrap, binary, "agent", "-config", path)
-	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.done <- in.cmd.Wait() }()
-	t.Cleanup(func() {
-		in.cmd.Process.Kill()
-		<-in.done
-		if t.Failed() {
-			t.Logf("agent log:\n%s", in.log)
-		}
-	})
-	return in
+	return launch(t, "agent.yaml", config, wrap, "agent")
 }
 
 type agentRig struct {

@@ -70,12 +70,22 @@ type instance struct {
 // start runs the binary on config text and waits until addr accepts.
 func start(t *testing.T, config, addr string) *instance {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	in := launch(t, "gatehouse.yaml", config, nil, "run")
+	in.waitListening(t, addr)
+	return in
+}
+
+// launch writes config to a file called file and runs `gatehouse cmd
+// -config FILE` on it, through wrap when set (prlimit, ip netns exec). The
+// process is killed at cleanup and its output logged when the test failed.
+func launch(t *testing.T, file, config string, wrap []string, cmd string) *instance {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), file)
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
-	in.cmd = exec.Command(binary, "run", "-config", path)
+	in.cmd = command(wrap, binary, cmd, "-config", path)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -85,13 +95,19 @@ func start(t *testing.T, config, addr string) *instance {
 		in.cmd.Process.Kill()
 		<-in.done
 		if t.Failed() {
-			t.Logf("gatehouse log:\n%s", in.log)
+			t.Logf("gatehouse %s log:\n%s", cmd, in.log)
 		}
 	})
+	return in
+}
+
+// waitListening waits until addr accepts, failing t after ten seconds.
+func (in *instance) waitListening(t *testing.T, addr string) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return in
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("gatehouse did not listen on %s:\n%s", addr, in.log)

@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +15,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
@@ -105,33 +102,9 @@ limits:
 // startLimited is start with RLIMIT_NOFILE lowered to n on the child.
 func startLimited(t *testing.T, config, addr string, n int) *instance {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
-	in.cmd = exec.Command("prlimit", fmt.Sprintf("--nofile=%d:%d", n, n), binary, "run", "-config", path)
-	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.done <- in.cmd.Wait() }()
-	t.Cleanup(func() {
-		in.cmd.Process.Kill()
-		<-in.done
-		if t.Failed() {
-			t.Logf("gatehouse log:\n%s", in.log)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return in
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gatehouse did not listen on %s:\n%s", addr, in.log)
-		}
-	}
+	in := launch(t, "gatehouse.yaml", config, []string{"prlimit", fmt.Sprintf("--nofile=%d:%d", n, n)}, "run")
+	in.waitListening(t, addr)
+	return in
 }
 
 // good is a well-behaved client at 127.0.0.2: n requests, each on a new

@@ -215,24 +215,8 @@ limits:
   max_conns_per_ip: 8
   max_conns: 200
 `, server, cert.CertFile, cert.KeyFile, hash)
-	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{log: &testpeer.Log{}, config: path, done: make(chan error, 1)}
-	in.cmd = ns.command("prlimit", "--nofile=1024:1024", binary, "run", "-config", path)
-	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.done <- in.cmd.Wait() }()
-	t.Cleanup(func() { // before the namespace is deleted
-		in.cmd.Process.Kill()
-		<-in.done
-		if t.Failed() {
-			t.Logf("gatehouse log:\n%s", in.log)
-		}
-	})
+	// Killed at cleanup, before the namespace is deleted (cleanups run last first).
+	in := launch(t, "gatehouse.yaml", config, []string{"ip", "netns", "exec", ns.name, "prlimit", "--nofile=1024:1024"}, "run")
 	in.waitLog(t, "gatehouse started")
 
 	site := "http://hq.example.com:8080/"

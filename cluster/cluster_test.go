@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -54,21 +55,21 @@ func freePort(t testing.TB, ip string) int {
 // with a CA of their own; start runs them.
 func testCluster(t *testing.T, n int) []*member {
 	t.Helper()
-	ca := newCA(t, "test cluster CA")
+	ca := testpki.NewCA(t, "test cluster CA")
 	var ms []*member
 	var addrs []string
 	for i := range n {
 		ip := "127.0.0." + strconv.Itoa(i+2)
 		addrs = append(addrs, net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))))
 		name := fmt.Sprintf("node%c", 'a'+i)
-		cert := ca.node(t, name, ip)
+		cert := ca.Node(name, ip).TLS
 		ms = append(ms, &member{name: name, ip: ip, cfg: configs.Cluster{
 			Enabled:  true,
 			Node:     name,
 			Listen:   addrs[i],
 			Replicas: min(3, n),
 			StoreDir: filepath.Join(t.TempDir(), "nats"),
-			TLS:      configs.ClusterTLS{Loaded: &cert, CAPool: ca.pool},
+			TLS:      configs.ClusterTLS{Loaded: &cert, CAPool: ca.Pool()},
 		}})
 	}
 	for i, m := range ms {

@@ -79,8 +79,21 @@ type Issued struct {
 // Server issues a server certificate for names (DNS names or IP addresses);
 // the first is also the CN.
 func (ca *CA) Server(names ...string) *Issued {
+	return ca.issue(ca.named(names, x509.ExtKeyUsageServerAuth))
+}
+
+// Node issues a certificate for an end of a mutual-TLS link that is server
+// and client at once (a cluster route), for the names and IP addresses
+// given, as Server reads them.
+func (ca *CA) Node(names ...string) *Issued {
+	return ca.issue(ca.named(names, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth))
+}
+
+// named is the template for names (the first is the Common Name; each is
+// a DNS name or an IP address) with the extended key usages given.
+func (ca *CA) named(names []string, usage ...x509.ExtKeyUsage) *x509.Certificate {
 	tmpl := ca.template(names[0])
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	tmpl.ExtKeyUsage = usage
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -88,7 +101,7 @@ func (ca *CA) Server(names ...string) *Issued {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	return ca.issue(tmpl)
+	return tmpl
 }
 
 // Client issues a client certificate with Common Name cn and the

@@ -44,6 +44,14 @@ type Entry struct {
 	// Expires ends an automatic block; zero for manual entries and for
 	// clients that are only counted.
 	Expires time.Time `json:"expires,omitzero"`
+	// BlockedSince is when the block began: the automatic block, or the
+	// manual entry (added at run time, or loaded from the configuration).
+	// Zero when not blocked.
+	BlockedSince time.Time `json:"blocked_since,omitzero"`
+	// AttemptsWhileBlocked counts what the client tried since BlockedSince:
+	// connections and packets refused at accept, and requests refused after
+	// the block began (ones in flight, on connections being closed).
+	AttemptsWhileBlocked uint64 `json:"attempts_while_blocked"`
 	// Node is the cluster node that made the automatic block ("" alone).
 	Node string `json:"node,omitempty"`
 }
@@ -103,7 +111,8 @@ func (l *List) Entries(f Filter) []Entry {
 			e.FirstSeen, e.LastSeen = time.Time{}, time.Time{}
 		}
 		if rec.blocked() {
-			e.Expires = l.wall(rec.expires)
+			e.Expires, e.BlockedSince = l.wall(rec.expires), l.wall(rec.since)
+			e.AttemptsWhileBlocked = rec.attempts.Load()
 		}
 		for _, rs := range rec.reasons {
 			x := rs.export()
@@ -125,6 +134,10 @@ func (l *List) Entries(f Filter) []Entry {
 			if !fromConfig {
 				e.Added = l.wall(v.added)
 			}
+			e.BlockedSince = l.wall(v.added)
+			if v.attempts != nil {
+				e.AttemptsWhileBlocked = v.attempts.Load()
+			}
 		}
 	}
 	addManual(l.cfgManual, true)
@@ -137,6 +150,9 @@ func (l *List) Entries(f Filter) []Entry {
 			e.Blocked = true
 		}
 		e.Blocked = e.Blocked && !e.Whitelisted
+		if !e.Blocked {
+			e.BlockedSince, e.AttemptsWhileBlocked = time.Time{}, 0
+		}
 		if f.match(e) {
 			out = append(out, *e)
 		}
@@ -192,7 +208,7 @@ func (l *List) AddManual(p netip.Prefix, note string) error {
 	}
 	now := l.now()
 	note = cut(note, maxNote)
-	l.rtManual[p] = listed{note: note, added: now}
+	l.rtManual[p] = newListed(note, now, 0)
 	l.changedLocked(now, p, "client blocked", "reason", "manual entry: "+note, "until", "removed")
 	l.shareLocked(func(s Shared) { s.Listed(false, p, &Listing{Note: note, Added: l.wall(now), Node: l.node}) })
 	l.notifyLocked(p)

@@ -115,6 +115,9 @@ func (l *List) foldLocked(a netip.Prefix, now instant) *record {
 	for _, p := range parts {
 		if p.blocked() {
 			wasBlocked = wasBlocked || p.key == a
+			if !agg.blocked() || p.since < agg.since {
+				agg.since = p.since
+			}
 			agg.expires = max(agg.expires, p.expires)
 		}
 		agg.absorb(p)
@@ -126,7 +129,7 @@ func (l *List) foldLocked(a netip.Prefix, now instant) *record {
 	l.naggregated++
 	if agg.expires != 0 {
 		heap.Push(&l.blocks, agg)
-		l.index.set(a, agg.expires)
+		l.index.set(a, agg)
 		l.gen++
 		if !wasBlocked {
 			l.notifyLocked(a)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // rules is the immutable snapshot of everything an administrator decides:
@@ -31,15 +32,21 @@ func (r *rules) key(ip netip.Addr) netip.Prefix {
 // people use a handful of lengths, so this is a few lookups however many
 // entries there are, and it does not allocate.
 type prefixSet struct {
-	m            map[netip.Prefix]struct{}
+	// m holds each network's count of attempts while blocked (manual
+	// entries; nil for whitelist entries). The counter belongs to the
+	// entry's listed value, so it outlives a rebuild of the set.
+	m            map[netip.Prefix]*atomic.Uint64
 	lens4, lens6 []int // the distinct lengths in m, longest first
 }
 
 func newPrefixSet(sets ...map[netip.Prefix]listed) prefixSet {
-	s := prefixSet{m: make(map[netip.Prefix]struct{})}
+	s := prefixSet{m: make(map[netip.Prefix]*atomic.Uint64)}
 	for _, set := range sets {
-		for p := range set {
-			s.m[p] = struct{}{}
+		for p, v := range set {
+			if _, dup := s.m[p]; dup {
+				continue // the first set's entry is the one shown: the configuration's
+			}
+			s.m[p] = v.attempts
 			lens := &s.lens6
 			if p.Addr().Is4() {
 				lens = &s.lens4
@@ -57,6 +64,12 @@ func newPrefixSet(sets ...map[netip.Prefix]listed) prefixSet {
 // match returns the most specific network in the set that holds ip and is no
 // longer than maxBits.
 func (s *prefixSet) match(ip netip.Addr, maxBits int) (netip.Prefix, bool) {
+	p, _, ok := s.lookup(ip, maxBits)
+	return p, ok
+}
+
+// lookup is match with the network's counter of attempts.
+func (s *prefixSet) lookup(ip netip.Addr, maxBits int) (netip.Prefix, *atomic.Uint64, bool) {
 	lens := s.lens6
 	if ip.Is4() {
 		lens = s.lens4
@@ -66,11 +79,11 @@ func (s *prefixSet) match(ip netip.Addr, maxBits int) (netip.Prefix, bool) {
 			continue
 		}
 		p, _ := ip.Prefix(b)
-		if _, ok := s.m[p]; ok {
-			return p, true
+		if hits, ok := s.m[p]; ok {
+			return p, hits, true
 		}
 	}
-	return netip.Prefix{}, false
+	return netip.Prefix{}, nil, false
 }
 
 // contains reports whether a network in the set holds ip.
@@ -85,7 +98,7 @@ func (s *prefixSet) covers(p netip.Prefix) (netip.Prefix, bool) {
 }
 
 // blockIndex maps the key of every automatically blocked client to the end of
-// its block. It is the accept path's view of List.records: written under
+// its block and its record's counter of attempts while blocked. It is the accept path's view of List.records: written under
 // List.mu when a block starts or ends, read by Blocked under one shard's read
 // lock, so a flood of reports and a flood of connections contend only when
 // they hash to the same shard. A map rebuilt per change behind an atomic
@@ -99,8 +112,16 @@ const indexShards = 64 // a power of two, comfortably more than the cores of an 
 
 type indexShard struct {
 	mu sync.RWMutex
-	m  map[netip.Prefix]instant
+	m  map[netip.Prefix]indexed
 	_  [64 - 24 - 8]byte // keep shards on separate cache lines
+}
+
+// indexed is one blocked client in the index. hits points into its record,
+// which outlives the entry: Blocked counts an attempt with one atomic add,
+// no lock of the List's and no allocation.
+type indexed struct {
+	until instant
+	hits  *atomic.Uint64
 }
 
 func (x *blockIndex) shard(p netip.Prefix) *indexShard {
@@ -112,20 +133,27 @@ func (x *blockIndex) shard(p netip.Prefix) *indexShard {
 
 // until returns the end of p's automatic block, if it has one.
 func (x *blockIndex) until(p netip.Prefix) (instant, bool) {
-	s := x.shard(p)
-	s.mu.RLock()
-	t, ok := s.m[p]
-	s.mu.RUnlock()
-	return t, ok
+	e, ok := x.lookup(p)
+	return e.until, ok
 }
 
-func (x *blockIndex) set(p netip.Prefix, until instant) {
+// lookup returns p's entry, if it is blocked.
+func (x *blockIndex) lookup(p netip.Prefix) (indexed, bool) {
+	s := x.shard(p)
+	s.mu.RLock()
+	e, ok := s.m[p]
+	s.mu.RUnlock()
+	return e, ok
+}
+
+// set indexes rec's block under p (its key).
+func (x *blockIndex) set(p netip.Prefix, rec *record) {
 	s := x.shard(p)
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = make(map[netip.Prefix]instant)
+		s.m = make(map[netip.Prefix]indexed)
 	}
-	s.m[p] = until
+	s.m[p] = indexed{until: rec.expires, hits: &rec.attempts}
 	s.mu.Unlock()
 }
 

@@ -66,10 +66,12 @@ type List struct {
 	shared      Shared   // the cluster's store (shared.go); nil when alone
 	node        string   // this node's name in the cluster
 
-	saveMu      sync.Mutex // serializes writing the state file; guards the fields below
-	savedGen    uint64
-	saveFailing bool
-	saveLogAt   instant // when a failing save may be logged again
+	saveMu         sync.Mutex // serializes writing the state file; guards the fields below
+	savedGen       uint64
+	savedRejected  uint64  // List.rejected when the file was written
+	attemptsSaveAt instant // when a change of attempts alone may be written
+	saveFailing    bool
+	saveLogAt      instant // when a failing save may be logged again
 
 	life    sync.Mutex // guards the fields below
 	stop    chan struct{}
@@ -78,10 +80,20 @@ type List struct {
 	closed  bool
 }
 
-// listed is a manual or whitelist entry.
+// listed is a manual or whitelist entry. attempts counts the connections a
+// manual entry refused (nil for whitelist entries); the pointer is shared by
+// every copy of the value and by the rules built from it.
 type listed struct {
-	note  string
-	added instant
+	note     string
+	added    instant
+	attempts *atomic.Uint64
+}
+
+// newListed makes a manual entry with a fresh counter of attempts.
+func newListed(note string, added instant, attempts uint64) listed {
+	v := listed{note: note, added: added, attempts: new(atomic.Uint64)}
+	v.attempts.Store(attempts)
+	return v
 }
 
 // New makes a List for cfg, loading cfg.State when it is set. Zero values in
@@ -116,7 +128,7 @@ func New(cfg configs.Blacklist, opts Options) (*List, error) {
 		if err := l.loadLocked(cfg.State); err != nil {
 			return nil, err
 		}
-		l.savedGen = l.gen // what was just loaded is what the file holds
+		l.savedGen, l.savedRejected = l.gen, l.rejected.Load() // what was just loaded is what the file holds
 	}
 	return l, nil
 }
@@ -173,8 +185,8 @@ func (l *List) Reconfigure(cfg configs.Blacklist) {
 func (l *List) applyLocked(cfg configs.Blacklist, now instant) {
 	old, oldWhite := l.cfg, l.cfgWhite
 	l.cfg = cfg
-	l.cfgManual = configEntries(cfg.Blacklist)
-	l.cfgWhite = configEntries(cfg.Whitelist)
+	l.cfgManual = configEntries(cfg.Blacklist, l.cfgManual, now)
+	l.cfgWhite = configEntries(cfg.Whitelist, nil, now)
 	l.rebuildLocked(now)
 	// What a reload may block: its manual entries, and what a whitelist
 	// entry it dropped was covering.
@@ -201,10 +213,17 @@ func (l *List) applyLocked(cfg configs.Blacklist, now instant) {
 	}
 }
 
-func configEntries(ps []configs.Prefix) map[netip.Prefix]listed {
+// configEntries makes the entries of a configuration list. An entry the
+// previous configuration had (in old) keeps when it began and its attempts.
+func configEntries(ps []configs.Prefix, old map[netip.Prefix]listed, now instant) map[netip.Prefix]listed {
 	m := make(map[netip.Prefix]listed, len(ps))
 	for _, p := range ps {
-		m[normalize(p.Prefix)] = listed{note: "configuration"}
+		p := normalize(p.Prefix)
+		if v, ok := old[p]; ok {
+			m[p] = v
+			continue
+		}
+		m[p] = newListed("configuration", now, 0)
 	}
 	return m
 }
@@ -273,46 +292,69 @@ func (l *List) addBlockLocked(rec *record) {
 			l.aggregated.Store(true)
 		}
 		heap.Push(&l.blocks, rec)
-		l.index.set(rec.key, rec.expires)
+		l.index.set(rec.key, rec)
 		return
 	case !dst.blocked():
 		l.counters.remove(dst)
-		dst.expires = rec.expires
+		dst.expires, dst.since = rec.expires, rec.since
+		dst.attempts.Store(0) // a counter's, from a block that ended
 		heap.Push(&l.blocks, dst)
 	case rec.expires > dst.expires:
 		dst.expires = rec.expires
 		heap.Fix(&l.blocks, dst.heapIdx)
 	}
+	dst.since = min(dst.since, rec.since)
 	dst.absorb(rec)
-	l.index.set(dst.key, dst.expires)
+	l.index.set(dst.key, dst)
 }
 
 // Blocked reports whether connections and packets from ip are to be refused.
 // It is called for every accepted connection and every STUN/TURN packet: it
 // does not allocate and takes no lock that Report holds. Each true answer
-// counts as a rejection at accept.
+// counts as a rejection at accept, and as an attempt while blocked of the
+// entry that blocks ip (one atomic add).
 func (l *List) Blocked(ip netip.Addr) bool {
-	if !ip.IsValid() {
-		return false
-	}
-	ip = ip.Unmap()
-	r := l.rules.Load()
-	blocked := r.manual.contains(ip)
+	hits, blocked := l.blockedBy(ip)
 	if !blocked {
-		key := r.key(ip)
-		until, ok := l.index.until(key)
-		if !ok && l.aggregated.Load() {
-			if a, wide := aggregateKey(key); wide {
-				until, ok = l.index.until(a)
-			}
-		}
-		blocked = ok && l.now() < until
-	}
-	if !blocked || r.white.contains(ip) {
 		return false
 	}
 	l.rejected.Add(1)
+	if hits != nil {
+		hits.Add(1)
+	}
 	return true
+}
+
+// Refuses is Blocked without counting: for a check that is no attempt of the
+// client's, such as which open connections a new block closes.
+func (l *List) Refuses(ip netip.Addr) bool {
+	_, blocked := l.blockedBy(ip)
+	return blocked
+}
+
+// blockedBy reports whether ip is refused now and the counter of attempts of
+// the entry refusing it.
+func (l *List) blockedBy(ip netip.Addr) (*atomic.Uint64, bool) {
+	if !ip.IsValid() {
+		return nil, false
+	}
+	ip = ip.Unmap()
+	r := l.rules.Load()
+	_, hits, blocked := r.manual.lookup(ip, 128)
+	if !blocked {
+		key := r.key(ip)
+		e, ok := l.index.lookup(key)
+		if !ok && l.aggregated.Load() {
+			if a, wide := aggregateKey(key); wide {
+				e, ok = l.index.lookup(a)
+			}
+		}
+		blocked, hits = ok && l.now() < e.until, e.hits
+	}
+	if !blocked || r.white.contains(ip) {
+		return nil, false
+	}
+	return hits, true
 }
 
 // Report records a suspicious request and blocks its client when it is one
@@ -349,8 +391,12 @@ func (l *List) Report(ev Event) {
 	}
 	rec.note(ev, at, now)
 	if rec.blocked() {
-		l.gen++ // the state file holds its counts
+		rec.attempts.Add(1) // a request refused after the block began
+		l.gen++             // the state file holds its counts
 		return
+	}
+	if _, hits, ok := r.manual.lookup(ip, 128); ok && hits != nil && !r.white.contains(ip) {
+		hits.Add(1)
 	}
 	rec.hits.add(now, l.cfg.Threshold+1)
 	if n := l.countLocked(rec, now); n > l.cfg.Threshold && !r.white.contains(ip) && !r.manual.contains(ip) {
@@ -391,9 +437,11 @@ func (l *List) trackLocked(key netip.Prefix, now instant) *record {
 func (l *List) blockLocked(rec *record, now instant, count int) {
 	l.counters.remove(rec)
 	rec.expires = now + instant(l.cfg.Expiration)
+	rec.since = now
+	rec.attempts.Store(0)
 	rec.by = l.node
 	heap.Push(&l.blocks, rec)
-	l.index.set(rec.key, rec.expires)
+	l.index.set(rec.key, rec)
 	l.nblocks++
 	l.gen++
 	client, why, until, agg := display(rec.key), summary(rec.reasons), l.wall(rec.expires), rec.agg
@@ -414,7 +462,8 @@ func (l *List) blockLocked(rec *record, now instant, count int) {
 func (l *List) releaseLocked(rec *record, now instant, why string) {
 	heap.Remove(&l.blocks, rec.heapIdx)
 	l.index.delete(rec.key)
-	rec.expires = 0
+	rec.expires, rec.since = 0, 0
+	rec.attempts.Store(0)
 	rec.hits = window{}
 	rec.peers, rec.by = nil, ""
 	rec.touched = now
@@ -523,7 +572,7 @@ func (l *List) tick() {
 	l.mu.Lock()
 	l.sweepLocked(l.now())
 	l.unlock()
-	err := l.save()
+	err := l.save(false)
 	switch report, recovered := l.noteSave(err, l.now()); {
 	case report:
 		l.log.Error("blacklist state not saved", "err", err)
@@ -574,7 +623,7 @@ func (l *List) Close() error {
 	l.mu.Lock()
 	l.sweepLocked(l.now())
 	l.unlock()
-	return l.save()
+	return l.save(true)
 }
 
 // Stats are the List's counters for metrics.

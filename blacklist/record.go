@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unique"
 )
@@ -34,6 +35,12 @@ type record struct {
 	hits        window
 	reasons     []reason // the latest maxReasons, oldest first
 	expires     instant  // end of the automatic block; 0 when not blocked
+	since       instant  // start of the automatic block
+	// attempts counts, while blocked, the connections and packets Blocked
+	// refused and the requests reported after the block began. Blocked adds
+	// to it without List.mu (through List.index); it is reset when a block
+	// starts and ends.
+	attempts atomic.Uint64
 	// peers are the requests other nodes of a cluster counted, by node
 	// (shared.go); by is the node that made the block.
 	peers map[string][]instant
@@ -80,7 +87,8 @@ func (r *record) note(ev Event, at, now instant) {
 }
 
 // absorb merges what src knows into r, for two records that became one
-// client (the IPv6 prefix length got shorter).
+// client (the IPv6 prefix length got shorter). The caller merges the blocks
+// (expires, since).
 func (r *record) absorb(src *record) {
 	if src.total > 0 && (r.total == 0 || src.first < r.first) {
 		r.first = src.first
@@ -88,6 +96,7 @@ func (r *record) absorb(src *record) {
 	r.last = max(r.last, src.last)
 	r.touched = max(r.touched, src.touched)
 	r.total += src.total
+	r.attempts.Add(src.attempts.Load())
 	all := append(slices.Clone(r.reasons), src.reasons...)
 	slices.SortStableFunc(all, func(a, b reason) int { return cmp.Compare(a.at, b.at) })
 	r.reasons = all[max(0, len(all)-maxReasons):]

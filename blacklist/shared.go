@@ -185,14 +185,16 @@ func (l *List) ApplyBlock(key netip.Prefix, b Block) {
 		if until > rec.expires {
 			rec.expires = until
 			heap.Fix(&l.blocks, rec.heapIdx)
-			l.index.set(rec.key, until)
+			l.index.set(rec.key, rec)
 		}
 		return
 	}
 	l.counters.remove(rec)
 	rec.expires, rec.by = until, cut(b.Node, maxText)
+	rec.since = now
+	rec.attempts.Store(0)
 	heap.Push(&l.blocks, rec)
-	l.index.set(rec.key, until)
+	l.index.set(rec.key, rec)
 	if rec.agg {
 		l.aggregated.Store(true)
 	}
@@ -253,7 +255,7 @@ func (l *List) ApplyListing(white bool, p netip.Prefix, e *Listing) {
 		rt[p] = old
 	default:
 		note := cut(e.Note, maxNote)
-		rt[p] = listed{note: note, added: l.instant(e.Added)}
+		rt[p] = newListed(note, l.instant(e.Added), 0)
 		l.gen++
 		l.rebuildLocked(now)
 		client, node := display(p), cut(e.Node, maxText)

@@ -44,6 +44,10 @@ type stateEntry struct {
 	LastSeen   string        `json:"last_seen,omitempty"`
 	Total      uint64        `json:"total,omitempty"`
 	Reasons    []stateReason `json:"reasons,omitempty"`
+	// BlockedSince (automatic blocks; a manual entry's is Added) and
+	// Attempts: what the blacklist page shows of the block.
+	BlockedSince string `json:"blocked_since,omitempty"`
+	Attempts     uint64 `json:"attempts,omitempty"`
 }
 
 type stateReason struct {
@@ -60,14 +64,20 @@ type stateWhite struct {
 	Added  string `json:"added,omitempty"`
 }
 
+// attemptsSaveEvery is how often a change of attempts while blocked alone
+// is written: Blocked counts without List.mu and without bumping List.gen,
+// and a flood must not rewrite the file every second. Close writes them.
+const attemptsSaveEvery = time.Minute
+
 // save writes the state file if anything it holds changed since the last
-// write.
-func (l *List) save() error {
+// write; a change of attempts alone waits for attemptsSaveEvery unless
+// final.
+func (l *List) save(final bool) error {
 	l.saveMu.Lock()
 	defer l.saveMu.Unlock()
 	l.mu.Lock()
-	path, gen := l.cfg.State, l.gen
-	if path == "" || gen == l.savedGen {
+	path, gen, rejected, now := l.cfg.State, l.gen, l.rejected.Load(), l.now()
+	if path == "" || (gen == l.savedGen && (rejected == l.savedRejected || (!final && now < l.attemptsSaveAt))) {
 		l.unlock()
 		return nil
 	}
@@ -80,7 +90,7 @@ func (l *List) save() error {
 	if err := writeAtomic(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("blacklist: saving state: %w", err)
 	}
-	l.savedGen = gen
+	l.savedGen, l.savedRejected, l.attemptsSaveAt = gen, rejected, now+instant(attemptsSaveEvery)
 	return nil
 }
 
@@ -95,10 +105,11 @@ func (l *List) snapshotLocked() stateFile {
 		st.Whitelist = append(st.Whitelist, stateWhite{Prefix: p.String(), Note: v.note, Added: l.stamp(v.added)})
 	}
 	for p, v := range l.rtManual {
-		st.Entries = append(st.Entries, stateEntry{Prefix: p.String(), Manual: true, Note: v.note, Added: l.stamp(v.added)})
+		st.Entries = append(st.Entries, stateEntry{Prefix: p.String(), Manual: true, Note: v.note, Added: l.stamp(v.added), Attempts: v.attempts.Load()})
 	}
 	for _, rec := range l.blocks {
-		e := stateEntry{Prefix: rec.key.String(), Aggregated: rec.agg, Expires: l.stamp(rec.expires), Total: rec.total}
+		e := stateEntry{Prefix: rec.key.String(), Aggregated: rec.agg, Expires: l.stamp(rec.expires), Total: rec.total,
+			BlockedSince: l.stamp(rec.since), Attempts: rec.attempts.Load()}
 		if rec.total > 0 {
 			e.FirstSeen, e.LastSeen = l.stamp(rec.first), l.stamp(rec.last)
 		}
@@ -275,7 +286,7 @@ func (l *List) parseEntry(data []byte) (netip.Prefix, listed, *record, error) {
 	p := cp.Prefix
 	if e.Manual {
 		added, err := l.parseTime("added", e.Added)
-		return p, listed{note: cut(e.Note, maxNote), added: added}, nil, err
+		return p, newListed(cut(e.Note, maxNote), added, e.Attempts), nil, err
 	}
 	bits := l.cfg.IPv6Prefix
 	switch {
@@ -297,11 +308,16 @@ func (l *List) parseEntry(data []byte) (netip.Prefix, listed, *record, error) {
 	for _, f := range []struct {
 		name, text string
 		dst        *instant
-	}{{"expires", e.Expires, &rec.expires}, {"first_seen", e.FirstSeen, &rec.first}, {"last_seen", e.LastSeen, &rec.last}} {
+	}{{"expires", e.Expires, &rec.expires}, {"first_seen", e.FirstSeen, &rec.first}, {"last_seen", e.LastSeen, &rec.last},
+		{"blocked_since", e.BlockedSince, &rec.since}} {
 		if *f.dst, err = l.parseTime(f.name, f.text); err != nil {
 			return p, listed{}, nil, err
 		}
 	}
+	if e.BlockedSince == "" { // written before blocked_since was kept: a block lasts the expiration
+		rec.since = rec.expires - instant(l.cfg.Expiration)
+	}
+	rec.attempts.Store(e.Attempts)
 	rec.touched = rec.last
 	for i, r := range e.Reasons {
 		at, err := l.parseTime(fmt.Sprintf("reasons[%d].time", i), r.Time)

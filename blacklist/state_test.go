@@ -24,6 +24,10 @@ func TestStateRoundTrip(t *testing.T) {
 	h.report("192.0.2.2", 1) // a counter: not kept
 	must(t, h.AddManual(prefix("198.51.100.0/24"), "scanner, ticket #42"))
 	must(t, h.AddWhitelist(prefix("192.0.2.128/25"), "branch office"))
+	for range 3 {
+		h.Blocked(addr("192.0.2.1")) // attempts while blocked: kept
+	}
+	h.Blocked(addr("198.51.100.9"))
 	h.clock.Advance(time.Second)
 	must(t, h.Close())
 
@@ -33,9 +37,17 @@ func TestStateRoundTrip(t *testing.T) {
 	if len(want) != 4 { // two automatic blocks, a run-time and a configuration manual entry
 		t.Fatalf("setup: %d blocked entries", len(want))
 	}
-	// Count is the window, which starts empty after a restart.
+	if want[0].Prefix != prefix("192.0.2.1/32") || want[0].AttemptsWhileBlocked != 3 || want[2].AttemptsWhileBlocked != 1 {
+		t.Fatalf("setup: attempts while blocked %+v", want)
+	}
 	for i := range want {
+		// Count is the window, which starts empty after a restart.
 		want[i].Count = 0
+		// A configuration entry is not in the state file: it is in force
+		// since the configuration was loaded, by the new process.
+		if want[i].FromConfig {
+			want[i].BlockedSince = h.clock.Now()
+		}
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("after restart:\n got %+v\nwant %+v", got, want)

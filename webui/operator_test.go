@@ -232,8 +232,8 @@ func TestRefusalsForOperators(t *testing.T) {
 	}
 	code, body = a.basic("GET", "/api/refusals?q=127.0.0.9&group=1&format=csv", "", nil)
 	lines := strings.Split(strings.TrimSpace(body), "\n")
-	if code != 200 || len(lines) != 2 || lines[0] != "count,first,last,client,type,service,reason,subject" ||
-		!strings.HasPrefix(lines[1], "2,") || !strings.HasSuffix(lines[1], ",127.0.0.9,http,hq.example.com,url not allowed,/etc/passwd") {
+	if code != 200 || len(lines) != 2 || lines[0] != "count,first,last,client,type,service,reason,subject,at_accept" ||
+		!strings.HasPrefix(lines[1], "2,") || !strings.HasSuffix(lines[1], ",127.0.0.9,http,hq.example.com,url not allowed,/etc/passwd,false") {
 		t.Fatalf("csv: %d %s", code, body)
 	}
 	for _, bad := range []string{"since=yesterday", "since=-1h", "format=xml"} {

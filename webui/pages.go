@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
 )
 
@@ -36,16 +37,15 @@ type view struct {
 	Error  string
 	Status Status
 
-	Conns      ConnPage
-	Agents     []tunnel.Status
-	Entries    []blacklist.Entry
-	Whitelist  []blacklist.WhitelistEntry
-	Events     []blacklist.Event
-	Query      string
-	Reasons    []reasonCount // refusals by reason, most first (dashboard)
-	Expiration time.Duration // blacklist.expiration (blacklist page)
-	Refusals   RefusalQuery  // the refusal page's query
-	Groups     []RefusalGroup
+	Conns     ConnPage
+	Agents    []tunnel.Status
+	Entries   []blacklist.Entry
+	Whitelist []blacklist.WhitelistEntry
+	Events    []gate.Entry
+	Query     string
+	Reasons   []reasonCount // refusals by reason, most first (dashboard)
+	Refusals  RefusalQuery  // the refusal page's query
+	Groups    []RefusalGroup
 
 	ConfigText string
 	Problems   []ConfigError
@@ -89,10 +89,6 @@ var funcs = template.FuncMap{
 	"join": strings.Join,
 	"add":  func(a, b int) int { return a + b },
 	"list": func(s ...string) []string { return s },
-	// before is t less d: an automatic block began blacklist.expiration
-	// before it ends (a block is never extended; after a reload that
-	// changed the expiration it is approximate).
-	"before": func(t time.Time, d time.Duration) time.Time { return t.Add(-d) },
 }
 
 // pages are parsed once: each page template with the shared layout.
@@ -189,7 +185,7 @@ func (s *Server) adminWarning(r *http.Request) string {
 	return ""
 }
 
-func (s *Server) recent(q string, limit int) []blacklist.Event {
+func (s *Server) recent(q string, limit int) []gate.Entry {
 	if s.opts.Events == nil {
 		return nil
 	}
@@ -238,7 +234,7 @@ func (s *Server) disconnectAgent(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) blacklistPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("q")
-	s.render(w, r, http.StatusOK, "blacklist", &view{Title: "Blacklist", Nav: "blacklist", Query: q, Expiration: s.cfg.Load().Blacklist.Expiration,
+	s.render(w, r, http.StatusOK, "blacklist", &view{Title: "Blacklist", Nav: "blacklist", Query: q,
 		Entries: s.opts.Blacklist.Entries(blacklist.Filter{Address: q, Limit: 1000})})
 }
 

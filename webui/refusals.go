@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 )
 
@@ -24,14 +23,15 @@ type RefusalQuery struct {
 // RefusalGroup is the repeats of one refusal: the same client, type,
 // service, reason and subject.
 type RefusalGroup struct {
-	Client  string    `json:"client"`
-	Type    string    `json:"type"`
-	Service string    `json:"service"`
-	Reason  string    `json:"reason"`
-	Subject string    `json:"subject,omitempty"`
-	Count   int       `json:"count"`
-	First   time.Time `json:"first"`
-	Last    time.Time `json:"last"`
+	Client   string    `json:"client"`
+	Type     string    `json:"type"`
+	Service  string    `json:"service"`
+	Reason   string    `json:"reason"`
+	Subject  string    `json:"subject,omitempty"`
+	Count    int       `json:"count"`
+	First    time.Time `json:"first"`
+	Last     time.Time `json:"last"`
+	AtAccept bool      `json:"at_accept"` // refused at accept, before a byte was read
 }
 
 // parseRefusalQuery reads q, since (a duration: 15m, 1h, 24h) and group;
@@ -48,34 +48,41 @@ func parseRefusalQuery(v url.Values) (RefusalQuery, bool) {
 	return q, true
 }
 
-// refusals returns the events q selects, newest first.
-func (s *Server) refusals(q RefusalQuery) []blacklist.Event {
+// refusals returns the entries q selects, the latest first.
+func (s *Server) refusals(q RefusalQuery) []gate.Entry {
 	evs := s.recent(q.Q, gate.DefaultEventLogSize)
 	if q.Since > 0 {
 		from := s.now().Add(-q.Since)
-		evs = slices.DeleteFunc(evs, func(e blacklist.Event) bool { return e.Time.Before(from) })
+		evs = slices.DeleteFunc(evs, func(e gate.Entry) bool { return e.Time.Before(from) })
 	}
 	if evs == nil {
-		evs = []blacklist.Event{}
+		evs = []gate.Entry{}
 	}
 	return evs
 }
 
 // group folds repeats, most frequent first (the latest first among equals).
-func group(evs []blacklist.Event) []RefusalGroup {
-	type key struct{ client, typ, service, reason, subject string }
+// An entry coalesced at accept brings its count and first time.
+func group(evs []gate.Entry) []RefusalGroup {
+	type key struct {
+		client, typ, service, reason, subject string
+		accept                                bool
+	}
 	idx := map[key]int{}
 	out := []RefusalGroup{}
-	for _, e := range evs { // newest first
-		k := key{e.Client.String(), e.Type, e.Service, e.Reason, e.Subject}
+	for _, e := range evs { // latest first
+		k := key{e.Client.String(), e.Type, e.Service, e.Reason, e.Subject, e.AtAccept}
 		i, ok := idx[k]
 		if !ok {
 			i = len(out)
 			idx[k] = i
-			out = append(out, RefusalGroup{Client: k.client, Type: e.Type, Service: e.Service, Reason: e.Reason, Subject: e.Subject, Last: e.Time})
+			out = append(out, RefusalGroup{Client: k.client, Type: e.Type, Service: e.Service, Reason: e.Reason, Subject: e.Subject,
+				Last: e.Time, First: e.First, AtAccept: e.AtAccept})
 		}
-		out[i].Count++
-		out[i].First = e.Time
+		out[i].Count += max(e.Count, 1)
+		if e.First.Before(out[i].First) {
+			out[i].First = e.First
+		}
 	}
 	slices.SortStableFunc(out, func(a, b RefusalGroup) int { return b.Count - a.Count })
 	return out
@@ -106,15 +113,16 @@ func (s *Server) apiRefusals(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Disposition", `attachment; filename="gatehouse-refusals.csv"`)
 		cw := csv.NewWriter(w)
 		if q.Group {
-			cw.Write([]string{"count", "first", "last", "client", "type", "service", "reason", "subject"})
+			cw.Write([]string{"count", "first", "last", "client", "type", "service", "reason", "subject", "at_accept"})
 			for _, g := range group(evs) {
 				cw.Write([]string{strconv.Itoa(g.Count), g.First.Format(time.RFC3339), g.Last.Format(time.RFC3339),
-					g.Client, g.Type, csvCell(g.Service), g.Reason, csvCell(g.Subject)})
+					g.Client, g.Type, csvCell(g.Service), g.Reason, csvCell(g.Subject), strconv.FormatBool(g.AtAccept)})
 			}
 		} else {
-			cw.Write([]string{"time", "client", "type", "service", "reason", "subject"})
+			cw.Write([]string{"time", "client", "type", "service", "reason", "subject", "count", "first", "at_accept"})
 			for _, e := range evs {
-				cw.Write([]string{e.Time.Format(time.RFC3339), e.Client.String(), e.Type, csvCell(e.Service), e.Reason, csvCell(e.Subject)})
+				cw.Write([]string{e.Time.Format(time.RFC3339), e.Client.String(), e.Type, csvCell(e.Service), e.Reason, csvCell(e.Subject),
+					strconv.Itoa(e.Count), e.First.Format(time.RFC3339), strconv.FormatBool(e.AtAccept)})
 			}
 		}
 		cw.Flush()

@@ -46,7 +46,8 @@ type Guard interface {
 // Options are what New needs. Every field may be left zero.
 type Options struct {
 	// Guard refuses blocked clients and hears connections over a cap; nil
-	// blocks nobody and reports nothing.
+	// blocks nobody and reports nothing. When it is an AcceptLog (the
+	// command's *EventLog) every refusal at accept is also recorded there.
 	Guard Guard
 	// Key returns the client an address belongs to (blacklist.List.Key);
 	// nil counts IPv4 addresses and IPv6 /64s.
@@ -86,8 +87,10 @@ const (
 	Closing           // the listener is closing
 )
 
-// Reasons reported to the blacklist for connections over a cap.
+// Reasons reported to the blacklist for connections over a cap, and the
+// refusal log's reason for a blocked client's connection.
 const (
+	ReasonBlocked   = "blocked"
 	ReasonClientCap = "connection limit per client"
 	ReasonTotalCap  = "connection limit"
 	ReasonRangeCap  = "connection limit per range"
@@ -108,6 +111,9 @@ type Limits struct {
 type Gate struct {
 	opts Options
 	log  *slog.Logger
+	// accepts is the Guard as the refusal log (an *EventLog), when it is
+	// one: refusals at accept go there, coalesced.
+	accepts AcceptLog
 
 	limits atomic.Pointer[Limits]
 
@@ -138,6 +144,7 @@ func New(opts Options) *Gate {
 		opts.Logger = slog.Default()
 	}
 	g := &Gate{opts: opts, log: opts.Logger, clients: make(map[netip.Prefix]*client), ranges: make(map[netip.Prefix]int)}
+	g.accepts, _ = opts.Guard.(AcceptLog)
 	g.limits.Store(&Limits{})
 	return g
 }
@@ -169,6 +176,9 @@ func (g *Gate) Key(ip netip.Addr) netip.Prefix {
 // wrapped: closing the returned Conn releases its place.
 func (g *Gate) Admit(raw net.Conn, ip netip.Addr, c Class, typ string) (*Conn, Verdict) {
 	if g.opts.Guard != nil && g.opts.Guard.Blocked(ip) {
+		if g.accepts != nil {
+			g.accepts.AcceptRefused(blacklist.Event{Client: ip, Type: typ, Reason: ReasonBlocked, Time: time.Now()}, false)
+		}
 		return nil, Blocked
 	}
 	key := g.Key(ip)
@@ -224,8 +234,12 @@ func (g *Gate) refuse(ip netip.Addr, typ string, v Verdict, lim *Limits, rng net
 		reason, args = ReasonRangeCap, []any{"range", rng.String(), "held", held, "limits.max_conns_per_range", rangeCap(lim)}
 	}
 	g.logs.log(g.log, slog.LevelWarn, "connection refused: "+reason, append([]any{"client", ip, "service", typ}, args...)...)
-	if g.opts.Guard != nil {
-		g.opts.Guard.Report(blacklist.Event{Client: ip, Type: typ, Reason: reason, Time: time.Now()})
+	ev := blacklist.Event{Client: ip, Type: typ, Reason: reason, Time: time.Now()}
+	switch {
+	case g.accepts != nil:
+		g.accepts.AcceptRefused(ev, true) // coalesced in the refusal log, then reported
+	case g.opts.Guard != nil:
+		g.opts.Guard.Report(ev)
 	}
 }
 
@@ -277,7 +291,7 @@ func (g *Gate) Block(p netip.Prefix) {
 	g.mu.Unlock()
 	n := 0
 	for _, c := range victims {
-		if p.Contains(c.ip) && g.opts.Guard.Blocked(c.ip) {
+		if p.Contains(c.ip) && g.refuses(c.ip) {
 			c.cutOff()
 			n++
 		}
@@ -286,6 +300,15 @@ func (g *Gate) Block(p netip.Prefix) {
 		g.cut.Add(uint64(n))
 		g.log.Info("blocked client's connections closed", "client", p.String(), "connections", n)
 	}
+}
+
+// refuses asks the Guard whether ip is blocked without counting an attempt
+// when it can tell: closing what a client has open is not its attempt.
+func (g *Gate) refuses(ip netip.Addr) bool {
+	if r, ok := g.opts.Guard.(refuser); ok {
+		return r.Refuses(ip)
+	}
+	return g.opts.Guard.Blocked(ip)
 }
 
 // noteAcceptError records a failed accept for Exhausted.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,19 +124,53 @@ func TestBrowser(t *testing.T) {
 	const bad = "127.0.0.5"
 	run("open the blacklist page", chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible("#blacklist"))
 	// Bad requests until the address is blocked (threshold 3).
-	waitFor(t, bad+" blocked by the proxy", func() bool { return a.httpGet(bad, "/etc/passwd") == 0 })
+	refusedAtAccept := 0 // connections closed unanswered: the client was blocked at accept
+	waitFor(t, bad+" blocked by the proxy", func() bool {
+		if a.httpGet(bad, "/etc/passwd") == 0 {
+			refusedAtAccept++
+		}
+		return refusedAtAccept > 0
+	})
+	// Blocked, it comes back: closed at accept each time.
+	for range 3 {
+		if st := a.httpGet(bad, "/PBX0/MY"); st != 0 {
+			t.Fatalf("blocked client answered: %d", st)
+		}
+		refusedAtAccept++
+	}
 	row := `tr[data-ip="` + bad + `/32"]`
-	// The page was loaded before the block: the row comes by live update.
+	// The page was loaded before the block: the row comes by live update,
+	// with when the block began and the attempts made since.
 	run("see the blocked address appear", chromedp.WaitVisible(row), chromedp.WaitVisible(row+" .blocked-since"),
+		chromedp.WaitVisible(row+` td.attempts:not([data-attempts="0"])`),
 		chromedp.WaitVisible(row+" a.refusals-link"), shot("blacklist"))
-	// Its refusals, grouped, with what it asked for.
+	// Its refusals, grouped, with what it asked for, and its connections
+	// refused at accept: one line with their count.
 	run("its refusals, grouped",
 		press(row+" a.refusals-link"),
 		chromedp.WaitVisible(`#refusals.grouped`),
+		chromedp.WaitVisible(`#refusals.grouped tr.at-accept`),
 		chromedp.WaitVisible(`#export-csv`),
 		shot("refusals-grouped"),
 		chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible(row),
 	)
+	var acceptRows int
+	var acceptCount string
+	run("count its refusals at accept",
+		chromedp.Navigate(a.base+"/refusals?q="+bad+"+blocked"), chromedp.WaitVisible(`#refusals tr.at-accept`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			if acceptRows, err = chromedp.Evaluate[int](`document.querySelectorAll("#refusals tr.at-accept").length`)(ctx, tg); err != nil {
+				return err
+			}
+			acceptCount, err = chromedp.Evaluate[string](`(document.querySelector("#refusals tr.at-accept .repeats") || {}).textContent || ""`)(ctx, tg)
+			return err
+		}),
+		chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible(row),
+	)
+	if want := fmt.Sprintf("%d times since", refusedAtAccept); acceptRows != 1 || !strings.HasPrefix(acceptCount, want) {
+		t.Errorf("refusals at accept: %d lines, %q; want one line, %q", acceptRows, acceptCount, want)
+	}
 
 	run("remove it",
 		press(row+` button.remove`),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -296,4 +297,61 @@ func codes(out []byte) string {
 		}
 	}
 	return strings.Join(keep, ",") + ","
+}
+
+// TestBlockedClientReconnects: a client blocked for unknown hosts comes back
+// seven times, each connection closed at accept. /api/blacklist reports when
+// its block began and the seven attempts; /api/refusals lists them once,
+// as a refusal at accept with a count of seven, beside its requests.
+func TestBlockedClientReconnects(t *testing.T) {
+	f := newLimitsFixture(t, 1024, 1000)
+	const src, again = "127.0.4.1", 7
+	for range 4 { // threshold 3: the fourth blocks
+		unknownHost(src, f.http)
+	}
+	f.in.waitLog(t, "client blocked\" client="+src)
+	for range again {
+		if unknownHost(src, f.http) {
+			t.Fatal("the blocked client was served")
+		}
+	}
+	api := func(path string, v any) {
+		t.Helper()
+		code, body := curl(t, "127.0.0.1", "-k", "-u", "admin:"+adminPassword, "https://"+f.admin+path)
+		if code != "200" || json.Unmarshal([]byte(body), v) != nil {
+			t.Fatalf("GET %s: %s %s", path, code, body)
+		}
+	}
+	var entries []struct {
+		Prefix       string    `json:"prefix"`
+		Blocked      bool      `json:"blocked"`
+		BlockedSince time.Time `json:"blocked_since"`
+		Attempts     uint64    `json:"attempts_while_blocked"`
+	}
+	api("/api/blacklist?address="+src, &entries)
+	if len(entries) != 1 || !entries[0].Blocked || entries[0].Attempts != again ||
+		entries[0].BlockedSince.IsZero() || time.Since(entries[0].BlockedSince) > time.Minute {
+		t.Fatalf("blacklist: %+v, want blocked within the last minute with %d attempts", entries, again)
+	}
+	var refusals []struct {
+		Client, Type, Reason string
+		Count                int  `json:"count"`
+		AtAccept             bool `json:"at_accept"`
+	}
+	api("/api/refusals?q="+src, &refusals)
+	var atAccept, requests int
+	for _, r := range refusals {
+		switch {
+		case r.AtAccept:
+			atAccept++
+			if r.Reason != "blocked" || r.Type != "http" || r.Count != again {
+				t.Errorf("refusal at accept %+v, want blocked on http, %d times", r, again)
+			}
+		case r.Reason == "unknown service":
+			requests += r.Count
+		}
+	}
+	if atAccept != 1 || requests != 4 {
+		t.Fatalf("refusals: %d at accept (want one line), %d requests (want 4): %+v", atAccept, requests, refusals)
+	}
 }

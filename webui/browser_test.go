@@ -115,11 +115,20 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible("#services"),
 	)
 	// The traffic chart draws the three requests (uPlot on a canvas).
+	var zone string
 	run("see the traffic chart",
 		chromedp.WaitVisible(`#traffic-chart canvas`),
 		chromedp.WaitVisible(`#traffic-chart[data-points="3600"][data-forwarded="3"]`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			zone, err = chromedp.Evaluate[string](`document.getElementById("traffic-zone").textContent`)(ctx, tg)
+			return err
+		}),
 		shot("dashboard"),
 	)
+	if zone == "" || zone == "local" { // the chart's times name their zone, as every time on the pages does
+		t.Errorf("the chart's zone shows %q", zone)
+	}
 
 	const bad = "127.0.0.5"
 	run("open the blacklist page", chromedp.Navigate(a.base+"/blacklist"), chromedp.WaitVisible("#blacklist"))

@@ -36,6 +36,12 @@
   // forwarded, refused and blocked over the last hour or day, from
   // /api/traffic, redrawn every few seconds.
   var chartBox = document.getElementById("traffic-chart");
+  // The chart's times are in the browser's zone: name it.
+  var zoneNote = document.getElementById("traffic-zone");
+  if (zoneNote && window.Intl) {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone) zoneNote.textContent = zone;
+  }
   if (chartBox && window.uPlot) {
     var chart = null, drawnRange = null;
     var sel = function (id) { return document.getElementById(id); };

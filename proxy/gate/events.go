@@ -176,7 +176,8 @@ func (l *EventLog) Total() uint64 {
 
 // Recent returns up to limit entries, the latest first (by their latest
 // refusal), that contain every word of query (case-insensitive) in their
-// client, type, service, reason or subject.
+// client, type, service, reason or subject; a word that is a network
+// matches the clients inside it.
 // limit <= 0 means all that are kept.
 func (l *EventLog) Recent(query string, limit int) []Entry {
 	words := strings.Fields(strings.ToLower(query))
@@ -223,15 +224,22 @@ var (
 	_ refuser   = (*EventLog)(nil)
 )
 
+// matches reports whether ev holds every word; a word that is a network
+// (203.0.113.0/24, 2001:db8::/48, what the blacklist page links to for a
+// manual entry or an IPv6 client) matches the clients inside it.
 func matches(ev blacklist.Event, words []string) bool {
 	if len(words) == 0 {
 		return true
 	}
 	text := strings.ToLower(ev.Client.String() + " " + ev.Type + " " + ev.Service + " " + ev.Reason + " " + ev.Subject)
 	for _, w := range words {
-		if !strings.Contains(text, w) {
-			return false
+		if strings.Contains(text, w) {
+			continue
 		}
+		if p, err := netip.ParsePrefix(w); err == nil && p.Contains(ev.Client.Unmap()) {
+			continue
+		}
+		return false
 	}
 	return true
 }

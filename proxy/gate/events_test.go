@@ -35,6 +35,9 @@ func TestEventLogRing(t *testing.T) {
 	if got := l.Recent("127.0.0.5 FROM header", 0); len(got) != 1 || got[0].Client != netip.MustParseAddr("127.0.0.5") {
 		t.Fatalf("search: %+v", got)
 	}
+	if got := l.Recent("127.0.0.4/31 sip", 0); len(got) != 2 || got[0].Client != netip.MustParseAddr("127.0.0.5") {
+		t.Fatalf("search by network: %+v", got)
+	}
 	if got := l.Recent("", 1); len(got) != 1 {
 		t.Fatalf("limit 1: %d events", len(got))
 	}

@@ -46,14 +46,18 @@
 // live in an immutable snapshot behind an atomic pointer, matched with one map
 // lookup per distinct prefix length (so a thousand /32s cost the same as one),
 // and automatic blocks live in a sharded map read under a shard's read lock. It
-// does not allocate.
+// does not allocate. Each true answer adds one to the attempts while blocked of
+// the entry that refused the client: an atomic counter the entry owns, reached
+// through the snapshot or the map ([List.Refuses] asks without counting).
 //
 // # Persistence
 //
 // Automatic blocks still in force, run-time manual entries and run-time
 // whitelist entries are written to blacklist.state (write to a temporary file,
 // fsync, rename, fsync the directory) by a background goroutine at most one
-// second after they change, and once more by Close. Counters are not kept. A
+// second after they change, and once more by Close, with when each block began
+// and its attempts while blocked (a change of the attempts alone is written at
+// most once a minute). Counters are not kept. A
 // state file that cannot be parsed is renamed aside and logged; a malformed
 // entry is logged with the file, line and entry index, and the rest loads.
 package blacklist

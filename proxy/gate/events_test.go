@@ -187,3 +187,18 @@ func prefixes(ss ...string) []configs.Prefix {
 	}
 	return out
 }
+
+// TestAcceptRefusedRepeatDoesNotAllocate: a blocked client's reconnect
+// loop costs the accept path a map lookup and a few stores, nothing for
+// the garbage collector.
+func TestAcceptRefusedRepeatDoesNotAllocate(t *testing.T) {
+	l := gate.NewEventLog(&passGuard{}, 16)
+	ev := blacklist.Event{Client: netip.MustParseAddr("127.0.0.7"), Type: "https", Reason: gate.ReasonBlocked}
+	l.AcceptRefused(ev, false)
+	if n := testing.AllocsPerRun(100, func() { l.AcceptRefused(ev, false) }); n != 0 {
+		t.Fatalf("%v allocations per repeat", n)
+	}
+	if got := l.Recent("", 0); len(got) != 1 || got[0].Count != 102 {
+		t.Fatalf("%+v", got)
+	}
+}

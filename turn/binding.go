@@ -180,9 +180,12 @@ func answerBinding(req bindingRequest, at socket, src netip.AddrPort, addrs []ne
 	switch {
 	case len(req.unknown) > 0:
 		return r.fail(req, stun.CodeUnknownAttribute, req.unknown)
-	case req.hasChange && !discovery:
-		// RFC 5780 §6.1: no alternate address and port, 420. Over TCP
-		// there is no other socket to answer from either.
+	case req.hasChange && !discovery && (!req.classic || req.change != 0 || stream):
+		// RFC 5780 §6.1: no alternate address and port, 420, whatever
+		// the flags. RFC 3489 defines no such error, and its clients send
+		// CHANGE-REQUEST without flags to learn their mapped address
+		// (test I): that much is answered, a change is refused alike.
+		// Over TCP there is no other socket to answer from either.
 		return r.fail(req, stun.CodeUnknownAttribute, []stun.AttrType{stun.AttrChangeRequest})
 	case req.responsePort != 0 && stream:
 		// RFC 5780 §7.5: RESPONSE-PORT is for UDP.

@@ -130,9 +130,9 @@ func (s *Server) serveBinding(at socket, addr net.Addr, frame []byte) {
 		s.logs.Log(slog.LevelWarn, "turn: Binding response not built", "client", src, "service", "stun", "error", err)
 		return
 	}
-	if r.err != 0 {
-		s.stats.rejected.Add(1)
-		s.logs.Log(slog.LevelDebug, "turn: Binding request refused", "client", src, "service", "stun", "code", int(r.err))
+	s.count(req, r)
+	if r.from != at {
+		s.stats.changedBindings.Add(1)
 	}
 	if _, err := s.sockets[r.from].WriteTo(r.msg, udpAddr(r.to)); err != nil {
 		s.logs.Log(slog.LevelDebug, "turn: Binding response not sent", "client", src, "service", "stun", "error", err)
@@ -158,9 +158,20 @@ func (s *Server) streamBinding(st *streamConn, frame []byte) []byte {
 	if err != nil {
 		return nil
 	}
-	if r.err != 0 {
-		s.stats.rejected.Add(1)
-		s.logs.Log(slog.LevelDebug, "turn: Binding request refused", "client", src, "service", "stun", "code", int(r.err))
-	}
+	s.count(req, r)
 	return r.msg
+}
+
+// count records a Binding reply in the stats.
+func (s *Server) count(req bindingRequest, r bindingReply) {
+	switch {
+	case r.err != 0:
+		s.stats.rejected.Add(1)
+		s.logs.Log(slog.LevelDebug, "turn: Binding request refused", "client", r.to.Addr(), "service", "stun", "code", int(r.err))
+	case req.classic:
+		s.stats.classicBindings.Add(1)
+		fallthrough
+	default:
+		s.stats.bindings.Add(1)
+	}
 }

@@ -56,7 +56,7 @@ type Server struct {
 	// addrs their addresses.
 	sockets []net.PacketConn
 	addrs   []netip.AddrPort
-	stats         counters
+	stats   counters
 
 	// wg counts what pion has been handed and must give back before Close
 	// returns: its read and accept loops, stream conns and relay sockets.

@@ -342,12 +342,21 @@ func TestAnswerBindingErrors(t *testing.T) {
 // one of the sockets.
 func FuzzParseBinding(f *testing.F) {
 	for _, name := range []string{
-		"coturn-stunclient.hex", "coturn-stunclient-response-port.hex", "coturn-natdiscovery-change-padding.hex",
-		"coturn-natdiscovery-padding.hex", "vovida-stun-test1.hex", "vovida-stun-change-ip.hex", "vovida-stun-change-port.hex",
+		"coturn-stunclient.hex",                  // no attributes
+		"coturn-stunclient-response-port.hex",    // RESPONSE-PORT, CHANGE-REQUEST both flags
+		"coturn-natdiscovery-change-padding.hex", // CHANGE-REQUEST and a 1500-byte PADDING
+		"coturn-natdiscovery-padding.hex",        // PADDING alone
+		"vovida-stun-test1.hex",                  // RFC 3489, CHANGE-REQUEST without flags
+		"vovida-stun-change-ip.hex",              // RFC 3489, change IP
+		"vovida-stun-change-port.hex",            // RFC 3489, change port
 	} {
 		f.Add(fixture(f, name))
 	}
-	f.Add(pionBinding(f))
+	f.Add(pionBinding(f)) // SOFTWARE and FINGERPRINT
+	// An unknown comprehension-required attribute: the 420 path.
+	f.Add(pionBinding(f, stun.RawAttribute{Type: 0x7f00, Value: []byte{1, 2, 3}}))
+	// RFC 3489 RESPONSE-ADDRESS, refused with an odd UNKNOWN-ATTRIBUTES list.
+	f.Add([]byte{0, 1, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0, 2, 0, 8, 0, 1, 0, 53, 192, 0, 2, 1})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := parseBinding(raw)
 		if err != nil {

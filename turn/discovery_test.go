@@ -168,6 +168,9 @@ func TestClassicSTUNClient(t *testing.T) {
 func TestClassicSTUNClientWithoutAlternate(t *testing.T) {
 	s := startServer(t, baseConfig(), Options{})
 	out := classicClient(t, s)
+	if strings.Contains(out, "Blocked") { // what it said when pion dropped its requests
+		t.Errorf("test I not answered:\n%s", out)
+	}
 	if strings.Contains(out, "ChangedAddress") {
 		t.Errorf("CHANGED-ADDRESS without an alternate address:\n%s", out)
 	}

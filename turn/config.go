@@ -48,8 +48,7 @@ type settings struct {
 	relayPorts configs.PortRange
 
 	// alternate is turn.alternate_address; invalid when not set.
-	// listenIP is turn.listen's host, specific when alternate is set.
-	alternate, listenIP netip.Addr
+	alternate netip.Addr
 
 	accounts map[string]string
 	secret   string
@@ -97,7 +96,6 @@ func newSettings(cfg configs.TURN, certs []tls.Certificate, local []netip.Addr) 
 	}
 
 	if cfg.AlternateAddress != "" {
-		st.listenIP = listenHost
 		st.alternate, err = netip.ParseAddr(cfg.AlternateAddress)
 		st.alternate = st.alternate.Unmap()
 		switch {

@@ -213,7 +213,12 @@ type TURN struct {
 	Realm        string    `yaml:"realm"`
 	RelayAddress string    `yaml:"relay_address"`
 	RelayPorts   PortRange `yaml:"relay_ports"`
-	Accounts     []Account `yaml:"accounts"`
+	// AlternateAddress is a second IP address of the appliance. With it
+	// STUN also answers on it and on turn.listen's port + 1 of both
+	// addresses (UDP), for RFC 5780 NAT behaviour discovery and RFC 3489
+	// CHANGE-REQUEST. Empty: CHANGE-REQUEST is refused with 420.
+	AlternateAddress string    `yaml:"alternate_address"`
+	Accounts         []Account `yaml:"accounts"`
 	// Secret enables time-limited REST credentials (coturn's "timestamp:user" scheme).
 	Secret string `yaml:"secret"`
 	// DenyPeers are networks relayed media may never reach. When the key is

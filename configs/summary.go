@@ -58,6 +58,9 @@ func (c *Config) Summary() string {
 	if t.TLSListen != "" {
 		turn = append(turn, t.TLSListen+" (TLS)")
 	}
+	if t.Listen != "" && t.AlternateAddress != "" {
+		turn = append(turn, t.AlternateAddress+" (NAT discovery, UDP)")
+	}
 	switch {
 	case len(turn) == 0:
 		b.WriteString("turn: off\n")

@@ -417,10 +417,60 @@ func (v *validator) turn() {
 			v.errorf(key+".password", "missing")
 		}
 	}
+	v.alternateAddress()
 	v.atLeast("turn.max_allocations", t.MaxAllocations, 1)
 	v.atLeast("turn.max_allocations_per_user", t.MaxAllocationsPerUser, 1)
 	v.positive("turn.max_lifetime", t.MaxLifetime)
 	v.positive("turn.allocate_timeout", t.AllocateTimeout)
+}
+
+// alternateAddress checks turn.alternate_address: a second address of
+// this machine, of turn.listen's family, beside turn.listen's specific
+// one. STUN binds UDP on both, on turn.listen's port and the next.
+func (v *validator) alternateAddress() {
+	t := &v.c.TURN
+	if t.AlternateAddress == "" {
+		return
+	}
+	const key = "turn.alternate_address"
+	alt, err := netip.ParseAddr(t.AlternateAddress)
+	if err != nil || alt.Zone() != "" {
+		v.errorf(key, "%q is not an IP address", t.AlternateAddress)
+		return
+	}
+	alt = alt.Unmap()
+	if alt.IsUnspecified() || alt.IsMulticast() {
+		v.errorf(key, "%s is not an address of one interface", alt)
+		return
+	}
+	host, portStr, err := net.SplitHostPort(t.Listen)
+	if t.Listen == "" || err != nil {
+		v.errorf(key, "needs turn.listen, on the primary address")
+		return
+	}
+	primary, err := netip.ParseAddr(host)
+	primary = primary.Unmap()
+	port, _ := strconv.Atoi(portStr)
+	switch {
+	case err != nil || primary.IsUnspecified():
+		// A socket on every address would take the alternate one's
+		// datagrams and ports: the two must be told apart.
+		v.errorf(key, "needs turn.listen on a specific IP address, the primary one (line %d has %q)", v.line("turn.listen"), t.Listen)
+	case alt == primary:
+		v.errorf(key, "%s is turn.listen's address (line %d); the alternate must be a second one", alt, v.line("turn.listen"))
+	case alt.Is4() != primary.Is4():
+		v.errorf(key, "%s and turn.listen's %s (line %d) are not of one address family", alt, primary, v.line("turn.listen"))
+	case port >= 65535:
+		v.errorf(key, "the alternate port is turn.listen's + 1, and %d is the last port", port)
+	default:
+		// Only binding tells whether the address is this machine's.
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(alt.String(), "0"))
+		if err != nil {
+			v.errorf(key, "%s is not an address of this machine: %v", alt, err)
+			return
+		}
+		pc.Close()
+	}
 }
 
 func (v *validator) admin() {

@@ -255,6 +255,35 @@ listen:
 			[]string{`1: turn.realm: required`}},
 		{"relay address", `turn: {relay_address: turn.example.com}`,
 			[]string{`1: turn.relay_address: "turn.example.com" is not an IP address`}},
+		{"alternate address", `turn:
+  listen: "127.0.0.1:3478"
+  alternate_address: 127.0.0.2`, nil},
+		{"alternate address beside a wildcard listen", `turn:
+  listen: ":3478"
+  alternate_address: 127.0.0.2`,
+			[]string{`3: turn.alternate_address: needs turn.listen on a specific IP address, the primary one (line 2 has ":3478")`}},
+		{"alternate address is the primary one", `turn:
+  listen: "127.0.0.1:3478"
+  alternate_address: "::ffff:127.0.0.1"`,
+			[]string{`3: turn.alternate_address: 127.0.0.1 is turn.listen's address (line 2)`}},
+		{"alternate address of another family", `turn:
+  listen: "127.0.0.1:3478"
+  alternate_address: "::1"`,
+			[]string{`3: turn.alternate_address: ::1 and turn.listen's 127.0.0.1 (line 2) are not of one address family`}},
+		{"alternate address not local", `turn:
+  listen: "127.0.0.1:3478"
+  alternate_address: 192.0.2.77`,
+			[]string{`3: turn.alternate_address: 192.0.2.77 is not an address of this machine`}},
+		{"alternate address not an IP", `turn:
+  listen: "127.0.0.1:3478"
+  alternate_address: stun2.example.com`,
+			[]string{`3: turn.alternate_address: "stun2.example.com" is not an IP address`}},
+		{"alternate address without listen", `turn: {alternate_address: 127.0.0.2}`,
+			[]string{`1: turn.alternate_address: needs turn.listen`}},
+		{"alternate port past the last", `turn:
+  listen: "127.0.0.1:65535"
+  alternate_address: 127.0.0.2`,
+			[]string{`3: turn.alternate_address: the alternate port is turn.listen's + 1, and 65535 is the last port`}},
 		{"relay ports from 0", `turn: {relay_ports: 0-100}`, []string{`1: turn.relay_ports: 0-100: ports start at 1`}},
 		{"relay ports reversed", `turn: {relay_ports: 200-100}`, []string{`1: turn.relay_ports: 200-100 is empty`}},
 		{"relay ports out of range", `turn: {relay_ports: 1-70000}`,

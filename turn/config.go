@@ -47,6 +47,9 @@ type settings struct {
 	relayBind  string     // host relay sockets bind to
 	relayPorts configs.PortRange
 
+	// alternate is turn.alternate_address; invalid when not set.
+	alternate netip.Addr
+
 	accounts map[string]string
 	secret   string
 
@@ -90,6 +93,23 @@ func newSettings(cfg configs.TURN, certs []tls.Certificate, local []netip.Addr) 
 			bad("tls_listen", "set, but there are no tls certificates")
 		}
 		st.tls = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
+	}
+
+	if cfg.AlternateAddress != "" {
+		st.alternate, err = netip.ParseAddr(cfg.AlternateAddress)
+		st.alternate = st.alternate.Unmap()
+		switch {
+		case err != nil:
+			bad("alternate_address", "%v", err)
+		case !listenHost.IsValid() || listenHost.IsUnspecified():
+			// A socket on every address would take the alternate one's
+			// datagrams and its port: the two must be told apart.
+			bad("alternate_address", "needs turn.listen on a specific address, the primary one")
+		case st.alternate == listenHost:
+			bad("alternate_address", "%v is turn.listen's address; it must be a second one", st.alternate)
+		case st.alternate.Is4() != listenHost.Is4():
+			bad("alternate_address", "%v and turn.listen's %v are not of one address family", st.alternate, listenHost)
+		}
 	}
 
 	st.accounts = make(map[string]string, len(cfg.Accounts))

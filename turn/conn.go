@@ -47,6 +47,12 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			c.s.logs.Log(slog.LevelDebug, "turn: oversized datagram dropped", "client", addr, "service", "turn")
 			continue
 		}
+		if isBindingRequest(p[:n]) {
+			// Answered here, classic ones too, from whichever of the
+			// discovery sockets CHANGE-REQUEST names (discovery.go).
+			c.s.serveBinding(primary, addr, p[:n])
+			continue
+		}
 		frame, v := c.s.admit(addrOf(addr), p[:n], nil)
 		if v == reply {
 			c.PacketConn.WriteTo(frame, addr)

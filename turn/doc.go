@@ -15,6 +15,9 @@
 //     IPv4-embedding IPv6 forms unwrapped first (peers.go);
 //   - allocations are capped in total and per user, and the lifetime a client
 //     may request is capped (quota.go, lifetime.go);
+//   - Binding requests over UDP are answered here, RFC 3489 ones (no magic
+//     cookie) too, and with turn.alternate_address on four sockets for
+//     RFC 5780 NAT behaviour discovery (binding.go, discovery.go);
 //   - requests are rate-limited per source address and repetitive log lines
 //     are rate-limited, so floods cost counters, not logs (limiter.go, logging.go).
 //

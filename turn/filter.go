@@ -49,6 +49,13 @@ func (s *Server) admit(src netip.Addr, frame []byte, st *streamConn) ([]byte, ve
 		s.logs.Log(slog.LevelWarn, "turn: requests over the rate limit dropped", "client", src, "service", "turn")
 		return nil, drop
 	}
+	if st != nil && t.Class == stun.ClassRequest && t.Method == stun.MethodBinding {
+		// Over UDP the packetConn answers them before admit (discovery.go).
+		if resp := s.streamBinding(st, frame); resp != nil {
+			return resp, reply
+		}
+		return nil, drop
+	}
 	if s.creds != nil {
 		if resp := unsupportedAllocation(frame, s.keyOf); resp != nil {
 			s.stats.rejected.Add(1)

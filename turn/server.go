@@ -51,7 +51,12 @@ type Server struct {
 	addr, tlsAddr netip.AddrPort
 	closing       chan struct{}
 	handoff       *handoff // connections from listen.any (handoff.go)
-	stats         counters
+	// sockets are the UDP sockets by socket (discovery.go): the primary
+	// one, pion's, and with turn.alternate_address the three others;
+	// addrs their addresses.
+	sockets []net.PacketConn
+	addrs   []netip.AddrPort
+	stats   counters
 
 	// wg counts what pion has been handed and must give back before Close
 	// returns: its read and accept loops, stream conns and relay sockets.
@@ -111,9 +116,20 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 		}
 	}
 
-	udp, tcp, err := listenPair(st.listen)
+	socks, tcp, err := listenSockets(st.listen, st.alternate)
 	if err != nil {
 		return nil, fmt.Errorf("turn: listening on %s: %w", st.listen, err)
+	}
+	udp := socks[0]
+	s.sockets = socks
+	for _, pc := range socks {
+		a := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		s.addrs = append(s.addrs, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))
+	}
+	closeAlternates := func() {
+		for _, pc := range socks[1:] {
+			pc.Close()
+		}
 	}
 	s.addr = tcp.Addr().(*net.TCPAddr).AddrPort()
 	listeners := []*listener{{Listener: s.gateListener(tcp, "turn"), s: s}}
@@ -122,6 +138,7 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 		if err != nil {
 			udp.Close()
 			tcp.Close()
+			closeAlternates()
 			return nil, fmt.Errorf("turn: listening on %s: %w", st.tlsListen, err)
 		}
 		s.tlsAddr = tl.Addr().(*net.TCPAddr).AddrPort()
@@ -171,17 +188,23 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 	if s.pion, err = turn.NewServer(pc); err != nil {
 		// pion validates before it starts anything.
 		udp.Close()
+		closeAlternates()
 		for _, l := range listeners {
 			l.Listener.Close()
 		}
 		return nil, fmt.Errorf("turn: %w", err)
+	}
+	for at := range socks[1:] {
+		s.wg.Add(1)
+		go s.serveAlternate(socket(at + 1))
 	}
 	mode := "STUN and TURN"
 	if s.creds == nil {
 		mode = "STUN only"
 	}
 	log.Info("turn: serving", "mode", mode, "listen", s.addr, "tls_listen", s.tlsAddr,
-		"relay_address", st.relayIP, "relay_ports", fmt.Sprintf("%d-%d", st.relayPorts.Min, st.relayPorts.Max))
+		"relay_address", st.relayIP, "relay_ports", fmt.Sprintf("%d-%d", st.relayPorts.Min, st.relayPorts.Max),
+		"discovery_sockets", s.addrs)
 	return s, nil
 }
 
@@ -232,7 +255,10 @@ func (s *Server) Close() error {
 	close(s.closing)
 	s.mu.Unlock()
 
-	err := s.pion.Close() // closes the UDP socket and listeners
+	err := s.pion.Close() // closes the primary UDP socket and listeners
+	for _, pc := range s.sockets[1:] {
+		err = errors.Join(err, pc.Close()) // stops serveAlternate
+	}
 	// Stop pion's per-connection loops and relay handlers; each gives its
 	// conn back through Close, which is what wg waits for.
 	s.mu.Lock()

@@ -133,10 +133,6 @@ func peerAddress(ip netip.Addr, port int) stun.Setter {
 	})
 }
 
-type setterFunc func(*stun.Message) error
-
-func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
-
 func TestAuthFailures(t *testing.T) {
 	cfg := baseConfig()
 	guard := &proxytest.Guard{}
@@ -562,6 +558,3 @@ func TestDefaultSettings(t *testing.T) {
 }
 
 var _ Guard = (*blacklist.List)(nil)
-
-// magicCookie is STUN's fixed header word (RFC 5389 section 6).
-const magicCookie = 0x2112A442

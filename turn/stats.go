@@ -19,6 +19,10 @@ type Stats struct {
 	Throttled       uint64 // requests dropped over the per-address rate
 	Malformed       uint64 // oversized datagrams and streams that broke STUN framing
 	Rejected        uint64 // messages pion refused: undecodable, unknown method, no allocation, ...
+	// Bindings counts Binding requests answered with a success, Classic
+	// the RFC 3489 ones among them (no magic cookie), Changed those
+	// answered from another socket than they came on (CHANGE-REQUEST).
+	Bindings, ClassicBindings, ChangedBindings uint64
 }
 
 // counters is the live form of Stats, updated without locks on hot paths.
@@ -26,6 +30,7 @@ type counters struct {
 	allocations, authFailures, relayedPackets, relayedBytes atomic.Uint64
 	blocked, deniedPeers, quotaRejections, throttled        atomic.Uint64
 	malformed, rejected                                     atomic.Uint64
+	bindings, classicBindings, changedBindings              atomic.Uint64
 }
 
 // Stats returns the server's counters.
@@ -46,5 +51,8 @@ func (s *Server) Stats() Stats {
 		Throttled:         c.throttled.Load(),
 		Malformed:         c.malformed.Load(),
 		Rejected:          c.rejected.Load(),
+		Bindings:          c.bindings.Load(),
+		ClassicBindings:   c.classicBindings.Load(),
+		ChangedBindings:   c.changedBindings.Load(),
 	}
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	blEntries, blTracked, blWhite, blBlocks, blRejected, blEvicted        *prometheus.Desc
 	blAggregated, gateOpen, gateRefused, gateCut, gateExhausted           *prometheus.Desc
 	turnActive, turnAllocs, turnAuthFail, turnBytes, turnBlocked          *prometheus.Desc
+	turnBindings, turnChanged                                             *prometheus.Desc
 	adminSessions, events, targetUp                                       *prometheus.Desc
 	agentTunnels, agentStreams, agentBytes, agentBeat                     *prometheus.Desc
 	cluster                                                               clusterMetrics
@@ -56,6 +57,8 @@ func (s *Server) newMetrics() http.Handler {
 		turnAuthFail:  d("turn_auth_failures_total", "TURN requests whose credentials failed."),
 		turnBytes:     d("turn_relayed_bytes_total", "Bytes relayed by TURN, both directions."),
 		turnBlocked:   d("turn_blocked_total", "TURN datagrams and connections dropped because their source is blocked."),
+		turnBindings:  d("turn_bindings_total", "STUN Binding requests answered with a success, by form (rfc5389 with the magic cookie, rfc3489 classic without).", "form"),
+		turnChanged:   d("turn_bindings_changed_total", "Binding requests answered from another socket than they came on (CHANGE-REQUEST, RFC 5780 / RFC 3489)."),
 		adminSessions: d("admin_sessions", "Admin UI sessions in force."),
 		agentTunnels:  d("agent_tunnels", "Agent tunnels up, by account.", "account"),
 		agentStreams:  d("agent_streams", "Streams (forwarded connections) open through agent tunnels, by account and agent address.", "account", "agent"),
@@ -135,6 +138,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.turnAuthFail, ts.AuthFailures)
 		counter(m.turnBytes, ts.RelayedBytes)
 		counter(m.turnBlocked, ts.Blocked)
+		counter(m.turnBindings, ts.Bindings-ts.ClassicBindings, "rfc5389")
+		counter(m.turnBindings, ts.ClassicBindings, "rfc3489")
+		counter(m.turnChanged, ts.ChangedBindings)
 	}
 	perAccount := map[string]int{}
 	for _, a := range s.cfg.Load().Agents.Accounts {

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // discoveryPort returns a port free over UDP and TCP on 127.0.0.1 whose
@@ -54,7 +59,16 @@ func TestNATDiscoveryE2E(t *testing.T) {
 	classic := testpeer.Program(t, "stun", "stun-client")
 	port := discoveryPort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	in := start(t, fmt.Sprintf("turn:\n  listen: %q\n  alternate_address: 127.0.0.2\n", addr), addr)
+	ca := testpki.NewCA(t, "stun")
+	cert := ca.Server("127.0.0.1")
+	hash, err := bcrypt.GenerateFromPassword([]byte(adminPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := freeAddr(t)
+	in := start(t, fmt.Sprintf("turn:\n  listen: %q\n  alternate_address: 127.0.0.2\n"+
+		"admin:\n  listen: %q\n  cert: %s\n  key: %s\n  metrics_public: true\n  users:\n    - {name: admin, password_hash: %q}\n",
+		addr, admin, cert.CertFile, cert.KeyFile, hash), addr)
 
 	out, err := exec.Command(natdiscovery, "-m", "-f", "-p", strconv.Itoa(port), "127.0.0.1").CombinedOutput()
 	if err != nil {
@@ -80,6 +94,21 @@ func TestNATDiscoveryE2E(t *testing.T) {
 	}
 	if !strings.Contains(in.log.String(), "127.0.0.2:"+strconv.Itoa(port+1)) {
 		t.Errorf("the serving log line does not list the discovery sockets:\n%s", in.log)
+	}
+
+	// Both forms and the changed answers are counted on /metrics.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	resp, err := client.Get("https://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{`gatehouse_turn_bindings_total{form="rfc5389"} `, `gatehouse_turn_bindings_total{form="rfc3489"} `, "gatehouse_turn_bindings_changed_total "} {
+		i := strings.Index(string(body), "\n"+name)
+		if i < 0 || strings.HasPrefix(string(body[i+1+len(name):]), "0\n") {
+			t.Errorf("metrics: %s missing or 0", name)
+		}
 	}
 }
 

@@ -232,7 +232,7 @@ func (a *Agents) forward(ctx context.Context, r Registration, st tunnel.Stream) 
 	}
 	if err == nil && answer[0] != fwdOK {
 		err = map[byte]error{fwdNoTunnel: errors.New("no tunnel for the name there any longer"),
-			fwdNotServed: errors.New("not a service with an agent there (do the nodes' configurations differ?)"),
+			fwdNotServed:   errors.New("not a service with an agent there (do the nodes' configurations differ?)"),
 			fwdAgentFailed: errAgentFailed}[answer[0]]
 		if err == nil {
 			err = fmt.Errorf("answer %d", answer[0])

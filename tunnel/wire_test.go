@@ -163,7 +163,7 @@ func FuzzStream(f *testing.F) {
 func FuzzStreamBlock(f *testing.F) {
 	var b bytes.Buffer
 	WriteStream(&b, Stream{Service: "hq.example.com", Type: "https", TLS: true, Client: netip.MustParseAddrPort("192.0.2.1:443")})
-	f.Add(b.Bytes()[4:]) // the node's own
+	f.Add(b.Bytes()[4:])                                                                                                            // the node's own
 	f.Add([]byte("Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: [::1]:5\r\nX: y\r\n"))  // an unknown field
 	f.Add([]byte("Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: [::1]:5\r\n\r\nGET /")) // bytes after the fields
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -197,10 +197,10 @@ func TestStreamBlock(t *testing.T) {
 		t.Fatalf("read %+v, %v; left %q", got, err, b.String())
 	}
 	for _, bad := range []string{
-		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\n",                                                      // no client
+		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\n",                                                        // no client
 		"Gatehouse-Service: a\r\nGatehouse-Service: b\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\n", // twice
-		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\nHost: x\r\n",             // unknown field
-		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\n\r\nmore",                // trailing
+		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\nHost: x\r\n",              // unknown field
+		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\n\r\nmore",                 // trailing
 		"Gatehouse-Service a\r\n", // not a header line
 	} {
 		if s, err := DecodeStream([]byte(bad)); err == nil {

@@ -39,7 +39,7 @@ type app struct {
 	health *health.Checker
 	srv    *proxy.Server
 	agents *tunnel.Server
-	shared *cluster.Agents // the agents of every node; nil without a cluster section
+	shared *cluster.Agents             // the agents of every node; nil without a cluster section
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
 	acme   *acme.Manager               // nil without tls.acme
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them

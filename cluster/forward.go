@@ -145,19 +145,19 @@ func (f *forwarder) handle(raw net.Conn) {
 	cs := conn.ConnectionState()
 	node := cs.PeerCertificates[0].Subject.CommonName
 	if cs.NegotiatedProtocol != ALPNForward {
-		f.a.n.log.Warn("cluster: forwarded connection refused: application protocol", "from", from, "node", node, "alpn", cs.NegotiatedProtocol)
+		f.a.n.log.Warn("cluster: forwarded connection refused: application protocol", "from", from, "from_node", node, "alpn", cs.NegotiatedProtocol)
 		return
 	}
 	st, err := tunnel.ReadStream(conn)
 	if err != nil {
-		f.a.n.log.Warn("cluster: forwarded connection refused: unreadable stream header", "from", from, "node", node, "err", err)
+		f.a.n.log.Warn("cluster: forwarded connection refused: unreadable stream header", "from", from, "from_node", node, "err", err)
 		return
 	}
 	cfg := f.a.cfg.Load()
 	svc := cfg.Service(st.Service)
 	if svc == nil || svc.Agent == "" {
 		f.a.n.log.Warn("cluster: forwarded connection refused: no service with an agent has the name here",
-			"from", from, "node", node, "service", st.Service, "client", st.Client.String())
+			"from", from, "from_node", node, "service", st.Service, "client", st.Client.String())
 		f.a.count("in", st.Service, node, false)
 		conn.Write([]byte{fwdNotServed})
 		return
@@ -170,7 +170,7 @@ func (f *forwarder) handle(raw net.Conn) {
 		if errors.Is(err, proxy.ErrNoTunnel) {
 			answer = fwdNoTunnel
 		}
-		f.a.n.log.Info("cluster: forwarded connection not served", "from", from, "node", node, "service", st.Service,
+		f.a.n.log.Info("cluster: forwarded connection not served", "from", from, "from_node", node, "service", st.Service,
 			"client", st.Client.String(), "err", err)
 		f.a.count("in", st.Service, node, false)
 		conn.Write([]byte{answer})

@@ -198,7 +198,7 @@ services:
 	// Keep-alive: two requests on one client connection to c, each
 	// forwarded; a URL outside allow.urls refused on c itself.
 	if code, body := get(c, "127.0.0.34", "/PBX0/MY?1", "/PBX0/MY?2"); code != "200" ||
-		body != "nginx /PBX0/MY?1 real=127.0.0.34nginx /PBX0/MY?2 real=127.0.0.34" {
+		body != "nginx /PBX0/MY?1 real=127.0.0.34\n200nginx /PBX0/MY?2 real=127.0.0.34" {
 		t.Errorf("keep-alive through c: %s %q", code, body)
 	}
 	if code, _ := get(c, "127.0.0.35", "/ADMIN"); code != "403" {

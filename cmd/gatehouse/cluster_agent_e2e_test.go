@@ -1,9 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,6 +225,16 @@ services:
 		t.Errorf("/metrics of a lacks the connections forwarded to it:\n%s", m)
 	}
 
+	// The Agents page: a's tunnel on b, held by node-a, with no Disconnect
+	// (only a can); on a itself, with one.
+	if page := loginPage(t, b.admin, "/agents"); !strings.Contains(page, "<td>node-a</td>") ||
+		!strings.Contains(page, "held by node node-a") || strings.Contains(page, "/agents/disconnect") {
+		t.Errorf("Agents page of b:\n%s", page)
+	}
+	if page := loginPage(t, a.admin, "/agents"); !strings.Contains(page, "<td>node-a</td>") || !strings.Contains(page, "/agents/disconnect") {
+		t.Errorf("Agents page of a:\n%s", page)
+	}
+
 	// a dies: b answers 503 at once (a is out of reach) and drops a's
 	// registration within its TTL. More requests than blacklist.threshold:
 	// none is held against the client.
@@ -259,4 +275,33 @@ services:
 	if code, body := get(c, "127.0.0.37", "/PBX0/MY?via-b"); code != "200" || body != "nginx /PBX0/MY?via-b real=127.0.0.37" {
 		t.Errorf("through c to b: %s %q", code, body)
 	}
+}
+
+// loginPage logs in to the admin UI at addr as admin (its certificate is
+// the self-signed one made at first start) and returns the page at path.
+func loginPage(t *testing.T, addr, path string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer c.CloseIdleConnections()
+	get := func(u string) string {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(get("https://" + addr + "/login"))
+	if m == nil {
+		t.Fatal("no login form")
+	}
+	resp, err := c.PostForm("https://"+addr+"/login", url.Values{"csrf": {m[1]}, "user": {"admin"}, "password": {"secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return get("https://" + addr + path)
 }

@@ -54,20 +54,20 @@ func TestClusterAgents(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "gatehouse cluster")
 	edgeCA := testpki.NewCA(t, "edge")
-	edgeCert := edgeCA.Server("edge.example.com")
+	edgeCert := edgeCA.Server("edge.example.com", "hq.example.com")
 	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	type node struct {
 		gnode
-		ldap, agents, forward string
+		https, ldap, agents, forward string
 	}
 	var nodes []*node
 	for i := range 3 {
 		ip := "127.0.0." + strconv.Itoa(i+11)
 		n := &node{gnode: gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: portOn(t, ip), admin: portOn(t, ip), route: portOn(t, ip)},
-			ldap: portOn(t, ip), agents: portOn(t, ip), forward: portOn(t, ip)}
+			https: portOn(t, ip), ldap: portOn(t, ip), agents: portOn(t, ip), forward: portOn(t, ip)}
 		cert := ca.Node(n.name, ip)
 		n.certFile, n.keyDir = cert.CertFile, cert.KeyFile
 		n.storeDir = filepath.Join(dir, n.name, "nats")
@@ -80,7 +80,7 @@ func TestClusterAgents(t *testing.T) {
 				peers = append(peers, strconv.Quote(o.route))
 			}
 		}
-		n.config = fmt.Sprintf(`listen: {http: %q, ldap: %q}
+		n.config = fmt.Sprintf(`listen: {http: %q, https: %q, ldap: %q}
 tls: {certificates: [{cert: %s, key: %s}]}
 agents:
   listen: %q
@@ -103,7 +103,7 @@ cluster:
   forward_listen: %q
   tls: {cert: %s, key: %s, ca: %s}
   store_dir: %s
-`, n.http, n.ldap, edgeCert.CertFile, edgeCert.KeyFile, n.agents, hash, n.admin, filepath.Join(dir, n.name, "admin"), hash,
+`, n.http, n.https, n.ldap, edgeCert.CertFile, edgeCert.KeyFile, n.agents, hash, n.admin, filepath.Join(dir, n.name, "admin"), hash,
 			n.name, n.route, strings.Join(peers, ", "), n.forward, n.certFile, n.keyDir, ca.File, n.storeDir)
 	}
 	for _, n := range nodes {
@@ -186,6 +186,12 @@ services:
 		}
 		return curl(t, src, append([]string{"--resolve", "hq.example.com:" + port + ":" + n.ip}, urls...)...)
 	}
+	// h2 is an HTTP/2 request over TLS to n.
+	h2 := func(n *node, src, path string) (string, string) {
+		_, port, _ := net.SplitHostPort(n.https)
+		return curl(t, src, "--http2", "--cacert", edgeCA.File, "--resolve", "hq.example.com:"+port+":"+n.ip,
+			"https://hq.example.com:"+port+path)
+	}
 	ldap := func(n *node) (string, error) {
 		_, port, _ := net.SplitHostPort(n.ldap)
 		out, err := exec.Command("ldapsearch", "-x", "-H", "ldap://"+n.ip+":"+port, "-D", "uid=alice,dc=example,dc=com",
@@ -206,6 +212,9 @@ services:
 	if code, body := get(c, "127.0.0.34", "/PBX0/MY?1", "/PBX0/MY?2"); code != "200" ||
 		body != "nginx /PBX0/MY?1 real=127.0.0.34\n200nginx /PBX0/MY?2 real=127.0.0.34" {
 		t.Errorf("keep-alive through c: %s %q", code, body)
+	}
+	if code, body := h2(b, "127.0.0.38", "/PBX0/MY?h2"); code != "200" || body != "nginx /PBX0/MY?h2 real=127.0.0.38" {
+		t.Errorf("HTTP/2 through b: %s %q", code, body)
 	}
 	if code, _ := get(c, "127.0.0.35", "/ADMIN"); code != "403" {
 		t.Errorf("URL outside allow.urls through c: %s, want 403", code)
@@ -245,6 +254,9 @@ services:
 		if code, _ := get(b, "127.0.0.36", "/PBX0/MY"); code != "503" {
 			t.Fatalf("request %d through b with a dead: %s, want 503", i, code)
 		}
+	}
+	if code, _ := h2(c, "127.0.0.36", "/PBX0/MY"); code != "503" {
+		t.Errorf("HTTP/2 through c with a dead: %s, want 503", code)
 	}
 	if out, err := ldap(c); err == nil || !strings.Contains(out, "unavailable (52)") {
 		t.Errorf("ldapsearch through c with a dead: %v\n%s", err, out)

@@ -289,4 +289,26 @@ func TestForwardListenRefuses(t *testing.T) {
 	if got := ask("echo.example.com"); got != fwdNoTunnel {
 		t.Errorf("a name without a tunnel on a: answer %d, want %d", got, fwdNoTunnel)
 	}
+
+	// Where b dials a: forward_listen as given, or with the host of a's
+	// route (which may be a's listen address or its source address on
+	// loopback) when it has none.
+	eventually(t, "b routes to a", func() bool {
+		rz, err := b.node.ns.Routez(nil)
+		return err == nil && len(rz.Routes) > 0 && rz.Routes[0].RemoteName == "nodea"
+	})
+	for forward, want := range map[string]string{"127.0.0.2:7444": "127.0.0.2:7444", ":7444": "", "0.0.0.0:7444": "", "[::]:7444": ""} {
+		got, err := b.agents.forwardAddr(Registration{Node: "nodea", Forward: forward})
+		host, port, _ := net.SplitHostPort(got)
+		ip, _ := netip.ParseAddr(host)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v", forward, err)
+		case want != "" && got != want, want == "" && (port != "7444" || !ip.IsLoopback()):
+			t.Errorf("%s dialled at %s", forward, got)
+		}
+	}
+	if got, err := b.agents.forwardAddr(Registration{Node: "nodez", Forward: ":7444"}); err == nil {
+		t.Errorf("a node with neither route nor address dialled at %s", got)
+	}
 }

@@ -35,6 +35,11 @@ const ALPNForward = "gatehouse-forward/1"
 // forwarded connection on the receiving node: a node sends both at once.
 const forwardTimeout = 10 * time.Second
 
+// maxForwardHandshakes caps the connections on forward_listen that have not
+// shown a node certificate and a stream header yet: a stranger reaching the
+// port holds at most this many goroutines, for forwardTimeout each.
+const maxForwardHandshakes = 64
+
 // The receiving node's answer.
 const (
 	fwdOK          byte = iota
@@ -52,6 +57,7 @@ type forwarder struct {
 	a   *Agents
 	ln  net.Listener
 	tls *tls.Config
+	sem chan struct{} // connections before their stream header
 
 	mu     sync.Mutex // guards the fields below
 	conns  map[net.Conn]struct{}
@@ -73,7 +79,7 @@ func (a *Agents) listenForward(cfg *configs.Config) (*forwarder, error) {
 		return nil, fmt.Errorf("cluster.forward_listen: %w", err)
 	}
 	a.n.log.Info("cluster: accepting forwarded agent connections", "listen", ln.Addr().String())
-	return &forwarder{a: a, ln: ln, conns: map[net.Conn]struct{}{}, tls: &tls.Config{
+	return &forwarder{a: a, ln: ln, conns: map[net.Conn]struct{}{}, sem: make(chan struct{}, maxForwardHandshakes), tls: &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{*k.TLS.Loaded},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -99,9 +105,17 @@ func (f *forwarder) accept() {
 			continue
 		}
 		delay = 5 * time.Millisecond
+		select {
+		case f.sem <- struct{}{}:
+		default:
+			f.a.n.log.Warn("cluster: forwarded connection refused: too many in their handshake", "from", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
 		f.mu.Lock()
 		if f.closed {
 			f.mu.Unlock()
+			<-f.sem
 			c.Close()
 			return
 		}
@@ -135,6 +149,14 @@ func (f *forwarder) close() error {
 // the stream through a local tunnel.
 func (f *forwarder) handle(raw net.Conn) {
 	defer raw.Close()
+	held := true
+	release := func() {
+		if held {
+			held = false
+			<-f.sem
+		}
+	}
+	defer release()
 	from := raw.RemoteAddr().String()
 	conn := tls.Server(raw, f.tls)
 	conn.SetDeadline(time.Now().Add(forwardTimeout))
@@ -153,6 +175,7 @@ func (f *forwarder) handle(raw net.Conn) {
 		f.a.n.log.Warn("cluster: forwarded connection refused: unreadable stream header", "from", from, "from_node", node, "err", err)
 		return
 	}
+	release() // a node's: what follows is bounded by the node's own limits
 	cfg := f.a.cfg.Load()
 	svc := cfg.Service(st.Service)
 	if svc == nil || svc.Agent == "" {

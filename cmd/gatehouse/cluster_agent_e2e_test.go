@@ -28,8 +28,9 @@ import (
 )
 
 // TestClusterAgents runs three gatehouse nodes on 127.0.0.11-13 and one
-// `gatehouse agent` connected to node a only, fronting nginx (HTTP) and
-// slapd (LDAP). curl and ldapsearch reach them through nodes b and c, whose
+// `gatehouse agent` connected to node a only, fronting nginx (HTTP), slapd
+// (LDAP) and Kamailio (SIP). curl, ldapsearch and sipp reach them through
+// nodes b and c, whose
 // connections are carried over cluster.forward_listen to a; nginx logs the
 // real client's address. When a is killed with SIGKILL, b answers 503
 // (not counted against the client) and forgets a's registration within
@@ -50,6 +51,29 @@ func TestClusterAgents(t *testing.T) {
 	testpeer.WaitListening(t, nginxAddr)
 	ldapAddr := "127.0.0.6:" + strconv.Itoa(testpeer.FreePort(t))
 	startSlapdIn(t, nil, ldapAddr)
+	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	sipp := testpeer.Program(t, "sipp", "sip-tester")
+	sipE2E, err := filepath.Abs("../../protocols/sip/testdata/e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sipAddr := "127.0.0.6:" + strconv.Itoa(testpeer.FreePort(t))
+	kam := exec.Command(kamailio, "-f", filepath.Join(sipE2E, "kamailio.cfg"), "-DD", "-E",
+		"-Y", t.TempDir(), "-l", "tcp:"+sipAddr, "-m", "32", "-M", "4")
+	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
+	kamLog := &testpeer.Log{}
+	kam.Stdout, kam.Stderr = kamLog, kamLog
+	if err := kam.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
+		kam.Wait()
+		if t.Failed() {
+			t.Logf("kamailio:\n%s", kamLog)
+		}
+	})
+	testpeer.WaitListening(t, sipAddr)
 
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "gatehouse cluster")
@@ -61,13 +85,13 @@ func TestClusterAgents(t *testing.T) {
 	}
 	type node struct {
 		gnode
-		https, ldap, agents, forward string
+		https, ldap, sip, agents, forward string
 	}
 	var nodes []*node
 	for i := range 3 {
 		ip := "127.0.0." + strconv.Itoa(i+11)
 		n := &node{gnode: gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: portOn(t, ip), admin: portOn(t, ip), route: portOn(t, ip)},
-			https: portOn(t, ip), ldap: portOn(t, ip), agents: portOn(t, ip), forward: portOn(t, ip)}
+			https: portOn(t, ip), ldap: portOn(t, ip), sip: portOn(t, ip), agents: portOn(t, ip), forward: portOn(t, ip)}
 		cert := ca.Node(n.name, ip)
 		n.certFile, n.keyDir = cert.CertFile, cert.KeyFile
 		n.storeDir = filepath.Join(dir, n.name, "nats")
@@ -80,7 +104,7 @@ func TestClusterAgents(t *testing.T) {
 				peers = append(peers, strconv.Quote(o.route))
 			}
 		}
-		n.config = fmt.Sprintf(`listen: {http: %q, https: %q, ldap: %q}
+		n.config = fmt.Sprintf(`listen: {http: %q, https: %q, ldap: %q, sip: %q}
 tls: {certificates: [{cert: %s, key: %s}]}
 agents:
   listen: %q
@@ -103,7 +127,7 @@ cluster:
   forward_listen: %q
   tls: {cert: %s, key: %s, ca: %s}
   store_dir: %s
-`, n.http, n.https, n.ldap, edgeCert.CertFile, edgeCert.KeyFile, n.agents, hash, n.admin, filepath.Join(dir, n.name, "admin"), hash,
+`, n.http, n.https, n.ldap, n.sip, edgeCert.CertFile, edgeCert.KeyFile, n.agents, hash, n.admin, filepath.Join(dir, n.name, "admin"), hash,
 			n.name, n.route, strings.Join(peers, ", "), n.forward, n.certFile, n.keyDir, ca.File, n.storeDir)
 	}
 	for _, n := range nodes {
@@ -165,9 +189,9 @@ edge_fingerprint: %q
 shutdown_timeout: 1s
 services:
   - {name: hq.example.com, target: 127.0.0.5, ports: {http: %s}}
-  - {name: example.com, target: 127.0.0.6, ports: {ldap: %s}}
+  - {name: example.com, target: 127.0.0.6, ports: {ldap: %s, sip: %s}}
 `, edge, configs.Fingerprint(edgeCert.TLS.Leaf), nginxAddr[strings.LastIndexByte(nginxAddr, ':')+1:],
-			ldapAddr[strings.LastIndexByte(ldapAddr, ':')+1:])
+			ldapAddr[strings.LastIndexByte(ldapAddr, ':')+1:], sipAddr[strings.LastIndexByte(sipAddr, ':')+1:])
 	}
 	ag := startAgent(t, agentConfig(a.agents))
 	ag.waitLog(t, "tunnel up")
@@ -198,8 +222,24 @@ services:
 			"-w", "wonderland", "-b", "dc=example,dc=com", "(uid=alice)", "cn").CombinedOutput()
 		return string(out), err
 	}
+	// phone registers three times with sipp from src through n (digest
+	// authentication by Kamailio: several messages each way on one
+	// connection).
+	phone := func(n *node, src string) error {
+		cmd := exec.Command(sipp, "-sf", filepath.Join(sipE2E, "register.xml"), "-t", "t1", "-i", src,
+			"-s", "bob", "-au", "bob", "-ap", "secret", "-key", "domain", "example.com", "-m", "3",
+			"-nostdin", "-timeout", "10s", "-recv_timeout", "3s", n.sip)
+		cmd.Dir = t.TempDir()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("sipp: %v\n%s", err, out[max(0, len(out)-1500):])
+		}
+		return nil
+	}
 	for i, n := range nodes {
 		src := "127.0.0." + strconv.Itoa(31+i)
+		if err := phone(n, src); err != nil {
+			t.Errorf("SIP through %s: %v", n.name, err)
+		}
 		if code, body := get(n, src, "/PBX0/MY?"+n.name); code != "200" || body != "nginx /PBX0/MY?"+n.name+" real="+src {
 			t.Errorf("through %s: %s %q", n.name, code, body)
 		}
@@ -230,7 +270,8 @@ services:
 		!strings.Contains(m, `gatehouse_agent_cluster_tunnels{account="hq-lan",node="node-a"} 1`) {
 		t.Errorf("/metrics of b lacks the forwarded connections or a's tunnel:\n%s", m)
 	}
-	if m := adminGet(a, "/metrics"); !strings.Contains(m, `gatehouse_agent_forwarded_total{direction="in",node="node-c",result="carried",service="example.com"} 1`) {
+	// From c: one ldapsearch and one sipp connection (-t t1: one socket).
+	if m := adminGet(a, "/metrics"); !strings.Contains(m, `gatehouse_agent_forwarded_total{direction="in",node="node-c",result="carried",service="example.com"} 2`) {
 		t.Errorf("/metrics of a lacks the connections forwarded to it:\n%s", m)
 	}
 
@@ -254,6 +295,9 @@ services:
 		if code, _ := get(b, "127.0.0.36", "/PBX0/MY"); code != "503" {
 			t.Fatalf("request %d through b with a dead: %s, want 503", i, code)
 		}
+	}
+	if err := phone(c, "127.0.0.36"); err == nil {
+		t.Error("SIP through c with a dead: registered")
 	}
 	if code, _ := h2(c, "127.0.0.36", "/PBX0/MY"); code != "503" {
 		t.Errorf("HTTP/2 through c with a dead: %s, want 503", code)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -512,7 +513,7 @@ func (a *Agents) Tunnels() []tunnel.Status {
 		if c := strings.Compare(x.Node, y.Node); c != 0 {
 			return c
 		}
-		return int(x.ID) - int(y.ID)
+		return cmp.Compare(x.ID, y.ID)
 	})
 	return append(out, rs...)
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,9 +46,10 @@ func TestAgentKeys(t *testing.T) {
 // agentNode is a member with an edge of agent tunnels and its Agents.
 type agentNode struct {
 	*member
-	edge   *tunnel.Server
-	agents *Agents
-	cfg    *configs.Config
+	edge    *tunnel.Server
+	agents  *Agents
+	cfg     *configs.Config
+	changed atomic.Int32 // calls of tunnel.Options.Changed
 }
 
 // agentCluster starts two nodes on 127.0.0.2 and .3, each with agents.listen
@@ -91,7 +93,8 @@ services:
 		cfg.Cluster = m.cfg
 		m.start(t)
 		n := &agentNode{member: m, cfg: cfg, agents: NewAgents(m.node)}
-		if n.edge, err = tunnel.New(cfg, tunnel.Options{Logger: testLogger(t, m.name), Changed: n.agents.Changed}); err != nil {
+		changed := func() { n.changed.Add(1); n.agents.Changed() }
+		if n.edge, err = tunnel.New(cfg, tunnel.Options{Logger: testLogger(t, m.name), Changed: changed}); err != nil {
 			t.Fatal(err)
 		}
 		if err := n.agents.Start(cfg, n.edge); err != nil {
@@ -169,6 +172,9 @@ func TestAgentsForwarded(t *testing.T) {
 	t.Logf("registration reached b in %v", took)
 	if len(b.edge.Tunnels()) != 0 {
 		t.Fatal("b has a tunnel of its own")
+	}
+	if a.changed.Load() == 0 || b.changed.Load() != 0 {
+		t.Errorf("tunnel.Options.Changed called %d times on a, %d on b", a.changed.Load(), b.changed.Load())
 	}
 	if err := echoVia(b.agents); err != nil {
 		t.Fatalf("through b: %v", err)

@@ -237,6 +237,7 @@ func (a *Agents) run() {
 			a.n.fail("cluster: waiting for the agents bucket", err)
 		}
 	}
+	a.adopt(kv)
 	a.mu.Lock()
 	a.kv = kv
 	a.mu.Unlock()
@@ -259,6 +260,25 @@ func (a *Agents) run() {
 			dirty = true
 		case <-tick.C:
 		}
+	}
+}
+
+// adopt takes the keys of this node's name that are in the bucket as its
+// own, so that the first publish deletes those it no longer has: a process
+// killed with SIGKILL and started again would otherwise leave its
+// registrations to expire, and the others would forward to it meanwhile.
+func (a *Agents) adopt(kv jetstream.KeyValue) {
+	ctx, cancel := context.WithTimeout(a.ctx, opTimeout)
+	defer cancel()
+	l, err := kv.ListKeysFiltered(ctx, "*."+a.n.cfg.Node)
+	if err != nil {
+		return // they expire
+	}
+	defer l.Stop()
+	for k := range l.Keys() {
+		a.mu.Lock()
+		a.mine[k] = true
+		a.mu.Unlock()
 	}
 }
 

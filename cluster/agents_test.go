@@ -251,6 +251,36 @@ func TestAgentRegistrationExpires(t *testing.T) {
 	if ts := b.agents.Tunnels(); len(ts) != 0 {
 		t.Errorf("b's view after expiry: %+v", ts)
 	}
+
+	// A registration of b's name from before its restart (b has no
+	// tunnel): b deletes it, it is not left to expire.
+	r.Node = "nodeb"
+	val, _ = json.Marshal(r)
+	stale := key(r.Name, r.Node)
+	if _, err := kv.Put(context.Background(), stale, val); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), converge)
+	defer cancel()
+	w, err := kv.Watch(ctx, stale, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	b.agents.adopt(kv)
+	b.agents.Changed()
+	for e := range w.Updates() {
+		if e == nil {
+			continue
+		}
+		if e.Operation() != jetstream.KeyValueDelete {
+			t.Fatalf("b's stale registration: %v, want deleted by b", e.Operation())
+		}
+		break
+	}
+	if ctx.Err() != nil {
+		t.Fatal("b's stale registration was never deleted")
+	}
 }
 
 // TestForwardListenRefuses: forward_listen takes only cluster nodes'

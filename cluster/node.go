@@ -19,13 +19,10 @@
 //	gatehouse_whitelist NETWORK → blacklist.Listing of a run-time whitelist entry
 //	gatehouse_nodes     NODE → NodeInfo, rewritten every few seconds (memory, max age 1 min)
 //
-// Pending (issue 14, part 3): agent registrations. The agents feature is
-// built on its own branch; its seam here is one more bucket opened in
-// Node.open, gatehouse_agents (NAME → node, account, epoch, with a per-key
-// TTL the node holding the tunnel refreshes), watched like the others, and
-// a listener on cluster.forward_listen (TLS with the node certificates)
-// that carries a connection for an agent to the node holding its tunnel.
-// configs already accepts and checks cluster.forward_listen.
+// Agent registrations (gatehouse_agents) and the carrying of connections
+// for agents between nodes (cluster.forward_listen) are Agents, in
+// agents.go and forward.go: it uses the Node's connection and has its own
+// bucket, watcher and lifetime.
 package cluster
 
 import (

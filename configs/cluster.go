@@ -26,9 +26,10 @@ type Cluster struct {
 	Listen string `yaml:"listen"`
 	// Peers are the other nodes' Listen addresses, as host:port.
 	Peers []string `yaml:"peers"`
-	// ForwardListen is where connections for agents are carried between
-	// nodes. Accepted and validated; the carrying itself waits for the
-	// agents feature (see docs/deploy.md).
+	// ForwardListen is where this node takes connections for agents that
+	// other nodes carry to it (TLS with TLS below, client certificates of
+	// the cluster CA only; see package cluster, forward.go). "": it takes
+	// none, and still carries its own to the nodes that do.
 	ForwardListen string `yaml:"forward_listen"`
 	// TLS is the mutual TLS between nodes: this node's certificate and the
 	// CA every node's certificate is signed by.
@@ -171,6 +172,9 @@ func (v *validator) cluster() {
 				v.errorf("cluster.tls.ca", "%s holds no PEM certificate", t.CA)
 			}
 		}
+	}
+	if k.ForwardListen != "" && (t.Cert == "" || t.Key == "" || t.CA == "") {
+		v.errorf("cluster.forward_listen", "needs cluster.tls (cert, key and ca): nodes authenticate each other on it")
 	}
 	if k.NATS.URL != "" {
 		urls := k.NATS.URLs()

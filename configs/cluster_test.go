@@ -118,6 +118,9 @@ func TestClusterValidate(t *testing.T) {
 			`3: cluster.nats.creds: used only with cluster.nats.url`}},
 		{"missing creds file", "cluster:\n  node: a\n  nats: {url: 'nats://n1:4222', creds: /nonexistent/x.creds}\n", []string{
 			`3: cluster.nats.creds: stat /nonexistent/x.creds`}},
+		{"forward_listen needs TLS", "cluster:\n  node: a\n  forward_listen: ':7444'\n", []string{
+			`3: cluster.forward_listen: needs cluster.tls (cert, key and ca)`}},
+		{"forward_listen with TLS", "cluster:\n  node: a\n  forward_listen: ':7444'\n  tls: {cert: {cert}, key: {key}, ca: {cert}}\n", nil},
 		{"unknown key", "cluster:\n  node: a\n  replica: 3\n", []string{`3: cluster.replica: unknown key (did you mean "replicas"?)`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,6 +60,10 @@ type Options struct {
 	// malformed hello, a wrong token or certificate, names the account may
 	// not have): the refusal log and the blacklist; nil only logs them.
 	Guard interface{ Report(blacklist.Event) }
+	// Changed hears that the set of tunnels changed (one came up or went
+	// down), for the cluster's registrations; nil: nobody listens. It is
+	// called with no lock held and must not block.
+	Changed func()
 }
 
 // Server is the edge's side of agent tunnels: it accepts agents on
@@ -68,6 +72,7 @@ type Options struct {
 type Server struct {
 	log   *slog.Logger
 	guard interface{ Report(blacklist.Event) }
+	hear  func() // Options.Changed, never nil
 	cfg   atomic.Pointer[configs.Config]
 	ln    net.Listener
 	sem   chan struct{} // handshakes in progress
@@ -92,8 +97,11 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, guard: opts.Guard, sem: make(chan struct{}, maxHandshakes),
+	s := &Server{log: log, guard: opts.Guard, hear: opts.Changed, sem: make(chan struct{}, maxHandshakes),
 		byName: map[string][]*tunnel{}, tunnels: map[*tunnel]struct{}{}}
+	if s.hear == nil {
+		s.hear = func() {}
+	}
 	s.cfg.Store(cfg)
 	// Flow control bounds what a client that stops reading costs the
 	// edge: streamWindow per stream, tunnelWindow per tunnel (x/net's
@@ -431,6 +439,7 @@ func (s *Server) add(t *tunnel, maxTunnels int) bool {
 
 // publish routes t's names to it, unless t was removed meanwhile.
 func (s *Server) publish(t *tunnel) bool {
+	defer s.hear()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.tunnels[t]; !ok || s.closed {
@@ -445,6 +454,7 @@ func (s *Server) publish(t *tunnel) bool {
 
 // remove forgets t: no new stream goes to it.
 func (s *Server) remove(t *tunnel) {
+	defer s.hear()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.tunnels, t)
@@ -519,6 +529,12 @@ type Status struct {
 	BytesIn       int64     `json:"bytes_in"`  // from the agent
 	BytesOut      int64     `json:"bytes_out"` // to the agent
 	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// Node is the cluster node holding the tunnel; "" for this one
+	// outside a cluster. The cluster's view fills it in (Streams, bytes
+	// and heartbeat are then this node's knowledge: zero for another's).
+	Node string `json:"node,omitempty"`
+	// Remote: another node holds it (it cannot be disconnected here).
+	Remote bool `json:"remote,omitempty"`
 }
 
 // Tunnels lists the tunnels, oldest first.

@@ -17,6 +17,7 @@
 package tunnel
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -25,6 +26,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -275,6 +277,65 @@ func ParseStream(h http.Header) (Stream, error) {
 		return s, fmt.Errorf("%w: bad client address", errBadStream)
 	}
 	return s, nil
+}
+
+// maxStreamBlock bounds a stream header sent outside HTTP/2 (the cluster's
+// forwarding carrier): four short fields.
+const maxStreamBlock = 2 << 10
+
+// WriteStream writes s as a block of its own, outside HTTP/2: the stream
+// header's fields as MIME header lines, length-prefixed like the hello. The
+// cluster carries a connection for an agent to the node holding its tunnel
+// with it, so that one decoder (ParseStream) reads every stream header.
+func WriteStream(w io.Writer, s Stream) error {
+	h := http.Header{}
+	s.SetHeader(h)
+	var b bytes.Buffer
+	b.Write([]byte{0, 0, 0, 0})
+	h.Write(&b)
+	binary.BigEndian.PutUint32(b.Bytes(), uint32(b.Len()-4))
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// ReadStream reads a block written by WriteStream, at most maxStreamBlock
+// bytes, and decodes it with DecodeStream.
+func ReadStream(r io.Reader) (Stream, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return Stream{}, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxStreamBlock {
+		return Stream{}, errTooLarge
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return Stream{}, err
+	}
+	return DecodeStream(body)
+}
+
+// DecodeStream decodes a stream block: MIME header lines of the stream
+// header's fields and nothing else (no other field, no bytes after the
+// lines), then ParseStream's checks.
+func DecodeStream(body []byte) (Stream, error) {
+	tr := textproto.NewReader(bufio.NewReader(io.MultiReader(bytes.NewReader(body), strings.NewReader("\r\n"))))
+	mh, err := tr.ReadMIMEHeader()
+	if err != nil {
+		return Stream{}, fmt.Errorf("%w: %v", errBadStream, err)
+	}
+	if _, err := tr.R.ReadByte(); err != io.EOF {
+		return Stream{}, fmt.Errorf("%w: bytes after the fields", errBadStream)
+	}
+	for k := range mh {
+		switch k {
+		case hService, hType, hTLS, hClient:
+		default:
+			return Stream{}, fmt.Errorf("%w: unknown field %q", errBadStream, k)
+		}
+	}
+	return ParseStream(http.Header(mh))
 }
 
 var (

@@ -157,3 +157,59 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStreamBlock: a stream block from another node is refused or decodes
+// into a header that ParseStream accepted, and written again reads back alike.
+func FuzzStreamBlock(f *testing.F) {
+	var b bytes.Buffer
+	WriteStream(&b, Stream{Service: "hq.example.com", Type: "https", TLS: true, Client: netip.MustParseAddrPort("192.0.2.1:443")})
+	f.Add(b.Bytes()[4:])                                                                                                            // the node's own
+	f.Add([]byte("Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: [::1]:5\r\nX: y\r\n"))  // an unknown field
+	f.Add([]byte("Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: [::1]:5\r\n\r\nGET /")) // bytes after the fields
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s, err := DecodeStream(body)
+		if err != nil {
+			return
+		}
+		if !validName(s.Service) || !s.Client.IsValid() {
+			t.Fatalf("accepted %+v", s)
+		}
+		var b bytes.Buffer
+		if err := WriteStream(&b, s); err != nil {
+			t.Fatal(err)
+		}
+		again, err := ReadStream(&b)
+		if err != nil || again != s {
+			t.Fatalf("%+v read back as %+v, %v", s, again, err)
+		}
+	})
+}
+
+func TestStreamBlock(t *testing.T) {
+	want := Stream{Service: "example.com/branch", Type: "ldap", Client: netip.MustParseAddrPort("[2001:db8::1]:389")}
+	var b bytes.Buffer
+	if err := WriteStream(&b, want); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString("first packet") // what follows the block is the connection's
+	got, err := ReadStream(&b)
+	if err != nil || got != want || b.String() != "first packet" {
+		t.Fatalf("read %+v, %v; left %q", got, err, b.String())
+	}
+	for _, bad := range []string{
+		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\n",                                                        // no client
+		"Gatehouse-Service: a\r\nGatehouse-Service: b\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\n", // twice
+		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\nHost: x\r\n",              // unknown field
+		"Gatehouse-Service: a\r\nGatehouse-Type: http\r\nGatehouse-Tls: false\r\nGatehouse-Client: 1.2.3.4:5\r\n\r\nmore",                 // trailing
+		"Gatehouse-Service a\r\n", // not a header line
+	} {
+		if s, err := DecodeStream([]byte(bad)); err == nil {
+			t.Errorf("%q accepted as %+v", bad, s)
+		}
+	}
+	var big bytes.Buffer
+	big.Write([]byte{0, 0, 0x10, 0})
+	if _, err := ReadStream(&big); err == nil {
+		t.Error("a 4 KiB block accepted")
+	}
+}

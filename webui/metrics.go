@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gatehouse-pbx/gatehouse/cluster"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -24,6 +25,7 @@ type metrics struct {
 	turnBindings, turnChanged                                             *prometheus.Desc
 	adminSessions, events, targetUp                                       *prometheus.Desc
 	agentTunnels, agentStreams, agentBytes, agentBeat                     *prometheus.Desc
+	agentNodes, agentForwarded                                            *prometheus.Desc
 	cluster                                                               clusterMetrics
 }
 
@@ -64,8 +66,11 @@ func (s *Server) newMetrics() http.Handler {
 		agentStreams:  d("agent_streams", "Streams (forwarded connections) open through agent tunnels, by account and agent address.", "account", "agent"),
 		agentBytes:    d("agent_bytes_total", "Bytes through agent tunnels, by account, agent address and direction (in: from the agent).", "account", "agent", "direction"),
 		agentBeat:     d("agent_heartbeat_age_seconds", "Seconds since the last answered heartbeat, by account and agent address.", "account", "agent"),
-		targetUp:      d("target_up", "1 while a target port answers its health check, 0 while it is down; absent until first checked.", "target", "type", "service"),
-		events:        d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
+		agentNodes:    d("agent_cluster_tunnels", "Agent tunnels up on every node of the cluster, by node and account (this node's and the registrations of the others).", "node", "account"),
+		agentForwarded: d("agent_forwarded_total", "Connections for agents carried between cluster nodes, by direction (out: to the node holding the tunnel; in: from another node to a tunnel here), service, the other node and result (carried, failed).",
+			"direction", "service", "node", "result"),
+		targetUp: d("target_up", "1 while a target port answers its health check, 0 while it is down; absent until first checked.", "target", "type", "service"),
+		events:   d("suspicious_events_total", "Suspicious requests reported to the blacklist by every part (service ports, TURN, admin)."),
 	}
 	m.cluster = newClusterMetrics(d)
 	reg := prometheus.NewRegistry()
@@ -146,7 +151,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range s.cfg.Load().Agents.Accounts {
 		perAccount[a.Name] = 0 // an account with no tunnel shows 0, not nothing
 	}
+	perNode := map[[2]string]int{}
 	for _, t := range s.tunnels() {
+		if t.Node != "" {
+			perNode[[2]string{t.Node, t.Account}]++
+		}
+		if t.Remote {
+			continue // another node's: its figures are there
+		}
 		perAccount[t.Account]++
 		ch <- prometheus.MustNewConstMetric(m.agentStreams, prometheus.GaugeValue, float64(t.Streams), t.Account, t.Agent)
 		ch <- prometheus.MustNewConstMetric(m.agentBytes, prometheus.CounterValue, float64(t.BytesIn), t.Account, t.Agent, "in")
@@ -155,6 +167,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for acc, n := range perAccount {
 		gauge(m.agentTunnels, n, acc)
+	}
+	for k, n := range perNode {
+		gauge(m.agentNodes, n, k[0], k[1])
+	}
+	if f, ok := s.opts.Agents.(interface{ Forwards() []cluster.ForwardStat }); ok {
+		for _, fs := range f.Forwards() {
+			counter(m.agentForwarded, fs.Carried, fs.Direction, fs.Service, fs.Node, "carried")
+			counter(m.agentForwarded, fs.Failed, fs.Direction, fs.Service, fs.Node, "failed")
+		}
 	}
 	if s.opts.Health != nil {
 		for _, t := range s.opts.Health.Targets() {

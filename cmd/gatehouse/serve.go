@@ -39,6 +39,7 @@ type app struct {
 	health *health.Checker
 	srv    *proxy.Server
 	agents *tunnel.Server
+	shared *cluster.Agents             // the agents of every node; nil without a cluster section
 	relay  atomic.Pointer[turn.Server] // nil when TURN is off; read by the admin UI
 	acme   *acme.Manager               // nil without tls.acme
 	bg     sync.WaitGroup              // admin listeners being stopped; serve waits for them
@@ -92,11 +93,27 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	logDescriptorLimits(log, cfg)
 	// Agents dial in before any service routes to them; the tunnels close
 	// after the proxy has drained (defers run last first).
-	a.agents, err = tunnel.New(cfg, tunnel.Options{Logger: log, Gate: gt, Guard: a.events})
+	topts := tunnel.Options{Logger: log, Gate: gt, Guard: a.events}
+	var agents proxy.Agents
+	if node != nil {
+		// In a cluster the tunnels are registered for the other nodes,
+		// and a name served by another node's tunnel is forwarded there.
+		a.shared = cluster.NewAgents(node)
+		topts.Changed = a.shared.Changed
+	}
+	a.agents, err = tunnel.New(cfg, topts)
 	if err != nil {
 		return err
 	}
 	defer a.agents.Close()
+	agents = a.agents
+	if a.shared != nil {
+		if err := a.shared.Start(cfg, a.agents); err != nil {
+			return err
+		}
+		defer a.shared.Close() // before the tunnels and the node: deletes the registrations
+		agents = a.shared
+	}
 	if a.acme, err = startACME(cfg, log); err != nil {
 		return err
 	}
@@ -112,7 +129,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 		Guard:    a.events,
 		Logger:   log,
 		Gate:     gt,
-		Agents:   a.agents,
+		Agents:   agents,
 		Health:   a.health,
 	}
 	if a.acme != nil {
@@ -190,6 +207,9 @@ func (a *app) reload(next *configs.Config) error {
 		a.log.Warn("cluster section changed: it applies at the next start of gatehouse")
 	}
 	a.agents.Reload(next)
+	if a.shared != nil {
+		a.shared.Reload(next)
+	}
 	switch {
 	case a.acme != nil && next.TLS.ACME != nil:
 		if err := a.acme.Manage(next.TLS.ACME.Names); err != nil {
@@ -255,9 +275,17 @@ func (a *app) startAdmin(cfg *configs.Config) (*webui.Server, error) {
 		Apply:     a.reload,
 		Logger:    a.log,
 		Version:   version,
-		Agents:    a.agents,
+		Agents:    a.webAgents(),
 		Health:    a.health,
 	})
+}
+
+// webAgents is what the admin UI lists: the cluster's view in a cluster.
+func (a *app) webAgents() webui.Agents {
+	if a.shared != nil {
+		return a.shared
+	}
+	return a.agents
 }
 
 // blacklistConfig is the blacklist's part of cfg. In a cluster the state

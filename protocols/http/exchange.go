@@ -87,9 +87,11 @@ func (x *exchange) connect() error {
 }
 
 // dialStatus answers a request whose target connection failed: 503 when
-// the target is down (package health), else 502.
+// the target is down (package health) or no agent tunnel serves it (it
+// dropped, or the cluster node holding it died, after the route was
+// chosen), else 502.
 func dialStatus(err error) int {
-	if proxy.AsRefusal(err).Reason == proxy.ReasonTargetDown {
+	if r := proxy.AsRefusal(err).Reason; r == proxy.ReasonTargetDown || r == proxy.ReasonUnavailable {
 		return stdhttp.StatusServiceUnavailable
 	}
 	return stdhttp.StatusBadGateway

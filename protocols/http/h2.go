@@ -148,6 +148,13 @@ func (h *Handler) proxyError(w stdhttp.ResponseWriter, r *stdhttp.Request, err e
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
 	}
+	if errors.Is(err, proxy.ErrNoTunnel) {
+		// No agent tunnel any longer (it dropped, or the cluster node
+		// holding it died, after the route was chosen): unavailable, and
+		// the proxy did not hold it against the client.
+		w.WriteHeader(stdhttp.StatusServiceUnavailable)
+		return
+	}
 	status := stdhttp.StatusBadGateway
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		status = stdhttp.StatusGatewayTimeout

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -383,6 +384,9 @@ func BenchmarkIdleStreams(b *testing.B) {
 		}
 		time.Sleep(500 * time.Millisecond) // every goroutine reaches its idle read
 		per := float64(inUse()-before) / float64(n)
+		if f := os.Getenv("IDLE_HEAPPROFILE"); f != "" && len(conns) > 0 {
+			writeHeap(b, f) // the last measure's (the tunnel's) wins
+		}
 		for _, c := range conns {
 			c.Close()
 		}
@@ -397,6 +401,19 @@ func BenchmarkIdleStreams(b *testing.B) {
 		b.ReportMetric(direct, "B/direct-conn")
 		b.ReportMetric(tunnel, "B/tunnel-stream")
 		b.ReportMetric(tunnel-direct, "B/stream-beyond-direct")
+	}
+}
+
+// writeHeap writes a heap profile (what is held, by allocation site) and
+// the goroutines (what each stream's stacks are) next to it.
+func writeHeap(b *testing.B, file string) {
+	for name, f := range map[string]string{"heap": file, "goroutine": file + ".goroutines"} {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.Lookup(name).WriteTo(out, 0)
+		out.Close()
 	}
 }
 

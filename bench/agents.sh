@@ -9,7 +9,16 @@
 #
 # Environment: DURATION [10] seconds per wrk run, ROUNDS [3] (median
 # counts), CONNS [50], BULK_MB [512], PORT_BASE [28580], GATEHOUSE (a binary
-# instead of building this checkout). Needs nginx wrk curl openssl.
+# instead of building this checkout), BASELINE (an earlier build: its own
+# edge and agent, on the next ports, measured as "baseline" through its
+# tunnel in the same rounds). Needs nginx wrk curl openssl.
+#
+# IDLE=N measures memory instead: N SIPS registrations held through the
+# tunnel (client, edge, agent and target are four processes, so that N=10000
+# fits under a descriptor limit of 20000 each), against the same held on a
+# fresh edge straight to the target (at most 9000 there: the edge then holds
+# two descriptors per client). Prints the RSS growth per connection of edge
+# and agent, and the tunnel's cost per stream beyond the direct path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin:/usr/local/go/bin" LC_ALL=C
@@ -19,18 +28,21 @@ CONNS=${CONNS:-50}
 BULK_MB=${BULK_MB:-512}
 PORT_BASE=${PORT_BASE:-28580}
 GATEHOUSE=${GATEHOUSE:-}
+BASELINE=${BASELINE:-}
+IDLE=${IDLE:-}
+SETTLE=${SETTLE:-3}
 die() { echo "agents.sh: $*" >&2; exit 1; }
 for cmd in nginx wrk curl openssl; do command -v "$cmd" >/dev/null || die "$cmd not found"; done
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp -r "$work" "$KEEP"; rm -rf "$work"; }
 trap cleanup EXIT
 if [ -z "$GATEHOUSE" ]; then
 	go build -o "$work/gatehouse" ./cmd/gatehouse
 	GATEHOUSE=$work/gatehouse
 fi
-TARGET=$PORT_BASE EDGE=$((PORT_BASE + 1)) AGENTS=$((PORT_BASE + 2))
+TARGET=$PORT_BASE
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www" # nginx workers run as an unprivileged user
 head -c "$((BULK_MB << 20))" /dev/zero >"$work/www/big"
@@ -40,48 +52,137 @@ sed -e "s#@WORK@#$work#g" -e "s#@TARGET_WORKERS@#1#g" -e "s#@TARGET_PORT@#$TARGE
 nginx -p "$work" -c "$work/target.conf" & pids+=($!)
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=edge.bench \
+	-addext "subjectAltName=DNS:edge.bench,DNS:bench.example.com,DNS:tunnel.example.com" \
 	-keyout "$work/edge.key" -out "$work/edge.crt" 2>/dev/null
-hash=$(printf 'bench-token\n' | "$GATEHOUSE" hash-password)
-sed -e "s#@WORK@#$work#g" -e "s#@EDGE@#$EDGE#g" -e "s#@AGENTS@#$AGENTS#g" -e "s#@TARGET@#$TARGET#g" \
-	-e "s#@HASH@#$hash#g" bench/agents/edge.yaml.tmpl >"$work/edge.yaml"
-sed -e "s#@AGENTS@#$AGENTS#g" -e "s#@TARGET@#$TARGET#g" \
-	-e "s#@PIN@#$("$GATEHOUSE" fingerprint "$work/edge.crt" | awk '{print $1}')#g" bench/agents/agent.yaml.tmpl >"$work/agent.yaml"
-"$GATEHOUSE" check -config "$work/edge.yaml" >/dev/null
-"$GATEHOUSE" check -config "$work/agent.yaml" >/dev/null
-GOMAXPROCS=1 "$GATEHOUSE" run -config "$work/edge.yaml" 2>"$work/edge.log" & pids+=($!)
-sleep 0.5
-GOMAXPROCS=1 "$GATEHOUSE" agent -config "$work/agent.yaml" 2>"$work/agent.log" & pids+=($!)
-for _ in $(seq 100); do grep -q "tunnel up" "$work/agent.log" && break; sleep 0.1; done
-grep -q "tunnel up" "$work/agent.log" || die "no tunnel: $(cat "$work/agent.log")"
-url() { echo "http://127.0.0.1:$EDGE$1"; }
-for host in bench.example.com tunnel.example.com; do
-	[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "$(url /small)")" = 200 ] || die "$host does not answer"
+# pair BINARY NAME EDGE_PORT AGENTS_PORT: an edge and its agent.
+pair() {
+	local bin=$1 name=$2 edge=$3 agents=$4 hash
+	mkdir -p "$work/$name"
+	hash=$(printf 'bench-token\n' | "$bin" hash-password)
+	sed -e "s#@WORK@#$work/$name#g" -e "s#@EDGE@#$edge#g" -e "s#@AGENTS@#$agents#g" -e "s#@TARGET@#$TARGET#g" \
+		-e "s#@SIPS@#$((edge + 10))#g" -e "s#@SIP_TARGET@#$SIP_TARGET#g" \
+		-e "s#@HASH@#$hash#g" -e "s#$work/$name/edge.#$work/edge.#g" bench/agents/edge.yaml.tmpl >"$work/$name/edge.yaml"
+	sed -e "s#@AGENTS@#$agents#g" -e "s#@TARGET@#$TARGET#g" -e "s#@SIP_TARGET@#$SIP_TARGET#g" \
+		-e "s#@PIN@#$("$bin" fingerprint "$work/edge.crt" | awk '{print $1}')#g" bench/agents/agent.yaml.tmpl >"$work/$name/agent.yaml"
+	"$bin" check -config "$work/$name/edge.yaml" >/dev/null
+	"$bin" check -config "$work/$name/agent.yaml" >/dev/null
+	GOMAXPROCS=1 "$bin" run -config "$work/$name/edge.yaml" 2>"$work/$name/edge.log" & pids+=($!)
+	EDGE_PID=$!
+	sleep 0.5
+	GOMAXPROCS=1 "$bin" agent -config "$work/$name/agent.yaml" 2>"$work/$name/agent.log" & pids+=($!)
+	AGENT_PID=$!
+	for _ in $(seq 100); do grep -q "tunnel up" "$work/$name/agent.log" && break; sleep 0.1; done
+	grep -q "tunnel up" "$work/$name/agent.log" || die "$name: no tunnel: $(cat "$work/$name/agent.log")"
+}
+SIP_TARGET=$((PORT_BASE + 5))
+# idle_mode: IDLE held SIPS registrations, direct and through the tunnel.
+idle_mode() {
+	local n=$IDLE nd hard
+	hard=$(ulimit -Hn)
+	ulimit -n "$hard"
+	[ "$hard" -ge $((n + 1000)) ] || die "ulimit -Hn $hard is too low for IDLE=$n (need $((n + 1000)) per process)"
+	nd=$(((hard - 1000) / 2))
+	[ "$nd" -gt "$n" ] && nd=$n
+	go build -o "$work/idleclient" ./bench/idleclient
+	"$work/idleclient" sip-target -listen "127.0.0.1:$SIP_TARGET" 2>"$work/sip-target.log" & pids+=($!)
+	mkfifo "$work/hold.in"
+	exec 7<>"$work/hold.in" # keeps the clients' stdin open: they hold until told
+	rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+	held() { # port host n → holder pid in HOLDER, once all are held
+		local out=$work/hold-$2.out
+		"$work/idleclient" hold -addr "127.0.0.1:$1" -proto sips -n "$3" -host "$2" <"$work/hold.in" >"$out" 2>"$out.err" &
+		HOLDER=$!
+		pids+=("$HOLDER")
+		for _ in $(seq 1800); do
+			grep -q '^held' "$out" 2>/dev/null && return 0
+			kill -0 "$HOLDER" 2>/dev/null || break
+			sleep 0.1
+		done
+		die "the client did not hold $3 on $1 ($2): $(tail -3 "$out.err")"
+	}
+	warm() { "$work/idleclient" hold -addr "127.0.0.1:$1" -proto sips -n 200 -host "$2" </dev/null >/dev/null || die "warm-up of $2 failed"; }
+	stopall() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+
+	local e=$((PORT_BASE + 1))
+	pair "$GATEHOUSE" direct "$e" $((PORT_BASE + 2))
+	warm $((e + 10)) bench.example.com
+	sleep 1
+	local db da
+	db=$(rss "$EDGE_PID")
+	held $((e + 10)) bench.example.com "$nd"
+	sleep "$SETTLE"
+	da=$(rss "$EDGE_PID")
+	echo "direct: edge RSS $db -> $da KB with $nd held" >&2
+	stopall "$HOLDER" "$EDGE_PID" "$AGENT_PID"
+
+	e=$((PORT_BASE + 3))
+	pair "$GATEHOUSE" tunnel "$e" $((PORT_BASE + 4))
+	warm $((e + 10)) tunnel.example.com
+	sleep 1
+	local eb ab ea aa
+	eb=$(rss "$EDGE_PID") ab=$(rss "$AGENT_PID")
+	held $((e + 10)) tunnel.example.com "$n"
+	sleep "$SETTLE"
+	ea=$(rss "$EDGE_PID") aa=$(rss "$AGENT_PID")
+	echo "tunnel: edge RSS $eb -> $ea KB, agent $ab -> $aa KB with $n held" >&2
+	stopall "$HOLDER" "$EDGE_PID" "$AGENT_PID"
+
+	echo "$("$GATEHOUSE" version), SIPS registrations held (idleclient hold), GOMAXPROCS=1, one tunnel"
+	awk -v n="$n" -v nd="$nd" -v db="$db" -v da="$da" -v eb="$eb" -v ea="$ea" -v ab="$ab" -v aa="$aa" 'BEGIN {
+		d = (da - db) / nd; e = (ea - eb) / n; a = (aa - ab) / n
+		printf "direct  %6d held: edge   %7.1f KB/connection\n", nd, d
+		printf "tunnel  %6d held: edge   %7.1f KB/stream, agent %7.1f KB/stream, together %7.1f\n", n, e, a, e + a
+		printf "tunnel beyond direct: %.1f KB per stream (target <= 8 KB: %s)\n", e + a - d, (e + a - d <= 8 ? "met" : "NOT met")
+	}'
+}
+if [ -n "$IDLE" ]; then
+	idle_mode
+	exit 0
+fi
+EDGE=$((PORT_BASE + 1)) BASE_EDGE=$((PORT_BASE + 3))
+pair "$GATEHOUSE" this "$EDGE" $((PORT_BASE + 2))
+subjects="direct tunnel"
+if [ -n "$BASELINE" ]; then
+	pair "$BASELINE" baseline "$BASE_EDGE" $((PORT_BASE + 4))
+	subjects="direct tunnel baseline"
+fi
+# target SUBJECT → "edge-port host"
+target() {
+	case $1 in
+	direct) echo "$EDGE bench.example.com" ;;
+	tunnel) echo "$EDGE tunnel.example.com" ;;
+	baseline) echo "$BASE_EDGE tunnel.example.com" ;;
+	esac
+}
+for s in $subjects; do
+	read -r port host < <(target "$s")
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "http://127.0.0.1:$port/small")" = 200 ] ||
+		die "$s ($host on $port) does not answer"
 done
 
 declare -A rps p50 p99 mbs
-ka() { # host → "req/s p50 p99"
-	wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $1" "$(url /small)" | awk '
-		/Requests\/sec/ {r=$2} /^ +50%/ {a=$2} /^ +99%/ {b=$2}
-		END {print r, a, b}'
+ka() { # port host → "req/s p50 p99"; non-2xx answers void the run
+	wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $2" "http://127.0.0.1:$1/small" | awk '
+		/Requests\/sec/ {r=$2} /^ +50%/ {a=$2} /^ +99%/ {b=$2} /Non-2xx/ {bad=$NF}
+		END {if (bad) print "bad:" bad, a, b; else print r, a, b}'
 }
-bulk() { # host → MB/s
-	curl -s -o /dev/null -H "Host: $1" -w '%{size_download} %{speed_download}' "$(url /big)" |
+bulk() { # port host → MB/s
+	curl -s -o /dev/null -H "Host: $2" -w '%{size_download} %{speed_download}' "http://127.0.0.1:$1/big" |
 		awk -v want="$((BULK_MB << 20))" '$1 != want {print "short:" $1; exit} {printf "%.1f", $2 / 1048576}'
 }
 for round in $(seq "$ROUNDS"); do
-	for subject in direct tunnel; do
-		host=bench.example.com
-		[ "$subject" = tunnel ] && host=tunnel.example.com
-		read -r r a b < <(ka "$host")
+	for subject in $subjects; do
+		read -r port host < <(target "$subject")
+		read -r r a b < <(ka "$port" "$host")
 		rps[$subject]+="$r " p50[$subject]+="$a " p99[$subject]+="$b "
-		mbs[$subject]+="$(bulk "$host") "
+		mbs[$subject]+="$(bulk "$port" "$host") "
 		echo "round $round $subject: $r req/s p50 $a p99 $b, bulk $(awk '{print $NF}' <<<"${mbs[$subject]}") MB/s" >&2
 	done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 echo "$("$GATEHOUSE" version), wrk -c$CONNS -d${DURATION}s, $ROUNDS rounds (median), bulk ${BULK_MB} MiB"
 printf '%-8s %12s %10s %10s %10s\n' "" "req/s" "" "" "bulk MB/s"
-for s in direct tunnel; do
+for s in $subjects; do
 	# Latencies as wrk prints them (units vary), one per round.
 	printf '%-8s %12s %10s %10s %10s   p50s: %s p99s: %s\n' "$s" "$(median <<<"${rps[$s]}")" "" "" "$(median <<<"${mbs[$s]}")" \
 		"${p50[$s]}" "${p99[$s]}"
@@ -91,3 +192,9 @@ awk -v a="$(median <<<"${rps[tunnel]}")" -v b="$(median <<<"${rps[direct]}")" \
 	printf "keep-alive tunnel/direct %.2f (target >= 0.8: %s)\n", a / b, (a / b >= 0.8 ? "met" : "NOT met")
 	printf "bulk       tunnel/direct %.2f (target >= 0.8: %s)\n", c / d, (c / d >= 0.8 ? "met" : "NOT met")
 }'
+if [ -n "$BASELINE" ]; then
+	awk -v a="$(median <<<"${rps[baseline]}")" -v b="$(median <<<"${rps[direct]}")" \
+		-v c="$(median <<<"${mbs[baseline]}")" -v d="$(median <<<"${mbs[direct]}")" 'BEGIN {
+		printf "keep-alive baseline/direct %.2f\nbulk       baseline/direct %.2f\n", a / b, c / d
+	}'
+fi

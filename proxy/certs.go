@@ -60,9 +60,13 @@ func (t *Table) useCerts(src CertSource) {
 	for typ, sc := range t.serverTLS {
 		sc.GetCertificate = get
 		if typ == "https" {
+			pick := sc.GetConfigForClient // agents (table.go)
 			sc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 				if isACMEChallenge(hi) {
 					return challenge, nil
+				}
+				if pick != nil {
+					return pick(hi)
 				}
 				return nil, nil
 			}

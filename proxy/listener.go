@@ -78,6 +78,13 @@ func (l *listener) handle(gc *gate.Conn) {
 	if c.Info.TLS != nil && acmeHandshake(c.Info.TLS) {
 		return // a TLS-ALPN-01 validation: the handshake was all of it
 	}
+	if c.Info.TLS != nil && c.Info.TLS.NegotiatedProtocol == alpnAgent {
+		// An agent on listen.https (table.go gave it the tunnel's TLS).
+		if s := c.Table.agentServer(); s != nil {
+			s.ServeTLS(c.Conn.(*tls.Conn)) // the tunnel sets its own deadlines
+		}
+		return
+	}
 	if c.Info.Type.Name == "http" && c.answerHTTPChallenge() {
 		return
 	}

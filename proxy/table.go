@@ -24,6 +24,7 @@ type Table struct {
 	anyTLS    *tls.Config            // listen.any: picks one of serverTLS's by ALPN (any.go)
 	certs     CertSource             // tls.acme; nil without (certs.go)
 	anyInner  []*tls.Config          // what anyTLS picks besides serverTLS's, for useCerts
+	agentTLS  *tls.Config            // agents on listen.https and listen.any (ALPN gatehouse-agent/1)
 	clientCAs *x509.CertPool
 	targetTLS map[string]*tls.Config // by lower-case service name
 	agents    Agents                 // nil: services with agent are unavailable
@@ -151,6 +152,18 @@ func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
 		}
 		t.serverTLS[st.Name] = sc
 	}
+	t.agentTLS = t.newAgentTLS(certs, cfg)
+	if https := t.serverTLS["https"]; https != nil {
+		// An agent whose LAN lets only 443 out dials listen.https with ALPN
+		// gatehouse-agent/1: it gets the tunnel's configuration (the
+		// listener hands it to the tunnel server after the handshake).
+		https.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			if slices.Contains(hi.SupportedProtos, alpnAgent) && t.agentServer() != nil {
+				return t.agentTLS, nil
+			}
+			return nil, nil
+		}
+	}
 	t.anyTLS = t.newAnyTLS(certs, cfg)
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
@@ -176,11 +189,7 @@ func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Con
 	}
 	turnTLS := base()
 	turnTLS.NextProtos = []string{alpnTURN}
-	// Agents authenticate by token or by a client certificate their
-	// account's client_ca signs (checked by the tunnel, not here).
-	agentTLS := base()
-	agentTLS.NextProtos = []string{alpnAgent}
-	agentTLS.ClientAuth = tls.RequestClientCert
+	agentTLS := t.agentTLS
 	t.anyInner = []*tls.Config{inner, turnTLS, agentTLS}
 	https := t.serverTLS["https"]
 	return &tls.Config{
@@ -204,6 +213,14 @@ func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Con
 			return inner, nil
 		},
 	}
+}
+
+// newAgentTLS is the TLS configuration of agents arriving on listen.https
+// or listen.any. Agents authenticate by token or by a client certificate
+// their account's client_ca signs (checked by the tunnel, not here).
+func (t *Table) newAgentTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Config {
+	return &tls.Config{Certificates: certs, MinVersion: cmp.Or(cfg.TLS.MinVersionID, tls.VersionTLS12),
+		CipherSuites: cipherSuites(cfg.TLS.MinVersionID), NextProtos: []string{alpnAgent}, ClientAuth: tls.RequestClientCert}
 }
 
 // agentServer is the tunnel server agents on listen.any are handed to, or

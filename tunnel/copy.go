@@ -9,7 +9,7 @@ import (
 // Buffer sizes of Copy: an idle stream holds only a small one while it
 // waits for its next bytes; bulk transfers borrow a large one.
 const (
-	smallBuffer = 2 << 10
+	smallBuffer = 512 // a small request or response fits
 	largeBuffer = 64 << 10
 )
 

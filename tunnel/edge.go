@@ -13,11 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -656,83 +654,72 @@ func (t *tunnel) heartbeat() {
 
 var errAgentRefused = errors.New("tunnel: the agent refused the stream")
 
-// open opens one stream and returns its end as a net.Conn. The stream is
-// relayed through a socket pair, so that the caller gets a real socket
-// (deadlines, half-close) whatever it does with it.
+// closeGrace is how long a stream the proxy closed waits for the agent to
+// end it before it is reset: long enough to deliver what was written last.
+const closeGrace = 5 * time.Second
+
+// open opens one stream and returns its end as a net.Conn. Its bytes move
+// in memory (streamConn): what the proxy writes is the request body the
+// transport reads, and one pump copies the response body to what the
+// proxy reads, so that deadlines and half-close work as on a socket.
 func (t *tunnel) open(ctx context.Context, st Stream) (net.Conn, error) {
 	if t.streams.Add(1) > t.maxStreams {
 		t.streams.Add(-1)
 		return nil, fmt.Errorf("tunnel: agents.max_streams (%d) streams open", t.maxStreams)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			t.streams.Add(-1)
-		}
-	}()
-	near, far, err := socketPair()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if !ok {
-			near.Close()
-			far.Close()
-		}
-	}()
 	sctx, cancel := context.WithCancel(context.Background())
-	stop := context.AfterFunc(ctx, cancel) // the dial's deadline, until the stream is open
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(sctx, http.MethodPost, "https://agent"+StreamPath, pr)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	st.SetHeader(req.Header)
-	resp, err := t.cc.RoundTrip(req)
-	if !stop() || err != nil {
-		cancel()
-		pw.Close()
-		if err == nil {
-			resp.Body.Close()
-			err = ctx.Err()
-		}
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		cancel()
-		pw.Close()
-		resp.Body.Close()
-		return nil, fmt.Errorf("%w: %s", errAgentRefused, resp.Header.Get(HError))
-	}
-	ok = true
-	// Two copies; the one that ends last releases the stream.
+	// Two ends, the sending side's (the transport closes the body) and the
+	// pump's; the last releases the stream.
 	var left atomic.Int32
 	left.Store(2)
+	var resp *http.Response
 	release := func() {
 		if left.Add(-1) == 0 {
-			far.Close()
-			resp.Body.Close()
+			if resp != nil {
+				resp.Body.Close()
+			}
 			cancel()
 			t.streams.Add(-1)
 		}
 	}
-	t.pumps.Go(func() { // client → agent
-		defer release()
-		_, err := Copy(countWriter{pw, &t.bytesOut}, far, nil)
-		pw.CloseWithError(err) // nil: END_STREAM, the half-close
-	})
+	near := newStreamConn(st.Service, func() { time.AfterFunc(closeGrace, cancel) })
+	body := &upBody{p: near.up, count: &t.bytesOut, onClose: release}
+	stop := context.AfterFunc(ctx, cancel) // the dial's deadline, until the stream is open
+	req, err := http.NewRequestWithContext(sctx, http.MethodPost, "https://agent"+StreamPath, body)
+	if err != nil {
+		stop()
+		cancel()
+		t.streams.Add(-1)
+		return nil, err
+	}
+	st.SetHeader(req.Header)
+	resp, err = t.cc.RoundTrip(req)
+	if !stop() || err != nil {
+		near.Close()
+		body.Close() // the transport does too; once is enough
+		if err == nil {
+			err = ctx.Err()
+		}
+		release()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		near.Close()
+		body.Close()
+		release()
+		return nil, fmt.Errorf("%w: %s", errAgentRefused, resp.Header.Get(HError))
+	}
 	t.pumps.Go(func() { // agent → client
 		defer release()
-		_, err := Copy(countWriter{far, &t.bytesIn}, resp.Body, nil)
-		if err == nil {
-			far.CloseWrite()
-		} else {
-			far.Close()
-		}
+		_, err := Copy(countWriter{writerFunc(near.down.write), &t.bytesIn}, resp.Body, nil)
+		near.down.closeWrite(err) // nil: the agent half-closed
 	})
 	return near, nil
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 type countWriter struct {
 	w io.Writer
@@ -743,31 +730,6 @@ func (c countWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-// socketPair returns the two ends of a connected Unix stream socket pair.
-func socketPair() (*net.UnixConn, *net.UnixConn, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tunnel: socketpair: %w", err)
-	}
-	conns := make([]*net.UnixConn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "tunnel-stream")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			for _, o := range conns[:i] {
-				o.Close()
-			}
-			if i == 0 {
-				syscall.Close(fds[1])
-			}
-			return nil, nil, fmt.Errorf("tunnel: socketpair: %w", err)
-		}
-		conns[i] = c.(*net.UnixConn)
-	}
-	return conns[0], conns[1], nil
 }
 
 // watchConn is the tunnel's TLS conn; the first failed read (the agent

@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -382,6 +384,9 @@ func BenchmarkIdleStreams(b *testing.B) {
 		}
 		time.Sleep(500 * time.Millisecond) // every goroutine reaches its idle read
 		per := float64(inUse()-before) / float64(n)
+		if f := os.Getenv("IDLE_HEAPPROFILE"); f != "" && len(conns) > 0 {
+			writeHeap(b, f) // the last measure's (the tunnel's) wins
+		}
 		for _, c := range conns {
 			c.Close()
 		}
@@ -396,6 +401,19 @@ func BenchmarkIdleStreams(b *testing.B) {
 		b.ReportMetric(direct, "B/direct-conn")
 		b.ReportMetric(tunnel, "B/tunnel-stream")
 		b.ReportMetric(tunnel-direct, "B/stream-beyond-direct")
+	}
+}
+
+// writeHeap writes a heap profile (what is held, by allocation site) and
+// the goroutines (what each stream's stacks are) next to it.
+func writeHeap(b *testing.B, file string) {
+	for name, f := range map[string]string{"heap": file, "goroutine": file + ".goroutines"} {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.Lookup(name).WriteTo(out, 0)
+		out.Close()
 	}
 }
 
@@ -469,5 +487,51 @@ func TestTunnelServeTLS(t *testing.T) {
 	r.waitTunnels(1)
 	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTunnelStreamKeepAlive: one stream carries many exchanges (an HTTP
+// keep-alive connection in the edge's pool), says it is alive between
+// them, honours read deadlines, and is released when closed.
+func TestTunnelStreamKeepAlive(t *testing.T) {
+	r := newRig(t)
+	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
+	r.waitTunnels(1)
+	c, err := r.edge.Dial(context.Background(), "hq", "echo.example.com", "sip", false, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive := c.(interface{ Alive() bool })
+	buf := make([]byte, 64)
+	for i := range 50 {
+		msg := fmt.Sprintf("exchange %d", i)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil || string(buf[:len(msg)]) != msg {
+			t.Fatalf("exchange %d: %q, %v", i, buf[:len(msg)], err)
+		}
+		if !alive.Alive() {
+			t.Fatalf("not alive after exchange %d", i)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	var ne net.Error
+	if _, err := c.Read(buf); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read past its deadline: %v, want a timeout", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	if n := r.edge.Tunnels()[0].Streams; n != 1 {
+		t.Fatalf("%d streams counted, want 1", n)
+	}
+	c.Close()
+	if alive.Alive() {
+		t.Fatal("alive after Close")
+	}
+	for deadline := time.Now().Add(5 * time.Second); r.edge.Tunnels()[0].Streams > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed stream is still counted: %+v", r.edge.Tunnels())
+		}
 	}
 }

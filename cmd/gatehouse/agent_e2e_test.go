@@ -372,3 +372,30 @@ func TestAgentOnListenAny(t *testing.T) {
 		t.Fatalf("through a tunnel on listen.any: %s %q", code, body)
 	}
 }
+
+// TestAgentOnListenHTTPS: an agent whose edge address is the edge's
+// listen.https port negotiates ALPN gatehouse-agent/1 there and is handed
+// to the tunnel server; HTTPS clients on the same port are served as before.
+func TestAgentOnListenHTTPS(t *testing.T) {
+	r := newAgentRig(t)
+	agentConfig := strings.Replace(r.agentConfig, fmt.Sprintf("edges: [%q]", r.agentsAddr), fmt.Sprintf("edges: [%q]", r.httpsAddr), 1)
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	ag := startAgent(t, agentConfig)
+	ag.waitLog(t, "tunnel up")
+	edge.waitLog(t, "agent tunnel up")
+	if code, body := r.get(t, "/PBX0/MY?https"); code != "200" || body != "nginx GET /PBX0/MY?https host=hq.example.com" {
+		t.Fatalf("through a tunnel on listen.https: %s %q", code, body)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.ca.Pool(), ServerName: "hq.example.com"}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "https://"+r.httpsAddr+"/PBX0/MY?h2", nil)
+	req.Host = "hq.example.com"
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("an HTTP/2 client on the same port: %s %s", resp.Proto, resp.Status)
+	}
+}

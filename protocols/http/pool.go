@@ -13,8 +13,7 @@ import (
 // targetConn is a connection to a target, kept alive between requests.
 type targetConn struct {
 	conn net.Conn // TCP, or TLS over it
-	// sock is the socket under conn (TCP, or the Unix socket of an agent
-	// tunnel's stream), for the liveness check.
+	// sock is the socket under conn (TCP), for the liveness check.
 	sock syscall.Conn
 	key  poolKey
 	cr   countReader
@@ -51,6 +50,9 @@ func (tc *targetConn) close() { tc.conn.Close() }
 func (tc *targetConn) alive() bool {
 	if tc.br.Buffered() > 0 {
 		return false
+	}
+	if a, ok := tc.conn.(interface{ Alive() bool }); ok {
+		return a.Alive() // an agent tunnel's stream (package tunnel) is no socket
 	}
 	if tc.sock == nil {
 		return true

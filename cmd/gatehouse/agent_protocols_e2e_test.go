@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	binenc "encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+)
+
+// wsAccept is Sec-WebSocket-Accept for key (RFC 6455 section 4.2.2).
+func wsAccept(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// wsEcho is a WebSocket echo target on net/http's Hijack: it answers the
+// upgrade and sends every masked client frame back unmasked, until a close
+// frame, which it answers in kind.
+func wsEcho(t *testing.T, addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || r.Header.Get("Sec-WebSocket-Version") != "13" {
+			http.Error(w, "not a websocket upgrade", http.StatusBadRequest)
+			return
+		}
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer c.Close()
+		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			wsAccept(r.Header.Get("Sec-WebSocket-Key")))
+		rw.Flush()
+		for {
+			op, payload, err := readWSFrame(rw.Reader)
+			if err != nil {
+				return
+			}
+			rw.Write(wsFrame(op, payload, nil))
+			rw.Flush()
+			if op == 8 {
+				return
+			}
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Close()
+		wg.Wait()
+	})
+}
+
+// wsFrame is one final frame of opcode op (payloads under 126 bytes),
+// masked with mask when set, as a client must.
+func wsFrame(op byte, payload, mask []byte) []byte {
+	f := []byte{0x80 | op, byte(len(payload))}
+	if mask == nil {
+		return append(f, payload...)
+	}
+	f[1] |= 0x80
+	f = append(f, mask...)
+	for i, b := range payload {
+		f = append(f, b^mask[i%4])
+	}
+	return f
+}
+
+func readWSFrame(r *bufio.Reader) (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(h[1] & 0x7f)
+	if n >= 126 {
+		return 0, nil, fmt.Errorf("frame of %d: only short frames here", n)
+	}
+	var mask []byte
+	if h[1]&0x80 != 0 {
+		mask = make([]byte, 4)
+		if _, err := io.ReadFull(r, mask); err != nil {
+			return 0, nil, err
+		}
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, err
+	}
+	for i := range payload {
+		if mask != nil {
+			payload[i] ^= mask[i%4]
+		}
+	}
+	return h[0] & 0x0f, payload, nil
+}
+
+// h323Target is an H.323 gatekeeper stand-in: it records what each
+// connection sends and answers its first complete TPKT packet with answer.
+type h323Target struct {
+	mu  sync.Mutex
+	got []byte
+}
+
+func startH323Target(t *testing.T, addr string, answer []byte) *h323Target {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &h323Target{}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				var head [4]byte
+				answered := false
+				for {
+					if _, err := io.ReadFull(c, head[:]); err != nil {
+						return
+					}
+					body := make([]byte, int(binenc.BigEndian.Uint16(head[2:]))-4)
+					if _, err := io.ReadFull(c, body); err != nil {
+						return
+					}
+					h.mu.Lock()
+					h.got = append(append(h.got, head[:]...), body...)
+					h.mu.Unlock()
+					if !answered {
+						c.Write(answer)
+						answered = true
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return h
+}
+
+func (h *h323Target) received() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return bytes.Clone(h.got)
+}
+
+// TestAgentWebSocketAndH323: through one agent's tunnel, a WebSocket
+// upgrade (101, then frames both ways on the same connection) to a Go
+// echo target, and an H.323 registration (the GRQ fixture of a real phone,
+// routed by its gatekeeper ID) to a gatekeeper that answers with the RCF
+// fixture; the target gets the phone's bytes and the phone the answer.
+func TestAgentWebSocketAndH323(t *testing.T) {
+	grq, err := os.ReadFile("../../protocols/h323/testdata/grq_example_com.tpkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcf, err := os.ReadFile("../../protocols/h323/testdata/rcf.tpkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsPort, gkPort := testpeer.FreePort(t), testpeer.FreePort(t)
+	wsEcho(t, fmt.Sprintf("127.0.0.5:%d", wsPort))
+	gk := startH323Target(t, fmt.Sprintf("127.0.0.5:%d", gkPort), rcf)
+
+	ca := testpki.NewCA(t, "edge")
+	cert := ca.Server("edge.example.com")
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	httpAddr, h323Addr, agentsAddr := freeAddr(t), freeAddr(t), freeAddrOn(t, "127.0.0.2")
+	edge := start(t, fmt.Sprintf(`listen: {http: %q, h323: %q}
+tls: {certificates: [{cert: %s, key: %s}]}
+agents:
+  listen: %q
+  heartbeat: 1s
+  accounts:
+    - {name: hq-lan, token_hash: %q, names: [ws.example.com, example.com]}
+services:
+  - {name: ws.example.com, agent: hq-lan}
+  - {name: example.com, agent: hq-lan}
+blacklist: {threshold: 3}
+`, httpAddr, h323Addr, cert.CertFile, cert.KeyFile, agentsAddr, hash), httpAddr)
+	ag := startAgent(t, fmt.Sprintf(`edges: [%q]
+account: hq-lan
+token: s3cret
+shutdown_timeout: 1s
+edge_fingerprint: %q
+services:
+  - {name: ws.example.com, target: 127.0.0.5, ports: {http: %d}}
+  - {name: example.com, target: 127.0.0.5, ports: {h323: %d}}
+`, agentsAddr, configs.Fingerprint(cert.TLS.Leaf), wsPort, gkPort))
+	ag.waitLog(t, "tunnel up")
+	edge.waitLog(t, "agent tunnel up")
+
+	t.Run("websocket", func(t *testing.T) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		const key = "dGhlIHNhbXBsZSBub25jZQ=="
+		fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", key)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != wsAccept(key) {
+			t.Fatalf("upgrade through the tunnel: %s %v", resp.Status, resp.Header)
+		}
+		for i, msg := range []string{"hello through the tunnel", "and a second frame on the same connection"} {
+			c.Write(wsFrame(1, []byte(msg), []byte{1, 2, 3, byte(i)}))
+			op, payload, err := readWSFrame(br)
+			if err != nil || op != 1 || string(payload) != msg {
+				t.Fatalf("echo %d: op %d %q %v", i, op, payload, err)
+			}
+		}
+		c.Write(wsFrame(8, []byte{3, 232}, []byte{9, 9, 9, 9})) // close, 1000
+		if op, _, err := readWSFrame(br); err != nil || op != 8 {
+			t.Fatalf("close: op %d %v", op, err)
+		}
+	})
+
+	t.Run("h323", func(t *testing.T) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", h323Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(grq)
+		got := make([]byte, len(rcf))
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, rcf) {
+			t.Fatalf("the phone got % x (%v), want the gatekeeper's RCF", got, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); !bytes.Equal(gk.received(), grq); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the gatekeeper received\n% x\nwant the phone's GRQ\n% x", gk.received(), grq)
+			}
+		}
+	})
+}

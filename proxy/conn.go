@@ -30,7 +30,13 @@ type Conn struct {
 
 	closeOnce sync.Once
 	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
-	mu        sync.Mutex  // guards the fields below
+	// detached: a relay owns the connection from now on (its handler's
+	// goroutine has returned or is returning), and releases it when it
+	// ends; relay is that relay, which abort ends. Set by the handler's
+	// goroutine before the relay starts.
+	detached  bool
+	relay     atomic.Pointer[relay]
+	mu        sync.Mutex // guards the fields below
 	service   string
 	target    string
 	targetTLS bool   // gatehouse speaks TLS to the target
@@ -60,7 +66,21 @@ func (c *Conn) Close() error {
 // reads and writes fail and it returns, and leaves c.Conn, which the owner
 // may be replacing meanwhile (TLS termination, listen.any), to the owner's
 // Close.
-func (c *Conn) abort() { c.raw.Close() }
+func (c *Conn) abort() {
+	if r := c.relay.Load(); r != nil {
+		r.kill() // a parked direction would not notice its socket closing
+		return
+	}
+	c.raw.Close()
+}
+
+// release closes the connection and ends its accounting in the Server:
+// the last thing done for it, by its handler's goroutine or its relay.
+func (c *Conn) release() {
+	c.Close()
+	c.srv.untrack(c)
+	c.srv.wg.Done()
+}
 
 // Blocked reports whether the connection was closed because its client was
 // blocked while it was open. A handler that holds requests it has already

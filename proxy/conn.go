@@ -30,13 +30,14 @@ type Conn struct {
 
 	closeOnce sync.Once
 	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
-	// detached: a relay owns the connection from now on (its handler's
-	// goroutine has returned or is returning), and releases it when it
-	// ends; relay is that relay, which abort ends. Set by the handler's
-	// goroutine before the relay starts.
-	detached  bool
+	// detached: a detached relay or a Park's resume owns the connection
+	// (its handler's goroutine has returned or is returning) and releases
+	// it when it ends. relay is that relay, parked the wait of a Park:
+	// what abort ends.
+	detached  atomic.Bool
 	relay     atomic.Pointer[relay]
-	mu        sync.Mutex // guards the fields below
+	parked    atomic.Pointer[parked] // waiting in Park
+	mu        sync.Mutex             // guards the fields below
 	service   string
 	target    string
 	targetTLS bool   // gatehouse speaks TLS to the target
@@ -72,6 +73,7 @@ func (c *Conn) abort() {
 		return
 	}
 	c.raw.Close()
+	c.Unpark() // likewise
 }
 
 // release closes the connection and ends its accounting in the Server:

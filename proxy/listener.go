@@ -57,7 +57,7 @@ func (l *listener) handle(gc *gate.Conn) {
 		return
 	}
 	defer func() {
-		if !c.detached { // else its relay releases it
+		if !c.detached.Load() { // else its relay releases it
 			c.release()
 		}
 	}()

@@ -16,15 +16,17 @@ import (
 // EOF) arrive. The Go runtime's own netpoller keeps the socket too: one
 // socket may be in several epoll sets.
 //
-// The poller also applies limits.idle_timeout to its relays by a sweep
-// every tick, so that no relay needs a timer or a read deadline.
+// The same wait serves a handler's connection between requests (Conn.Park:
+// an HTTP keep-alive connection). The poller also applies
+// limits.idle_timeout to its relays and parked connections by a sweep
+// every tick, so that none needs a timer or a read deadline.
 type poller struct {
 	epfd int
 	wake [2]int // a pipe: a byte on it ends EpollWait early (new tick, stop)
 
-	mu      sync.Mutex // guards the fields below
-	sides   map[uint64]*side
-	relays  map[*relay]struct{}
+	mu      sync.Mutex            // guards the fields below
+	waiters map[uint64]pollWaiter // by token: whom a readiness event is for
+	swept   map[pollSwept]struct{}
 	next    uint64 // the last token handed out; 0 is the wake pipe's
 	tick    time.Duration
 	stopped bool
@@ -42,7 +44,7 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{epfd: epfd, sides: make(map[uint64]*side), relays: make(map[*relay]struct{}),
+	p := &poller{epfd: epfd, waiters: make(map[uint64]pollWaiter), swept: make(map[pollSwept]struct{}),
 		tick: maxPollTick, done: make(chan struct{})}
 	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		syscall.Close(epfd)
@@ -76,43 +78,58 @@ func (p *poller) stop() {
 	p.closeFDs()
 }
 
-// add registers r for the idle sweep and gives its sides their tokens.
-func (p *poller) add(r *relay) {
+// pollWaiter is woken by readiness of the socket its token was armed for.
+type pollWaiter interface {
+	setToken(uint64) // called by add, under the poller's lock
+	pollReady()
+}
+
+// pollSwept is subject to the idle sweep.
+type pollSwept interface {
+	idleAt(now int64) bool // nothing has moved for its idle timeout at now (UnixNano)
+	kill()
+}
+
+// add registers x for the idle sweep, with idle its idle timeout (> 0),
+// and waiters for readiness events, to whom it gives their tokens.
+func (p *poller) add(x pollSwept, idle time.Duration, waiters ...pollWaiter) {
 	p.mu.Lock()
-	p.relays[r] = struct{}{}
-	for _, s := range []*side{&r.up, &r.down} {
+	p.swept[x] = struct{}{}
+	for _, w := range waiters {
 		p.next++
-		s.token = p.next
-		p.sides[s.token] = s
+		w.setToken(p.next)
+		p.waiters[p.next] = w
 	}
-	tick := min(max(r.idleTimeout()/4, minPollTick), maxPollTick)
+	tick := min(max(idle/4, minPollTick), maxPollTick)
 	faster := tick < p.tick
 	p.tick = min(p.tick, tick)
+	first := len(p.swept) == 1
 	p.mu.Unlock()
-	if faster || len(p.relays) == 1 {
+	if faster || first {
 		p.poke()
 	}
 }
 
-// remove forgets r once it has ended: an event still in flight for one of
-// its sockets finds no side.
-func (p *poller) remove(r *relay) {
+// remove forgets x and its tokens once it has ended: an event still in
+// flight for one of its sockets finds no waiter.
+func (p *poller) remove(x pollSwept, tokens ...uint64) {
 	p.mu.Lock()
-	delete(p.relays, r)
-	delete(p.sides, r.up.token)
-	delete(p.sides, r.down.token)
+	delete(p.swept, x)
+	for _, t := range tokens {
+		delete(p.waiters, t)
+	}
 	p.mu.Unlock()
 }
 
-// arm waits (once) for s's socket to be readable, then calls s's relay's
-// wake. The socket is named through its raw conn, so the descriptor
-// cannot be closed and reused meanwhile; once it is closed, the kernel
-// drops it from the epoll set by itself.
-func (p *poller) arm(s *side) error {
+// arm waits (once) for the socket of sock to be readable, then calls the
+// pollReady of token's waiter. The socket is named through its raw conn,
+// so the descriptor cannot be closed and reused meanwhile; once it is
+// closed, the kernel drops it from the epoll set by itself.
+func (p *poller) arm(sock syscall.RawConn, token uint64) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
-		Fd: int32(uint32(s.token)), Pad: int32(uint32(s.token >> 32))}
+		Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
 	var cerr error
-	err := s.waitFD.Control(func(fd uintptr) {
+	err := sock.Control(func(fd uintptr) {
 		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 		if errors.Is(cerr, syscall.ENOENT) {
 			cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
@@ -131,7 +148,7 @@ func (p *poller) loop() {
 	lastSweep := time.Now()
 	for {
 		p.mu.Lock()
-		stopped, tick, idle := p.stopped, p.tick, len(p.relays) == 0
+		stopped, tick, idle := p.stopped, p.tick, len(p.swept) == 0
 		p.mu.Unlock()
 		if stopped {
 			return
@@ -157,10 +174,10 @@ func (p *poller) loop() {
 				continue
 			}
 			p.mu.Lock()
-			s := p.sides[token]
+			w := p.waiters[token]
 			p.mu.Unlock()
-			if s != nil {
-				s.relay.wake(s)
+			if w != nil {
+				w.pollReady()
 			}
 		}
 		if !idle && time.Since(lastSweep) >= tick {
@@ -170,17 +187,17 @@ func (p *poller) loop() {
 	}
 }
 
-// sweep ends the relays on which nothing has moved for their idle timeout.
+// sweep ends what has been idle for its idle timeout.
 func (p *poller) sweep(now time.Time) {
-	var idle []*relay
+	var idle []pollSwept
 	p.mu.Lock()
-	for r := range p.relays {
-		if now.UnixNano()-r.last.Load() >= int64(r.idleTimeout()) {
-			idle = append(idle, r)
+	for x := range p.swept {
+		if x.idleAt(now.UnixNano()) {
+			idle = append(idle, x)
 		}
 	}
 	p.mu.Unlock()
-	for _, r := range idle {
-		r.kill()
+	for _, x := range idle {
+		x.kill()
 	}
 }

@@ -101,8 +101,8 @@ func (r *relay) detach(first []byte) {
 	r.up.relay, r.down.relay = r, r
 	r.up.waitFD, r.down.waitFD = socketOf(r.up.src), socketOf(r.down.src)
 	r.touch()
-	r.poll.add(r)
-	c.detached = true
+	r.poll.add(r, r.idleTimeout(), &r.up, &r.down)
+	c.detached.Store(true)
 	c.relay.Store(r)
 	r.running = 2
 	go r.direction(&r.down, nil, false)
@@ -161,7 +161,7 @@ func (r *relay) park(s *side) bool {
 	s.parked = true
 	r.running--
 	r.mu.Unlock()
-	if err := r.poll.arm(s); err != nil {
+	if err := r.poll.arm(s.waitFD, s.token); err != nil {
 		r.wake(s) // closed meanwhile: the direction reads the error
 	}
 	return true
@@ -180,6 +180,11 @@ func (r *relay) wake(s *side) {
 		go r.direction(s, nil, true)
 	}
 }
+
+func (s *side) pollReady()        { s.relay.wake(s) }
+func (s *side) setToken(t uint64) { s.token = t }
+
+func (r *relay) idleAt(now int64) bool { return now-r.last.Load() >= int64(r.idleTimeout()) }
 
 // kill ends a detached relay from outside (idle sweep, Shutdown, Drop):
 // both sides are closed, and parked directions started to see it.
@@ -201,7 +206,7 @@ func (r *relay) closeBoth() {
 
 // end runs once both directions of a detached relay have ended.
 func (r *relay) end() {
-	r.poll.remove(r)
+	r.poll.remove(r, r.up.token, r.down.token)
 	r.closeBoth()
 	r.conn.release()
 }

@@ -46,7 +46,7 @@ func (h *streamHandler) ServeConn(c *Conn) {
 		return
 	}
 	defer func() {
-		if !c.detached { // else the relay closes it when it ends
+		if !c.detached.Load() { // else the relay closes it when it ends
 			target.Close()
 		}
 	}()

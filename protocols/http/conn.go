@@ -79,19 +79,55 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 	if !g.track(c) {
 		return
 	}
-	defer g.untrack(c)
 	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
 	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
 	c.acquire()
-	defer c.release()
 	// The listener's deadline still bounds the first request's head; its
 	// write half is renewed per response.
 	c.wdl = time.Now().Add(c.limits.FirstPacketTimeout)
-	for first := true; c.awaitRequest(first) && c.serveOne(); first = false {
+	c.loop(true)
+}
+
+// loop serves requests until the connection ends, or parks between two
+// (see awaitRequest): then it returns at once, and resume goes on.
+func (c *h1conn) loop(first bool) {
+	for ; ; first = false {
+		switch c.awaitRequest(first, true) {
+		case parked:
+			return
+		case stop:
+			c.end()
+			return
+		}
+		if !c.serveOne() {
+			c.end()
+			return
+		}
 	}
+}
+
+// end ends the connection's loop.
+func (c *h1conn) end() {
 	if c.linger {
 		c.lingerClose()
 	}
+	c.release()
+	c.g.untrack(c)
+	c.pc.Done()
+}
+
+// resume goes on with a parked connection: its client sent something, or
+// (ended) it is to end.
+func (c *h1conn) resume(ended bool) {
+	if ended || !c.firstByte() {
+		c.end()
+		return
+	}
+	if !c.serveOne() {
+		c.end()
+		return
+	}
+	c.loop(false)
 }
 
 // lingerClose lets the client read the last answer before the connection
@@ -166,30 +202,74 @@ func (c *h1conn) release() {
 // returns false when the connection should end quietly. The wait holds no
 // buffers: the first byte is read into c.one and handed to the reader
 // taken afterwards, through the count reader's stash.
-func (c *h1conn) awaitRequest(first bool) bool {
+//
+// Between two requests (mayPark, not the first) it holds no goroutine
+// either: when crypto/tls has nothing buffered (a read with a deadline in
+// the past tells, without a system call), the connection parks on the
+// proxy's poller (proxy.Conn.Park) and resume goes on when the client
+// sends the next request.
+func (c *h1conn) awaitRequest(first, mayPark bool) await {
 	if c.br.Buffered() == 0 && len(c.cr.stash) == 0 {
+		if !c.setIdle(true) {
+			return stop
+		}
+		c.release()
+		if !first && mayPark {
+			c.conn.SetReadDeadline(aLongTimeAgo)
+			n, _ := c.conn.Read(c.one[:])
+			if n == 0 && c.pc.Park(c.limits.IdleTimeout, c.resume) {
+				if c.g.closing.Load() {
+					c.pc.Unpark() // Shutdown's wake may have come before the park
+				}
+				return parked
+			}
+			if n > 0 {
+				return c.gotFirst(n)
+			}
+		}
 		if !first {
 			c.conn.SetReadDeadline(after(c.limits.IdleTimeout))
 		}
-		if !c.setIdle(true) {
-			return false
-		}
-		c.release()
 		// Nothing read is an EOF, the idle timeout or Shutdown's wake: the
 		// connection ends quietly.
 		n, _ := c.conn.Read(c.one[:])
-		c.acquire()
-		c.cr.stash = c.one[:n]
-		if !c.setIdle(false) || n == 0 {
-			return false
-		}
+		return c.gotFirst(n)
 	} else if c.g.closing.Load() {
-		return false
+		return stop
 	}
 	if !first {
 		c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 	}
-	return true
+	return serve
+}
+
+// await is what awaitRequest found.
+type await int
+
+const (
+	serve  await = iota // a request is there
+	stop                // the connection ends quietly
+	parked              // it waits on the poller; resume goes on
+)
+
+// gotFirst goes on after n (0 or 1) bytes read into c.one, the first of a
+// request.
+func (c *h1conn) gotFirst(n int) await {
+	c.acquire()
+	c.cr.stash = c.one[:n]
+	if !c.setIdle(false) || n == 0 {
+		return stop
+	}
+	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	return serve
+}
+
+// firstByte reads the first byte of a request after a park: the socket is
+// readable, but a TLS record may not be all there yet.
+func (c *h1conn) firstByte() bool {
+	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	n, _ := c.conn.Read(c.one[:])
+	return c.gotFirst(n) == serve
 }
 
 // setIdle records whether the connection waits for a request, and reports
@@ -208,6 +288,7 @@ func (c *h1conn) wake() {
 		c.conn.SetReadDeadline(aLongTimeAgo)
 	}
 	c.mu.Unlock()
+	c.pc.Unpark()
 }
 
 // hold records the target connection the request in flight uses, so that
@@ -244,7 +325,7 @@ func (c *h1conn) serveOne() bool {
 		if b, _ := c.br.Peek(2); len(b) == 2 && b[0] == '\r' && b[1] == '\n' {
 			c.br.Discard(2)
 			if c.br.Buffered() == 0 {
-				return c.awaitRequest(false) && c.serveOne()
+				return c.awaitRequest(false, false) == serve && c.serveOne()
 			}
 		}
 	}

@@ -271,13 +271,16 @@ func (r *relay) framedLive(s *side, first []byte, resumed bool) error {
 	}
 }
 
-// try reads what is there for a direction with nothing pending, without
-// waiting: errWouldBlock when nothing is. A plain TCP source is read
-// non-blocking; a TLS source with a deadline in the past, which hands
-// over what crypto/tls holds decrypted or as whole records and needs no
-// system call, unless resumed: then the socket is readable, and the read
-// waits for the rest of a record.
+// try reads the next bytes of a direction with nothing pending, waiting
+// for them up to ParkGrace: errWouldBlock when none came (the direction
+// parks then). resumed: the poller saw the socket readable, so no grace:
+// a plain TCP source is read non-blocking, and a TLS source waits for the
+// rest of the record that made it readable.
 func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
+	if !resumed {
+		s.src.SetReadDeadline(time.Now().Add(ParkGrace))
+		defer s.src.SetReadDeadline(time.Time{})
+	}
 	if s.raw != nil {
 		var buf []byte
 		var n int
@@ -293,12 +296,14 @@ func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
 			if rerr == syscall.EAGAIN {
 				putFrameBuf(b)
 				rerr = errWouldBlock
-				return true
+				return resumed // else wait for readiness, until the deadline
 			}
 			buf = b
 			return true
 		})
 		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			rerr = errWouldBlock
 		case err != nil:
 			rerr = err
 		case rerr == errWouldBlock:
@@ -314,15 +319,9 @@ func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
 		}
 		return buf, n, rerr
 	}
-	if !resumed {
-		s.src.SetReadDeadline(aLongTimeAgo)
-	}
 	n, err := s.src.Read(s.small[:])
-	if !resumed {
-		s.src.SetReadDeadline(time.Time{})
-		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, 0, errWouldBlock
-		}
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, 0, errWouldBlock
 	}
 	var buf []byte
 	if n > 0 {
@@ -332,8 +331,13 @@ func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
 	return buf, n, err
 }
 
-// aLongTimeAgo is a read deadline that has passed.
-var aLongTimeAgo = time.Unix(1, 0)
+// ParkGrace is how long a relay direction with nothing pending, or a
+// handler between requests, waits on its own goroutine before it parks
+// (Conn.Park): a busy connection (an LDAP client's searches, HTTP
+// keep-alive under load) keeps its goroutine between messages and pays
+// no park and wake for each; a phone's, quiet for a minute, parks after
+// this.
+const ParkGrace = time.Second
 
 // Relay relays raw bytes between c and target until both directions have
 // ended or neither has moved a byte for limits.idle_timeout: the stream

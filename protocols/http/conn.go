@@ -204,10 +204,9 @@ func (c *h1conn) release() {
 // taken afterwards, through the count reader's stash.
 //
 // Between two requests (mayPark, not the first) it holds no goroutine
-// either: when crypto/tls has nothing buffered (a read with a deadline in
-// the past tells, without a system call), the connection parks on the
-// proxy's poller (proxy.Conn.Park) and resume goes on when the client
-// sends the next request.
+// either: when no request has come within proxy.ParkGrace, the connection
+// parks on the proxy's poller (proxy.Conn.Park) and resume goes on when
+// the client sends the next one.
 func (c *h1conn) awaitRequest(first, mayPark bool) await {
 	if c.br.Buffered() == 0 && len(c.cr.stash) == 0 {
 		if !c.setIdle(true) {
@@ -215,16 +214,25 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 		}
 		c.release()
 		if !first && mayPark {
-			c.conn.SetReadDeadline(aLongTimeAgo)
-			n, _ := c.conn.Read(c.one[:])
-			if n == 0 && c.pc.Park(c.limits.IdleTimeout, c.resume) {
+			idle := c.limits.IdleTimeout
+			grace := proxy.ParkGrace
+			if idle > 0 {
+				grace = min(grace, idle)
+			}
+			c.conn.SetReadDeadline(time.Now().Add(grace))
+			n, err := c.conn.Read(c.one[:])
+			var ne net.Error
+			if n > 0 || !errors.As(err, &ne) || !ne.Timeout() || c.g.closing.Load() {
+				return c.gotFirst(n) // a request, or the end (EOF, Shutdown's wake)
+			}
+			if idle > 0 {
+				idle = max(idle-grace, time.Nanosecond)
+			}
+			if c.pc.Park(idle, c.resume) {
 				if c.g.closing.Load() {
 					c.pc.Unpark() // Shutdown's wake may have come before the park
 				}
 				return parked
-			}
-			if n > 0 {
-				return c.gotFirst(n)
 			}
 		}
 		if !first {

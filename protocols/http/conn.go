@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	stdhttp "net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -221,8 +222,7 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 			}
 			c.conn.SetReadDeadline(time.Now().Add(grace))
 			n, err := c.conn.Read(c.one[:])
-			var ne net.Error
-			if n > 0 || !errors.As(err, &ne) || !ne.Timeout() || c.g.closing.Load() {
+			if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() {
 				return c.gotFirst(n) // a request, or the end (EOF, Shutdown's wake)
 			}
 			if idle > 0 {

@@ -107,6 +107,12 @@ func (c *Conn) SetIdentity(who string) {
 	if who == "" {
 		return
 	}
+	c.mu.Lock()
+	same := c.identity == who // a kept-alive HTTP client's Host, request after request
+	c.mu.Unlock()
+	if same {
+		return
+	}
 	who = printable(who, maxIdentity)
 	c.mu.Lock()
 	c.identity = who

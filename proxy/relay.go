@@ -337,7 +337,7 @@ func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
 // keep-alive under load) keeps its goroutine between messages and pays
 // no park and wake for each; a phone's, quiet for a minute, parks after
 // this.
-const ParkGrace = time.Second
+const ParkGrace = 100 * time.Millisecond
 
 // Relay relays raw bytes between c and target until both directions have
 // ended or neither has moved a byte for limits.idle_timeout: the stream

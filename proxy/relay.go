@@ -119,13 +119,6 @@ func socketOf(c net.Conn) syscall.RawConn {
 
 func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
 
-func (r *relay) other(s *side) *side {
-	if s == &r.up {
-		return &r.down
-	}
-	return &r.up
-}
-
 // direction runs direction s of a detached relay until it parks or ends.
 // resumed: started by the poller, the socket is readable.
 func (r *relay) direction(s *side, first []byte, resumed bool) {

@@ -213,18 +213,24 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 		if !c.setIdle(true) {
 			return stop
 		}
-		c.release()
 		if !first && mayPark {
+			// The grace wait keeps the reader: the next request of a busy
+			// connection is read whole in one system call.
 			idle := c.limits.IdleTimeout
 			grace := proxy.ParkGrace
 			if idle > 0 {
 				grace = min(grace, idle)
 			}
 			c.conn.SetReadDeadline(time.Now().Add(grace))
-			n, err := c.conn.Read(c.one[:])
-			if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() {
-				return c.gotFirst(n) // a request, or the end (EOF, Shutdown's wake)
+			_, err := c.br.Peek(1)
+			if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() {
+				if err != nil || !c.setIdle(false) {
+					return stop // the end: EOF, Shutdown's wake
+				}
+				c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+				return serve
 			}
+			c.release()
 			if idle > 0 {
 				idle = max(idle-grace, time.Nanosecond)
 			}
@@ -235,6 +241,7 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 				return parked
 			}
 		}
+		c.release()
 		if !first {
 			c.conn.SetReadDeadline(after(c.limits.IdleTimeout))
 		}

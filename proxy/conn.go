@@ -27,6 +27,9 @@ type Conn struct {
 	srv     *Server
 	id      uint64
 	started time.Time
+	// firstDeadline bounds the TLS handshake and the first packet
+	// (limits.first_packet_timeout from accept).
+	firstDeadline time.Time
 
 	closeOnce sync.Once
 	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
@@ -46,6 +49,12 @@ type Conn struct {
 	bytesIn   atomic.Int64
 	bytesOut  atomic.Int64
 }
+
+// FirstDeadline is when the handshake and the first packet must be done
+// (limits.first_packet_timeout after accept), the read deadline the
+// listener set: a handler that moves it while waiting for the first
+// request puts it back for the request's head.
+func (c *Conn) FirstDeadline() time.Time { return c.firstDeadline }
 
 // Close closes the client connection; it may be called more than once.
 func (c *Conn) Close() error {

@@ -65,7 +65,8 @@ func (l *listener) handle(gc *gate.Conn) {
 	// One deadline covers the handshake and the first packet: a client that
 	// trickles bytes cannot hold a goroutine longer than that.
 	limits := c.Table.Config.Limits
-	raw.SetDeadline(time.Now().Add(limits.FirstPacketTimeout))
+	c.firstDeadline = time.Now().Add(limits.FirstPacketTimeout)
+	raw.SetDeadline(c.firstDeadline)
 	handler := l.handler
 	if l.any {
 		var ok bool

@@ -199,63 +199,72 @@ func (c *h1conn) release() {
 }
 
 // awaitRequest waits up to limits.idle_timeout for the first byte of the
-// next request, then gives its head limits.first_packet_timeout. It
-// returns false when the connection should end quietly. The wait holds no
-// buffers: the first byte is read into c.one and handed to the reader
-// taken afterwards, through the count reader's stash.
+// next request, then gives its head limits.first_packet_timeout (the first
+// request: the listener's deadline, which covers the handshake too). It
+// returns stop when the connection should end quietly.
 //
-// Between two requests (mayPark, not the first) it holds no goroutine
-// either: when no request has come within proxy.ParkGrace, the connection
-// parks on the proxy's poller (proxy.Conn.Park) and resume goes on when
-// the client sends the next one.
+// A request that comes within proxy.ParkGrace is read whole, with one
+// system call, into the reader the connection holds. After that the wait
+// holds no buffers (the first byte is read into c.one and handed to the
+// reader taken afterwards, through the count reader's stash) and, between
+// two requests, no goroutine either: the connection parks on the proxy's
+// poller (proxy.Conn.Park) and resume goes on when the client sends the
+// next one.
 func (c *h1conn) awaitRequest(first, mayPark bool) await {
-	if c.br.Buffered() == 0 && len(c.cr.stash) == 0 {
-		if !c.setIdle(true) {
+	if c.br.Buffered() > 0 || len(c.cr.stash) > 0 {
+		if c.g.closing.Load() {
 			return stop
 		}
-		if !first && mayPark {
-			// The grace wait keeps the reader: the next request of a busy
-			// connection is read whole in one system call.
-			idle := c.limits.IdleTimeout
-			grace := proxy.ParkGrace
-			if idle > 0 {
-				grace = min(grace, idle)
-			}
-			c.conn.SetReadDeadline(time.Now().Add(grace))
-			_, err := c.br.Peek(1)
-			if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() {
-				if err != nil || !c.setIdle(false) {
-					return stop // the end: EOF, Shutdown's wake
-				}
-				c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
-				return serve
-			}
-			c.release()
-			if idle > 0 {
-				idle = max(idle-grace, time.Nanosecond)
-			}
-			if c.pc.Park(idle, c.resume) {
-				if c.g.closing.Load() {
-					c.pc.Unpark() // Shutdown's wake may have come before the park
-				}
-				return parked
-			}
-		}
-		c.release()
 		if !first {
-			c.conn.SetReadDeadline(after(c.limits.IdleTimeout))
+			c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 		}
-		// Nothing read is an EOF, the idle timeout or Shutdown's wake: the
-		// connection ends quietly.
-		n, _ := c.conn.Read(c.one[:])
-		return c.gotFirst(n)
-	} else if c.g.closing.Load() {
+		return serve
+	}
+	if !c.setIdle(true) {
 		return stop
 	}
-	if !first {
-		c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	idle := c.limits.IdleTimeout // the wait's deadline: the listener's for the first request
+	var wait time.Time
+	if first {
+		wait = c.pc.FirstDeadline()
+	} else {
+		wait = after(idle)
 	}
-	return serve
+	grace := time.Now().Add(proxy.ParkGrace)
+	if !wait.IsZero() && wait.Before(grace) {
+		grace = wait
+	}
+	c.conn.SetReadDeadline(grace)
+	_, err := c.br.Peek(1)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() || !time.Now().Before(wait) && !wait.IsZero() {
+		if err != nil || !c.setIdle(false) {
+			return stop // the end: EOF, the deadline, Shutdown's wake
+		}
+		if first {
+			c.conn.SetReadDeadline(wait)
+		} else {
+			c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+		}
+		return serve
+	}
+	c.release()
+	if !first && mayPark {
+		rest := time.Duration(0) // no idle timeout
+		if idle > 0 {
+			rest = max(time.Until(wait), time.Nanosecond)
+		}
+		if c.pc.Park(rest, c.resume) {
+			if c.g.closing.Load() {
+				c.pc.Unpark() // Shutdown's wake may have come before the park
+			}
+			return parked
+		}
+	}
+	// Nothing read is an EOF, the deadline or Shutdown's wake: the
+	// connection ends quietly.
+	c.conn.SetReadDeadline(wait)
+	n, _ := c.conn.Read(c.one[:])
+	return c.gotFirst(n, first)
 }
 
 // await is what awaitRequest found.
@@ -268,14 +277,16 @@ const (
 )
 
 // gotFirst goes on after n (0 or 1) bytes read into c.one, the first of a
-// request.
-func (c *h1conn) gotFirst(n int) await {
+// request; the first request's head keeps the listener's deadline.
+func (c *h1conn) gotFirst(n int, first bool) await {
 	c.acquire()
 	c.cr.stash = c.one[:n]
 	if !c.setIdle(false) || n == 0 {
 		return stop
 	}
-	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	if !first {
+		c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	}
 	return serve
 }
 
@@ -284,7 +295,7 @@ func (c *h1conn) gotFirst(n int) await {
 func (c *h1conn) firstByte() bool {
 	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 	n, _ := c.conn.Read(c.one[:])
-	return c.gotFirst(n) == serve
+	return c.gotFirst(n, false) == serve
 }
 
 // setIdle records whether the connection waits for a request, and reports

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
+	stdhttp "net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -63,5 +65,31 @@ func TestH1IdleKeepAliveHoldsNoGoroutine(t *testing.T) {
 			}
 		}
 		quiet(fmt.Sprintf("after round %d", round))
+	}
+}
+
+// TestH1FirstRequestKeepsTheListenersDeadline: the first request's head
+// must be done by limits.first_packet_timeout after accept (handshake
+// included), however late its first byte came: a first byte just before
+// the deadline does not buy the head another first_packet_timeout.
+func TestH1FirstRequestKeepsTheListenersDeadline(t *testing.T) {
+	ca := testpki.NewCA(t, "test")
+	echo := newEcho(t)
+	g := startGate(t, ca, fmt.Sprintf(echoSvc, echo.port()), "limits:\n  first_packet_timeout: 600ms")
+	rc := g.raw(t)
+	time.Sleep(400 * time.Millisecond)
+	head := "GET /fixed HTTP/1.1\r\nHost: hq.example.com\r\n\r\n"
+	rc.send(head[:1])
+	// The rest by 900 ms after accept at the earliest: past the
+	// listener's deadline, within 600 ms of the first byte.
+	for i := 1; i < len(head); i += 10 {
+		time.Sleep(50 * time.Millisecond)
+		if _, err := io.WriteString(rc.c, head[i:min(i+10, len(head))]); err != nil {
+			return // closed by the deadline: what should happen
+		}
+	}
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := stdhttp.ReadResponse(rc.r, nil); err == nil && resp.StatusCode == 200 {
+		t.Fatal("a first request whose head ended after first_packet_timeout was served")
 	}
 }

@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # What a held, idle TLS connection costs gatehouse and HAProxy in memory:
 # the figure that decides how many phones one appliance holds. For each of
-# HTTPS keep-alive (one GET sent and answered, the connection kept) and
-# SIPS registrations (a REGISTER sent over TLS and answered 200, the
-# connection kept), every subject is started afresh, warmed up with a few
+# HTTPS keep-alive (one GET sent and answered, the connection kept), SIPS
+# registrations (a REGISTER sent over TLS and answered 200, the
+# connection kept) and H.323-TLS registrations (a GRQ and RRQ tunnelled in
+# a Facility, answered by an RCF, the connection kept), every subject is started afresh, warmed up with a few
 # connections, and then N connections spread over many 127.0.0.x source
 # addresses are opened and held; the proxy's RSS growth divided by N is
 # the cost of one. gatehouse runs with GOMAXPROCS=THREADS, HAProxy with
 # nbthread THREADS in tcp mode with TLS termination and payload inspection
-# (HTTP / "REGISTER " before a target is chosen), both with the same
-# ECDSA P-256 certificate in front of the same targets: nginx for HTTP, and
-# bench/idleclient's registrar for SIP.
+# (HTTP / "REGISTER " / a TPKT header before a target is chosen), both
+# with the same ECDSA P-256 certificate in front of the same targets: nginx
+# for HTTP, bench/idleclient's registrar for SIP and its gatekeeper for
+# H.323.
 #
 # Environment (defaults in brackets):
 #   N          connections held per measurement [10000]
 #   SOURCES    last octets of the client addresses 127.0.0.x, FIRST-LAST [2-201]
 #   THREADS    GOMAXPROCS of gatehouse and nbthread of HAProxy [1]
 #   SETTLE     seconds to wait after the last connection before reading RSS [3]
-#   PROTOS     what to measure [https sips]
-#   PORT_BASE  first of six ports used [18580]
+#   PROTOS     what to measure [https sips h323s]
+#   PORT_BASE  first of nine ports used [18580]
 #   GATEHOUSE  a gatehouse binary to use instead of building this checkout
 #   BASELINE   another gatehouse binary (an earlier build) measured in the
 #              same run as the subject "baseline"
@@ -33,7 +35,7 @@ N=${N:-10000}
 SOURCES=${SOURCES:-2-201}
 THREADS=${THREADS:-1}
 SETTLE=${SETTLE:-3}
-PROTOS=${PROTOS:-https sips}
+PROTOS=${PROTOS:-https sips h323s}
 PORT_BASE=${PORT_BASE:-18580}
 GATEHOUSE=${GATEHOUSE:-}
 BASELINE=${BASELINE:-}
@@ -55,7 +57,8 @@ ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 HTTP_TARGET=$PORT_BASE SIP_TARGET=$((PORT_BASE + 1))
 GH_HTTPS=$((PORT_BASE + 2)) GH_SIPS=$((PORT_BASE + 3))
 HA_HTTPS=$((PORT_BASE + 4)) HA_SIPS=$((PORT_BASE + 5))
-for p in $(seq "$PORT_BASE" $((PORT_BASE + 5))); do
+H323_TARGET=$((PORT_BASE + 6)) GH_H323S=$((PORT_BASE + 7)) HA_H323S=$((PORT_BASE + 8))
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 8))); do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "127.0.0.1:$p is in use: set PORT_BASE"; fi
 done
 
@@ -82,6 +85,7 @@ render() { # template name → $work/name
 		-e "s#@HTTP_TARGET@#$HTTP_TARGET#g" -e "s#@SIP_TARGET@#$SIP_TARGET#g" \
 		-e "s#@GH_HTTPS@#$GH_HTTPS#g" -e "s#@GH_SIPS@#$GH_SIPS#g" \
 		-e "s#@HA_HTTPS@#$HA_HTTPS#g" -e "s#@HA_SIPS@#$HA_SIPS#g" \
+		-e "s#@H323_TARGET@#$H323_TARGET#g" -e "s#@GH_H323S@#$GH_H323S#g" -e "s#@HA_H323S@#$HA_H323S#g" \
 		-e "s#@NBTHREAD@#$THREADS#g" -e "s#@MAXCONN@#$((N + 300))#g" -e "s#@NAME@#$2#g" "$TMPL/$1.tmpl" >"$work/$2"
 }
 start() { # name command... → pid in $LAST
@@ -132,6 +136,8 @@ start target nginx -e "$work/target.err" -p "$work" -c "$work/target-nginx.conf"
 wait_port target "$LAST" "$HTTP_TARGET"
 start sip-target "$work/idleclient" sip-target -listen "127.0.0.1:$SIP_TARGET"
 wait_port sip-target "$LAST" "$SIP_TARGET"
+start h323-target "$work/idleclient" h323-target -listen "127.0.0.1:$H323_TARGET"
+wait_port h323-target "$LAST" "$H323_TARGET"
 render haproxy.cfg haproxy.cfg
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -164,6 +170,7 @@ for proto in $PROTOS; do
 			pid=$LAST
 			port=$HA_HTTPS
 			[ "$proto" = sips ] && port=$HA_SIPS
+			[ "$proto" = h323s ] && port=$HA_H323S
 			;;
 		*)
 			render gatehouse.yaml "$s.yaml"
@@ -172,6 +179,7 @@ for proto in $PROTOS; do
 			pid=$LAST
 			port=$GH_HTTPS
 			[ "$proto" = sips ] && port=$GH_SIPS
+			[ "$proto" = h323s ] && port=$GH_H323S
 			;;
 		esac
 		wait_port "$s" "$pid" "$port"
@@ -201,6 +209,7 @@ for proto in $PROTOS; do
 	case $proto in
 	https) echo "== HTTPS keep-alive: GET /small answered, connection held ==" ;;
 	sips) echo "== SIPS registration: REGISTER answered 200, connection held ==" ;;
+	h323s) echo "== H.323-TLS registration: GRQ+RRQ in a Facility answered by an RCF, connection held ==" ;;
 	esac
 	printf '%-10s %12s %12s %14s\n' subject "RSS before" "RSS held" "KB/connection"
 	for s in "${SUBJECTS[@]}"; do

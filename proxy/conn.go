@@ -27,10 +27,20 @@ type Conn struct {
 	srv     *Server
 	id      uint64
 	started time.Time
+	// firstDeadline bounds the TLS handshake and the first packet
+	// (limits.first_packet_timeout from accept).
+	firstDeadline time.Time
 
 	closeOnce sync.Once
 	stream    atomic.Bool // relaying a stream: Shutdown closes it at once
-	mu        sync.Mutex  // guards the fields below
+	// detached: a detached relay or a Park's resume owns the connection
+	// (its handler's goroutine has returned or is returning) and releases
+	// it when it ends. relay is that relay, parked the wait of a Park:
+	// what abort ends.
+	detached  atomic.Bool
+	relay     atomic.Pointer[relay]
+	parked    atomic.Pointer[parked] // waiting in Park
+	mu        sync.Mutex             // guards the fields below
 	service   string
 	target    string
 	targetTLS bool   // gatehouse speaks TLS to the target
@@ -39,6 +49,12 @@ type Conn struct {
 	bytesIn   atomic.Int64
 	bytesOut  atomic.Int64
 }
+
+// FirstDeadline is when the handshake and the first packet must be done
+// (limits.first_packet_timeout after accept), the read deadline the
+// listener set: a handler that moves it while waiting for the first
+// request puts it back for the request's head.
+func (c *Conn) FirstDeadline() time.Time { return c.firstDeadline }
 
 // Close closes the client connection; it may be called more than once.
 func (c *Conn) Close() error {
@@ -60,7 +76,22 @@ func (c *Conn) Close() error {
 // reads and writes fail and it returns, and leaves c.Conn, which the owner
 // may be replacing meanwhile (TLS termination, listen.any), to the owner's
 // Close.
-func (c *Conn) abort() { c.raw.Close() }
+func (c *Conn) abort() {
+	if r := c.relay.Load(); r != nil {
+		r.kill() // a parked direction would not notice its socket closing
+		return
+	}
+	c.raw.Close()
+	c.Unpark() // likewise
+}
+
+// release closes the connection and ends its accounting in the Server:
+// the last thing done for it, by its handler's goroutine or its relay.
+func (c *Conn) release() {
+	c.Close()
+	c.srv.untrack(c)
+	c.srv.wg.Done()
+}
 
 // Blocked reports whether the connection was closed because its client was
 // blocked while it was open. A handler that holds requests it has already
@@ -83,6 +114,12 @@ const maxIdentity = 256
 // maxIdentity bytes of printable text.
 func (c *Conn) SetIdentity(who string) {
 	if who == "" {
+		return
+	}
+	c.mu.Lock()
+	same := c.identity == who // a kept-alive HTTP client's Host, request after request
+	c.mu.Unlock()
+	if same {
 		return
 	}
 	who = printable(who, maxIdentity)

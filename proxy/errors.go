@@ -14,6 +14,8 @@ var (
 	errBlocked       = errors.New("proxy: client is blocked")
 	errNoStartTLS    = errors.New("proxy: in-band StartTLS is not supported by this protocol")
 	errIdle          = errors.New("proxy: idle timeout")
+	errParked        = errors.New("proxy: direction parked")    // relay-internal: nothing pending, waits on the poller
+	errWouldBlock    = errors.New("proxy: nothing to read yet") // relay-internal
 	errEmptyMessage  = errors.New("proxy: watcher framed an empty message")
 	errWatcherClosed = errors.New("proxy: closed by watcher")
 	errNestedTLS     = errors.New("proxy: tls upgrade inside tls")

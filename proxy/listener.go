@@ -39,7 +39,6 @@ func (l *listener) serve() {
 // handle runs TLS termination, then hands the connection to the handler of
 // its service type.
 func (l *listener) handle(gc *gate.Conn) {
-	defer l.srv.wg.Done()
 	raw := gc.Conn // the *net.TCPConn, so that relays can splice
 	table := l.srv.Table()
 	c := &Conn{
@@ -54,15 +53,20 @@ func (l *listener) handle(gc *gate.Conn) {
 	}
 	if !l.srv.track(c) {
 		gc.Close()
+		l.srv.wg.Done()
 		return
 	}
-	defer l.srv.untrack(c)
-	defer c.Close()
+	defer func() {
+		if !c.detached.Load() { // else its relay releases it
+			c.release()
+		}
+	}()
 
 	// One deadline covers the handshake and the first packet: a client that
 	// trickles bytes cannot hold a goroutine longer than that.
 	limits := c.Table.Config.Limits
-	raw.SetDeadline(time.Now().Add(limits.FirstPacketTimeout))
+	c.firstDeadline = time.Now().Add(limits.FirstPacketTimeout)
+	raw.SetDeadline(c.firstDeadline)
 	handler := l.handler
 	if l.any {
 		var ok bool

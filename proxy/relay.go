@@ -28,6 +28,17 @@ type relay struct {
 	live      bool
 	clientMu  sync.Mutex // serialises writes to the client: target data and watcher replies
 	closeOnce sync.Once
+
+	// With poll (a framed relay of a Server, on Linux) a quiet direction
+	// holds no goroutine: it parks on the poller and is started again when
+	// its socket is readable (see poller). The handler's goroutine returns
+	// at once and the relay owns the connection: the last direction to end
+	// closes both sides and releases the Conn.
+	poll    *poller
+	last    atomic.Int64 // UnixNano of the latest read that moved bytes: the poller's idle sweep
+	mu      sync.Mutex   // guards running, killed and the sides' parked and over
+	running int          // direction goroutines alive
+	killed  bool
 }
 
 // side is one direction of a relay.
@@ -45,6 +56,14 @@ type side struct {
 
 	raw   syscall.RawConn // src's, when it is plain TCP (see fill)
 	small [64]byte        // the first bytes after a quiet spell, when src is not
+
+	// With the relay's poller: the TCP socket under src, whose readiness a
+	// parked direction waits for (nil: src is no socket, the direction
+	// never parks), its token in the poller, and its state.
+	relay        *relay
+	waitFD       syscall.RawConn
+	token        uint64
+	parked, over bool
 }
 
 func (r *relay) run(first []byte) {
@@ -57,6 +76,13 @@ func (r *relay) run(first []byte) {
 	r.down = side{src: r.target, dst: c.Conn, dir: FromTarget, bytes: &c.bytesOut}
 	if r.watcher != nil {
 		r.up.raw, r.down.raw = rawConn(r.up.src), rawConn(r.down.src)
+		if c.srv != nil {
+			r.poll = c.srv.relayPoller()
+		}
+	}
+	if r.poll != nil {
+		r.detach(first)
+		return
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -67,6 +93,244 @@ func (r *relay) run(first []byte) {
 	r.finish(&r.up, r.pump(&r.up, &r.down, first))
 	wg.Wait()
 }
+
+// detach starts both directions on goroutines of their own, which park
+// while quiet, and hands the connection to the relay: the handler returns.
+func (r *relay) detach(first []byte) {
+	c := r.conn
+	r.up.relay, r.down.relay = r, r
+	r.up.waitFD, r.down.waitFD = socketOf(r.up.src), socketOf(r.down.src)
+	r.touch()
+	r.poll.add(r, r.idleTimeout(), &r.up, &r.down)
+	c.detached.Store(true)
+	c.relay.Store(r)
+	r.running = 2
+	go r.direction(&r.down, nil, false)
+	go r.direction(&r.up, first, false)
+}
+
+// socketOf returns the raw conn of the TCP socket under c, through TLS.
+func socketOf(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	return rawConn(c)
+}
+
+func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
+
+// direction runs direction s of a detached relay until it parks or ends.
+// resumed: started by the poller, the socket is readable.
+func (r *relay) direction(s *side, first []byte, resumed bool) {
+	for {
+		err := r.framedLive(s, first, resumed)
+		if err == errParked {
+			if r.park(s) {
+				return
+			}
+			first, resumed = nil, true // killed meanwhile: read the closed socket's error
+			continue
+		}
+		r.finish(s, err)
+		r.mu.Lock()
+		s.over = true
+		r.running--
+		last := r.running == 0 && r.up.over && r.down.over
+		r.mu.Unlock()
+		if last {
+			r.end()
+		}
+		return
+	}
+}
+
+// park leaves s waiting on the poller; false when the relay was killed.
+func (r *relay) park(s *side) bool {
+	r.mu.Lock()
+	if r.killed {
+		r.mu.Unlock()
+		return false
+	}
+	s.parked = true
+	r.running--
+	r.mu.Unlock()
+	if err := r.poll.arm(s.waitFD, s.token); err != nil {
+		r.wake(s) // closed meanwhile: the direction reads the error
+	}
+	return true
+}
+
+// wake starts parked direction s again.
+func (r *relay) wake(s *side) {
+	r.mu.Lock()
+	resume := s.parked
+	if resume {
+		s.parked = false
+		r.running++
+	}
+	r.mu.Unlock()
+	if resume {
+		go r.direction(s, nil, true)
+	}
+}
+
+func (s *side) pollReady()        { s.relay.wake(s) }
+func (s *side) setToken(t uint64) { s.token = t }
+
+func (r *relay) idleAt(now int64) bool { return now-r.last.Load() >= int64(r.idleTimeout()) }
+
+// kill ends a detached relay from outside (idle sweep, Shutdown, Drop):
+// both sides are closed, and parked directions started to see it.
+func (r *relay) kill() {
+	r.closeBoth()
+	r.mu.Lock()
+	r.killed = true
+	r.mu.Unlock()
+	r.wake(&r.up)
+	r.wake(&r.down)
+}
+
+func (r *relay) closeBoth() {
+	r.closeOnce.Do(func() {
+		r.conn.Close()
+		r.target.Close()
+	})
+}
+
+// end runs once both directions of a detached relay have ended.
+func (r *relay) end() {
+	r.poll.remove(r, r.up.token, r.down.token)
+	r.closeBoth()
+	r.conn.release()
+}
+
+// framedLive is framed for a detached relay: no read deadlines (the poller's
+// sweep applies the idle rule), and errParked when s has nothing pending
+// and nothing is readable.
+func (r *relay) framedLive(s *side, first []byte, resumed bool) error {
+	limit := int(r.conn.Table.Config.Limits.FirstPacketMax)
+	var buf []byte
+	end := 0
+	if len(first) > 0 {
+		buf = frameBuf(limit, len(first))
+		end = copy(buf, first)
+	}
+	for {
+		if end > 0 {
+			start, err := r.messages(s, buf, 0, end)
+			if err != nil {
+				putFrameBuf(buf)
+				return err
+			}
+			end = copy(buf, buf[start:end])
+		}
+		switch {
+		case end == 0:
+			putFrameBuf(buf)
+			buf = nil
+		case end == len(buf):
+			if len(buf) >= limit {
+				return r.framingError(s, Refuse(ReasonTooLarge, "message head", errHeadTooLarge))
+			}
+			grown := make([]byte, min(limit, 2*len(buf)))
+			copy(grown, buf[:end])
+			putFrameBuf(buf)
+			buf = grown
+		}
+		var n int
+		var err error
+		if buf == nil && s.waitFD != nil {
+			buf, n, err = s.try(limit, resumed)
+			if errors.Is(err, errWouldBlock) {
+				return errParked
+			}
+		} else {
+			buf, n, err = s.fill(buf, end, limit)
+		}
+		resumed = false
+		if n > 0 {
+			r.touch()
+		}
+		end += n
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				_, ferr := r.messages(s, buf, 0, end)
+				putFrameBuf(buf)
+				return ferr
+			}
+			putFrameBuf(buf)
+			return err
+		}
+	}
+}
+
+// try reads the next bytes of a direction with nothing pending, waiting
+// for them up to ParkGrace: errWouldBlock when none came (the direction
+// parks then). resumed: the poller saw the socket readable, so no grace:
+// a plain TCP source is read non-blocking, and a TLS source waits for the
+// rest of the record that made it readable.
+func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
+	if !resumed {
+		s.src.SetReadDeadline(time.Now().Add(ParkGrace))
+		defer s.src.SetReadDeadline(time.Time{})
+	}
+	if s.raw != nil {
+		var buf []byte
+		var n int
+		var rerr error
+		err := s.raw.Read(func(fd uintptr) bool {
+			b := frameBuf(limit, 0)
+			for {
+				n, rerr = syscall.Read(int(fd), b)
+				if rerr != syscall.EINTR {
+					break
+				}
+			}
+			if rerr == syscall.EAGAIN {
+				putFrameBuf(b)
+				rerr = errWouldBlock
+				return resumed // else wait for readiness, until the deadline
+			}
+			buf = b
+			return true
+		})
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			rerr = errWouldBlock
+		case err != nil:
+			rerr = err
+		case rerr == errWouldBlock:
+		case rerr != nil:
+			rerr = os.NewSyscallError("read", rerr)
+		case n == 0:
+			rerr = io.EOF
+		}
+		n = max(n, 0)
+		if n == 0 && buf != nil {
+			putFrameBuf(buf)
+			buf = nil
+		}
+		return buf, n, rerr
+	}
+	n, err := s.src.Read(s.small[:])
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, 0, errWouldBlock
+	}
+	var buf []byte
+	if n > 0 {
+		buf = frameBuf(limit, 0)
+		copy(buf, s.small[:n])
+	}
+	return buf, n, err
+}
+
+// ParkGrace is how long a relay direction with nothing pending, or a
+// handler between requests, waits on its own goroutine before it parks
+// (Conn.Park): a busy connection (an LDAP client's searches, HTTP
+// keep-alive under load) keeps its goroutine between messages and pays
+// no park and wake for each; a phone's, quiet for a minute, parks after
+// this.
+const ParkGrace = 100 * time.Millisecond
 
 // Relay relays raw bytes between c and target until both directions have
 // ended or neither has moved a byte for limits.idle_timeout: the stream
@@ -402,8 +666,13 @@ func (r *relay) stream(s *side, n int64, forward bool) error {
 	if forward {
 		dst = writerFunc(func(p []byte) (int, error) { return len(p), r.write(s, p) })
 	}
-	s.src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
+	if r.poll == nil {
+		s.src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
+	}
 	_, err := io.CopyN(dst, readerOnly{s.src}, n)
+	if err == nil && r.poll != nil {
+		r.touch()
+	}
 	return err
 }
 

@@ -74,6 +74,8 @@ type Server struct {
 	listeners map[string]*listener
 	conns     map[*Conn]struct{}
 	closing   bool
+	poll      *poller // framed relays' (poll_linux.go), made by the first one
+	noPoll    bool    // making it failed: relays keep a goroutine per direction
 
 	wg sync.WaitGroup // accept loops and connections
 }
@@ -215,6 +217,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.stopPoller()
 	select {
 	case <-done:
 		return nil
@@ -226,6 +229,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		<-done
 		return ctx.Err()
+	}
+}
+
+// relayPoller returns the poller for framed relays, making it on first
+// use; nil where there is none.
+func (s *Server) relayPoller() *poller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.poll == nil && !s.noPoll && !s.closing {
+		p, err := newPoller()
+		if err != nil {
+			s.log.Warn("no poller for idle connections: one goroutine per relay direction", "err", err)
+			s.noPoll = true
+			return nil
+		}
+		s.poll = p
+	}
+	return s.poll
+}
+
+// stopPoller stops the poller once every connection has ended.
+func (s *Server) stopPoller() {
+	s.mu.Lock()
+	p := s.poll
+	s.poll, s.noPoll = nil, true
+	s.mu.Unlock()
+	if p != nil {
+		p.stop()
 	}
 }
 

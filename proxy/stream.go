@@ -45,7 +45,11 @@ func (h *streamHandler) ServeConn(c *Conn) {
 		h.refuse(c, first, AsRefusal(err)) // reported by Dial
 		return
 	}
-	defer target.Close()
+	defer func() {
+		if !c.detached.Load() { // else the relay closes it when it ends
+			target.Close()
+		}
+	}()
 	c.Forwarded(r)
 	c.Conn.SetDeadline(time.Time{})
 	rl := &relay{conn: c, target: target, watcher: d.Watcher, service: r.Service.Name}

@@ -5,17 +5,22 @@
 //
 //	idleclient hold -addr 127.0.0.1:8443 -proto https -n 10000 -sources 2-201
 //	idleclient sip-target -listen 127.0.0.1:5060
+//	idleclient h323-target -listen 127.0.0.1:1720
 //
 // hold dials n TLS connections, spread round-robin over the source
 // addresses 127.0.0.<first>…127.0.0.<last>, sends one request on each
 // (https: GET /small with the bench Host; sips: a REGISTER of the bench
-// domain) and reads its answer, then prints "held N" and keeps every
+// domain; h323s: the H.323 fixture of a phone's GRQ and RRQ for
+// example.com tunnelled in a Facility, as innovaphone phones register)
+// and reads its answer, then prints "held N" and keeps every
 // connection open until stdin closes or SIGTERM arrives. A connection that
 // fails is fatal: the figure would not mean what it says.
 //
 // sip-target is the SIP registrar behind both proxies: it answers every
 // request with 200 OK (the Via, From, To, Call-ID and CSeq copied) and
 // keeps the connection, as a PBX does for a registered phone.
+// h323-target is the gatekeeper: it answers every TPKT packet with the
+// RegistrationConfirm fixture and keeps the connection.
 package main
 
 import (
@@ -48,6 +53,8 @@ func main() {
 		err = hold(os.Args[2:])
 	case "sip-target":
 		err = sipTarget(os.Args[2:])
+	case "h323-target":
+		err = h323Target(os.Args[2:])
 	default:
 		usage()
 	}
@@ -58,19 +65,26 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: idleclient hold -addr HOST:PORT -proto https|sips [-n N] [-sources FIRST-LAST] | sip-target -listen HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: idleclient hold -addr HOST:PORT -proto https|sips|h323s [-n N] [-sources FIRST-LAST] | sip-target -listen HOST:PORT | h323-target -listen HOST:PORT")
 	os.Exit(2)
 }
 
 func hold(args []string) error {
 	fs := flag.NewFlagSet("hold", flag.ExitOnError)
 	addr := fs.String("addr", "", "proxy address")
-	proto := fs.String("proto", "https", "https or sips")
+	proto := fs.String("proto", "https", "https, sips or h323s")
+	rrqFile := fs.String("rrq", "protocols/h323/testdata/grq_rrq.tpkt", "h323s: the TPKT packet sent (a Facility tunnelling GRQ and RRQ)")
 	n := fs.Int("n", 10000, "connections to hold")
 	sources := fs.String("sources", "2-201", "last octets of the 127.0.0.x source addresses, FIRST-LAST")
 	host := fs.String("host", "bench.example.com", "HTTP Host, SIP domain and TLS server name")
 	parallel := fs.Int("parallel", 32, "handshakes in flight")
 	fs.Parse(args)
+	if *proto == "h323s" {
+		var err error
+		if rrq, err = os.ReadFile(*rrqFile); err != nil {
+			return err
+		}
+	}
 	var lo, hi int
 	if _, err := fmt.Sscanf(*sources, "%d-%d", &lo, &hi); err != nil || lo < 1 || hi > 254 || lo > hi {
 		return fmt.Errorf("-sources %q: want FIRST-LAST within 1-254", *sources)
@@ -150,9 +164,20 @@ func one(addr string, src netip.Addr, cfg *tls.Config, proto, host string, i int
 			"CSeq: 1 REGISTER\r\n" +
 			"Contact: <sips:" + user + "@" + src.String() + ":5061;transport=tls>\r\n" +
 			"Expires: 3600\r\nContent-Length: 0\r\n\r\n"
+	case "h323s":
+		if _, err := c.Write(rrq); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, err := readTPKT(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.SetDeadline(time.Time{})
+		return c, nil
 	default:
 		raw.Close()
-		return nil, fmt.Errorf("-proto %q: want https or sips", proto)
+		return nil, fmt.Errorf("-proto %q: want https, sips or h323s", proto)
 	}
 	if _, err := io.WriteString(c, req); err != nil {
 		c.Close()
@@ -196,10 +221,59 @@ func readAnswer(c net.Conn) error {
 	}
 }
 
+// rrq is what an h323s connection sends (-rrq).
+var rrq []byte
+
+// readTPKT reads one TPKT packet (RFC 1006: version 3, a reserved byte,
+// the 16-bit length of the whole packet).
+func readTPKT(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(hdr[2])<<8 | int(hdr[3])
+	if hdr[0] != 3 || n < 4 {
+		return nil, fmt.Errorf("not a TPKT packet: % x", hdr)
+	}
+	p := make([]byte, n)
+	copy(p, hdr[:])
+	_, err := io.ReadFull(r, p[4:])
+	return p, err
+}
+
 func sipTarget(args []string) error {
-	fs := flag.NewFlagSet("sip-target", flag.ExitOnError)
-	listen := fs.String("listen", "127.0.0.1:5060", "address")
+	return serveTargets("sip-target", args, "127.0.0.1:5060", "", func(c net.Conn, _ []byte) { registrar(c) })
+}
+
+// h323Target answers every TPKT packet with the -rcf packet (a
+// RegistrationConfirm tunnelled in a Facility), as a gatekeeper does.
+func h323Target(args []string) error {
+	return serveTargets("h323-target", args, "127.0.0.1:1720", "protocols/h323/testdata/rcf.tpkt", func(c net.Conn, rcf []byte) {
+		for {
+			if _, err := readTPKT(c); err != nil {
+				return
+			}
+			if _, err := c.Write(rcf); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveTargets runs serve for every connection on -listen until a signal;
+// answer is the file named by -answer (defaultAnswer; "" for none).
+func serveTargets(name string, args []string, defaultListen, defaultAnswer string, serve func(net.Conn, []byte)) error {
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	listen := fs.String("listen", defaultListen, "address")
+	answerFile := fs.String("answer", defaultAnswer, "the packet answered to each one received")
 	fs.Parse(args)
+	var answer []byte
+	if *answerFile != "" {
+		var err error
+		if answer, err = os.ReadFile(*answerFile); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -232,7 +306,7 @@ func sipTarget(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			registrar(c)
+			serve(c, answer)
 			mu.Lock()
 			delete(open, c)
 			mu.Unlock()

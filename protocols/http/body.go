@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -162,8 +163,7 @@ func (c *h1conn) awaitTarget(tc *targetConn) error {
 	}
 	tc.conn.SetReadDeadline(time.Now().Add(watchAfter))
 	_, err := tc.br.Peek(1)
-	var ne net.Error
-	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		tc.conn.SetReadDeadline(tc.dl)
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	stdhttp "net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -79,19 +80,55 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 	if !g.track(c) {
 		return
 	}
-	defer g.untrack(c)
 	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
 	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
 	c.acquire()
-	defer c.release()
 	// The listener's deadline still bounds the first request's head; its
 	// write half is renewed per response.
 	c.wdl = time.Now().Add(c.limits.FirstPacketTimeout)
-	for first := true; c.awaitRequest(first) && c.serveOne(); first = false {
+	c.loop(true)
+}
+
+// loop serves requests until the connection ends, or parks between two
+// (see awaitRequest): then it returns at once, and resume goes on.
+func (c *h1conn) loop(first bool) {
+	for ; ; first = false {
+		switch c.awaitRequest(first, true) {
+		case parked:
+			return
+		case stop:
+			c.end()
+			return
+		}
+		if !c.serveOne() {
+			c.end()
+			return
+		}
 	}
+}
+
+// end ends the connection's loop.
+func (c *h1conn) end() {
 	if c.linger {
 		c.lingerClose()
 	}
+	c.release()
+	c.g.untrack(c)
+	c.pc.Done()
+}
+
+// resume goes on with a parked connection: its client sent something, or
+// (ended) it is to end.
+func (c *h1conn) resume(ended bool) {
+	if ended || !c.firstByte() {
+		c.end()
+		return
+	}
+	if !c.serveOne() {
+		c.end()
+		return
+	}
+	c.loop(false)
 }
 
 // lingerClose lets the client read the last answer before the connection
@@ -162,34 +199,103 @@ func (c *h1conn) release() {
 }
 
 // awaitRequest waits up to limits.idle_timeout for the first byte of the
-// next request, then gives its head limits.first_packet_timeout. It
-// returns false when the connection should end quietly. The wait holds no
-// buffers: the first byte is read into c.one and handed to the reader
-// taken afterwards, through the count reader's stash.
-func (c *h1conn) awaitRequest(first bool) bool {
-	if c.br.Buffered() == 0 && len(c.cr.stash) == 0 {
+// next request, then gives its head limits.first_packet_timeout (the first
+// request: the listener's deadline, which covers the handshake too). It
+// returns stop when the connection should end quietly.
+//
+// A request that comes within proxy.ParkGrace is read whole, with one
+// system call, into the reader the connection holds. After that the wait
+// holds no buffers (the first byte is read into c.one and handed to the
+// reader taken afterwards, through the count reader's stash) and, between
+// two requests, no goroutine either: the connection parks on the proxy's
+// poller (proxy.Conn.Park) and resume goes on when the client sends the
+// next one.
+func (c *h1conn) awaitRequest(first, mayPark bool) await {
+	if c.br.Buffered() > 0 || len(c.cr.stash) > 0 {
+		if c.g.closing.Load() {
+			return stop
+		}
 		if !first {
-			c.conn.SetReadDeadline(after(c.limits.IdleTimeout))
+			c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 		}
-		if !c.setIdle(true) {
-			return false
+		return serve
+	}
+	if !c.setIdle(true) {
+		return stop
+	}
+	idle := c.limits.IdleTimeout // the wait's deadline: the listener's for the first request
+	var wait time.Time
+	if first {
+		wait = c.pc.FirstDeadline()
+	} else {
+		wait = after(idle)
+	}
+	grace := time.Now().Add(proxy.ParkGrace)
+	if !wait.IsZero() && wait.Before(grace) {
+		grace = wait
+	}
+	c.conn.SetReadDeadline(grace)
+	_, err := c.br.Peek(1)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() || !time.Now().Before(wait) && !wait.IsZero() {
+		if err != nil || !c.setIdle(false) {
+			return stop // the end: EOF, the deadline, Shutdown's wake
 		}
-		c.release()
-		// Nothing read is an EOF, the idle timeout or Shutdown's wake: the
-		// connection ends quietly.
-		n, _ := c.conn.Read(c.one[:])
-		c.acquire()
-		c.cr.stash = c.one[:n]
-		if !c.setIdle(false) || n == 0 {
-			return false
+		if first {
+			c.conn.SetReadDeadline(wait)
+		} else {
+			c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 		}
-	} else if c.g.closing.Load() {
-		return false
+		return serve
+	}
+	c.release()
+	if !first && mayPark {
+		rest := time.Duration(0) // no idle timeout
+		if idle > 0 {
+			rest = max(time.Until(wait), time.Nanosecond)
+		}
+		if c.pc.Park(rest, c.resume) {
+			if c.g.closing.Load() {
+				c.pc.Unpark() // Shutdown's wake may have come before the park
+			}
+			return parked
+		}
+	}
+	// Nothing read is an EOF, the deadline or Shutdown's wake: the
+	// connection ends quietly.
+	c.conn.SetReadDeadline(wait)
+	n, _ := c.conn.Read(c.one[:])
+	return c.gotFirst(n, first)
+}
+
+// await is what awaitRequest found.
+type await int
+
+const (
+	serve  await = iota // a request is there
+	stop                // the connection ends quietly
+	parked              // it waits on the poller; resume goes on
+)
+
+// gotFirst goes on after n (0 or 1) bytes read into c.one, the first of a
+// request; the first request's head keeps the listener's deadline.
+func (c *h1conn) gotFirst(n int, first bool) await {
+	c.acquire()
+	c.cr.stash = c.one[:n]
+	if !c.setIdle(false) || n == 0 {
+		return stop
 	}
 	if !first {
 		c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 	}
-	return true
+	return serve
+}
+
+// firstByte reads the first byte of a request after a park: the socket is
+// readable, but a TLS record may not be all there yet.
+func (c *h1conn) firstByte() bool {
+	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	n, _ := c.conn.Read(c.one[:])
+	return c.gotFirst(n, false) == serve
 }
 
 // setIdle records whether the connection waits for a request, and reports
@@ -208,6 +314,7 @@ func (c *h1conn) wake() {
 		c.conn.SetReadDeadline(aLongTimeAgo)
 	}
 	c.mu.Unlock()
+	c.pc.Unpark()
 }
 
 // hold records the target connection the request in flight uses, so that
@@ -244,7 +351,7 @@ func (c *h1conn) serveOne() bool {
 		if b, _ := c.br.Peek(2); len(b) == 2 && b[0] == '\r' && b[1] == '\n' {
 			c.br.Discard(2)
 			if c.br.Buffered() == 0 {
-				return c.awaitRequest(false) && c.serveOne()
+				return c.awaitRequest(false, false) == serve && c.serveOne()
 			}
 		}
 	}

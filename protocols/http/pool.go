@@ -13,12 +13,16 @@ import (
 // targetConn is a connection to a target, kept alive between requests.
 type targetConn struct {
 	conn net.Conn // TCP, or TLS over it
-	// sock is the socket under conn (TCP), for the liveness check.
-	sock syscall.Conn
-	key  poolKey
-	cr   countReader
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	// sock is the raw socket under conn (TCP), for the liveness check
+	// (peek, its callback made once, and peekOK its result). An agent
+	// tunnel's stream has none: it answers Alive itself.
+	sock   syscall.RawConn
+	peek   func(fd uintptr) bool
+	peekOK bool
+	key    poolKey
+	cr     countReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
 	// idleSince is when the connection went back into the pool; zero for
 	// a fresh one.
 	idleSince time.Time
@@ -31,7 +35,12 @@ func newTargetConn(conn net.Conn, key poolKey) *targetConn {
 	if t, ok := conn.(*tls.Conn); ok {
 		raw = t.NetConn()
 	}
-	tc.sock, _ = raw.(syscall.Conn)
+	if sc, ok := raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			tc.sock = rc
+			tc.peek = tc.peekFD
+		}
+	}
 	tc.cr = countReader{r: conn}
 	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
 	tc.bw = bufio.NewWriterSize(conn, bufSize)
@@ -57,18 +66,18 @@ func (tc *targetConn) alive() bool {
 	if tc.sock == nil {
 		return true
 	}
-	rc, err := tc.sock.SyscallConn()
-	if err != nil {
+	tc.peekOK = false
+	if tc.sock.Read(tc.peek) != nil {
 		return false
 	}
-	ok := false
-	rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && errors.Is(err, syscall.EAGAIN)
-		return true // never wait for readiness
-	})
-	return ok
+	return tc.peekOK
+}
+
+func (tc *targetConn) peekFD(fd uintptr) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	tc.peekOK = n < 0 && errors.Is(err, syscall.EAGAIN)
+	return true // never wait for readiness
 }
 
 // poolKey names a target: its address, and the TLS configuration used

@@ -18,8 +18,12 @@ var crlfcrlf = []byte("\r\n\r\n")
 func readHead(br *bufio.Reader, max int) (string, error) {
 	// Most heads arrive whole in one read: take them in one piece. (A head
 	// with a bare LF may end elsewhere by the loop's reading, but the
-	// parser refuses any bare LF, so both readings refuse it.)
-	if b, _ := br.Peek(br.Buffered()); len(b) > 0 {
+	// parser refuses any bare LF, so both readings refuse it.) The reader
+	// may hold only the start of it (the first byte of a request is read
+	// on its own, see the request loop's awaitRequest): it is filled until
+	// it holds a whole line.
+	for {
+		b, _ := br.Peek(br.Buffered())
 		if i := bytes.Index(b, crlfcrlf); i >= 0 {
 			if i+4 > max {
 				return "", ErrHeadTooLarge
@@ -27,6 +31,12 @@ func readHead(br *bufio.Reader, max int) (string, error) {
 			s := string(b[:i+4])
 			br.Discard(i + 4)
 			return s, nil
+		}
+		if len(b) >= max || len(b) >= br.Size() || bytes.IndexByte(b, '\n') >= 0 {
+			break // too long for one piece, or whole lines already: the loop reads the rest
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			break // the loop reports it
 		}
 	}
 	var buf []byte

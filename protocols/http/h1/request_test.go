@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestReadRequest(t *testing.T) {
@@ -72,11 +73,27 @@ func TestReadRequest(t *testing.T) {
 		{name: "obs-fold in trailer", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n", check: "POST / a -1 false", bodyErr: ErrTrailer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// As it arrives whole, after a first byte on its own (the
+			// request loop's first read), and byte by byte: the same
+			// reading every time.
+			for _, shape := range []string{"whole", "first byte", "byte by byte"} {
+				var r io.Reader = strings.NewReader(tc.raw)
+				switch shape {
+				case "first byte":
+					r = io.MultiReader(strings.NewReader(tc.raw[:1]), strings.NewReader(tc.raw[1:]))
+				case "byte by byte":
+					r = iotest.OneByteReader(r)
+				}
+				req, err := ReadRequest(bufio.NewReaderSize(r, 4096), 64<<10)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("%s: ReadRequest: %v, want %v", shape, err, tc.want)
+				}
+				if err == nil && req.Method+" "+req.Target+" "+req.Host+" "+itoa(req.ContentLength)+" "+btoa(req.Close) != tc.check {
+					t.Errorf("%s: read %+v, want %q", shape, req, tc.check)
+				}
+			}
 			br := bufio.NewReaderSize(strings.NewReader(tc.raw), 4096)
 			req, err := ReadRequest(br, 64<<10)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("ReadRequest: %v, want %v", err, tc.want)
-			}
 			if err != nil {
 				return
 			}

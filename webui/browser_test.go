@@ -231,6 +231,11 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible("#diff table.diff tr.added"), // what applying would change
 		chromedp.WaitVisible("#backups"),
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			// The page is visible before app.js has run on it (numbered
+			// the lines, bound the problem links): wait for the script.
+			if _, err := chromedp.Poll[bool](`document.getElementById("config-lines").textContent !== ""`)(ctx, tg); err != nil {
+				return err
+			}
 			var err error
 			gutter, err = chromedp.Evaluate[string](`document.getElementById("config-lines").textContent`)(ctx, tg)
 			if err != nil {

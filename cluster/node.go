@@ -66,6 +66,11 @@ const (
 	heartbeat = 5 * time.Second
 	// opTimeout bounds one bucket operation.
 	opTimeout = 5 * time.Second
+	// writeTimeout bounds one write of the queue: a write to a stream
+	// whose leader is gone waits for no answer, and the sooner the writer
+	// gives up, the sooner it retries on the new leader. A write that
+	// timed out but was stored is written again, which changes nothing.
+	writeTimeout = 2 * time.Second
 )
 
 // Options are the parts of a Node that do not come from the configuration.
@@ -91,7 +96,10 @@ type Node struct {
 	wg    sync.WaitGroup // the writer (run)
 	watch sync.WaitGroup // the bucket watchers
 	wake  chan struct{}  // a write was queued
-	flush chan struct{}  // closed by Close: the writer writes what is queued and returns
+	// opened is closed when the buckets are open (the node has joined).
+	opened chan struct{}
+	certs  *CertStore
+	flush  chan struct{} // closed by Close: the writer writes what is queued and returns
 
 	mu      sync.Mutex        // guards the fields below
 	ops     []op              // writes in the order made
@@ -148,6 +156,7 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 		list:   list,
 		log:    log,
 		wake:   make(chan struct{}, 1),
+		opened: make(chan struct{}),
 		flush:  make(chan struct{}),
 		counts: make(map[string][]byte),
 		nodes:  make(map[string]NodeInfo),
@@ -174,6 +183,7 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 		return nil, fmt.Errorf("cluster: JetStream: %w", err)
 	}
 	n.ctx, n.stop = context.WithCancel(context.Background())
+	n.certs = &CertStore{n: n}
 	list.Share(n, cfg.Node)
 	n.wg.Go(n.run)
 	return n, nil
@@ -195,6 +205,7 @@ func (n *Node) Close() error {
 	timer.Stop()
 	n.stop()
 	n.watch.Wait()
+	n.certs.wait()
 	n.nc.Close()
 	n.shutdownServer()
 	return nil
@@ -271,6 +282,7 @@ func (n *Node) run() {
 	n.ready = true
 	n.lastErr = ""
 	n.mu.Unlock()
+	close(n.opened)
 	n.log.Info("cluster: joined", "node", n.cfg.Node, "replicas", n.cfg.Replicas, "embedded", n.ns != nil)
 	n.watch.Go(func() { n.watchBucket(kv.counts, n.applyCount) })
 	n.watch.Go(func() { n.watchBucket(kv.blocks, n.applyBlock) })
@@ -330,7 +342,7 @@ func (n *Node) write(kv *buckets) {
 		}
 	}
 	for k, v := range counts {
-		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+		ctx, cancel := context.WithTimeout(n.ctx, writeTimeout)
 		_, err := kv.counts.Put(ctx, k, v)
 		cancel()
 		if err != nil {
@@ -354,7 +366,7 @@ func (n *Node) requeue(ops []op, counts map[string][]byte) {
 }
 
 func (n *Node) do(kv *buckets, o op) error {
-	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, writeTimeout)
 	defer cancel()
 	b := map[string]jetstream.KeyValue{BucketBlocks: kv.blocks, BucketManual: kv.manual,
 		BucketWhitelist: kv.white, BucketCounts: kv.counts}[o.bucket]
@@ -500,17 +512,39 @@ func (n *Node) Listed(white bool, p netip.Prefix, e *blacklist.Listing) {
 
 // watchBucket feeds every entry of kv to apply: first what the bucket holds (so
 // a node that starts or rejoins catches up), then each change. A watcher
-// that ends while the Node runs is started again; applying an entry twice
-// changes nothing.
+// that ends while the Node runs is started again, from the revision after
+// the last one applied; applying an entry twice changes nothing.
+//
+// A watcher is an ordered consumer, which lives on one server, usually
+// the leader of the bucket's stream. When that server dies the client
+// notices only after two missed idle heartbeats (10 s) and then retries
+// with a backoff: over 20 s without updates after a leader loss. So the
+// watcher is also started again as soon as the stream elects a new
+// leader (the JetStream advisory), which bounds the gap by the election
+// (nats-server's raft: 4 to 9 s after the leader's last heartbeat).
 func (n *Node) watchBucket(kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) {
+	var last uint64 // revision of the last entry applied
+	moved := make(chan struct{}, 1)
+	sub, err := n.nc.Subscribe(leaderElected+"KV_"+kv.Bucket(), func(*nats.Msg) {
+		select {
+		case moved <- struct{}{}:
+		default:
+		}
+		n.signal() // the writer may be waiting to retry on the new leader
+	})
+	if err != nil {
+		n.fail("cluster: cannot follow the leaders of "+kv.Bucket(), err)
+	} else {
+		defer sub.Unsubscribe()
+	}
 	for {
-		w, err := kv.WatchAll(n.ctx)
+		var opts []jetstream.WatchOpt
+		if last > 0 {
+			opts = append(opts, jetstream.ResumeFromRevision(last+1))
+		}
+		w, err := kv.WatchAll(n.ctx, opts...)
 		if err == nil {
-			for e := range w.Updates() {
-				if e != nil { // nil marks the end of the initial values
-					apply(e)
-				}
-			}
+			n.follow(kv, w, moved, &last, apply)
 			w.Stop()
 		} else {
 			n.fail("cluster: cannot watch "+kv.Bucket(), err)
@@ -518,9 +552,80 @@ func (n *Node) watchBucket(kv jetstream.KeyValue, apply func(jetstream.KeyValueE
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-moved: // a new leader: watch again at once
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// leaderElected is the subject prefix of the advisory a stream's new leader
+// publishes (followed by the stream's name).
+const leaderElected = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
+// follow applies w's entries until it ends, the Node stops, the stream
+// has a new leader or the watcher stalls.
+//
+// A watcher stalls when the server holding its consumer dies but the
+// stream's leader lives on elsewhere (no advisory then): so once a second
+// follow asks the stream for its last message, and a watcher that is
+// behind it and delivered nothing for two checks in a row is started
+// again. (A last message that expired is not waited for: the stream then
+// has no messages.)
+func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, moved chan struct{}, last *uint64, apply func(jetstream.KeyValueEntry)) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	seen, behind := *last, 0
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil { // nil marks the end of the initial values
+				*last = e.Revision()
+				apply(e)
+			}
+		case <-tick.C:
+			if *last != seen {
+				seen, behind = *last, 0
+				continue
+			}
+			if n.streamAhead(kv, *last) {
+				if behind++; behind >= 2 {
+					n.log.Info("cluster: watcher stalled; watching again", "bucket", kv.Bucket(), "revision", *last)
+					return
+				}
+			} else {
+				behind = 0
+			}
+		case <-moved:
+			// Back into the channel: watchBucket restarts at once.
+			select {
+			case moved <- struct{}{}:
+			default:
+			}
+			return
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// streamAhead reports whether kv's stream holds a message after revision
+// last (false when it cannot tell).
+func (n *Node) streamAhead(kv jetstream.KeyValue, last uint64) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return false
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return false
+	}
+	state := bs.StreamInfo().State
+	return state.Msgs > 0 && state.LastSeq > last
 }
 
 func (n *Node) applyCount(e jetstream.KeyValueEntry) {

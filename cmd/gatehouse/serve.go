@@ -97,7 +97,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 		return err
 	}
 	defer a.agents.Close()
-	if a.acme, err = startACME(cfg, log); err != nil {
+	if a.acme, err = startACME(cfg, node, log); err != nil {
 		return err
 	}
 	if a.acme != nil {

@@ -92,7 +92,8 @@ func newCluster(t *testing.T, o clusterOptions) *gcluster {
 				peers = append(peers, strconv.Quote(o.route))
 			}
 		}
-		routes := fmt.Sprintf("  listen: %q\n  peers: [%s]\n", n.route, strings.Join(peers, ", "))
+		routes := fmt.Sprintf("  listen: %q\n  peers: [%s]\n  tls: {cert: %s, key: %s, ca: %s}\n",
+			n.route, strings.Join(peers, ", "), n.certFile, n.keyDir, ca.File)
 		if o.natsURL != "" {
 			routes = fmt.Sprintf("  nats: {url: %q}\n", o.natsURL)
 		}
@@ -116,10 +117,8 @@ admin:
 log: {level: debug}
 cluster:
   node: %s
-%s  tls: {cert: %s, key: %s, ca: %s}
-  store_dir: %s
-%s`, n.http, tport, n.admin, n.adminDir, hash, n.name, routes,
-			n.certFile, n.keyDir, ca.File, n.storeDir, o.extra)
+%s  store_dir: %s
+%s`, n.http, tport, n.admin, n.adminDir, hash, n.name, routes, n.storeDir, o.extra)
 	}
 	return gc
 }

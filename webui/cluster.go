@@ -42,18 +42,20 @@ func (s *Server) apiCluster(w http.ResponseWriter, r *http.Request) {
 
 // clusterMetrics are the figures of the cluster.
 type clusterMetrics struct {
-	ready, quorum, routes, queued, dropped, nodes, seen *prometheus.Desc
+	ready, quorum, routes, queued, dropped, nodes, seen, nodeQuorum, nodeUp *prometheus.Desc
 }
 
 func newClusterMetrics(d func(name, help string, labels ...string) *prometheus.Desc) clusterMetrics {
 	return clusterMetrics{
-		ready:   d("cluster_ready", "1 when this node has joined the cluster (its buckets are open)."),
-		quorum:  d("cluster_quorum", "1 when this node's JetStream has a quorum behind it."),
-		routes:  d("cluster_routes", "Route connections of the embedded NATS server to the other nodes (several per node: NATS pools them)."),
-		queued:  d("cluster_queued", "Writes waiting to reach the cluster."),
-		dropped: d("cluster_dropped_total", "Writes dropped because the queue for the cluster was full."),
-		nodes:   d("cluster_nodes", "Nodes seen in the last minute, this one included."),
-		seen:    d("cluster_node_seen_seconds", "Seconds since each node last wrote its heartbeat.", "node"),
+		ready:      d("cluster_ready", "1 when this node has joined the cluster (its buckets are open)."),
+		quorum:     d("cluster_quorum", "1 when this node's JetStream has a quorum behind it."),
+		routes:     d("cluster_routes", "Route connections of the embedded NATS server to the other nodes (several per node: NATS pools them)."),
+		queued:     d("cluster_queued", "Writes waiting to reach the cluster."),
+		dropped:    d("cluster_dropped_total", "Writes dropped because the queue for the cluster was full."),
+		nodes:      d("cluster_nodes", "Nodes seen in the last minute, this one included."),
+		seen:       d("cluster_node_seen_seconds", "Seconds since each node last wrote its heartbeat.", "node"),
+		nodeQuorum: d("cluster_node_quorum", "1 when the node said in its last heartbeat that it had a quorum.", "node"),
+		nodeUp:     d("cluster_node_up_seconds", "Seconds since each node started.", "node"),
 	}
 }
 
@@ -79,5 +81,7 @@ func (m *clusterMetrics) collect(c ClusterStatus, ch chan<- prometheus.Metric) {
 	g(m.nodes, float64(len(st.Nodes)))
 	for _, n := range st.Nodes {
 		g(m.seen, time.Since(n.Seen).Seconds(), n.Name)
+		g(m.nodeQuorum, b(n.Quorum), n.Name)
+		g(m.nodeUp, time.Since(n.Since).Seconds(), n.Name)
 	}
 }

@@ -80,11 +80,15 @@ type Options struct {
 	// Address is what the other nodes show as this node's address; ""
 	// is cluster.listen.
 	Address string
+	// MaxTracked is blacklist.max_tracked: it bounds the entries of the
+	// buckets that clients feed (see bound). 0: unbounded.
+	MaxTracked int
 }
 
 // Node is this process's membership in the cluster.
 type Node struct {
 	cfg   configs.Cluster
+	max   int64 // Options.MaxTracked
 	list  *blacklist.List
 	log   *slog.Logger
 	ns    *server.Server // nil with cluster.nats.url
@@ -153,6 +157,7 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 	}
 	n := &Node{
 		cfg:    cfg,
+		max:    int64(opts.MaxTracked),
 		list:   list,
 		log:    log,
 		wake:   make(chan struct{}, 1),
@@ -252,6 +257,12 @@ func (n *Node) open(ctx context.Context) (*buckets, error) {
 		return nil, err
 	}
 	if b.white, err = mk(jetstream.KeyValueConfig{Bucket: BucketWhitelist, Storage: jetstream.FileStorage}); err != nil {
+		return nil, err
+	}
+	if err := n.bound(ctx, b.blocks, n.max); err != nil {
+		return nil, err
+	}
+	if err := n.bound(ctx, b.counts, n.max*n.nodesBound()); err != nil {
 		return nil, err
 	}
 	if b.nodes, err = mk(jetstream.KeyValueConfig{Bucket: BucketNodes, Storage: jetstream.MemoryStorage,

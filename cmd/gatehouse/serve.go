@@ -72,7 +72,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	if cfg.Cluster.Enabled {
 		// Before any listener: the node catches up in the background,
 		// and what this node blocks meanwhile is queued for the others.
-		if node, err = cluster.Start(cfg.Cluster, bl, cluster.Options{Logger: log, Version: version}); err != nil {
+		if node, err = cluster.Start(cfg.Cluster, bl, cluster.Options{Logger: log, Version: version, MaxTracked: cfg.Blacklist.MaxTracked}); err != nil {
 			return err
 		}
 		defer node.Close() // before bl.Close: writes what is still queued

@@ -54,3 +54,20 @@ func (n *Node) nodesBound() int64 {
 	}
 	return int64(max(n.cfg.Replicas, 3))
 }
+
+// measure records how many entries each bucket holds, for Status.
+func (n *Node) measure(kv *buckets) {
+	sizes := make(map[string]uint64)
+	for _, b := range []jetstream.KeyValue{kv.counts, kv.blocks, kv.manual, kv.white, kv.nodes} {
+		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+		st, err := b.Status(ctx)
+		cancel()
+		if err != nil {
+			return // the cluster is away: keep the last figures
+		}
+		sizes[b.Bucket()] = st.Values()
+	}
+	n.mu.Lock()
+	n.sizes = sizes
+	n.mu.Unlock()
+}

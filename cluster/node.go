@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -113,6 +114,7 @@ type Node struct {
 	errAt   time.Time
 	ready   bool
 	nodes   map[string]NodeInfo // from BucketNodes
+	sizes   map[string]uint64   // entries of each bucket, at the last heartbeat
 	closed  bool
 }
 
@@ -124,6 +126,8 @@ type NodeInfo struct {
 	Version string    `json:"version,omitempty"`
 	Seen    time.Time `json:"seen"` // when it last wrote this
 	Quorum  bool      `json:"quorum"`
+	// Current: its copies of the buckets are up to date (see caughtUp).
+	Current bool `json:"current"`
 }
 
 type opKind int
@@ -311,8 +315,16 @@ func (n *Node) run() {
 		case <-n.ctx.Done():
 			return
 		case <-n.flush:
-			n.write(kv)
-			return
+			// Everything queued, while each pass makes progress (Close
+			// stops a writer that cannot reach the cluster).
+			for prev := -1; ; {
+				n.write(kv)
+				q := n.queued()
+				if q == 0 || q == prev || n.ctx.Err() != nil {
+					return
+				}
+				prev = q
+			}
 		case <-beat.C:
 			n.beat(kv)
 		case <-n.wake:
@@ -352,17 +364,14 @@ func (n *Node) write(kv *buckets) {
 			return
 		}
 	}
-	for k, v := range counts {
-		ctx, cancel := context.WithTimeout(n.ctx, writeTimeout)
-		_, err := kv.counts.Put(ctx, k, v)
-		cancel()
-		if err != nil {
-			n.fail("cluster: write failed; kept to retry", fmt.Errorf("%s %s: %w", BucketCounts, k, err))
-			n.requeue(nil, counts)
-			return
-		}
-		delete(counts, k)
-	}
+	n.writeCounts(counts)
+}
+
+// queued is how many writes wait.
+func (n *Node) queued() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.ops) + len(n.counts)
 }
 
 func (n *Node) requeue(ops []op, counts map[string][]byte) {
@@ -436,16 +445,20 @@ func (n *Node) beat(kv *buckets) {
 	info := n.info
 	info.Seen = time.Now().Round(0)
 	info.Quorum = n.quorum()
+	info.Current = n.caughtUp()
 	val, _ := json.Marshal(info)
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
 	if _, err := kv.nodes.Put(ctx, n.cfg.Node, val); err != nil {
 		n.fail("cluster: heartbeat not written", err)
+		return
 	}
+	n.measure(kv)
 }
 
 // quorum reports whether this node's server is current with the JetStream
-// meta leader (always true with an external NATS, which it cannot see).
+// meta leader and routed to a majority of the nodes (with an external NATS,
+// whose cluster it cannot see: whether it is connected).
 func (n *Node) quorum() bool {
 	if n.ns == nil {
 		return n.nc.IsConnected()
@@ -453,7 +466,7 @@ func (n *Node) quorum() bool {
 	if len(n.cfg.Peers) == 0 {
 		return n.ns.JetStreamEnabled()
 	}
-	return n.ns.JetStreamIsCurrent()
+	return n.ns.JetStreamIsCurrent() && n.majority()
 }
 
 // queue adds o to the writes and wakes the writer.
@@ -716,21 +729,25 @@ type Status struct {
 	Embedded bool       `json:"embedded"`
 	Ready    bool       `json:"ready"`   // the buckets are open
 	Quorum   bool       `json:"quorum"`  // JetStream answers with a quorum behind it
+	Current  bool       `json:"current"` // this node's copies of the buckets are up to date
 	Routes   int        `json:"routes"`  // embedded: routes to other nodes' servers
 	Queued   int        `json:"queued"`  // writes waiting for the cluster
 	Dropped  uint64     `json:"dropped"` // writes dropped because the queue was full
 	LastErr  string     `json:"last_error,omitempty"`
 	Nodes    []NodeInfo `json:"nodes"` // every node seen in the last minute, this one included
+	// Buckets are the entries of each bucket, as of the last heartbeat.
+	Buckets map[string]uint64 `json:"buckets,omitempty"`
 }
 
 // Status returns the node's view of the cluster.
 func (n *Node) Status() Status {
-	s := Status{Node: n.cfg.Node, Embedded: n.ns != nil, Quorum: n.quorum()}
+	s := Status{Node: n.cfg.Node, Embedded: n.ns != nil, Quorum: n.quorum(), Current: n.caughtUp()}
 	if n.ns != nil {
 		s.Routes = n.ns.NumRoutes()
 	}
 	n.mu.Lock()
 	s.Ready, s.Queued, s.Dropped, s.LastErr = n.ready, len(n.ops)+len(n.counts), n.dropped, n.lastErr
+	s.Buckets = maps.Clone(n.sizes)
 	for _, info := range n.nodes {
 		s.Nodes = append(s.Nodes, info)
 	}

@@ -51,7 +51,7 @@ func TestNodesPage(t *testing.T) {
 		t.Fatalf("/nodes: %d %s", code, body)
 	}
 	for _, want := range []string{`id="nav-nodes"`, `data-node="dmz-a"`, "(this node)", "192.0.2.1:6222",
-		"<td>test</td>", `<td class="quorum">yes</td>`, "joined, with a quorum"} {
+		"<td>test</td>", `<td class="quorum">yes</td>`, `<td class="current">current</td>`, "joined, with a quorum"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/nodes lacks %q:\n%s", want, body)
 		}
@@ -72,7 +72,8 @@ func TestNodesPage(t *testing.T) {
 		t.Errorf("/api/blacklist lacks the node: %s", js)
 	}
 	_, m := a.basic("GET", "/metrics", "", nil)
-	for _, want := range []string{`gatehouse_cluster_node_quorum{node="dmz-a"} 1`, `gatehouse_cluster_node_up_seconds{node="dmz-a"}`, "gatehouse_cluster_nodes 1"} {
+	for _, want := range []string{`gatehouse_cluster_node_quorum{node="dmz-a"} 1`, `gatehouse_cluster_node_up_seconds{node="dmz-a"}`, "gatehouse_cluster_nodes 1", "gatehouse_cluster_current 1",
+		`gatehouse_cluster_bucket_entries{bucket="gatehouse_blocks"}`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -156,6 +157,26 @@ func (gc *gcluster) joined(n *gnode) {
 			gc.t.Fatalf("%s never joined the cluster:\n%s", n.name, n.in.log)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// caughtUp waits until n's copies of the buckets are current (after a
+// restart, above all with an empty disk), so that the next node may go.
+func (gc *gcluster) caughtUp(n *gnode) {
+	gc.t.Helper()
+	start := time.Now()
+	for {
+		var st struct {
+			Current bool `json:"current"`
+		}
+		if json.Unmarshal([]byte(gc.adminGet(n, "/api/cluster")), &st) == nil && st.Current {
+			gc.t.Logf("%s current %v after the check began", n.name, time.Since(start))
+			return
+		}
+		if time.Since(start) > 2*clusterWait {
+			gc.t.Fatalf("%s never caught up", n.name)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +91,9 @@ func TestClusterFaults(t *testing.T) {
 		gc.start(victim)
 		gc.joined(victim)
 		check(victim.name+" restarted", victim)
+		// Before the next node goes: the copies of this one are current,
+		// or a stream could be left with one current replica.
+		gc.caughtUp(victim)
 		propagate(victim.name+" back", false, victim, rest...)
 	}
 
@@ -133,6 +137,42 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 	gc.served("configured whitelist", "127.0.0.7")
+
+	// A node cut off from the others (both of them killed): /healthz says
+	// so, it goes on enforcing everything it knew and blocks what it sees
+	// itself; when the others are back, what it blocked alone reaches them.
+	gc.kill(b)
+	gc.kill(c)
+	health := ""
+	for deadline := time.Now().Add(clusterWait); !strings.Contains(health, "no quorum") && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		health = gc.adminGet(a, "/healthz")
+	}
+	if !strings.Contains(health, "no quorum") {
+		t.Errorf("/healthz of a alone: %q", health)
+	}
+	check("a alone", a)
+	alone := fresh()
+	gc.bruteForce(alone, a)
+	entries = append(entries, alone)
+	gc.refused("blocked on a alone", alone, a)
+	gc.start(b)
+	gc.start(c)
+	gc.joined(b)
+	gc.joined(c)
+	gc.caughtUp(b)
+	gc.caughtUp(c)
+	if d, ok := gc.waitRefused(clusterWait, alone, b, c); !ok {
+		lost++
+		t.Errorf("%s, blocked on a while it was alone, still served by b or c after %v", alone, d)
+	} else {
+		t.Logf("blocked on a while alone: refused by b and c %v after their start", d)
+	}
+	for deadline := time.Now().Add(clusterWait); health != "ok\n" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		health = gc.adminGet(a, "/healthz")
+	}
+	if health != "ok\n" {
+		t.Errorf("/healthz of a with the others back: %q", health)
+	}
 
 	check("end of the run", gc.nodes...)
 	t.Logf("%d entries, %d lost", len(entries), lost)

@@ -77,7 +77,7 @@ func TestBrowserNodes(t *testing.T) {
 		var got string
 		run("read "+sel, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			var err error
-			got, err = chromedp.Evaluate[string]("document.querySelector(" + strconv.Quote(sel) + ").textContent.trim()")(ctx, tg)
+			got, err = chromedp.Evaluate[string]("document.querySelector("+strconv.Quote(sel)+").textContent.trim()")(ctx, tg)
 			return err
 		}))
 		if got != want {

@@ -64,9 +64,9 @@ type feeder struct {
 	threshold int
 
 	sent, counted, refused, failed, blocked atomic.Int64
-	mu                             sync.Mutex
-	delays                         []time.Duration // propagation of each probed block
-	unspread                       int             // blocks not refused elsewhere within the limit
+	mu                                      sync.Mutex
+	delays                                  []time.Duration // propagation of each probed block
+	unspread                                int             // blocks not refused elsewhere within the limit
 }
 
 func feed(args []string) {

@@ -115,8 +115,17 @@ for _ in $(seq 600); do
 done
 sleep 6 # a heartbeat from every node
 for i in 2 3 4; do echo "node$i idle: $(mem "${node_pid[$i]}")"; done
+# RSS of each node every 30 s while the feed runs: bounded means it levels off.
+(
+	while sleep 30; do
+		line="rss:"
+		for i in 2 3 4; do line="$line node$i $(mem "${node_pid[$i]}");"; done
+		echo "$line"
+	done
+) & sampler=$!
 "$work/clusterload" feed -nodes "127.0.0.2:$HTTP,127.0.0.3:$HTTP,127.0.0.4:$HTTP" -n "$N" -rate "$RATE" \
 	-workers "$WORKERS" -block-every "$BLOCK_EVERY"
+kill $sampler 2>/dev/null || true
 sleep 6 # the heartbeat that measures the buckets
 for i in 2 3 4; do
 	tracked=$(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/status" | grep -o '"tracked": [0-9]*' | head -1 || true)

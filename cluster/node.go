@@ -18,6 +18,13 @@
 //	gatehouse_manual    NETWORK → blacklist.Listing of a run-time manual entry
 //	gatehouse_whitelist NETWORK → blacklist.Listing of a run-time whitelist entry
 //	gatehouse_nodes     NODE → NodeInfo, rewritten every few seconds (memory, max age 1 min)
+//	gatehouse_certs     certmagic storage of tls.acme (certstore.go)
+//	gatehouse_locks     certmagic locks, with a lease (certstore.go)
+//
+// Blocks, releases and list entries are also published as plain NATS
+// messages, which need no stream leader (fast.go); a node that heard one
+// writes it to the bucket if its own node did not (witness.go). The blocks
+// and counts buckets are bounded by blacklist.max_tracked (bounds.go).
 //
 // Pending (issue 14, part 3): agent registrations. The agents feature is
 // built on its own branch; its seam here is one more bucket opened in
@@ -101,6 +108,8 @@ type Node struct {
 	wg    sync.WaitGroup // the writer (run)
 	watch sync.WaitGroup // the bucket watchers
 	wake  chan struct{}  // a write was queued
+	tells chan op        // changes for the teller (see fast.go)
+	heard chan heard     // changes told by others, for the witness (see witness.go)
 	// opened is closed when the buckets are open (the node has joined).
 	opened chan struct{}
 	certs  *CertStore
@@ -165,6 +174,8 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 		list:   list,
 		log:    log,
 		wake:   make(chan struct{}, 1),
+		tells:  make(chan op, maxTells),
+		heard:  make(chan heard, maxTells),
 		opened: make(chan struct{}),
 		flush:  make(chan struct{}),
 		counts: make(map[string][]byte),
@@ -195,6 +206,8 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 	n.certs = &CertStore{n: n}
 	list.Share(n, cfg.Node)
 	n.wg.Go(n.run)
+	n.wg.Go(n.teller)
+	n.wg.Go(n.witness)
 	return n, nil
 }
 
@@ -299,6 +312,11 @@ func (n *Node) run() {
 	n.mu.Unlock()
 	close(n.opened)
 	n.log.Info("cluster: joined", "node", n.cfg.Node, "replicas", n.cfg.Replicas, "embedded", n.ns != nil)
+	if sub, err := n.listen(); err != nil {
+		n.fail("cluster: cannot hear the other nodes' changes; the buckets still carry them", err)
+	} else {
+		defer sub.Unsubscribe()
+	}
 	n.watch.Go(func() { n.watchBucket(kv.counts, n.applyCount) })
 	n.watch.Go(func() { n.watchBucket(kv.blocks, n.applyBlock) })
 	n.watch.Go(func() { n.watchBucket(kv.manual, func(e jetstream.KeyValueEntry) { n.applyListing(false, e) }) })
@@ -471,15 +489,29 @@ func (n *Node) quorum() bool {
 
 // queue adds o to the writes and wakes the writer.
 func (n *Node) queue(o ...op) {
+	if !n.enqueue(o...) {
+		return
+	}
+	for _, c := range o {
+		select {
+		case n.tells <- c:
+		default: // the teller is behind: the bucket write carries it
+		}
+	}
+}
+
+// enqueue adds o to the writes, unless the queue is full.
+func (n *Node) enqueue(o ...op) bool {
 	n.mu.Lock()
 	if len(n.ops)+len(o) > maxQueued {
 		n.dropped += uint64(len(o))
 		n.mu.Unlock()
-		return
+		return false
 	}
 	n.ops = append(n.ops, o...)
 	n.mu.Unlock()
 	n.signal()
+	return true
 }
 
 func (n *Node) signal() {

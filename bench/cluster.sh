@@ -128,8 +128,10 @@ for i in 2 3 4; do echo "node$i idle: $(mem "${node_pid[$i]}")"; done
 kill $sampler 2>/dev/null || true
 sleep 6 # the heartbeat that measures the buckets
 for i in 2 3 4; do
-	tracked=$(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/status" | grep -o '"tracked": [0-9]*' | head -1 || true)
-	echo "node$i after the feed: $(mem "${node_pid[$i]}"), ${tracked:-tracked ?}"
+	st=$(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/status")
+	tracked=$(echo "$st" | grep -o '"tracked": [0-9]*' | head -1 || true)
+	untracked=$(echo "$st" | grep -o '"untracked": [0-9]*' | head -1 || true)
+	echo "node$i after the feed: $(mem "${node_pid[$i]}"), ${tracked:-tracked ?}, ${untracked:-untracked ?}"
 done
 echo "buckets: $(curl -sk -u bench:bench "https://127.0.0.2:$ADMIN/api/cluster" | tr -d '\n ' | grep -o '"buckets":{[^}]*}')"
 for i in 2 3 4; do kill "${node_pid[$i]}"; done

@@ -16,6 +16,8 @@
 // threshold on one node (threshold+1 forbidden requests) and is then
 // probed on the next node with an allowed request until that node refuses
 // it: the time from the block to the refusal is its propagation delay.
+// One that its node refuses before it crossed the threshold (its node had
+// blocked its whole range) made no block of its own and is not probed.
 // Propagation is probed from a pool of its own, so a slow spread does not
 // slow the feed. It prints progress every 10 s and a summary at the end.
 package main
@@ -67,6 +69,9 @@ type feeder struct {
 	mu                                      sync.Mutex
 	delays                                  []time.Duration // propagation of each probed block
 	unspread                                int             // blocks not refused elsewhere within the limit
+	samples                                 []string        // a few of them
+	notOwn                                  atomic.Int64    // served by its own node after crossing the threshold
+	inRange                                 atomic.Int64    // refused by its node\'s range block before its own block
 }
 
 func feed(args []string) {
@@ -152,6 +157,10 @@ func feed(args []string) {
 	fmt.Printf("blocks %d (%.1f/s), spread to the next node: p50 %v p99 %v max %v, %d of %d within 1 s, %d not within 10 s\n",
 		f.blocked.Load(), float64(f.blocked.Load())/el.Seconds(), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
 		pct(1).Round(time.Millisecond), within, len(f.delays), f.unspread)
+	fmt.Printf("blocked addresses already refused by a range block of their node (not probed): %d\n", f.inRange.Load())
+	if f.notOwn.Load() > 0 || len(f.samples) > 0 {
+		fmt.Printf("not blocked by their own node: %d; not spread, e.g. %s\n", f.notOwn.Load(), strings.Join(f.samples, ", "))
+	}
 }
 
 // source is the i'th client address: 127.16.0.0 + i.
@@ -199,6 +208,7 @@ func (f *feeder) one(i int, block bool, probes chan<- blockedAt) {
 	if block {
 		tries = f.threshold + 1
 	}
+	answered := 0
 	for range tries {
 		code, err := f.get(src, node, "/forbidden")
 		switch {
@@ -207,11 +217,25 @@ func (f *feeder) one(i int, block bool, probes chan<- blockedAt) {
 			return
 		case code == 403:
 			f.counted.Add(1)
+			answered++
 		case code == 0:
 			f.refused.Add(1) // its range was blocked as a whole (max_tracked reached)
 		}
 	}
+	if block && answered < tries {
+		// Refused before it crossed the threshold: its node had blocked
+		// its range (a range it folded under max_tracked holds the block
+		// of one of its clients: a decision of that node alone). No block
+		// of its own to spread.
+		f.inRange.Add(1)
+		return
+	}
 	if block {
+		// Its own node must refuse it now; otherwise there is nothing to spread.
+		if code, err := f.get(src, node, "/PBX0/MY"); err != nil || code != 0 {
+			f.notOwn.Add(1)
+			return
+		}
 		f.blocked.Add(1)
 		probes <- blockedAt{i, time.Now()}
 	}
@@ -232,5 +256,8 @@ func (f *feeder) probe(b blockedAt) {
 	}
 	f.mu.Lock()
 	f.unspread++
+	if len(f.samples) < 5 {
+		f.samples = append(f.samples, fmt.Sprintf("%v on %s", src, next))
+	}
 	f.mu.Unlock()
 }

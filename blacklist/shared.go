@@ -195,7 +195,10 @@ func (l *List) ApplyBlock(key netip.Prefix, b Block) {
 	rec.attempts.Store(0)
 	heap.Push(&l.blocks, rec)
 	l.index.set(rec.key, rec)
-	if rec.agg {
+	// A range's block (another node's list was full and aggregated it)
+	// holds here for every client of the range, though this list may
+	// never have aggregated: Blocked looks at ranges only once set.
+	if _, client := aggregateKey(rec.key); rec.agg || !client {
 		l.aggregated.Store(true)
 	}
 	client, why, by, wall := display(rec.key), cut(b.Reason, maxText), rec.by, l.wall(until)

@@ -176,3 +176,19 @@ func TestApplyIgnoresBadAndOld(t *testing.T) {
 		t.Error("100 requests from another node did not block")
 	}
 }
+
+// A block of a whole range, made by a node whose list was full and
+// aggregated, is enforced for every client of the range by a node that
+// never aggregated itself.
+func TestApplyRangeBlock(t *testing.T) {
+	_, b := pair(t, configs.Blacklist{Threshold: 3})
+	b.ApplyBlock(netip.MustParsePrefix("203.0.113.0/24"), Block{Until: b.clock.Now().Add(time.Hour), Count: 4, Node: "a"})
+	for _, ip := range []string{"203.0.113.1", "203.0.113.200"} {
+		if !b.Blocked(netip.MustParseAddr(ip)) {
+			t.Errorf("%s not blocked by the range block from node a", ip)
+		}
+	}
+	if b.Blocked(netip.MustParseAddr("203.0.114.1")) {
+		t.Error("an address outside the range is blocked")
+	}
+}

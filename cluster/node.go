@@ -18,6 +18,13 @@
 //	gatehouse_manual    NETWORK → blacklist.Listing of a run-time manual entry
 //	gatehouse_whitelist NETWORK → blacklist.Listing of a run-time whitelist entry
 //	gatehouse_nodes     NODE → NodeInfo, rewritten every few seconds (memory, max age 1 min)
+//	gatehouse_certs     certmagic storage of tls.acme (certstore.go)
+//	gatehouse_locks     certmagic locks, with a lease (certstore.go)
+//
+// Blocks, releases and list entries are also published as plain NATS
+// messages, which need no stream leader (fast.go); a node that heard one
+// writes it to the bucket if its own node did not (witness.go). The blocks
+// and counts buckets are bounded by blacklist.max_tracked (bounds.go).
 //
 // Agent registrations (gatehouse_agents) and the carrying of connections
 // for agents between nodes (cluster.forward_listen) are Agents, in
@@ -32,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -63,6 +71,11 @@ const (
 	heartbeat = 5 * time.Second
 	// opTimeout bounds one bucket operation.
 	opTimeout = 5 * time.Second
+	// writeTimeout bounds one write of the queue: a write to a stream
+	// whose leader is gone waits for no answer, and the sooner the writer
+	// gives up, the sooner it retries on the new leader. A write that
+	// timed out but was stored is written again, which changes nothing.
+	writeTimeout = 2 * time.Second
 )
 
 // Options are the parts of a Node that do not come from the configuration.
@@ -72,11 +85,15 @@ type Options struct {
 	// Address is what the other nodes show as this node's address; ""
 	// is cluster.listen.
 	Address string
+	// MaxTracked is blacklist.max_tracked: it bounds the entries of the
+	// buckets that clients feed (see bound). 0: unbounded.
+	MaxTracked int
 }
 
 // Node is this process's membership in the cluster.
 type Node struct {
 	cfg   configs.Cluster
+	max   int64 // Options.MaxTracked
 	list  *blacklist.List
 	log   *slog.Logger
 	ns    *server.Server // nil with cluster.nats.url
@@ -88,7 +105,12 @@ type Node struct {
 	wg    sync.WaitGroup // the writer (run)
 	watch sync.WaitGroup // the bucket watchers
 	wake  chan struct{}  // a write was queued
-	flush chan struct{}  // closed by Close: the writer writes what is queued and returns
+	tells chan op        // changes for the teller (see fast.go)
+	heard chan heard     // changes told by others, for the witness (see witness.go)
+	// opened is closed when the buckets are open (the node has joined).
+	opened chan struct{}
+	certs  *CertStore
+	flush  chan struct{} // closed by Close: the writer writes what is queued and returns
 
 	mu      sync.Mutex        // guards the fields below
 	ops     []op              // writes in the order made
@@ -98,6 +120,7 @@ type Node struct {
 	errAt   time.Time
 	ready   bool
 	nodes   map[string]NodeInfo // from BucketNodes
+	sizes   map[string]uint64   // entries of each bucket, at the last heartbeat
 	closed  bool
 }
 
@@ -109,6 +132,8 @@ type NodeInfo struct {
 	Version string    `json:"version,omitempty"`
 	Seen    time.Time `json:"seen"` // when it last wrote this
 	Quorum  bool      `json:"quorum"`
+	// Current: its copies of the buckets are up to date (see caughtUp).
+	Current bool `json:"current"`
 }
 
 type opKind int
@@ -142,9 +167,13 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 	}
 	n := &Node{
 		cfg:    cfg,
+		max:    int64(opts.MaxTracked),
 		list:   list,
 		log:    log,
 		wake:   make(chan struct{}, 1),
+		tells:  make(chan op, maxTells),
+		heard:  make(chan heard, maxTells),
+		opened: make(chan struct{}),
 		flush:  make(chan struct{}),
 		counts: make(map[string][]byte),
 		nodes:  make(map[string]NodeInfo),
@@ -171,8 +200,11 @@ func Start(cfg configs.Cluster, list *blacklist.List, opts Options) (*Node, erro
 		return nil, fmt.Errorf("cluster: JetStream: %w", err)
 	}
 	n.ctx, n.stop = context.WithCancel(context.Background())
+	n.certs = &CertStore{n: n}
 	list.Share(n, cfg.Node)
 	n.wg.Go(n.run)
+	n.wg.Go(n.teller)
+	n.wg.Go(n.witness)
 	return n, nil
 }
 
@@ -192,6 +224,7 @@ func (n *Node) Close() error {
 	timer.Stop()
 	n.stop()
 	n.watch.Wait()
+	n.certs.wait()
 	n.nc.Close()
 	n.shutdownServer()
 	return nil
@@ -240,6 +273,12 @@ func (n *Node) open(ctx context.Context) (*buckets, error) {
 	if b.white, err = mk(jetstream.KeyValueConfig{Bucket: BucketWhitelist, Storage: jetstream.FileStorage}); err != nil {
 		return nil, err
 	}
+	if err := n.bound(ctx, b.blocks, n.max); err != nil {
+		return nil, err
+	}
+	if err := n.bound(ctx, b.counts, n.max*n.nodesBound()); err != nil {
+		return nil, err
+	}
 	if b.nodes, err = mk(jetstream.KeyValueConfig{Bucket: BucketNodes, Storage: jetstream.MemoryStorage,
 		TTL: time.Minute}); err != nil {
 		return nil, err
@@ -268,7 +307,13 @@ func (n *Node) run() {
 	n.ready = true
 	n.lastErr = ""
 	n.mu.Unlock()
+	close(n.opened)
 	n.log.Info("cluster: joined", "node", n.cfg.Node, "replicas", n.cfg.Replicas, "embedded", n.ns != nil)
+	if sub, err := n.listen(); err != nil {
+		n.fail("cluster: cannot hear the other nodes' changes; the buckets still carry them", err)
+	} else {
+		defer sub.Unsubscribe()
+	}
 	n.watch.Go(func() { n.watchBucket(kv.counts, n.applyCount) })
 	n.watch.Go(func() { n.watchBucket(kv.blocks, n.applyBlock) })
 	n.watch.Go(func() { n.watchBucket(kv.manual, func(e jetstream.KeyValueEntry) { n.applyListing(false, e) }) })
@@ -285,8 +330,16 @@ func (n *Node) run() {
 		case <-n.ctx.Done():
 			return
 		case <-n.flush:
-			n.write(kv)
-			return
+			// Everything queued, while each pass makes progress (Close
+			// stops a writer that cannot reach the cluster).
+			for prev := -1; ; {
+				n.write(kv)
+				q := n.queued()
+				if q == 0 || q == prev || n.ctx.Err() != nil {
+					return
+				}
+				prev = q
+			}
 		case <-beat.C:
 			n.beat(kv)
 		case <-n.wake:
@@ -326,17 +379,14 @@ func (n *Node) write(kv *buckets) {
 			return
 		}
 	}
-	for k, v := range counts {
-		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
-		_, err := kv.counts.Put(ctx, k, v)
-		cancel()
-		if err != nil {
-			n.fail("cluster: write failed; kept to retry", fmt.Errorf("%s %s: %w", BucketCounts, k, err))
-			n.requeue(nil, counts)
-			return
-		}
-		delete(counts, k)
-	}
+	n.writeCounts(counts)
+}
+
+// queued is how many writes wait.
+func (n *Node) queued() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.ops) + len(n.counts)
 }
 
 func (n *Node) requeue(ops []op, counts map[string][]byte) {
@@ -351,7 +401,7 @@ func (n *Node) requeue(ops []op, counts map[string][]byte) {
 }
 
 func (n *Node) do(kv *buckets, o op) error {
-	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, writeTimeout)
 	defer cancel()
 	b := map[string]jetstream.KeyValue{BucketBlocks: kv.blocks, BucketManual: kv.manual,
 		BucketWhitelist: kv.white, BucketCounts: kv.counts}[o.bucket]
@@ -410,16 +460,20 @@ func (n *Node) beat(kv *buckets) {
 	info := n.info
 	info.Seen = time.Now().Round(0)
 	info.Quorum = n.quorum()
+	info.Current = n.caughtUp()
 	val, _ := json.Marshal(info)
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
 	if _, err := kv.nodes.Put(ctx, n.cfg.Node, val); err != nil {
 		n.fail("cluster: heartbeat not written", err)
+		return
 	}
+	n.measure(kv)
 }
 
 // quorum reports whether this node's server is current with the JetStream
-// meta leader (always true with an external NATS, which it cannot see).
+// meta leader and routed to a majority of the nodes (with an external NATS,
+// whose cluster it cannot see: whether it is connected).
 func (n *Node) quorum() bool {
 	if n.ns == nil {
 		return n.nc.IsConnected()
@@ -427,20 +481,34 @@ func (n *Node) quorum() bool {
 	if len(n.cfg.Peers) == 0 {
 		return n.ns.JetStreamEnabled()
 	}
-	return n.ns.JetStreamIsCurrent()
+	return n.ns.JetStreamIsCurrent() && n.majority()
 }
 
 // queue adds o to the writes and wakes the writer.
 func (n *Node) queue(o ...op) {
+	if !n.enqueue(o...) {
+		return
+	}
+	for _, c := range o {
+		select {
+		case n.tells <- c:
+		default: // the teller is behind: the bucket write carries it
+		}
+	}
+}
+
+// enqueue adds o to the writes, unless the queue is full.
+func (n *Node) enqueue(o ...op) bool {
 	n.mu.Lock()
 	if len(n.ops)+len(o) > maxQueued {
 		n.dropped += uint64(len(o))
 		n.mu.Unlock()
-		return
+		return false
 	}
 	n.ops = append(n.ops, o...)
 	n.mu.Unlock()
 	n.signal()
+	return true
 }
 
 func (n *Node) signal() {
@@ -497,17 +565,39 @@ func (n *Node) Listed(white bool, p netip.Prefix, e *blacklist.Listing) {
 
 // watchBucket feeds every entry of kv to apply: first what the bucket holds (so
 // a node that starts or rejoins catches up), then each change. A watcher
-// that ends while the Node runs is started again; applying an entry twice
-// changes nothing.
+// that ends while the Node runs is started again, from the revision after
+// the last one applied; applying an entry twice changes nothing.
+//
+// A watcher is an ordered consumer, which lives on one server, usually
+// the leader of the bucket's stream. When that server dies the client
+// notices only after two missed idle heartbeats (10 s) and then retries
+// with a backoff: over 20 s without updates after a leader loss. So the
+// watcher is also started again as soon as the stream elects a new
+// leader (the JetStream advisory), which bounds the gap by the election
+// (nats-server's raft: 4 to 9 s after the leader's last heartbeat).
 func (n *Node) watchBucket(kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) {
+	var last uint64 // revision of the last entry applied
+	moved := make(chan struct{}, 1)
+	sub, err := n.nc.Subscribe(leaderElected+"KV_"+kv.Bucket(), func(*nats.Msg) {
+		select {
+		case moved <- struct{}{}:
+		default:
+		}
+		n.signal() // the writer may be waiting to retry on the new leader
+	})
+	if err != nil {
+		n.fail("cluster: cannot follow the leaders of "+kv.Bucket(), err)
+	} else {
+		defer sub.Unsubscribe()
+	}
 	for {
-		w, err := kv.WatchAll(n.ctx)
+		var opts []jetstream.WatchOpt
+		if last > 0 {
+			opts = append(opts, jetstream.ResumeFromRevision(last+1))
+		}
+		w, err := kv.WatchAll(n.ctx, opts...)
 		if err == nil {
-			for e := range w.Updates() {
-				if e != nil { // nil marks the end of the initial values
-					apply(e)
-				}
-			}
+			n.follow(kv, w, moved, &last, apply)
 			w.Stop()
 		} else {
 			n.fail("cluster: cannot watch "+kv.Bucket(), err)
@@ -515,9 +605,80 @@ func (n *Node) watchBucket(kv jetstream.KeyValue, apply func(jetstream.KeyValueE
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-moved: // a new leader: watch again at once
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// leaderElected is the subject prefix of the advisory a stream's new leader
+// publishes (followed by the stream's name).
+const leaderElected = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
+// follow applies w's entries until it ends, the Node stops, the stream
+// has a new leader or the watcher stalls.
+//
+// A watcher stalls when the server holding its consumer dies but the
+// stream's leader lives on elsewhere (no advisory then): so once a second
+// follow asks the stream for its last message, and a watcher that is
+// behind it and delivered nothing for two checks in a row is started
+// again. (A last message that expired is not waited for: the stream then
+// has no messages.)
+func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, moved chan struct{}, last *uint64, apply func(jetstream.KeyValueEntry)) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	seen, behind := *last, 0
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil { // nil marks the end of the initial values
+				*last = e.Revision()
+				apply(e)
+			}
+		case <-tick.C:
+			if *last != seen {
+				seen, behind = *last, 0
+				continue
+			}
+			if n.streamAhead(kv, *last) {
+				if behind++; behind >= 2 {
+					n.log.Info("cluster: watcher stalled; watching again", "bucket", kv.Bucket(), "revision", *last)
+					return
+				}
+			} else {
+				behind = 0
+			}
+		case <-moved:
+			// Back into the channel: watchBucket restarts at once.
+			select {
+			case moved <- struct{}{}:
+			default:
+			}
+			return
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// streamAhead reports whether kv's stream holds a message after revision
+// last (false when it cannot tell).
+func (n *Node) streamAhead(kv jetstream.KeyValue, last uint64) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return false
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return false
+	}
+	state := bs.StreamInfo().State
+	return state.Msgs > 0 && state.LastSeq > last
 }
 
 func (n *Node) applyCount(e jetstream.KeyValueEntry) {
@@ -597,21 +758,25 @@ type Status struct {
 	Embedded bool       `json:"embedded"`
 	Ready    bool       `json:"ready"`   // the buckets are open
 	Quorum   bool       `json:"quorum"`  // JetStream answers with a quorum behind it
+	Current  bool       `json:"current"` // this node's copies of the buckets are up to date
 	Routes   int        `json:"routes"`  // embedded: routes to other nodes' servers
 	Queued   int        `json:"queued"`  // writes waiting for the cluster
 	Dropped  uint64     `json:"dropped"` // writes dropped because the queue was full
 	LastErr  string     `json:"last_error,omitempty"`
 	Nodes    []NodeInfo `json:"nodes"` // every node seen in the last minute, this one included
+	// Buckets are the entries of each bucket, as of the last heartbeat.
+	Buckets map[string]uint64 `json:"buckets,omitempty"`
 }
 
 // Status returns the node's view of the cluster.
 func (n *Node) Status() Status {
-	s := Status{Node: n.cfg.Node, Embedded: n.ns != nil, Quorum: n.quorum()}
+	s := Status{Node: n.cfg.Node, Embedded: n.ns != nil, Quorum: n.quorum(), Current: n.caughtUp()}
 	if n.ns != nil {
 		s.Routes = n.ns.NumRoutes()
 	}
 	n.mu.Lock()
 	s.Ready, s.Queued, s.Dropped, s.LastErr = n.ready, len(n.ops)+len(n.counts), n.dropped, n.lastErr
+	s.Buckets = maps.Clone(n.sizes)
 	for _, info := range n.nodes {
 		s.Nodes = append(s.Nodes, info)
 	}

@@ -120,6 +120,13 @@ admin:
 
 func newAppliance(t *testing.T, adminExtra string) *appliance {
 	t.Helper()
+	return newApplianceWith(t, adminExtra, nil)
+}
+
+// newApplianceWith is newAppliance with the admin UI's options changed by
+// opts (nil: none).
+func newApplianceWith(t *testing.T, adminExtra string, opts func(*Options)) *appliance {
+	t.Helper()
 	a := &appliance{t: t, dir: t.TempDir(), clock: &clock{t: time.Now()}}
 	a.target = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "pbx says hello")
@@ -153,10 +160,14 @@ func newAppliance(t *testing.T, adminExtra string) *appliance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.srv.Close() })
-	a.admin, err = New(cfg, Options{
+	o := Options{
 		Proxy: a.srv, Blacklist: a.bl, Guard: a.events, Events: a.events, Logger: log,
 		Clock: a.clock.now, Version: "test", Apply: a.apply, Health: a.health,
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	a.admin, err = New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

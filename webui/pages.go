@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
+	"github.com/gatehouse-pbx/gatehouse/cluster"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
@@ -55,6 +56,9 @@ type view struct {
 	Backups    []Backup
 	Backup     int // the backup loaded into the editor, 0 for the running file
 	Certs      []CertRow
+	Cluster    *cluster.Status // nodes page
+	Nodes      []NodeRow
+	Clustered  bool // the menu shows Nodes
 	Now        time.Time
 }
 
@@ -116,6 +120,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		}
 	}
 	v.Now = s.now()
+	v.Clustered = s.opts.Cluster != nil
 	var buf bytes.Buffer
 	if err := pages[name].ExecuteTemplate(&buf, "layout.html", v); err != nil {
 		s.log.Error("admin page", "page", name, "err", err)
@@ -411,6 +416,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("POST /whitelist/remove", s.page(s.whitelistRemove))
 	mux.Handle("GET /refusals", s.page(s.refusalsPage))
 	mux.Handle("GET /certificates", s.page(s.certificatesPage))
+	mux.Handle("GET /nodes", s.page(s.nodesPage))
 	mux.Handle("GET /config", s.page(s.configPage))
 	// The configuration form is larger than other forms: it gets its own limit.
 	mux.Handle("POST /config", s.pageLimit(maxConfigFormBody, s.configSubmit))

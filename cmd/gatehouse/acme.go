@@ -5,19 +5,25 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/gatehouse-pbx/gatehouse/cluster"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/acme"
 )
 
 // startACME starts obtaining tls.acme's certificates, answering the
 // challenges on the http listener (HTTP-01) and the https or any listener
-// (TLS-ALPN-01); nil when tls.acme is not set.
-func startACME(cfg *configs.Config, log *slog.Logger) (*acme.Manager, error) {
+// (TLS-ALPN-01); nil when tls.acme is not set. In a cluster (node not nil)
+// the certificates live in the cluster's buckets: one node obtains and
+// renews each, the others load it.
+func startACME(cfg *configs.Config, node *cluster.Node, log *slog.Logger) (*acme.Manager, error) {
 	a := cfg.TLS.ACME
 	if a == nil {
 		return nil, nil
 	}
 	opts := acme.Options{Logger: log}
+	if node != nil {
+		opts.Storage = node.CertStorage()
+	}
 	if host, port, ok := hostPort(cfg.Listen["http"]); ok {
 		opts.ListenHost, opts.HTTPPort = host, port
 	}
@@ -37,7 +43,8 @@ func startACME(cfg *configs.Config, log *slog.Logger) (*acme.Manager, error) {
 		m.Close()
 		return nil, err
 	}
-	log.Info("acme: managing certificates", "names", a.Names, "ca", a.CA, "http_port", opts.HTTPPort, "tls_port", opts.TLSPort)
+	log.Info("acme: managing certificates", "names", a.Names, "ca", a.CA, "http_port", opts.HTTPPort, "tls_port", opts.TLSPort,
+		"storage", storageName(node, a))
 	return m, nil
 }
 
@@ -56,4 +63,12 @@ func (a *app) acmeCertificates() func() []acme.Certificate {
 		return nil
 	}
 	return a.acme.Certificates
+}
+
+// storageName says where the certificates are kept, for the log.
+func storageName(node *cluster.Node, a *configs.ACME) string {
+	if node != nil {
+		return "cluster bucket " + cluster.BucketCerts
+	}
+	return a.StateDir
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ type gnode struct {
 	config           string
 	in               *instance
 	route, storeDir  string
+	adminDir         string
 	certFile, keyDir string
 }
 
@@ -44,22 +46,29 @@ func portOn(t *testing.T, ip string) string {
 	return l.Addr().String()
 }
 
-// TestClusterThreeProcesses runs three gatehouse processes on 127.0.0.2-4,
-// their embedded NATS servers forming one cluster over mutual TLS, and
-// drives them with curl from other loopback addresses: a brute force spread
-// over the three nodes is blocked at the threshold on all of them, a manual
-// entry made through node a's admin API holds on b and c, the whitelist
-// holds everywhere, and a node killed with SIGKILL comes back with
-// everything, including what changed while it was down.
-func TestClusterThreeProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three gatehouse processes")
-	}
+// gcluster is the three gatehouse processes of a cluster test, with the
+// helpers that drive them from other loopback addresses.
+type gcluster struct {
+	t     *testing.T
+	nodes []*gnode
+	dir   string
+}
+
+// clusterOptions change what newCluster writes in each node's configuration.
+type clusterOptions struct {
+	natsURL string // cluster.nats.url: an external NATS instead of embedding
+	extra   string // appended to the cluster section
+}
+
+// newCluster writes the configurations of three nodes on 127.0.0.2-4 with
+// a target that answers "pbx"; it starts nothing.
+func newCluster(t *testing.T, o clusterOptions) *gcluster {
+	t.Helper()
 	need(t, "curl")
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "pbx")
 	}))
-	defer target.Close()
+	t.Cleanup(target.Close)
 	_, tport, _ := net.SplitHostPort(target.Listener.Addr().String())
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "gatehouse cluster")
@@ -67,22 +76,27 @@ func TestClusterThreeProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	var nodes []*gnode
+	gc := &gcluster{t: t, dir: dir}
 	for i := range 3 {
 		ip := "127.0.0." + strconv.Itoa(i+2)
 		n := &gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: portOn(t, ip), admin: portOn(t, ip), route: portOn(t, ip)}
 		cert := ca.Node(n.name, ip) // both ends of a NATS route
 		n.certFile, n.keyDir = cert.CertFile, cert.KeyFile
 		n.storeDir = filepath.Join(dir, n.name, "nats")
-		nodes = append(nodes, n)
+		n.adminDir = filepath.Join(dir, n.name, "admin")
+		gc.nodes = append(gc.nodes, n)
 	}
-	for _, n := range nodes {
+	for _, n := range gc.nodes {
 		var peers []string
-		for _, o := range nodes {
+		for _, o := range gc.nodes {
 			if o != n {
 				peers = append(peers, strconv.Quote(o.route))
 			}
+		}
+		routes := fmt.Sprintf("  listen: %q\n  peers: [%s]\n  tls: {cert: %s, key: %s, ca: %s}\n",
+			n.route, strings.Join(peers, ", "), n.certFile, n.keyDir, ca.File)
+		if o.natsURL != "" {
+			routes = fmt.Sprintf("  nats: {url: %q}\n", o.natsURL)
 		}
 		n.config = fmt.Sprintf(`listen:
   http: %q
@@ -104,15 +118,165 @@ admin:
 log: {level: debug}
 cluster:
   node: %s
-  listen: %q
-  peers: [%s]
-  tls: {cert: %s, key: %s, ca: %s}
-  store_dir: %s
-`, n.http, tport, n.admin, filepath.Join(dir, n.name, "admin"), hash, n.name, n.route, strings.Join(peers, ", "),
-			n.certFile, n.keyDir, ca.File, n.storeDir)
+%s  store_dir: %s
+%s`, n.http, tport, n.admin, n.adminDir, hash, n.name, routes, n.storeDir, o.extra)
 	}
+	return gc
+}
+
+// startAll starts every node and waits until each has joined.
+func (gc *gcluster) startAll() {
+	gc.t.Helper()
+	for _, n := range gc.nodes {
+		gc.start(n)
+	}
+	for _, n := range gc.nodes {
+		gc.joined(n)
+	}
+}
+
+// start runs n's process; restarting n logs its earlier process's output
+// only when the test fails (launch's cleanup).
+func (gc *gcluster) start(n *gnode) {
+	gc.t.Helper()
+	n.in = start(gc.t, n.config, n.http)
+}
+
+// kill ends n's process with SIGKILL and waits for it.
+func (gc *gcluster) kill(n *gnode) {
+	gc.t.Helper()
+	n.in.signal(gc.t, syscall.SIGKILL)
+	n.in.done <- <-n.in.done // waited for; left for the instance's cleanup
+}
+
+func (gc *gcluster) joined(n *gnode) {
+	gc.t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for !strings.Contains(n.in.log.String(), "cluster: joined") {
+		if time.Now().After(deadline) {
+			gc.t.Fatalf("%s never joined the cluster:\n%s", n.name, n.in.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// caughtUp waits until n's copies of the buckets are current (after a
+// restart, above all with an empty disk), so that the next node may go.
+func (gc *gcluster) caughtUp(n *gnode) {
+	gc.t.Helper()
+	start := time.Now()
+	for {
+		var st struct {
+			Current bool `json:"current"`
+		}
+		if json.Unmarshal([]byte(gc.adminGet(n, "/api/cluster")), &st) == nil && st.Current {
+			gc.t.Logf("%s current %v after the check began", n.name, time.Since(start))
+			return
+		}
+		if time.Since(start) > 2*clusterWait {
+			gc.t.Fatalf("%s never caught up", n.name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// adminGet GETs path from n's admin listener.
+func (gc *gcluster) adminGet(n *gnode, path string) string {
+	gc.t.Helper()
+	out, err := exec.Command("curl", "-sS", "-k", "--max-time", "10", "-u", "admin:secret", "https://"+n.admin+path).CombinedOutput()
+	if err != nil {
+		gc.t.Fatalf("GET %s on %s: %v\n%s", path, n.name, err, out)
+	}
+	return string(out)
+}
+
+// adminPost posts {"ip": ip} to path of n's admin API (/api/blacklist,
+// /api/whitelist).
+func (gc *gcluster) adminPost(n *gnode, path, ip string) {
+	gc.t.Helper()
+	out, err := exec.Command("curl", "-sS", "-k", "--max-time", "10", "-u", "admin:secret",
+		"-H", "Content-Type: application/json", "-d", `{"ip":"`+ip+`","note":"e2e"}`,
+		"-w", "\n%{http_code}", "https://"+n.admin+path).CombinedOutput()
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "\n201") {
+		gc.t.Fatalf("POST %s on %s: %v\n%s", path, n.name, err, out)
+	}
+}
+
+// get requests path on n from src and returns the status code ("000":
+// refused).
+func (gc *gcluster) get(n *gnode, src, path string) string {
+	_, port, _ := net.SplitHostPort(n.http)
+	code, _ := curl(gc.t, src, "--resolve", "hq.example.com:"+port+":"+n.ip, "http://hq.example.com:"+port+path)
+	return code
+}
+
+// waitRefused waits until every node in ns refuses src, for at most
+// within, and returns how long that took and whether it happened.
+func (gc *gcluster) waitRefused(within time.Duration, src string, ns ...*gnode) (time.Duration, bool) {
+	start := time.Now()
+	for _, n := range ns {
+		for gc.get(n, src, "/PBX0/MY") != "000" {
+			if time.Since(start) > within {
+				return time.Since(start), false
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return time.Since(start), true
+}
+
+// refused waits until every node in ns refuses src, failing the test
+// after clusterWait.
+func (gc *gcluster) refused(what, src string, ns ...*gnode) time.Duration {
+	gc.t.Helper()
+	d, ok := gc.waitRefused(clusterWait, src, ns...)
+	if !ok {
+		gc.t.Fatalf("%s: still served %s after %v", what, src, d)
+	}
+	gc.t.Logf("%s: refused everywhere after %v", what, d)
+	return d
+}
+
+// served checks that every node in ns (all when none) serves src.
+func (gc *gcluster) served(what, src string, ns ...*gnode) {
+	gc.t.Helper()
+	if len(ns) == 0 {
+		ns = gc.nodes
+	}
+	for _, n := range ns {
+		if code := gc.get(n, src, "/PBX0/MY"); code != "200" {
+			gc.t.Errorf("%s: %s answers %s with %s, want 200", what, n.name, src, code)
+		}
+	}
+}
+
+// bruteForce makes src cross the threshold (3) with forbidden requests
+// spread over ns in turn.
+func (gc *gcluster) bruteForce(src string, ns ...*gnode) {
+	gc.t.Helper()
+	for i := range 4 {
+		n := ns[i%len(ns)]
+		if code := gc.get(n, src, "/PBX0/ADMIN.xml"); code != "403" && code != "000" {
+			gc.t.Fatalf("%s: forbidden URL answered %s", n.name, code)
+		}
+	}
+}
+
+// TestClusterThreeProcesses runs three gatehouse processes on 127.0.0.2-4,
+// their embedded NATS servers forming one cluster over mutual TLS, and
+// drives them with curl from other loopback addresses: a brute force spread
+// over the three nodes is blocked at the threshold on all of them, a manual
+// entry made through node a's admin API holds on b and c, the whitelist
+// holds everywhere, and a node killed with SIGKILL comes back with
+// everything, including what changed while it was down.
+func TestClusterThreeProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three gatehouse processes")
+	}
+	gc := newCluster(t, clusterOptions{})
+	nodes := gc.nodes
 	// gatehouse check validates the cluster section and says what it is.
-	path := filepath.Join(dir, "a.yaml")
+	path := filepath.Join(gc.dir, "a.yaml")
 	if err := os.WriteFile(path, []byte(nodes[0].config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -121,35 +285,12 @@ cluster:
 		t.Fatalf("gatehouse check: %v\n%s", err, out)
 	}
 
-	for _, n := range nodes {
-		n.in = start(t, n.config, n.http)
-	}
+	gc.startAll()
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	joined := func(n *gnode) {
-		t.Helper()
-		deadline := time.Now().Add(clusterWait)
-		for !strings.Contains(n.in.log.String(), "cluster: joined") {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never joined the cluster:\n%s", n.name, n.in.log)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	for _, n := range nodes {
-		joined(n)
-	}
 
 	// The admin API and /metrics of b show the three nodes.
-	adminGet := func(n *gnode, path string) string {
-		t.Helper()
-		out, err := exec.Command("curl", "-sS", "-k", "--max-time", "10", "-u", "admin:secret", "https://"+n.admin+path).CombinedOutput()
-		if err != nil {
-			t.Fatalf("GET %s on %s: %v\n%s", path, n.name, err, out)
-		}
-		return string(out)
-	}
 	for deadline := time.Now().Add(clusterWait); ; time.Sleep(100 * time.Millisecond) {
-		st := adminGet(b, "/api/cluster")
+		st := gc.adminGet(b, "/api/cluster")
 		if strings.Count(st, `"name": "node-`) == 3 && strings.Contains(st, `"ready": true`) {
 			break
 		}
@@ -157,87 +298,45 @@ cluster:
 			t.Fatalf("/api/cluster on b: %s", st)
 		}
 	}
-	if m := adminGet(b, "/metrics"); !strings.Contains(m, "gatehouse_cluster_nodes 3") || !strings.Contains(m, "gatehouse_cluster_quorum 1") {
+	if m := gc.adminGet(b, "/metrics"); !strings.Contains(m, "gatehouse_cluster_nodes 3") || !strings.Contains(m, "gatehouse_cluster_quorum 1") {
 		t.Errorf("/metrics of b lacks the cluster figures:\n%s", m)
 	}
-	if h := adminGet(b, "/healthz"); h != "ok\n" {
+	if h := gc.adminGet(b, "/healthz"); h != "ok\n" {
 		t.Errorf("/healthz of b: %q", h)
-	}
-
-	get := func(n *gnode, src, path string) string {
-		_, port, _ := net.SplitHostPort(n.http)
-		code, _ := curl(t, src, "--resolve", "hq.example.com:"+port+":"+n.ip, "http://hq.example.com:"+port+path)
-		return code
-	}
-	// refused waits until every node in ns refuses src.
-	refused := func(what, src string, ns ...*gnode) {
-		t.Helper()
-		start := time.Now()
-		for _, n := range ns {
-			for get(n, src, "/PBX0/MY") != "000" {
-				if time.Since(start) > clusterWait {
-					t.Fatalf("%s: %s still serves %s", what, n.name, src)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-		t.Logf("%s: refused everywhere after %v", what, time.Since(start))
-	}
-	served := func(what, src string) {
-		t.Helper()
-		for _, n := range nodes {
-			if code := get(n, src, "/PBX0/MY"); code != "200" {
-				t.Errorf("%s: %s answers %s with %s, want 200", what, n.name, src, code)
-			}
-		}
 	}
 
 	// Three forbidden requests, one on each node: the threshold, not more.
 	for _, n := range nodes {
-		if code := get(n, "127.0.0.51", "/PBX0/ADMIN.xml"); code != "403" {
+		if code := gc.get(n, "127.0.0.51", "/PBX0/ADMIN.xml"); code != "403" {
 			t.Fatalf("%s: forbidden URL answered %s", n.name, code)
 		}
 	}
 	// A brute force spread over the nodes: the fourth guess, on a, crosses
 	// the threshold of the cluster though no node saw more than two.
-	for _, n := range []*gnode{a, b, c, a} {
-		if code := get(n, "127.0.0.50", "/PBX0/ADMIN.xml"); code != "403" && code != "000" {
-			t.Fatalf("%s: forbidden URL answered %s", n.name, code)
-		}
-	}
-	refused("brute force over three nodes", "127.0.0.50", a, b, c)
-	served("three requests, threshold 3", "127.0.0.51")
+	gc.bruteForce("127.0.0.50", a, b, c)
+	gc.refused("brute force over three nodes", "127.0.0.50", a, b, c)
+	gc.served("three requests, threshold 3", "127.0.0.51")
 
 	// The whitelisted address misbehaves on every node and stays served.
 	for range 2 {
 		for _, n := range nodes {
-			get(n, "127.0.0.7", "/PBX0/ADMIN.xml")
+			gc.get(n, "127.0.0.7", "/PBX0/ADMIN.xml")
 		}
 	}
-	served("whitelisted", "127.0.0.7")
+	gc.served("whitelisted", "127.0.0.7")
 
 	// A manual entry through node a's admin API holds on b and c.
-	admin := func(n *gnode, ip string) {
-		t.Helper()
-		out, err := exec.Command("curl", "-sS", "-k", "--max-time", "10", "-u", "admin:secret",
-			"-H", "Content-Type: application/json", "-d", `{"ip":"`+ip+`","note":"e2e"}`,
-			"-w", "\n%{http_code}", "https://"+n.admin+"/api/blacklist").CombinedOutput()
-		if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "\n201") {
-			t.Fatalf("POST /api/blacklist on %s: %v\n%s", n.name, err, out)
-		}
-	}
-	admin(a, "127.0.0.60")
-	refused("manual entry made on a", "127.0.0.60", b, c)
+	gc.adminPost(a, "/api/blacklist", "127.0.0.60")
+	gc.refused("manual entry made on a", "127.0.0.60", b, c)
 
 	// Kill c; change things while it is down; start it again.
-	c.in.signal(t, syscall.SIGKILL)
-	c.in.done <- <-c.in.done // waited for; left for the instance's cleanup
-	admin(a, "127.0.0.61")
-	refused("manual entry made while c was down", "127.0.0.61", b)
-	c.in = start(t, c.config, c.http)
-	joined(c)
-	refused("c after its restart", "127.0.0.61", c)
-	refused("c after its restart", "127.0.0.60", c)
-	refused("c after its restart", "127.0.0.50", c)
-	served("c after its restart", "127.0.0.51")
+	gc.kill(c)
+	gc.adminPost(a, "/api/blacklist", "127.0.0.61")
+	gc.refused("manual entry made while c was down", "127.0.0.61", b)
+	gc.start(c)
+	gc.joined(c)
+	gc.refused("c after its restart", "127.0.0.61", c)
+	gc.refused("c after its restart", "127.0.0.60", c)
+	gc.refused("c after its restart", "127.0.0.50", c)
+	gc.served("c after its restart", "127.0.0.51", c)
 }

@@ -73,7 +73,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	if cfg.Cluster.Enabled {
 		// Before any listener: the node catches up in the background,
 		// and what this node blocks meanwhile is queued for the others.
-		if node, err = cluster.Start(cfg.Cluster, bl, cluster.Options{Logger: log, Version: version}); err != nil {
+		if node, err = cluster.Start(cfg.Cluster, bl, cluster.Options{Logger: log, Version: version, MaxTracked: cfg.Blacklist.MaxTracked}); err != nil {
 			return err
 		}
 		defer node.Close() // before bl.Close: writes what is still queued
@@ -114,7 +114,7 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 		defer a.shared.Close() // before the tunnels and the node: deletes the registrations
 		agents = a.shared
 	}
-	if a.acme, err = startACME(cfg, log); err != nil {
+	if a.acme, err = startACME(cfg, node, log); err != nil {
 		return err
 	}
 	if a.acme != nil {

@@ -20,6 +20,7 @@ type Pebble struct {
 	HTTPPort  int
 	TLSPort   int
 	mgmt      string // challtestsrv's management address
+	Log       *Log   // Pebble's output ("There are now N orders in the db")
 }
 
 // StartPebble runs Pebble with an API certificate from apiCert and apiKey
@@ -47,14 +48,14 @@ func StartPebble(t testing.TB, apiCert, apiKey string) *Pebble {
 	}
 	// No random sleeps before validating, no nonces rejected at random:
 	// the tests are about gatehouse, not about Pebble's chaos.
-	start(t, pebble, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
+	p.Log = start(t, pebble, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
 		"-config", path, "-dnsserver", dns)
 	WaitListening(t, listen)
 	p.Directory = "https://" + listen + "/dir"
 	return p
 }
 
-func start(t testing.TB, prog string, env []string, args ...string) {
+func start(t testing.TB, prog string, env []string, args ...string) *Log {
 	t.Helper()
 	log := &Log{}
 	cmd := exec.Command(prog, args...)
@@ -70,6 +71,7 @@ func start(t testing.TB, prog string, env []string, args ...string) {
 			t.Logf("%s:\n%s", filepath.Base(prog), log)
 		}
 	})
+	return log
 }
 
 // ResolveTo points name at addr in Pebble's DNS.

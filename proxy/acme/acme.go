@@ -5,7 +5,8 @@
 // to GetCertificate) and HTTP-01 on the http listener, before any routing
 // (HandleHTTPChallenge). certmagic's own challenge servers never start: it
 // is told gatehouse's addresses, finds them taken and answering, and
-// relies on them. Account, keys and certificates live in state_dir.
+// relies on them. Account, keys and certificates live in state_dir, or in
+// the cluster's buckets (Options.Storage).
 package acme
 
 import (
@@ -41,6 +42,10 @@ type Options struct {
 	// RenewCheckInterval is how often expiries are checked; 0 is
 	// certmagic's (10 minutes).
 	RenewCheckInterval time.Duration
+	// Storage keeps account, keys, certificates and challenges, and locks
+	// them so that of several nodes sharing it one obtains and renews a
+	// certificate (cluster.CertStore); nil is the files of state_dir.
+	Storage certmagic.Storage
 }
 
 // Manager holds the ACME certificates.
@@ -68,13 +73,17 @@ func New(a *configs.ACME, opts Options) (*Manager, error) {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	zl := zap.New(slogCore{log: opts.Logger.With("component", "acme"), level: zap.WarnLevel})
 	var cfg *certmagic.Config
+	storage := opts.Storage
+	if storage == nil {
+		storage = &certmagic.FileStorage{Path: a.StateDir}
+	}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
 		RenewCheckInterval: opts.RenewCheckInterval,
 		Logger:             zl,
 	})
 	cfg = certmagic.New(m.cache, certmagic.Config{
-		Storage:            &certmagic.FileStorage{Path: a.StateDir},
+		Storage:            storage,
 		RenewalWindowRatio: opts.RenewalWindowRatio,
 		Logger:             zl,
 		// No OCSP requests: the appliance reaches only what it proxies to.

@@ -65,7 +65,9 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.ListenHost = "127.0.0.1"
+	if opts.ListenHost == "" {
+		opts.ListenHost = "127.0.0.1"
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	m, err := acme.New(cfg.TLS.ACME, opts)
 	if err != nil {

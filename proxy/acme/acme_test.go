@@ -40,6 +40,32 @@ func (echo) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, error) {
 	return &proxy.Decision{Service: "hq.example.com"}, nil
 }
 
+// stateDir is a temporary state_dir removed at cleanup, after the Manager
+// is closed (cleanups run last first). certmagic's obtain and renew jobs run
+// on goroutines of its own that Close cannot wait for, and one may still be
+// storing a certificate then: t.TempDir's single RemoveAll would fail the
+// test with "directory not empty", so the removal is retried briefly.
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "acme-state-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("state_dir: %v", err)
+				return
+			}
+		}
+	})
+	return dir
+}
+
 // gatehouse runs the proxy with tls.acme on the given listeners.
 func gatehouse(t *testing.T, p *pebbleCA, listen, extraTLS string, opts acme.Options) (*proxy.Server, *acme.Manager, *configs.Config) {
 	t.Helper()
@@ -48,7 +74,7 @@ func gatehouse(t *testing.T, p *pebbleCA, listen, extraTLS string, opts acme.Opt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tg.Close() })
-	state := t.TempDir()
+	state := stateDir(t)
 	yaml := fmt.Sprintf(`listen: {%s}
 tls:
 %s

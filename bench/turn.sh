@@ -6,6 +6,14 @@
 #
 #   bench/turn.sh [seconds] [clients] [size]
 #
+# Environment:
+#   BASELINE   another turnbench binary (built from an earlier commit:
+#              go build -o /tmp/turnbench-old ./bench/turnbench) measured as
+#              "baseline" in the same run, interleaved with the others
+#   ROUNDS     rounds of gatehouse, [baseline,] coturn; medians printed [3]
+#   PROFILE    1: perf-record gatehouse's turnbench serve during its last round
+#              and print the hottest symbols (needs perf) [0]
+#
 # Needs Go and the Debian package coturn (turnserver). Uses 127.0.0.1 only.
 set -euo pipefail
 
@@ -14,7 +22,12 @@ clients=${2:-8}
 size=${3:-160}
 gh_port=34791
 co_port=34792
+bl_port=34793
+BASELINE=${BASELINE:-}
+ROUNDS=${ROUNDS:-3}
+PROFILE=${PROFILE:-0}
 
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "turn.sh: BASELINE=$BASELINE is not an executable" >&2; exit 1; }
 command -v turnserver >/dev/null || { echo "turn.sh: turnserver not found: apt-get install coturn" >&2; exit 1; }
 
 cd "$(dirname "$0")/.."
@@ -31,6 +44,11 @@ go build -o "$work/turnbench" ./bench/turnbench
 
 "$work/turnbench" serve -listen "127.0.0.1:$gh_port" -user bench -password bench 2>"$work/gatehouse.log" &
 pids+=($!)
+gh_pid=$!
+if [ -n "$BASELINE" ]; then
+	"$BASELINE" serve -listen "127.0.0.1:$bl_port" -user bench -password bench 2>"$work/baseline.log" &
+	pids+=($!)
+fi
 # coturn as packaged, with its defaults (one relay thread per core), told
 # only what the comparison needs: loopback, one account, no TLS, no CLI.
 turnserver -n --listening-ip=127.0.0.1 --listening-port="$co_port" --relay-ip=127.0.0.1 \
@@ -47,10 +65,34 @@ run() { # name port
 	echo "$1: $line" >&2
 	sed -n 's/^relayed_pps=\([0-9]*\).*/\1/p' <<<"$line"
 }
-gatehouse=$(run gatehouse $gh_port)
-coturn=$(run coturn $co_port)
+med() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+g=() b=() c=()
+for r in $(seq "$ROUNDS"); do
+	if [ "$PROFILE" = 1 ] && [ "$r" = "$ROUNDS" ]; then
+		perf record -g -o "$work/perf.data" -p "$gh_pid" -- sleep "$seconds" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+	g+=("$(run gatehouse $gh_port)")
+	[ -z "${perf_pid:-}" ] || wait "$perf_pid"
+	[ -z "$BASELINE" ] || b+=("$(run baseline $bl_port)")
+	c+=("$(run coturn $co_port)")
+done
+gatehouse=$(printf '%s\n' "${g[@]}" | med)
+coturn=$(printf '%s\n' "${c[@]}" | med)
 
-echo "relayed datagrams/s, $clients allocations, $size-byte payload, ${seconds}s each:"
-echo "  gatehouse $gatehouse"
-echo "  coturn    $coturn"
+echo "relayed datagrams/s, $clients allocations, $size-byte payload, ${seconds}s each, median of $ROUNDS rounds:"
+echo "  gatehouse $gatehouse   (${g[*]})"
+if [ -n "$BASELINE" ]; then
+	baseline=$(printf '%s\n' "${b[@]}" | med)
+	echo "  baseline  $baseline   (${b[*]})"
+fi
+echo "  coturn    $coturn   (${c[*]})"
 awk -v g="$gatehouse" -v c="$coturn" 'BEGIN { printf "  ratio gatehouse/coturn %.2f\n", g / c }'
+if [ -n "$BASELINE" ]; then
+	awk -v g="$baseline" -v c="$coturn" 'BEGIN { printf "  ratio baseline/coturn  %.2f\n", g / c }'
+	awk -v g="$gatehouse" -v c="$baseline" 'BEGIN { printf "  ratio gatehouse/baseline %.2f\n", g / c }'
+fi
+if [ "$PROFILE" = 1 ]; then
+	echo "hottest symbols of gatehouse's turnbench serve (perf, last round):"
+	perf report -i "$work/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25
+fi

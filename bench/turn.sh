@@ -11,8 +11,9 @@
 #              go build -o /tmp/turnbench-old ./bench/turnbench) measured as
 #              "baseline" in the same run, interleaved with the others
 #   ROUNDS     rounds of gatehouse, [baseline,] coturn; medians printed [3]
-#   PROFILE    1: perf-record gatehouse's turnbench serve during its last round
-#              and print the hottest symbols (needs perf) [0]
+#   PROFILE    1: perf-record turnbench serve (gatehouse, and baseline) during
+#              its last round and print its share of samples in the kernel
+#              and its hottest symbols (needs perf) [0]
 #
 # Needs Go and the Debian package coturn (turnserver). Uses 127.0.0.1 only.
 set -euo pipefail
@@ -48,6 +49,7 @@ gh_pid=$!
 if [ -n "$BASELINE" ]; then
 	"$BASELINE" serve -listen "127.0.0.1:$bl_port" -user bench -password bench 2>"$work/baseline.log" &
 	pids+=($!)
+	bl_pid=$!
 fi
 # coturn as packaged, with its defaults (one relay thread per core), told
 # only what the comparison needs: loopback, one account, no TLS, no CLI.
@@ -66,15 +68,21 @@ run() { # name port
 	sed -n 's/^relayed_pps=\([0-9]*\).*/\1/p' <<<"$line"
 }
 med() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# profiled name pid port: run, under perf in the last round with PROFILE=1.
+profiled() {
+	if [ "$PROFILE" = 1 ] && [ "$r" = "$ROUNDS" ]; then
+		perf record -o "$work/perf-$1.data" -p "$2" -- sleep "$seconds" >/dev/null 2>&1 &
+		local perf_pid=$!
+		run "$1" "$3"
+		wait "$perf_pid"
+	else
+		run "$1" "$3"
+	fi
+}
 g=() b=() c=()
 for r in $(seq "$ROUNDS"); do
-	if [ "$PROFILE" = 1 ] && [ "$r" = "$ROUNDS" ]; then
-		perf record -g -o "$work/perf.data" -p "$gh_pid" -- sleep "$seconds" >/dev/null 2>&1 &
-		perf_pid=$!
-	fi
-	g+=("$(run gatehouse $gh_port)")
-	[ -z "${perf_pid:-}" ] || wait "$perf_pid"
-	[ -z "$BASELINE" ] || b+=("$(run baseline $bl_port)")
+	g+=("$(profiled gatehouse "$gh_pid" $gh_port)")
+	[ -z "$BASELINE" ] || b+=("$(profiled baseline "$bl_pid" $bl_port)")
 	c+=("$(run coturn $co_port)")
 done
 gatehouse=$(printf '%s\n' "${g[@]}" | med)
@@ -93,6 +101,11 @@ if [ -n "$BASELINE" ]; then
 	awk -v g="$gatehouse" -v c="$baseline" 'BEGIN { printf "  ratio gatehouse/baseline %.2f\n", g / c }'
 fi
 if [ "$PROFILE" = 1 ]; then
-	echo "hottest symbols of gatehouse's turnbench serve (perf, last round):"
-	perf report -i "$work/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25
+	for f in "$work"/perf-*.data; do
+		name=${f##*/perf-}
+		name=${name%.data}
+		echo "$name (perf, last round): samples by where, then the hottest symbols"
+		perf report -i "$f" -g none --sort dso --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -4 || true
+		perf report -i "$f" -g none --sort sym --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -12 || true
+	done
 fi

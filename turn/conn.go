@@ -27,16 +27,24 @@ const (
 	maxFrame = 1<<16 + 64
 )
 
-// packetConn is the UDP socket pion reads from, with admit in front.
+// packetConn is a UDP socket pion reads from, with admit in front.
 type packetConn struct {
 	net.PacketConn
-	s    *Server
-	done func() // pion's read loop has stopped
+	s     *Server
+	done  func()    // pion's read loop has stopped
+	fast  udpReader // PacketConn when it reads without allocating
+	addrs addrCache
+}
+
+func newPacketConn(s *Server, pc net.PacketConn) *packetConn {
+	c := &packetConn{PacketConn: pc, s: s, done: sync.OnceFunc(s.wg.Done)}
+	c.fast, _ = pc.(udpReader)
+	return c
 }
 
 func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := readFrom(c.PacketConn, c.fast, &c.addrs, p)
 		if err != nil {
 			c.done() // pion stops reading on any error
 			return n, addr, err
@@ -50,7 +58,7 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if isBindingRequest(p[:n]) {
 			// Answered here, classic ones too, from whichever of the
 			// discovery sockets CHANGE-REQUEST names (discovery.go).
-			c.s.serveBinding(primary, addr, p[:n])
+			c.s.serveBinding(primary, c.PacketConn, addr, p[:n])
 			continue
 		}
 		frame, v := c.s.admit(addrOf(addr), p[:n], nil)

@@ -24,22 +24,24 @@ const altBuffer = 2048
 // listenSockets opens turn.listen (UDP and TCP) and, with an alternate
 // address, the three other discovery sockets, in socket order. Port 0
 // picks a port free for all of them, which tests rely on.
-func listenSockets(listen string, alternate netip.Addr) ([]net.PacketConn, net.Listener, error) {
+//
+// shards are the n-1 further sockets on the primary address (listenShared).
+func listenSockets(listen string, alternate netip.Addr, n int) (socks, shards []net.PacketConn, _ net.Listener, _ error) {
 	if !alternate.IsValid() {
-		udp, tcp, err := listenPair(listen)
+		udp, tcp, err := listenPair(listen, n)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return []net.PacketConn{udp}, tcp, nil
+		return udp[:1], udp[1:], tcp, nil
 	}
 	host, port, _ := net.SplitHostPort(listen)
 	for range 20 {
-		udp, tcp, err := listenPair(listen)
+		udp, tcp, err := listenPair(listen, n)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		p := tcp.Addr().(*net.TCPAddr).Port
-		socks := []net.PacketConn{udp}
+		socks := udp[:1:1]
 		if p < 65535 {
 			for _, hp := range []string{
 				net.JoinHostPort(host, strconv.Itoa(p+1)),             // altPort
@@ -57,17 +59,17 @@ func listenSockets(listen string, alternate netip.Addr) ([]net.PacketConn, net.L
 			err = errors.New("the alternate port would be 65536")
 		}
 		if err == nil {
-			return socks, tcp, nil
+			return socks, udp[1:], tcp, nil
 		}
 		tcp.Close()
-		for _, pc := range socks {
+		for _, pc := range append(socks, udp[1:]...) {
 			pc.Close()
 		}
 		if port != "0" {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return nil, nil, errors.New("no port free for the four discovery sockets")
+	return nil, nil, nil, errors.New("no port free for the four discovery sockets")
 }
 
 // serveAlternate answers Binding requests on one of the three alternate
@@ -97,14 +99,16 @@ func (s *Server) serveAlternate(at socket) {
 			}
 			continue
 		}
-		s.serveBinding(at, addr, buf[:n])
+		s.serveBinding(at, pc, addr, buf[:n])
 	}
 }
 
 // serveBinding answers a Binding request that arrived over UDP on socket
-// at: the blacklist and the request rate limit first, then the reply is
-// sent from the socket answerBinding chose.
-func (s *Server) serveBinding(at socket, addr net.Addr, frame []byte) {
+// at, the PacketConn on: the blacklist and the request rate limit first,
+// then the reply is sent from the socket answerBinding chose (on itself
+// when that is at, which for the primary address may be any of its
+// shards).
+func (s *Server) serveBinding(at socket, on net.PacketConn, addr net.Addr, frame []byte) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return
@@ -134,7 +138,11 @@ func (s *Server) serveBinding(at socket, addr net.Addr, frame []byte) {
 	if r.from != at {
 		s.stats.changedBindings.Add(1)
 	}
-	if _, err := s.sockets[r.from].WriteTo(r.msg, udpAddr(r.to)); err != nil {
+	out := s.sockets[r.from]
+	if r.from == at {
+		out = on
+	}
+	if _, err := out.WriteTo(r.msg, udpAddr(r.to)); err != nil {
 		s.logs.Log(slog.LevelDebug, "turn: Binding response not sent", "client", src, "service", "stun", "error", err)
 	}
 }

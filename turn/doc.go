@@ -18,6 +18,10 @@
 //   - Binding requests over UDP are answered here, RFC 3489 ones (no magic
 //     cookie) too, and with turn.alternate_address on four sockets for
 //     RFC 5780 NAT behaviour discovery (binding.go, discovery.go);
+//   - turn.listen's UDP address has one socket per GOMAXPROCS
+//     (SO_REUSEPORT), each with its own read loop in pion, so one loop is
+//     not every client's bottleneck; the policy above wraps every one of
+//     them, and no datagram allocates for its source address (addrcache.go);
 //   - requests are rate-limited per source address and repetitive log lines
 //     are rate-limited, so floods cost counters, not logs (limiter.go, logging.go).
 //

@@ -37,6 +37,7 @@ func (r *relays) AllocatePacketConn(network string, port int) (net.PacketConn, n
 		return nil, nil, err
 	}
 	rc := &relayConn{PacketConn: conn, s: r.s}
+	rc.fast, _ = conn.(udpReader)
 	if err := r.s.trackRelay(rc); err != nil {
 		return nil, nil, err // closed meanwhile; trackRelay closed rc
 	}
@@ -51,14 +52,16 @@ func (r *relays) AllocateConn(string, int) (net.Conn, net.Addr, error) {
 // relayConn is one allocation's relay socket.
 type relayConn struct {
 	net.PacketConn
-	s    *Server
-	once sync.Once
+	s     *Server
+	once  sync.Once
+	fast  udpReader // PacketConn when it reads without allocating
+	addrs addrCache // pion's one reader of the socket uses it
 }
 
 // ReadFrom returns datagrams from peers, dropping those from blocked addresses.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := readFrom(c.PacketConn, c.fast, &c.addrs, p)
 		if err != nil {
 			return n, addr, err
 		}

@@ -1,17 +1,21 @@
 package turn
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/turn/v4"
+	"golang.org/x/sys/unix"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
@@ -35,6 +39,11 @@ type Options struct {
 	// closing a client's connections when it is blocked. Nil makes one
 	// around Guard with no caps.
 	Gate *gate.Gate
+	// UDPSockets is how many UDP sockets share turn.listen's address
+	// (SO_REUSEPORT), each with its own read loop in pion; 0 means one
+	// per GOMAXPROCS. The kernel sends a client's datagrams to one of
+	// them by its address, so an allocation stays on one socket.
+	UDPSockets int
 }
 
 // Server is a running STUN/TURN server.
@@ -56,7 +65,10 @@ type Server struct {
 	// addrs their addresses.
 	sockets []net.PacketConn
 	addrs   []netip.AddrPort
-	stats   counters
+	// shards are the further sockets on the primary address (SO_REUSEPORT,
+	// Options.UDPSockets), each also read by pion.
+	shards []net.PacketConn
+	stats  counters
 
 	// wg counts what pion has been handed and must give back before Close
 	// returns: its read and accept loops, stream conns and relay sockets.
@@ -116,18 +128,26 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 		}
 	}
 
-	socks, tcp, err := listenSockets(st.listen, st.alternate)
+	n := opts.UDPSockets
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	socks, shards, tcp, err := listenSockets(st.listen, st.alternate, n)
 	if err != nil {
 		return nil, fmt.Errorf("turn: listening on %s: %w", st.listen, err)
 	}
 	udp := socks[0]
 	s.sockets = socks
+	s.shards = shards
 	for _, pc := range socks {
 		a := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		s.addrs = append(s.addrs, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))
 	}
 	closeAlternates := func() {
 		for _, pc := range socks[1:] {
+			pc.Close()
+		}
+		for _, pc := range shards {
 			pc.Close()
 		}
 	}
@@ -171,12 +191,14 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 	if s.creds != nil {
 		pc.AuthHandler = s.authenticate
 	}
-	s.wg.Add(1 + len(listeners))
-	pc.PacketConnConfigs = []turn.PacketConnConfig{{
-		PacketConn:            &packetConn{PacketConn: udp, s: s, done: sync.OnceFunc(s.wg.Done)},
-		RelayAddressGenerator: r,
-		PermissionHandler:     s.permit,
-	}}
+	s.wg.Add(1 + len(shards) + len(listeners))
+	for _, u := range append([]net.PacketConn{udp}, shards...) {
+		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
+			PacketConn:            newPacketConn(s, u),
+			RelayAddressGenerator: r,
+			PermissionHandler:     s.permit,
+		})
+	}
 	for _, l := range listeners {
 		l.done = sync.OnceFunc(s.wg.Done)
 		pc.ListenerConfigs = append(pc.ListenerConfigs, turn.ListenerConfig{
@@ -204,13 +226,14 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 	}
 	log.Info("turn: serving", "mode", mode, "listen", s.addr, "tls_listen", s.tlsAddr,
 		"relay_address", st.relayIP, "relay_ports", fmt.Sprintf("%d-%d", st.relayPorts.Min, st.relayPorts.Max),
-		"discovery_sockets", s.addrs)
+		"discovery_sockets", s.addrs, "udp_sockets", 1+len(shards))
 	return s, nil
 }
 
-// listenPair opens UDP and TCP on the same address. Port 0 picks one port
-// free for both, which tests rely on.
-func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+// listenPair opens UDP and TCP on the same address, n UDP sockets sharing
+// it with SO_REUSEPORT when n > 1. Port 0 picks one port free for both,
+// which tests rely on.
+func listenPair(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, err
@@ -224,7 +247,7 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 		if p == "0" {
 			p = strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
 		}
-		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, p))
+		udp, err := listenShared(net.JoinHostPort(host, p), n)
 		if err == nil {
 			return udp, tcp, nil
 		}
@@ -234,6 +257,39 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 		}
 	}
 	return nil, nil, errors.New("no port free for both UDP and TCP")
+}
+
+// listenShared opens n UDP sockets on addr; more than one share it with
+// SO_REUSEPORT (Linux lets only the same user join the group).
+func listenShared(addr string, n int) ([]net.PacketConn, error) {
+	if n <= 1 {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return []net.PacketConn{pc}, nil
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	var socks []net.PacketConn
+	for range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			for _, c := range socks {
+				c.Close()
+			}
+			return nil, err
+		}
+		socks = append(socks, pc)
+	}
+	return socks, nil
 }
 
 // Addr is where STUN and TURN are served, over UDP and TCP.
@@ -255,7 +311,7 @@ func (s *Server) Close() error {
 	close(s.closing)
 	s.mu.Unlock()
 
-	err := s.pion.Close() // closes the primary UDP socket and listeners
+	err := s.pion.Close() // closes the primary UDP sockets and listeners
 	for _, pc := range s.sockets[1:] {
 		err = errors.Join(err, pc.Close()) // stops serveAlternate
 	}

@@ -2,7 +2,7 @@
 // relays, so bench/turn.sh can compare gatehouse's turn package with
 // coturn on the same machine, with the same client and packet size.
 //
-//	turnbench serve -listen 127.0.0.1:3479 -user u -password p
+//	turnbench serve -listen 127.0.0.1:3479 -user u -password p [-udp-sockets n]
 //	turnbench load -server 127.0.0.1:3479 -user u -password p -clients 8 -size 160 -duration 10s
 //
 // serve runs gatehouse's TURN server (loopback peers allowed) until
@@ -61,6 +61,7 @@ func serve(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:3479", "UDP and TCP address")
 	user := fs.String("user", "bench", "account")
 	password := fs.String("password", "bench", "password")
+	sockets := fs.Int("udp-sockets", 0, "UDP sockets on the listen address (0: GOMAXPROCS)")
 	fs.Parse(args)
 
 	s, err := turn.New(configs.TURN{
@@ -71,7 +72,7 @@ func serve(args []string) error {
 		// The echo peer is on loopback, which the default list denies.
 		DenyPeers:      []configs.Prefix{{Prefix: netip.MustParsePrefix("169.254.0.0/16")}},
 		MaxAllocations: 10000, MaxAllocationsPerUser: 10000,
-	}, turn.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	}, turn.Options{UDPSockets: *sockets, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}

@@ -225,3 +225,25 @@ func TestApplyRangeBlockAtCapFoldsIntoOneRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestFoldBlockIsShared: a full node that folds a range around a block
+// blocks the range, and so do the others. The client whose request made
+// the fold is counted on the blocked range from then on, never blocked by
+// itself: before the range's block was shared, the other node let it in
+// (and counted it from zero).
+func TestFoldBlockIsShared(t *testing.T) {
+	a, b := pair(t, configs.Blacklist{Threshold: 3, Expiration: time.Hour, MaxTracked: 3})
+	a.report("203.0.113.1", 4) // blocked on a and b
+	a.report("203.0.113.2", 1)
+	a.report("198.51.100.1", 1) // both lists full
+	a.report("203.0.113.9", 4)  // a folds 203.0.113.0/24 at the first
+	if e := a.entry(t, "203.0.113.0/24"); !e.Blocked || !e.Aggregated || e.Node != "a" {
+		t.Fatalf("on a: %+v", e)
+	}
+	if !b.Blocked(netip.MustParseAddr("203.0.113.9")) {
+		t.Fatal("the range a folded and blocked is not blocked on b")
+	}
+	if e := b.entry(t, "203.0.113.0/24"); !e.Blocked { // b, full too, may have folded it as well
+		t.Errorf("on b: %+v", e)
+	}
+}

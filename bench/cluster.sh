@@ -128,8 +128,10 @@ for i in 2 3 4; do echo "node$i idle: $(mem "${node_pid[$i]}")"; done
 kill $sampler 2>/dev/null || true
 # What each node holds for the addresses the feeder could not account for.
 for ip in $(sed -n 's/^suspects: //p' "$work/feed.txt"); do
-	for i in 2 3 4; do
-		echo "suspect $ip on node$i: $(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/blacklist?address=$ip" | tr -d '\n' | tr -s ' ' | cut -c1-600)"
+	for i in 2 3 4; do # the address's entry, and its /24's (the filter matches text)
+		for q in "$ip" "${ip%.*}.0/24"; do
+			echo "suspect $q on node$i: $(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/blacklist?address=$q" | tr -d '\n' | tr -s ' ' | cut -c1-600)"
+		done
 	done
 done
 sleep 6 # the heartbeat that measures the buckets

@@ -229,7 +229,7 @@ func (f *feeder) one(i int, block bool, probes chan<- blockedAt) {
 	if block && answered < tries {
 		// Refused before it crossed the threshold: its node had blocked
 		// its range (a range it folded under max_tracked holds the block
-		// of one of its clients: a decision of that node alone). No block
+		// of one of its clients; the nodes share that block too). No block
 		// of its own to spread.
 		f.inRange.Add(1)
 		return

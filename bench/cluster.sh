@@ -33,7 +33,7 @@ for cmd in openssl curl; do command -v "$cmd" >/dev/null || die "$cmd not found"
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 if [ -z "$GATEHOUSE" ]; then
 	go build -o "$work/gatehouse" ./cmd/gatehouse
@@ -81,7 +81,7 @@ admin:
   state_dir: $work/$name-admin
   users:
     - {name: bench, password_hash: "$hash"}
-log: {level: warn}
+log: {level: ${LOG_LEVEL:-warn}}
 YAML
 	if [ "$clustered" = 1 ]; then
 		local peers=()
@@ -124,8 +124,16 @@ for i in 2 3 4; do echo "node$i idle: $(mem "${node_pid[$i]}")"; done
 	done
 ) & sampler=$!
 "$work/clusterload" feed -nodes "127.0.0.2:$HTTP,127.0.0.3:$HTTP,127.0.0.4:$HTTP" -n "$N" -rate "$RATE" \
-	-workers "$WORKERS" -block-every "$BLOCK_EVERY"
+	-workers "$WORKERS" -block-every "$BLOCK_EVERY" | tee "$work/feed.txt"
 kill $sampler 2>/dev/null || true
+# What each node holds for the addresses the feeder could not account for.
+for ip in $(sed -n 's/^suspects: //p' "$work/feed.txt"); do
+	for i in 2 3 4; do # the address's entry, and its /24's (the filter matches text)
+		for q in "$ip" "${ip%.*}.0/24"; do
+			echo "suspect $q on node$i: $(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/blacklist?address=$q" | tr -d '\n' | tr -s ' ' | cut -c1-600)"
+		done
+	done
+done
 sleep 6 # the heartbeat that measures the buckets
 for i in 2 3 4; do
 	st=$(curl -sk -u bench:bench "https://127.0.0.$i:$ADMIN/api/status")

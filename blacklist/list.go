@@ -427,6 +427,12 @@ func (l *List) trackLocked(key netip.Prefix, now instant) *record {
 		if !l.makeRoomLocked(now) {
 			return nil
 		}
+		// key may be a range (another node's block or count of it), and
+		// making room may have folded that very range: its record is the
+		// one, not a second under the same key.
+		if rec := l.records[key]; rec != nil {
+			return rec
+		}
 	}
 	rec := &record{key: key, first: now, touched: now, heapIdx: -1}
 	l.putLocked(rec)

@@ -192,3 +192,58 @@ func TestApplyRangeBlock(t *testing.T) {
 		t.Error("an address outside the range is blocked")
 	}
 }
+
+// TestApplyRangeBlockAtCapFoldsIntoOneRecord: a range's block or count from
+// another node, on a full list whose room is made by folding that very
+// range, lands on the fold's record. trackLocked used to put a second
+// record under the range's key over the fold's, which stayed in the
+// counters or blocks unreachable: when it ended it took the index entry of
+// the range's block with it.
+func TestApplyRangeBlockAtCapFoldsIntoOneRecord(t *testing.T) {
+	for _, apply := range []string{"block", "counts"} {
+		t.Run(apply, func(t *testing.T) {
+			_, b := pair(t, configs.Blacklist{Threshold: 3, Expiration: time.Hour, MaxTracked: 3})
+			b.report("203.0.113.1", 3) // one short of a block
+			b.report("203.0.113.2", 1)
+			b.report("198.51.100.1", 1) // full; 203.0.113.1 is the oldest counter, its range holds two
+			rng := netip.MustParsePrefix("203.0.113.0/24")
+			now := b.clock.Now()
+			if apply == "block" {
+				b.ApplyBlock(rng, Block{Until: now.Add(2 * time.Hour), Count: 4, Node: "a"})
+			} else {
+				b.ApplyCounts("a", rng, []time.Time{now})
+			}
+			if err := invariants(b.List); err != nil {
+				t.Fatal(err)
+			}
+			if st := b.Stats(); st.Tracked != 2 {
+				t.Errorf("%d records, want the range and 198.51.100.1", st.Tracked)
+			}
+			if !b.Blocked(netip.MustParseAddr("203.0.113.77")) {
+				t.Error("the range is not blocked")
+			}
+		})
+	}
+}
+
+// TestFoldBlockIsShared: a full node that folds a range around a block
+// blocks the range, and so do the others. The client whose request made
+// the fold is counted on the blocked range from then on, never blocked by
+// itself: before the range's block was shared, the other node let it in
+// (and counted it from zero).
+func TestFoldBlockIsShared(t *testing.T) {
+	a, b := pair(t, configs.Blacklist{Threshold: 3, Expiration: time.Hour, MaxTracked: 3})
+	a.report("203.0.113.1", 4) // blocked on a and b
+	a.report("203.0.113.2", 1)
+	a.report("198.51.100.1", 1) // both lists full
+	a.report("203.0.113.9", 4)  // a folds 203.0.113.0/24 at the first
+	if e := a.entry(t, "203.0.113.0/24"); !e.Blocked || !e.Aggregated || e.Node != "a" {
+		t.Fatalf("on a: %+v", e)
+	}
+	if !b.Blocked(netip.MustParseAddr("203.0.113.9")) {
+		t.Fatal("the range a folded and blocked is not blocked on b")
+	}
+	if e := b.entry(t, "203.0.113.0/24"); !e.Blocked { // b, full too, may have folded it as well
+		t.Errorf("on b: %+v", e)
+	}
+}

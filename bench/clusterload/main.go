@@ -72,6 +72,8 @@ type feeder struct {
 	samples                                 []string        // a few of them
 	notOwn                                  atomic.Int64    // served by its own node after crossing the threshold
 	inRange                                 atomic.Int64    // refused by its node\'s range block before its own block
+	notOwnSamples                           []string        // a few of the notOwn
+	suspects                                []string        // the addresses of the samples, for cluster.sh to look up
 }
 
 func feed(args []string) {
@@ -159,7 +161,9 @@ func feed(args []string) {
 		pct(1).Round(time.Millisecond), within, len(f.delays), f.unspread)
 	fmt.Printf("blocked addresses already refused by a range block of their node (not probed): %d\n", f.inRange.Load())
 	if f.notOwn.Load() > 0 || len(f.samples) > 0 {
-		fmt.Printf("not blocked by their own node: %d; not spread, e.g. %s\n", f.notOwn.Load(), strings.Join(f.samples, ", "))
+		fmt.Printf("not blocked by their own node: %d, e.g. %s; not spread, e.g. %s\n", f.notOwn.Load(),
+			strings.Join(f.notOwnSamples, ", "), strings.Join(f.samples, ", "))
+		fmt.Printf("suspects: %s\n", strings.Join(f.suspects, " "))
 	}
 }
 
@@ -225,7 +229,7 @@ func (f *feeder) one(i int, block bool, probes chan<- blockedAt) {
 	if block && answered < tries {
 		// Refused before it crossed the threshold: its node had blocked
 		// its range (a range it folded under max_tracked holds the block
-		// of one of its clients: a decision of that node alone). No block
+		// of one of its clients; the nodes share that block too). No block
 		// of its own to spread.
 		f.inRange.Add(1)
 		return
@@ -234,6 +238,13 @@ func (f *feeder) one(i int, block bool, probes chan<- blockedAt) {
 		// Its own node must refuse it now; otherwise there is nothing to spread.
 		if code, err := f.get(src, node, "/PBX0/MY"); err != nil || code != 0 {
 			f.notOwn.Add(1)
+			f.mu.Lock()
+			if len(f.notOwnSamples) < 5 {
+				f.notOwnSamples = append(f.notOwnSamples, fmt.Sprintf("%v on %s (status %d, err %v, at %s)", src, node, code, err,
+					time.Now().UTC().Format("15:04:05.000")))
+				f.suspects = append(f.suspects, src.String())
+			}
+			f.mu.Unlock()
 			return
 		}
 		f.blocked.Add(1)
@@ -258,6 +269,7 @@ func (f *feeder) probe(b blockedAt) {
 	f.unspread++
 	if len(f.samples) < 5 {
 		f.samples = append(f.samples, fmt.Sprintf("%v on %s", src, next))
+		f.suspects = append(f.suspects, src.String())
 	}
 	f.mu.Unlock()
 }

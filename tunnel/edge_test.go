@@ -531,7 +531,7 @@ func TestTunnelStreamKeepAlive(t *testing.T) {
 	}
 	// The agent ends the stream when its target has seen the end; if that
 	// is slow, the edge cancels it closeGrace (5 s) after Close.
-	for deadline := time.Now().Add(10*time.Second); r.edge.Tunnels()[0].Streams > 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); r.edge.Tunnels()[0].Streams > 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the closed stream is still counted: %+v", r.edge.Tunnels())
 		}

@@ -63,6 +63,10 @@ type h1conn struct {
 	host  string
 	route *proxy.Route
 
+	// reqBody reads the request in flight's body: the connection's own, as
+	// every exchange (and its body copy) ends before the next begins.
+	reqBody h1.Body
+
 	lastBody bool // the previous request had a body (see serveOne)
 	// linger: the loop ends with an answer written while the client may
 	// still be sending (a body not read, junk); see lingerClose.
@@ -194,6 +198,7 @@ func (c *h1conn) acquire() {
 // less per connection. Only empty buffers go back; a reader with a
 // pipelined request in it is kept.
 func (c *h1conn) release() {
+	c.reqBody = h1.Body{} // no hold on a pooled reader or a trailer
 	if c.br != nil && c.br.Buffered() == 0 {
 		readers.put(c.br)
 		c.br = nil

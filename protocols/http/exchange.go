@@ -39,8 +39,9 @@ type exchange struct {
 // forward sends req to the route's target and its answer to the client.
 // It reports whether the client connection can carry another request.
 func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
+	c.reqBody.Reset(c.br, req.ContentLength)
 	x := &exchange{c: c, req: req, route: route, key: poolKey{addr: route.Addr, tls: route.TLS},
-		reqBody: h1.NewBody(c.br, req.ContentLength), closeClient: req.Close}
+		reqBody: &c.reqBody, closeClient: req.Close}
 	defer c.hold(nil)
 	if err := x.connect(); err != nil {
 		return x.refuse(dialStatus(err))

@@ -71,6 +71,11 @@ type stats struct {
 	dialErrs map[string]uint64
 	dialLat  map[string]*Histogram
 	hist     map[serviceKey]*series // history.go
+	// The counters forward used last (entries are never removed): a busy
+	// service's requests hash no key.
+	lastKey serviceKey
+	lastSS  *ServiceStats
+	lastSr  *series
 }
 
 type serviceKey struct{ typ, service string }
@@ -119,9 +124,13 @@ func (s *stats) service(typ, service string) *ServiceStats {
 }
 
 func (s *stats) forward(typ, service string) {
+	now := time.Now().Unix()
 	s.mu.Lock()
-	s.service(typ, service).Forwarded++
-	s.series(typ, service).add(time.Now().Unix(), func(c *Counts) { c.Forwarded++ })
+	if k := (serviceKey{typ, service}); s.lastSS == nil || k != s.lastKey {
+		s.lastKey, s.lastSS, s.lastSr = k, s.service(typ, service), s.series(typ, service)
+	}
+	s.lastSS.Forwarded++
+	s.lastSr.add(now, func(c *Counts) { c.Forwarded++ })
 	s.mu.Unlock()
 }
 

@@ -157,18 +157,28 @@ const watchAfter = time.Second
 // connection, the target's work) rather than leaving the loop waiting up
 // to idle_timeout for an answer nobody reads. That costs a goroutine only
 // for slow answers, and the loop waits for it.
-func (c *h1conn) awaitTarget(tc *targetConn) error {
+//
+// The watch deadline is set anew only when the one set before is less
+// than half of watchAfter away (so the watch starts after 0.5 to 1 s), and
+// the idle deadline comes back only when the answer needs a second read:
+// a busy kept-alive target connection modifies no timer per request.
+func (c *h1conn) awaitTarget(tc *targetConn, now time.Time) error {
 	if tc.br.Buffered() > 0 || c.br.Buffered() > 0 {
+		tc.restoreDeadline()
 		return nil // an answer is here, or the client is pipelining: alive
 	}
-	tc.conn.SetReadDeadline(time.Now().Add(watchAfter))
+	tc.cr.rearm = nil
+	if !tc.watch || tc.watchDL.Before(now.Add(watchAfter/2)) {
+		tc.watch, tc.watchDL = true, now.Add(watchAfter)
+		tc.conn.SetReadDeadline(tc.watchDL)
+	}
 	_, err := tc.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-		tc.conn.SetReadDeadline(tc.dl)
+		tc.cr.rearm = tc.restore // the rest of the answer, if any, reads by dl
 		return err
 	}
-	tc.conn.SetReadDeadline(tc.dl)
-	c.conn.SetReadDeadline(after(c.limits.IdleTimeout))
+	tc.setReadDeadline(tc.dl)
+	c.setReadDeadline(after(c.limits.IdleTimeout))
 	var (
 		done = make(chan struct{})
 		gone bool
@@ -186,7 +196,7 @@ func (c *h1conn) awaitTarget(tc *targetConn) error {
 		}
 	}()
 	_, err = tc.br.Peek(1)
-	c.conn.SetReadDeadline(aLongTimeAgo)
+	c.setReadDeadline(aLongTimeAgo)
 	<-done
 	if n > 0 {
 		c.cr.stash = append(c.cr.stash, b[0]) // the start of the next request

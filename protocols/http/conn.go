@@ -51,12 +51,21 @@ type h1conn struct {
 	proto  string  // for X-Forwarded-Proto
 	ip     string  // the client address, for X-Forwarded-For
 	wdl    time.Time
+	// graceSet: the client's read deadline is awaitRequest's grace
+	// (until graceDL), set by the connection's goroutine; see awaitRequest.
+	graceSet bool
+	graceDL  time.Time
+	headDL   func() // headDeadline, made once
 
 	// The route of the last request, reused while the Host stays the same:
 	// the table, the client address and the service type are fixed for
 	// the connection, so the answer would be the same.
 	host  string
 	route *proxy.Route
+
+	// reqBody reads the request in flight's body: the connection's own, as
+	// every exchange (and its body copy) ends before the next begins.
+	reqBody h1.Body
 
 	lastBody bool // the previous request had a body (see serveOne)
 	// linger: the loop ends with an answer written while the client may
@@ -80,6 +89,7 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 	if !g.track(c) {
 		return
 	}
+	c.headDL = c.headDeadline
 	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
 	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
 	c.acquire()
@@ -142,7 +152,7 @@ func (c *h1conn) lingerClose() {
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
-	c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	c.setReadDeadline(time.Now().Add(500 * time.Millisecond))
 	io.CopyN(io.Discard, c.conn, 256<<10)
 }
 
@@ -188,6 +198,7 @@ func (c *h1conn) acquire() {
 // less per connection. Only empty buffers go back; a reader with a
 // pipelined request in it is kept.
 func (c *h1conn) release() {
+	c.reqBody = h1.Body{} // no hold on a pooled reader or a trailer
 	if c.br != nil && c.br.Buffered() == 0 {
 		readers.put(c.br)
 		c.br = nil
@@ -216,7 +227,7 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 			return stop
 		}
 		if !first {
-			c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+			c.setReadDeadline(after(c.limits.FirstPacketTimeout))
 		}
 		return serve
 	}
@@ -230,20 +241,31 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 	} else {
 		wait = after(idle)
 	}
-	grace := time.Now().Add(proxy.ParkGrace)
+	now := time.Now()
+	grace := now.Add(proxy.ParkGrace)
 	if !wait.IsZero() && wait.Before(grace) {
 		grace = wait
 	}
-	c.conn.SetReadDeadline(grace)
+	// A grace set for an earlier request that is still at least half of
+	// ParkGrace away serves again (the connection then parks after 50 to
+	// 100 ms): a busy connection does not modify its timer per request.
+	c.cr.rearm = nil
+	if first || !c.graceSet || c.graceDL.Before(now.Add(proxy.ParkGrace/2)) || grace.Before(c.graceDL) {
+		c.conn.SetReadDeadline(grace)
+		c.graceSet, c.graceDL = true, grace
+	}
 	_, err := c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() || !time.Now().Before(wait) && !wait.IsZero() {
 		if err != nil || !c.setIdle(false) {
 			return stop // the end: EOF, the deadline, Shutdown's wake
 		}
 		if first {
-			c.conn.SetReadDeadline(wait)
+			c.setReadDeadline(wait)
 		} else {
-			c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+			// The head's deadline, first_packet_timeout, is set when the
+			// head needs a second read (headDeadline); most come whole in
+			// the first.
+			c.cr.rearm = c.headDL
 		}
 		return serve
 	}
@@ -262,7 +284,7 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 	}
 	// Nothing read is an EOF, the deadline or Shutdown's wake: the
 	// connection ends quietly.
-	c.conn.SetReadDeadline(wait)
+	c.setReadDeadline(wait)
 	n, _ := c.conn.Read(c.one[:])
 	return c.gotFirst(n, first)
 }
@@ -285,15 +307,29 @@ func (c *h1conn) gotFirst(n int, first bool) await {
 		return stop
 	}
 	if !first {
-		c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+		c.setReadDeadline(after(c.limits.FirstPacketTimeout))
 	}
 	return serve
+}
+
+// setReadDeadline sets the client's read deadline for good (not a grace,
+// not one deferred to the next read); the connection's goroutine only.
+func (c *h1conn) setReadDeadline(t time.Time) {
+	c.cr.rearm, c.graceSet = nil, false
+	c.conn.SetReadDeadline(t)
+}
+
+// headDeadline bounds the rest of a head that did not come whole in
+// awaitRequest's first read by first_packet_timeout.
+func (c *h1conn) headDeadline() {
+	c.graceSet = false
+	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
 }
 
 // firstByte reads the first byte of a request after a park: the socket is
 // readable, but a TLS record may not be all there yet.
 func (c *h1conn) firstByte() bool {
-	c.conn.SetReadDeadline(after(c.limits.FirstPacketTimeout))
+	c.setReadDeadline(after(c.limits.FirstPacketTimeout))
 	n, _ := c.conn.Read(c.one[:])
 	return c.gotFirst(n, false) == serve
 }

@@ -39,8 +39,9 @@ type exchange struct {
 // forward sends req to the route's target and its answer to the client.
 // It reports whether the client connection can carry another request.
 func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
+	c.reqBody.Reset(c.br, req.ContentLength)
 	x := &exchange{c: c, req: req, route: route, key: poolKey{addr: route.Addr, tls: route.TLS},
-		reqBody: h1.NewBody(c.br, req.ContentLength), closeClient: req.Close}
+		reqBody: &c.reqBody, closeClient: req.Close}
 	defer c.hold(nil)
 	if err := x.connect(); err != nil {
 		return x.refuse(dialStatus(err))
@@ -208,7 +209,11 @@ func (x *exchange) send() (*h1.Response, error) {
 	// Reading the answer is bounded by idle_timeout: no byte from the
 	// target in that time is a 504.
 	if renew(&tc.dl, now, idle) {
-		tc.conn.SetDeadline(tc.dl)
+		if tc.watch {
+			tc.conn.SetWriteDeadline(tc.dl) // reads get it back from restoreDeadline
+		} else {
+			tc.conn.SetDeadline(tc.dl)
+		}
 	}
 	if renew(&c.wdl, now, idle) {
 		c.conn.SetWriteDeadline(c.wdl)
@@ -225,7 +230,9 @@ func (x *exchange) send() (*h1.Response, error) {
 		if err := tc.bw.Flush(); err != nil {
 			return nil, err
 		}
-		// From here on tc.bw is the body copy's.
+		// From here on tc.bw is the body copy's, and so are the client's
+		// read deadlines.
+		c.cr.rearm, c.graceSet = nil, false
 		x.body = &bodyCopy{done: make(chan struct{}), start: now, timeout: c.limits.BodyTimeout}
 		go c.copyBody(x.body, tc, x.reqBody)
 	}
@@ -234,7 +241,7 @@ func (x *exchange) send() (*h1.Response, error) {
 			return nil, err
 		}
 		// (With a body copy under way, it notices a client that leaves.)
-		if err := c.awaitTarget(tc); err != nil {
+		if err := c.awaitTarget(tc, now); err != nil {
 			return nil, err
 		}
 	}
@@ -390,7 +397,7 @@ func (x *exchange) copyResponse(body *h1.Body, chunked bool) (targetErr, clientE
 	defer putBuf(bp)
 	buf := *bp
 	idle := c.limits.IdleTimeout
-	last := time.Now()
+	var last time.Time
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -405,16 +412,20 @@ func (x *exchange) copyResponse(body *h1.Body, chunked bool) (targetErr, clientE
 				return nil, err
 			}
 		}
-		if rerr == io.EOF {
-			break
+		if rerr == io.EOF || rerr == nil && body.Done() {
+			break // (a small body ends without looking at the clock)
 		}
 		if rerr != nil {
 			bw.Flush()
 			return rerr, nil
 		}
-		if now := time.Now(); idle > 0 && now.Sub(last) > time.Second {
+		now := time.Now()
+		if last.IsZero() {
 			last = now
-			tc.conn.SetReadDeadline(now.Add(idle))
+		}
+		if idle > 0 && now.Sub(last) > time.Second {
+			last = now
+			tc.setReadDeadline(now.Add(idle))
 			c.wdl = now.Add(idle)
 			c.conn.SetWriteDeadline(c.wdl)
 		}

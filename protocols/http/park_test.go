@@ -93,3 +93,47 @@ func TestH1FirstRequestKeepsTheListenersDeadline(t *testing.T) {
 		t.Fatal("a first request whose head ended after first_packet_timeout was served")
 	}
 }
+
+// TestH1KeptAliveHeadDeadline: the head of a kept-alive connection's next
+// request that does not come in one piece gets first_packet_timeout from
+// its first byte (set by the count reader's rearm, after awaitRequest's
+// shorter park grace) and no more. The first half fails when the grace
+// stays in force for the rest of the head, the second when no deadline
+// does.
+func TestH1KeptAliveHeadDeadline(t *testing.T) {
+	ca := testpki.NewCA(t, "test")
+	echo := newEcho(t)
+	g := startGate(t, ca, fmt.Sprintf(echoSvc, echo.port()), "limits:\n  first_packet_timeout: 1s")
+	rc := g.raw(t)
+	get := func(what string) {
+		t.Helper()
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := stdhttp.ReadResponse(rc.r, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", what, resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	rc.send("GET /fixed HTTP/1.1\r\nHost: hq.example.com\r\n\r\n")
+	get("first request")
+	// At once after the answer, within the park grace: half a head, then
+	// the rest 300 ms later (past the grace, within the head's second).
+	rc.send("GET /fixed HTTP/1.1\r\n")
+	time.Sleep(300 * time.Millisecond)
+	rc.send("Host: hq.example.com\r\n\r\n")
+	get("a head in two pieces 300 ms apart")
+	// A head trickled for 2.5 s is cut.
+	rc.send("GET /fixed HTTP/1.1\r\nHost: hq.example.com\r\n")
+	for i := 0; i < 25; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := io.WriteString(rc.c, "X-A: b\r\n"); err != nil {
+			return // closed by the deadline: what should happen
+		}
+	}
+	io.WriteString(rc.c, "\r\n")
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := stdhttp.ReadResponse(rc.r, nil); err == nil && resp.StatusCode == 200 {
+		t.Fatal("a kept-alive request whose head took 2.5 s was served with first_packet_timeout 1s")
+	}
+}

@@ -27,6 +27,11 @@ type targetConn struct {
 	// a fresh one.
 	idleSince time.Time
 	dl        time.Time // the deadline last set by renew
+	// watch: the read deadline is awaitTarget's watch (until watchDL),
+	// not dl; the next read beyond the peek restores dl (cr.rearm).
+	watch   bool
+	watchDL time.Time
+	restore func() // restoreDeadline, made once
 }
 
 func newTargetConn(conn net.Conn, key poolKey) *targetConn {
@@ -41,10 +46,26 @@ func newTargetConn(conn net.Conn, key poolKey) *targetConn {
 			tc.peek = tc.peekFD
 		}
 	}
+	tc.restore = tc.restoreDeadline
 	tc.cr = countReader{r: conn}
 	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
 	tc.bw = bufio.NewWriterSize(conn, bufSize)
 	return tc
+}
+
+// restoreDeadline gives reads the idle deadline again after awaitTarget's
+// watch.
+func (tc *targetConn) restoreDeadline() {
+	if tc.watch {
+		tc.watch = false
+		tc.conn.SetReadDeadline(tc.dl)
+	}
+}
+
+// setReadDeadline sets the read deadline to t, for good.
+func (tc *targetConn) setReadDeadline(t time.Time) {
+	tc.watch, tc.cr.rearm = false, nil
+	tc.conn.SetReadDeadline(t)
 }
 
 func (tc *targetConn) reused() bool { return !tc.idleSince.IsZero() }

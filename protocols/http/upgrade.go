@@ -16,6 +16,8 @@ import (
 func (x *exchange) switchProtocols(resp *h1.Response) bool {
 	c, tc := x.c, x.tc
 	defer tc.close()
+	tc.restoreDeadline() // not awaitTarget's watch: the relay reads it raw
+	c.cr.rearm = nil
 	if x.body != nil {
 		c.stopBody(x.body, tc)
 	}

@@ -51,6 +51,12 @@ type countReader struct {
 	n     int64       // bytes read so far
 	stash []byte      // read from r by someone else, to be read first
 	total func(n int) // also counts here, when set (proxy.Conn.CountIn)
+	// rearm, when set, runs once before the next read from r: a read
+	// deadline meant only for a wait (awaitRequest's grace, awaitTarget's
+	// watch) is replaced by the one for reading the rest of a message
+	// only when there is a rest to read, which for most requests there
+	// is not (each SetReadDeadline modifies a runtime timer).
+	rearm func()
 }
 
 // countWriter counts what is written to the client, for the admin UI.
@@ -72,6 +78,11 @@ func (c *countReader) Read(p []byte) (int, error) {
 		c.n += int64(n)
 		c.count(n)
 		return n, nil
+	}
+	if c.rearm != nil {
+		f := c.rearm
+		c.rearm = nil
+		f()
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)

@@ -92,7 +92,16 @@ func parseRequest(head string) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Request{}
+	var (
+		r *Request
+		h Header
+	)
+	if n := fieldCount(rest); n <= inlineFields {
+		a := new(requestAlloc)
+		r, h = &a.r, a.f[:0]
+	} else {
+		r, h = new(Request), make(Header, 0, n)
+	}
 	if err := r.parseLine(line); err != nil {
 		return nil, err
 	}
@@ -100,7 +109,7 @@ func parseRequest(head string) (*Request, error) {
 		hosts int
 		f     framing
 	)
-	r.Header, err = parseFields(rest, make(Header, 0, 16), func(name, value string) (bool, error) {
+	r.Header, err = parseFields(rest, h, func(name, value string) (bool, error) {
 		if len(name) == 4 && equalFold(name, "Host") {
 			hosts++
 			r.Host = value

@@ -53,12 +53,22 @@ func ParseResponse(head, method string) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{ContentLength: -1}
+	var (
+		r *Response
+		h Header
+	)
+	if n := fieldCount(rest); n <= inlineFields {
+		a := new(responseAlloc)
+		r, h = &a.r, a.f[:0]
+	} else {
+		r, h = new(Response), make(Header, 0, n)
+	}
+	r.ContentLength = -1
 	if err := r.parseLine(line); err != nil {
 		return nil, err
 	}
 	var f framing
-	r.Header, err = parseFields(rest, make(Header, 0, 16), f.field)
+	r.Header, err = parseFields(rest, h, f.field)
 	if err != nil {
 		return nil, err
 	}

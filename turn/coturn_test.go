@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,14 +45,14 @@ func coturnPeer(t *testing.T) int {
 		cancel()
 		cmd.Wait()
 	})
-	// Wait until it has bound its port.
-	for range 50 {
-		c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
+	// Wait until it has bound its port. Looked up in /proc/net/udp rather
+	// than by binding the port to test it: a test bind in the moment the
+	// peer binds would make the peer fail.
+	want := fmt.Sprintf(" 0100007F:%04X ", port)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile("/proc/net/udp"); err == nil && strings.Contains(string(b), want) {
 			return port
 		}
-		c.Close()
-		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("turnutils_peer did not start")
 	return 0

@@ -275,42 +275,11 @@ func (s *side) try(limit int, resumed bool) ([]byte, int, error) {
 		defer s.src.SetReadDeadline(time.Time{})
 	}
 	if s.raw != nil {
-		var buf []byte
-		var n int
-		var rerr error
-		err := s.raw.Read(func(fd uintptr) bool {
-			b := frameBuf(limit, 0)
-			for {
-				n, rerr = syscall.Read(int(fd), b)
-				if rerr != syscall.EINTR {
-					break
-				}
-			}
-			if rerr == syscall.EAGAIN {
-				putFrameBuf(b)
-				rerr = errWouldBlock
-				return resumed // else wait for readiness, until the deadline
-			}
-			buf = b
-			return true
-		})
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			rerr = errWouldBlock
-		case err != nil:
-			rerr = err
-		case rerr == errWouldBlock:
-		case rerr != nil:
-			rerr = os.NewSyscallError("read", rerr)
-		case n == 0:
-			rerr = io.EOF
+		buf, n, err := s.readRaw(limit, !resumed)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = errWouldBlock
 		}
-		n = max(n, 0)
-		if n == 0 && buf != nil {
-			putFrameBuf(buf)
-			buf = nil
-		}
-		return buf, n, rerr
+		return buf, n, err
 	}
 	n, err := s.src.Read(s.small[:])
 	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -519,6 +488,48 @@ func putFrameBuf(b []byte) {
 	}
 }
 
+// readRaw reads a plain TCP source through its raw connection, taking a
+// buffer from the pool only once the kernel has bytes for it. On EAGAIN it
+// waits for readiness (until the read deadline) when wait is set, else
+// returns errWouldBlock at once. EOF is io.EOF; no buffer is returned
+// without bytes in it.
+func (s *side) readRaw(limit int, wait bool) ([]byte, int, error) {
+	var buf []byte
+	var n int
+	var rerr error
+	err := s.raw.Read(func(fd uintptr) bool {
+		b := frameBuf(limit, 0)
+		for {
+			n, rerr = syscall.Read(int(fd), b)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			putFrameBuf(b)
+			rerr = errWouldBlock
+			return !wait
+		}
+		buf = b
+		return true
+	})
+	switch {
+	case err != nil:
+		rerr = err
+	case rerr == errWouldBlock:
+	case rerr != nil:
+		rerr = os.NewSyscallError("read", rerr)
+	case n == 0:
+		rerr = io.EOF
+	}
+	n = max(n, 0)
+	if n == 0 && buf != nil {
+		putFrameBuf(buf)
+		buf = nil
+	}
+	return buf, n, rerr
+}
+
 // fill reads the next bytes of direction s into buf[end:] and returns the
 // buffer, which it takes from the pool when buf is nil (the direction was
 // quiet), and how many bytes it read. A plain TCP source is read through
@@ -532,39 +543,7 @@ func (s *side) fill(buf []byte, end, limit int) ([]byte, int, error) {
 		return buf, n, err
 	}
 	if s.raw != nil {
-		var n int
-		var rerr error
-		err := s.raw.Read(func(fd uintptr) bool {
-			b := frameBuf(limit, 0)
-			for {
-				n, rerr = syscall.Read(int(fd), b)
-				if rerr != syscall.EINTR {
-					break
-				}
-			}
-			if rerr == syscall.EAGAIN {
-				putFrameBuf(b)
-				return false // wait until readable, then read again
-			}
-			buf = b
-			return true
-		})
-		switch {
-		case err != nil:
-			rerr = err
-		case rerr != nil:
-			rerr = os.NewSyscallError("read", rerr)
-		case n == 0:
-			rerr = io.EOF
-		}
-		if n < 0 {
-			n = 0
-		}
-		if n == 0 && buf != nil {
-			putFrameBuf(buf)
-			buf = nil
-		}
-		return buf, n, rerr
+		return s.readRaw(limit, true)
 	}
 	n, err := s.src.Read(s.small[:])
 	if n > 0 {

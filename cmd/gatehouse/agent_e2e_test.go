@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -45,18 +44,6 @@ func command(wrap []string, name string, args ...string) *exec.Cmd {
 		return exec.Command(name, args...)
 	}
 	return exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], name), args...)...)
-}
-
-// freeAddrOn returns a port that is free on ip, which freeAddr's port on
-// 127.0.0.1 need not be.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startAgent runs `gatehouse agent` on config text, through wrap when set.

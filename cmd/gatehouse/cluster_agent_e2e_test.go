@@ -90,8 +90,8 @@ func TestClusterAgents(t *testing.T) {
 	var nodes []*node
 	for i := range 3 {
 		ip := "127.0.0." + strconv.Itoa(i+11)
-		n := &node{gnode: gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: portOn(t, ip), admin: portOn(t, ip), route: portOn(t, ip)},
-			https: portOn(t, ip), ldap: portOn(t, ip), sip: portOn(t, ip), agents: portOn(t, ip), forward: portOn(t, ip)}
+		n := &node{gnode: gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: freeAddrOn(t, ip), admin: freeAddrOn(t, ip), route: freeAddrOn(t, ip)},
+			https: freeAddrOn(t, ip), ldap: freeAddrOn(t, ip), sip: freeAddrOn(t, ip), agents: freeAddrOn(t, ip), forward: freeAddrOn(t, ip)}
 		cert := ca.Node(n.name, ip)
 		n.certFile, n.keyDir = cert.CertFile, cert.KeyFile
 		n.storeDir = filepath.Join(dir, n.name, "nats")

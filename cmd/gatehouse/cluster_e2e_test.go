@@ -36,16 +36,6 @@ type gnode struct {
 	certFile, keyDir string
 }
 
-func portOn(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // gcluster is the three gatehouse processes of a cluster test, with the
 // helpers that drive them from other loopback addresses.
 type gcluster struct {
@@ -79,7 +69,7 @@ func newCluster(t *testing.T, o clusterOptions) *gcluster {
 	gc := &gcluster{t: t, dir: dir}
 	for i := range 3 {
 		ip := "127.0.0." + strconv.Itoa(i+2)
-		n := &gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: portOn(t, ip), admin: portOn(t, ip), route: portOn(t, ip)}
+		n := &gnode{name: "node-" + string(rune('a'+i)), ip: ip, http: freeAddrOn(t, ip), admin: freeAddrOn(t, ip), route: freeAddrOn(t, ip)}
 		cert := ca.Node(n.name, ip) // both ends of a NATS route
 		n.certFile, n.keyDir = cert.CertFile, cert.KeyFile
 		n.storeDir = filepath.Join(dir, n.name, "nats")

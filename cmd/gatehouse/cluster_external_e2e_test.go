@@ -39,8 +39,8 @@ func TestClusterExternalNATS(t *testing.T) {
 	var routes, urls []string
 	for i := range 3 {
 		ip := fmt.Sprintf("127.0.0.%d", 21+i)
-		servers = append(servers, &natsd{name: fmt.Sprintf("ns-%d", i+1), client: portOn(t, ip)})
-		routes = append(routes, "nats-route://"+portOn(t, ip))
+		servers = append(servers, &natsd{name: fmt.Sprintf("ns-%d", i+1), client: freeAddrOn(t, ip)})
+		routes = append(routes, "nats-route://"+freeAddrOn(t, ip))
 		urls = append(urls, "nats://"+servers[i].client)
 	}
 	for i, s := range servers {

@@ -2,10 +2,8 @@ package webui
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -18,38 +16,8 @@ func TestBrowserNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Chromium and an embedded NATS server")
 	}
-	exe := chromium(t)
 	a, _ := clusterAppliance(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki(t, filepath.Join(a.dir, "state", selfCertFile))),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer cancelCtx()
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	press := func(sel string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(
-			chromedp.WaitVisible(sel),
-			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-				_, err := chromedp.Evaluate[bool]("document.querySelector("+strconv.Quote(sel)+").click(), true")(ctx, tg)
-				return err
-			}),
-		)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(bctx, time.Minute)
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	run := browserOn(t, a)
 	for range 4 {
 		a.httpGet("127.0.0.9", "/admin")
 	}

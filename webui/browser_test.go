@@ -11,10 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -40,33 +38,13 @@ func chromium(t *testing.T) string {
 // blacklist page without reloading it, remove it, and see the client served
 // again. It saves a screenshot of every page in testdata/screenshots.
 func TestBrowser(t *testing.T) {
-	exe := chromium(t)
 	a := newAppliance(t, "")
 	shots := filepath.Join("testdata", "screenshots")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox, // root in a container has no user namespace for the sandbox
-		// Trust the admin UI's self-signed certificate by its key, as an
-		// administrator does by its fingerprint. (With certificate errors
-		// merely ignored, Chromium does not keep the Secure cookies.)
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki(t, filepath.Join(a.dir, "state", selfCertFile))),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer cancelCtx()
-	// The first call starts the browser and must not have a timeout (it
-	// would stop the browser); the steps after it get generous ones, for a
-	// slow two-core CI machine under -race.
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
+	run := browserOn(t, a, chromedp.WindowSize(1280, 900))
 
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -77,27 +55,6 @@ func TestBrowser(t *testing.T) {
 			return os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
 		})
 	}
-	// press clicks a button the way a user's click would, through the DOM:
-	// synthetic mouse events that start a navigation can wait forever for
-	// their acknowledgement in headless Chromium.
-	press := func(sel string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(
-			chromedp.WaitVisible(sel),
-			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-				_, err := chromedp.Evaluate[bool]("document.querySelector("+strconv.Quote(sel)+").click(), true")(ctx, tg)
-				return err
-			}),
-		)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(bctx, time.Minute)
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-
 	// Some traffic first, so the dashboard has numbers to show.
 	for range 3 {
 		if st := a.httpGet("127.0.0.1", "/PBX0/MY"); st != http.StatusOK {

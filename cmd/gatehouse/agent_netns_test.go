@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -125,7 +124,7 @@ userPassword: wonderland
 // blacklisted; the restarted agent serves again at once.
 func TestAgentZeroIngress(t *testing.T) {
 	need(t, "curl", "ldapsearch")
-	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	testpeer.Program(t, "kamailio", "kamailio") // missing: skip (fail in CI) before anything starts
 	sipp := testpeer.Program(t, "sipp", "sip-tester")
 	wrap := agentNetns(t)
 	startNginx(t, "127.0.0.5:8080", wrap...)
@@ -135,21 +134,7 @@ func TestAgentZeroIngress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kam := command(wrap, kamailio, "-f", filepath.Join(sipE2E, "kamailio.cfg"), "-DD", "-E",
-		"-Y", t.TempDir(), "-l", "tcp:127.0.0.6:5060", "-m", "32", "-M", "4")
-	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
-	kamLog := &testpeer.Log{}
-	kam.Stdout, kam.Stderr = kamLog, kamLog
-	if err := kam.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
-		kam.Wait()
-		if t.Failed() {
-			t.Logf("kamailio:\n%s", kamLog)
-		}
-	})
+	startKamailio(t, wrap, filepath.Join(sipE2E, "kamailio.cfg"), "127.0.0.6:5060")
 	waitIn(t, wrap, "127.0.0.6:5060")
 
 	// Proof of isolation: the edge's namespace reaches no target.

@@ -28,33 +28,13 @@ import (
 // of 127.0.0.1 and returns its address and log.
 func startRegistrar(t *testing.T) (string, *testpeer.Log) {
 	t.Helper()
-	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	testpeer.Program(t, "kamailio", "kamailio") // missing: skip (fail in CI) before anything starts
 	cfg, err := filepath.Abs(filepath.Join("testdata", "registrar.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	log := &testpeer.Log{}
-	kam := exec.Command(kamailio, "-f", cfg, "-DD", "-E", "-Y", t.TempDir(), "-l", "tcp:"+addr, "-m", "32", "-M", "4")
-	kam.Stdout, kam.Stderr = log, log
-	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // its children go with it
-	if err := kam.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { kam.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		syscall.Kill(-kam.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("kamailio:\n%s", log)
-		}
-	})
+	log := startKamailio(t, nil, cfg, addr)
 	testpeer.WaitListening(t, addr)
 	return addr, log
 }

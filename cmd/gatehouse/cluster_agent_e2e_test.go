@@ -51,28 +51,14 @@ func TestClusterAgents(t *testing.T) {
 	testpeer.WaitListening(t, nginxAddr)
 	ldapAddr := "127.0.0.6:" + strconv.Itoa(testpeer.FreePort(t))
 	startSlapdIn(t, nil, ldapAddr)
-	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	testpeer.Program(t, "kamailio", "kamailio") // missing: skip (fail in CI) before anything starts
 	sipp := testpeer.Program(t, "sipp", "sip-tester")
 	sipE2E, err := filepath.Abs("../../protocols/sip/testdata/e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sipAddr := "127.0.0.6:" + strconv.Itoa(testpeer.FreePort(t))
-	kam := exec.Command(kamailio, "-f", filepath.Join(sipE2E, "kamailio.cfg"), "-DD", "-E",
-		"-Y", t.TempDir(), "-l", "tcp:"+sipAddr, "-m", "32", "-M", "4")
-	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
-	kamLog := &testpeer.Log{}
-	kam.Stdout, kam.Stderr = kamLog, kamLog
-	if err := kam.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
-		kam.Wait()
-		if t.Failed() {
-			t.Logf("kamailio:\n%s", kamLog)
-		}
-	})
+	startKamailio(t, nil, filepath.Join(sipE2E, "kamailio.cfg"), sipAddr)
 	testpeer.WaitListening(t, sipAddr)
 
 	dir := t.TempDir()

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,32 +54,12 @@ request_route {
 // proxy_protocol: v2 sees the phone's own address and port as the source
 // of its SIP request.
 func TestProxyProtocolKamailio(t *testing.T) {
-	kamailio := testpeer.Program(t, "kamailio", "kamailio")
+	testpeer.Program(t, "kamailio", "kamailio") // missing: skip (fail in CI) before anything starts
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "kamailio.cfg")
 	os.WriteFile(cfg, []byte(kamailioPP), 0o644)
 	registrar := freeAddr(t)
-	kamLog := &testpeer.Log{}
-	kam := exec.Command(kamailio, "-f", cfg, "-DD", "-E", "-Y", dir, "-l", "tcp:"+registrar, "-m", "16", "-M", "4")
-	kam.Stdout, kam.Stderr = kamLog, kamLog
-	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
-	if err := kam.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { defer close(exited); kam.Wait() }()
-	t.Cleanup(func() {
-		syscall.Kill(-kam.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("kamailio:\n%s", kamLog)
-		}
-	})
+	kamLog := startKamailio(t, nil, cfg, registrar)
 	testpeer.WaitListening(t, registrar)
 
 	sipAddr := freeAddr(t)

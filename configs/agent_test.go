@@ -1,12 +1,9 @@
 package configs_test
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
-	"io/fs"
 	"os"
 	"reflect"
 	"strings"
@@ -191,25 +188,6 @@ func leaf(t *testing.T, file string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return cert
-}
-
-func TestAgentExamplesAreTheContract(t *testing.T) {
-	for _, name := range []string{"agents.example.yaml", "agent.example.yaml"} {
-		spec, err := os.ReadFile("../../shared/spec/" + name)
-		if errors.Is(err, fs.ErrNotExist) {
-			t.Skip("no shared/spec beside the repository to compare testdata with")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		copy, err := os.ReadFile("testdata/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(spec, copy) {
-			t.Errorf("testdata/%s differs from shared/spec/%s", name, name)
-		}
-	}
 }
 
 func TestValidateAgents(t *testing.T) {

@@ -1,9 +1,6 @@
 package configs_test
 
 import (
-	"bytes"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,25 +61,6 @@ func TestClusterExample(t *testing.T) {
 	// Without the section nothing is enabled.
 	if c, _ := loadExample(t); c.Cluster.Enabled || c.Cluster.Embedded() {
 		t.Errorf("cluster enabled without a cluster section: %+v", c.Cluster)
-	}
-}
-
-// TestClusterExampleIsTheContract checks testdata holds the contract as
-// written in shared/spec, when it is checked out beside the repository.
-func TestClusterExampleIsTheContract(t *testing.T) {
-	spec, err := os.ReadFile("../../shared/spec/cluster.example.yaml")
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skip("no shared/spec beside the repository to compare testdata with")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	copy, err := os.ReadFile("testdata/cluster.example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(spec, copy) {
-		t.Error("testdata/cluster.example.yaml differs from shared/spec/cluster.example.yaml")
 	}
 }
 

@@ -71,10 +71,15 @@ var certCheckFamilies = map[string]bool{"sip": true, "h323": true}
 
 // checksCertificate reports whether check_certificate applies to svc's
 // registrations of family: only a service with both the plain and the TLS
-// port has a choice to make (see Resolve).
+// port has a choice to make (see Resolve). A service behind an agent has
+// the ports its agent registers, known only at Resolve, which checks them:
+// its TLS listeners must ask for the client certificate all the same.
 func checksCertificate(svc *configs.Service, family string) bool {
 	if !svc.CheckCertificate || !certCheckFamilies[family] {
 		return false
+	}
+	if svc.Agent != "" {
+		return true
 	}
 	plain, tlsType := familyTypes(family)
 	_, hasPlain := svc.Port(plain)

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -98,5 +101,58 @@ services:
 				t.Fatalf("TLS server name %q, want the target %q", r.TLS.ServerName, r.Service.Target)
 			}
 		})
+	}
+}
+
+// registered is Agents with one agent's registration, for Resolve.
+type registered map[string]map[string]int
+
+func (r registered) Ports(account, name string) (map[string]int, bool) {
+	p, ok := r[account+"/"+name]
+	return p, ok
+}
+
+func (registered) Dial(context.Context, string, string, string, bool, netip.AddrPort) (net.Conn, error) {
+	return nil, ErrNoTunnel
+}
+
+// TestResolveAgentCheckCertificate: a service behind an agent has no ports
+// of its own; check_certificate applies over the ports its agent
+// registered, and its TLS listener asks for the client certificate.
+func TestResolveAgentCheckCertificate(t *testing.T) {
+	ca := testpki.NewCA(t, "phones")
+	cert := ca.Server("gatehouse.example.com")
+	cfg, err := configs.Parse("test.yaml", []byte(`
+tls:
+  certificates: [{cert: `+cert.CertFile+`, key: `+cert.KeyFile+`}]
+  client_cas: [`+ca.File+`]
+agents:
+  listen: 127.0.0.1:7443
+  accounts: [{name: hq-lan, token_hash: "$2a$04$abcdefghijklmnopqrstuu5ZHyZLfyXBJPNLXhkr3p6YJfKdXCZEq", names: [example.com]}]
+services:
+  - {name: example.com, agent: hq-lan, check_certificate: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := NewTable(cfg, nil)
+	tb.agents = registered{"hq-lan/example.com": {"h323": 1720, "h323s": 1300, "sip": 5060, "sips": 5061}}
+	for _, name := range []string{"h323s", "sips"} {
+		if tb.serverTLS[name].ClientAuth != tls.RequestClientCert {
+			t.Fatalf("listen.%s does not ask for the client certificate that check_certificate needs", name)
+		}
+		typ, _ := configs.LookupType(name)
+		for _, tc := range []struct {
+			identity, cn string
+			wantTLS      bool
+		}{{"alice", "Alice", true}, {"alice", "bob", false}, {"alice", "", false}} {
+			r, ref := tb.Resolve(netip.MustParseAddr("198.51.100.7"), typ, true, "example.com", tc.identity, tc.cn)
+			if ref != nil {
+				t.Fatal(ref)
+			}
+			if r.Agent == nil || r.Agent.TLS != tc.wantTLS {
+				t.Fatalf("%s, identity %q, certificate CN %q: agent route %+v, want TLS %v", name, tc.identity, tc.cn, r.Agent, tc.wantTLS)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	binenc "encoding/binary"
 	"fmt"
@@ -118,8 +119,9 @@ func readWSFrame(r *bufio.Reader) (op byte, payload []byte, err error) {
 // h323Target is an H.323 gatekeeper stand-in: it records what each
 // connection sends and answers its first complete TPKT packet with answer.
 type h323Target struct {
-	mu  sync.Mutex
-	got []byte
+	mu    sync.Mutex
+	got   []byte
+	conns int
 }
 
 func startH323Target(t *testing.T, addr string, answer []byte) *h323Target {
@@ -127,6 +129,12 @@ func startH323Target(t *testing.T, addr string, answer []byte) *h323Target {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveH323Target(t, ln, answer)
+}
+
+// serveH323Target is startH323Target on ln (a TLS listener for a
+// gatekeeper's TLS port).
+func serveH323Target(t *testing.T, ln net.Listener, answer []byte) *h323Target {
 	h := &h323Target{}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -138,6 +146,9 @@ func startH323Target(t *testing.T, addr string, answer []byte) *h323Target {
 			wg.Go(func() {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
+				h.mu.Lock()
+				h.conns++
+				h.mu.Unlock()
 				var head [4]byte
 				answered := false
 				for {
@@ -164,6 +175,12 @@ func startH323Target(t *testing.T, addr string, answer []byte) *h323Target {
 		wg.Wait()
 	})
 	return h
+}
+
+func (h *h323Target) connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns
 }
 
 func (h *h323Target) received() []byte {
@@ -269,4 +286,99 @@ services:
 			}
 		}
 	})
+}
+
+// TestAgentCheckCertificate: check_certificate applies to a service behind
+// an agent as to a dialled one. An H.323 registration over TLS (the GRQ and
+// RRQ of alice, number 201) is forwarded through the tunnel to the
+// gatekeeper's TLS port only when the phone's certificate is trusted by
+// client_cas and names both aliases; otherwise to its plain port. The edge
+// says which in the stream header, the agent dials the port it registered.
+func TestAgentCheckCertificate(t *testing.T) {
+	registration, err := os.ReadFile("../../protocols/h323/testdata/grq_rrq.tpkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcf, err := os.ReadFile("../../protocols/h323/testdata/rcf.tpkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := testpki.NewCA(t, "edge")
+	plainPort, tlsPort := testpeer.FreePort(t), testpeer.FreePort(t)
+	plain := startH323Target(t, fmt.Sprintf("127.0.0.5:%d", plainPort), rcf)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.5:%d", tlsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secure := serveH323Target(t, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{ca.Server("gk.lan").TLS}}), rcf)
+
+	cert := ca.Server("example.com")
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	h323sAddr, agentsAddr := freeAddr(t), freeAddrOn(t, "127.0.0.2")
+	edge := start(t, fmt.Sprintf(`listen: {h323s: %q}
+tls: {certificates: [{cert: %s, key: %s}], client_cas: [%s]}
+agents:
+  listen: %q
+  heartbeat: 1s
+  accounts:
+    - {name: hq-lan, token_hash: %q, names: [example.com]}
+services:
+  - {name: example.com, agent: hq-lan, check_certificate: true}
+blacklist: {threshold: 3}
+`, h323sAddr, cert.CertFile, cert.KeyFile, ca.File, agentsAddr, hash), h323sAddr)
+	ag := startAgent(t, fmt.Sprintf(`edges: [%q]
+account: hq-lan
+token: s3cret
+shutdown_timeout: 1s
+edge_fingerprint: %q
+services:
+  - {name: example.com, target: 127.0.0.5, ports: {h323: %d, h323s: %d}, tls_verify: false}
+`, agentsAddr, configs.Fingerprint(cert.TLS.Leaf), plainPort, tlsPort))
+	ag.waitLog(t, "tunnel up")
+	edge.waitLog(t, "agent tunnel up")
+
+	for i, tc := range []struct {
+		name    string
+		cert    *testpki.Issued
+		wantTLS bool
+	}{
+		{"no certificate", nil, false},
+		{"certificate for the name, not the number", ca.Client("alice"), false},
+		{"certificate for both aliases", ca.Client("alice", "201@example.com"), true},
+		{"untrusted certificate", testpki.NewCA(t, "other").Client("alice", "201@example.com"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			usedBefore, unusedBefore := plain.connections(), secure.connections()
+			used, unused := plain, secure
+			if tc.wantTLS {
+				usedBefore, unusedBefore = unusedBefore, usedBefore
+				used, unused = secure, plain
+			}
+			cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "example.com"}
+			if tc.cert != nil {
+				cfg.Certificates = []tls.Certificate{tc.cert.TLS}
+			}
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.0.%d", 10+i))}, Timeout: 5 * time.Second}
+			c, err := tls.DialWithDialer(d, "tcp", h323sAddr, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write(registration)
+			got := make([]byte, len(rcf))
+			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, rcf) {
+				t.Fatalf("the phone got % x (%v), want the gatekeeper's RCF", got, err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); !bytes.HasSuffix(used.received(), registration); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the gatekeeper's port (TLS %v) did not receive the registration", tc.wantTLS)
+				}
+			}
+			if used.connections() != usedBefore+1 || unused.connections() != unusedBefore {
+				t.Fatalf("connections: used port %d → %d, other port %d → %d; want one more on the port check_certificate chose only",
+					usedBefore, used.connections(), unusedBefore, unused.connections())
+			}
+		})
+	}
 }

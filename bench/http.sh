@@ -27,6 +27,8 @@
 #   PROFILE         1: afterwards, perf-record gatehouse under keep-alive load
 #                   and print the hottest functions [0]
 #   PERF_DATA       with PROFILE=1, keep perf.data at this path
+#   SYSCALLS        1: afterwards, count the system calls per kept-alive request
+#                   of gatehouse, HAProxy (and the baseline) with perf stat [0]
 #
 # Needs: nginx haproxy wrk curl (and linux-perf for PROFILE=1), and Go unless
 # GATEHOUSE is given. Runs as root or not; starts nothing as a service.
@@ -44,6 +46,7 @@ PORT_BASE=${PORT_BASE:-18480}
 GATEHOUSE=${GATEHOUSE:-}
 PROFILE=${PROFILE:-0}
 PERF_DATA=${PERF_DATA:-}
+SYSCALLS=${SYSCALLS:-0}
 BASELINE=${BASELINE:-}
 THREADS=${THREADS:-1}
 TLS=${TLS:-1}
@@ -60,7 +63,7 @@ for cmd in nginx haproxy wrk curl; do
 	command -v "$cmd" >/dev/null ||
 		die "$cmd not found; install: DEBIAN_FRONTEND=noninteractive apt-get install -y nginx haproxy wrk curl"
 done
-if [ "$PROFILE" = 1 ]; then
+if [ "$PROFILE" = 1 ] || [ "$SYSCALLS" = 1 ]; then
 	command -v perf >/dev/null || die "perf not found; install: apt-get install -y linux-perf"
 fi
 [ -n "$GATEHOUSE" ] || command -v go >/dev/null || die "go not found: install Go or set GATEHOUSE to a binary"
@@ -451,4 +454,39 @@ if [ "$PROFILE" = 1 ]; then
 	perf report -i "$work/perf.data" --stdio --children --sort symbol -g none --percent-limit 2 2>/dev/null |
 		awk '!/^#/ && NF && n++ < 60 {print $1, $2, $3, $4}'
 	[ -z "$PERF_DATA" ] || cp "$work/perf.data" "$PERF_DATA"
+fi
+
+if [ "$SYSCALLS" = 1 ]; then
+	echo
+	echo "== system calls per kept-alive request (perf stat during wrk -c$CONNS -d${DURATION}s), CPU per request =="
+	printf '%-14s %8s %8s %9s %8s %8s %8s %8s %9s %8s\n' subject read EAGAIN recvfrom EAGAIN write sendto epoll "CPU µs" req/s
+	subjects=(gatehouse haproxy-http)
+	[ -z "$BASELINE" ] || subjects+=(baseline)
+	for s in "${subjects[@]}"; do
+		p0=$(ticks "${PID[$s]}")
+		perf stat -x, -o "$work/syscalls.$s" -p "${PID[$s]}" \
+			-e syscalls:sys_enter_read -e syscalls:sys_exit_read --filter 'ret == -11' \
+			-e syscalls:sys_enter_recvfrom -e syscalls:sys_exit_recvfrom --filter 'ret == -11' \
+			-e syscalls:sys_enter_write -e syscalls:sys_enter_sendto \
+			-e syscalls:sys_enter_epoll_pwait -e syscalls:sys_enter_epoll_wait -- sleep "$DURATION" 2>/dev/null &
+		stat_pid=$!
+		STARTED+=("$stat_pid")
+		out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $HOST" "$(url "$s" /small)") || die "syscalls $s: wrk failed"
+		wait "$stat_pid" || die "perf stat failed (perf_event_paranoid, tracefs? run as root)"
+		p1=$(ticks "${PID[$s]}")
+		n=$(awk '/requests in/ {print $1}' <<<"$out")
+		rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+		awk -F, -v n="$n" -v s="$s" -v cpu=$((p1 - p0)) -v hz="$TICK" -v rps="$rps" '
+			$3 ~ /^syscalls:/ { c[$3] += $1 }
+			END {
+				r = n + 0; if (r == 0) r = 1
+				printf "%-14s %8.2f %8.2f %9.2f %8.2f %8.2f %8.2f %8.2f %9.1f %8s\n", s,
+					c["syscalls:sys_enter_read"] / r, c["syscalls:sys_exit_read"] / r,
+					c["syscalls:sys_enter_recvfrom"] / r, c["syscalls:sys_exit_recvfrom"] / r,
+					c["syscalls:sys_enter_write"] / r, c["syscalls:sys_enter_sendto"] / r,
+					(c["syscalls:sys_enter_epoll_pwait"] + c["syscalls:sys_enter_epoll_wait"]) / r,
+					1e6 * cpu / hz / r, rps
+			}' "$work/syscalls.$s"
+	done
+	echo "(EAGAIN: the reads that found nothing; epoll: epoll_wait and epoll_pwait; CPU: the proxy's utime+stime over wrk's requests)"
 fi

@@ -78,6 +78,9 @@ func (x *exchange) refuse(status int) bool {
 func (x *exchange) connect() error {
 	c := x.c
 	if !x.route.ProxyProtocol() {
+		if x.tc = c.hold(c.takeKept(x.key, x.retryable())); x.tc != nil {
+			return nil
+		}
 		if x.tc = c.hold(c.targetFor(x.key)); x.tc != nil {
 			return nil
 		}
@@ -104,7 +107,7 @@ func dialStatus(err error) int {
 func (x *exchange) roundTrip() (*h1.Response, error) {
 	n0 := x.tc.cr.n
 	resp, err := x.send()
-	if err != nil && x.req.ContentLength == 0 && idempotent(x.req.Method) && x.tc.reused() &&
+	if err != nil && x.retryable() && x.tc.reused() &&
 		x.tc.cr.n == n0 && !errors.Is(err, errClientGone) && !isMalformed(err) {
 		x.c.h.log.Debug("retrying on a new target connection", "client", x.c.pc.Info.Client.Addr(),
 			"service", x.route.Service.Name, "err", err)
@@ -117,6 +120,10 @@ func (x *exchange) roundTrip() (*h1.Response, error) {
 	}
 	return resp, err
 }
+
+// retryable reports whether the request may be sent again on a new
+// target connection when a reused one failed before answering.
+func (x *exchange) retryable() bool { return x.req.ContentLength == 0 && idempotent(x.req.Method) }
 
 // failed handles a request whose answer could not be read.
 func (x *exchange) failed(err error) bool {
@@ -178,10 +185,65 @@ func (c *h1conn) targetFor(key poolKey) *targetConn {
 		if tc == nil {
 			return nil
 		}
-		if tc.alive() {
+		if c.g.pool.alive(tc) {
 			return tc
 		}
 		tc.close()
+	}
+}
+
+// keep holds tc, which has just carried one of the client's requests to
+// the end of its answer, for the client's next request, as HAProxy's
+// http-reuse safe does: a client that keeps sending to one service uses
+// one target connection, without the liveness peek (one system call) that
+// a connection taken from the shared pool needs.
+//
+// What the peek guards against is bytes that arrive unasked after an
+// answer (an answer longer than framed, a second answer, a 408) being
+// read as the answer to someone else's request. On a kept connection,
+// such bytes could only reach the client whose own request made the
+// target send them, on the connection that request came on: what that
+// client would see talking to the target directly, and nothing of another
+// client's. Whenever a connection crosses to another client it goes
+// through the pool, and targetFor peeks: unkeep hands it back when the
+// client goes quiet (before the loop parks: a quiet client holds no
+// target connection) or goes away, and takeKept when the client's next
+// request routes to another target.
+func (c *h1conn) keep(tc *targetConn) {
+	if tc.idleSince.IsZero() {
+		tc.idleSince = time.Now() // reused from now on (roundTrip's retry)
+	}
+	c.kept = tc
+}
+
+// takeKept returns the kept target connection when it goes to key, for
+// the client's next request. One that goes elsewhere (the request routes
+// to another service) goes back to the pool. A request that could not be
+// sent again if the kept connection failed (a body, or a method that is
+// not idempotent) still has its liveness checked, for a target that
+// closed it meanwhile; its peek reads nothing.
+func (c *h1conn) takeKept(key poolKey, retryable bool) *targetConn {
+	tc := c.kept
+	if tc == nil {
+		return nil
+	}
+	c.kept = nil
+	if tc.key != key {
+		c.g.pool.put(tc)
+		return nil
+	}
+	if tc.br.Buffered() > 0 || !retryable && !c.g.pool.alive(tc) {
+		tc.close()
+		return nil
+	}
+	return tc
+}
+
+// unkeep gives the kept target connection back to the pool.
+func (c *h1conn) unkeep() {
+	if c.kept != nil {
+		c.g.pool.put(c.kept)
+		c.kept = nil
 	}
 }
 
@@ -241,6 +303,7 @@ func (x *exchange) send() (*h1.Response, error) {
 			return nil, err
 		}
 		// (With a body copy under way, it notices a client that leaves.)
+		c.yieldBeforeRead()
 		if err := c.awaitTarget(tc, now); err != nil {
 			return nil, err
 		}
@@ -341,12 +404,15 @@ func (x *exchange) answer(resp *h1.Response) bool {
 	if !respBody.Done() || x.tc.br.Buffered() > 0 {
 		reuse = false
 	}
-	// The target connection goes back to the pool before the client has
-	// the last bytes of the answer, so that the client's next request (on
-	// this connection or another) finds it there.
-	if reuse && !x.route.ProxyProtocol() { // see connect
+	// The target connection is kept for the client's next request (or,
+	// when the client leaves, goes back to the pool) before the client has
+	// the last bytes of the answer, so that the next request finds it.
+	switch {
+	case reuse && !x.route.ProxyProtocol() && !x.closeClient: // see connect
+		c.keep(x.tc)
+	case reuse && !x.route.ProxyProtocol():
 		c.g.pool.put(x.tc)
-	} else {
+	default:
 		x.tc.close()
 	}
 	if err := c.bw.Flush(); err != nil {

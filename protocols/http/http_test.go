@@ -411,6 +411,9 @@ func TestTargetConnectionsAreReused(t *testing.T) {
 			t.Fatal(code)
 		}
 		c.CloseIdleConnections()
+		// The client's loop gives its kept target connection back to the
+		// pool when it sees the client go.
+		waitIdle(t, g.pool(), pbx.port(), 1)
 	}
 	if n := pbx.conns.Load(); n != 1 {
 		t.Fatalf("20 requests on 20 client connections opened %d target connections, want 1", n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -119,6 +120,22 @@ type pool struct {
 	mu     sync.Mutex
 	idle   map[poolKey][]*targetConn
 	closed bool
+
+	// peeks counts the liveness checks that looked at a socket, refused
+	// those that found it closed or with bytes unasked (for tests).
+	peeks, refused atomic.Int64
+}
+
+// alive checks an idle connection with tc.alive, counting the peeks.
+func (p *pool) alive(tc *targetConn) bool {
+	if tc.sock != nil && tc.br.Buffered() == 0 {
+		p.peeks.Add(1)
+	}
+	ok := tc.alive()
+	if !ok {
+		p.refused.Add(1)
+	}
+	return ok
 }
 
 func newPool(perTarget int, maxIdle time.Duration) *pool {

@@ -11,6 +11,9 @@
 #              go build -o /tmp/turnbench-old ./bench/turnbench) measured as
 #              "baseline" in the same run, interleaved with the others
 #   ROUNDS     rounds of gatehouse, [baseline,] coturn; medians printed [3]
+#   THREADS    threads each server runs on: GOMAXPROCS for turnbench serve
+#              (gatehouse and baseline; one UDP socket per GOMAXPROCS) and
+#              coturn's --relay-threads [1]
 #   PROFILE    1: perf-record turnbench serve (gatehouse, and baseline) during
 #              its last round and print its share of samples in the kernel
 #              and its hottest symbols (needs perf) [0]
@@ -27,6 +30,7 @@ bl_port=34793
 BASELINE=${BASELINE:-}
 ROUNDS=${ROUNDS:-3}
 PROFILE=${PROFILE:-0}
+THREADS=${THREADS:-1}
 
 [ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "turn.sh: BASELINE=$BASELINE is not an executable" >&2; exit 1; }
 command -v turnserver >/dev/null || { echo "turn.sh: turnserver not found: apt-get install coturn" >&2; exit 1; }
@@ -43,17 +47,17 @@ trap cleanup EXIT
 
 go build -o "$work/turnbench" ./bench/turnbench
 
-"$work/turnbench" serve -listen "127.0.0.1:$gh_port" -user bench -password bench 2>"$work/gatehouse.log" &
+GOMAXPROCS=$THREADS "$work/turnbench" serve -listen "127.0.0.1:$gh_port" -user bench -password bench 2>"$work/gatehouse.log" &
 pids+=($!)
 gh_pid=$!
 if [ -n "$BASELINE" ]; then
-	"$BASELINE" serve -listen "127.0.0.1:$bl_port" -user bench -password bench 2>"$work/baseline.log" &
+	GOMAXPROCS=$THREADS "$BASELINE" serve -listen "127.0.0.1:$bl_port" -user bench -password bench 2>"$work/baseline.log" &
 	pids+=($!)
 	bl_pid=$!
 fi
-# coturn as packaged, with its defaults (one relay thread per core), told
+# coturn as packaged, with its defaults but for the relay threads, told
 # only what the comparison needs: loopback, one account, no TLS, no CLI.
-turnserver -n --listening-ip=127.0.0.1 --listening-port="$co_port" --relay-ip=127.0.0.1 \
+turnserver -n --relay-threads="$THREADS" --listening-ip=127.0.0.1 --listening-port="$co_port" --relay-ip=127.0.0.1 \
 	--min-port=40000 --max-port=44999 --lt-cred-mech --user=bench:bench --realm=bench \
 	--no-tls --no-dtls --no-cli --allow-loopback-peers --total-quota=0 --user-quota=0 \
 	--log-file="$work/coturn.log" --simple-log >/dev/null 2>&1 &
@@ -88,7 +92,7 @@ done
 gatehouse=$(printf '%s\n' "${g[@]}" | med)
 coturn=$(printf '%s\n' "${c[@]}" | med)
 
-echo "relayed datagrams/s, $clients allocations, $size-byte payload, ${seconds}s each, median of $ROUNDS rounds:"
+echo "relayed datagrams/s, $clients allocations, $size-byte payload, ${seconds}s each, $THREADS thread(s) each, median of $ROUNDS rounds:"
 echo "  gatehouse $gatehouse   (${g[*]})"
 if [ -n "$BASELINE" ]; then
 	baseline=$(printf '%s\n' "${b[@]}" | med)

@@ -21,6 +21,12 @@ import (
 //
 // golang.org/x/net's ReadBatch would allocate a net.Addr per datagram;
 // these parse the source into a netip.AddrPort in place.
+//
+// Both calls are raw system calls (no entersyscall): on a non-blocking
+// socket they never wait (EAGAIN parks the goroutine on the netpoller
+// instead), but a sendmmsg of a batch on loopback runs the receivers'
+// softirq inline and outlasts sysmon's 20 us tick, which then hands the P
+// to another thread and back, a thread switch per batch.
 
 const (
 	batchSize = 32
@@ -104,7 +110,7 @@ func (r *batchReader) recvmmsg(fd uintptr) bool {
 		b.msgs[i].len = 0
 	}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), batchSize, 0, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), batchSize, 0, 0, 0)
 		switch errno {
 		case 0:
 			b.n, b.next, r.err = int(n), 0, nil
@@ -287,7 +293,7 @@ func (o *outbox) flush() error {
 func (o *outbox) sendmmsg(fd uintptr) bool {
 	b := o.cur
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.next])), uintptr(b.n-b.next), 0, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.next])), uintptr(b.n-b.next), 0, 0, 0)
 		switch errno {
 		case 0:
 			b.next += int(n)

@@ -81,12 +81,20 @@ for k in "${!names[@]}"; do
 	done
 done
 
-run() { # name port
-	local line
+# cputicks pid: the process's user and system time, in clock ticks.
+cputicks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+# run name port pid: one round; prints the rate and the server's CPU time
+# per relayed datagram in microseconds.
+run() {
+	local line t0 t1
+	t0=$(cputicks "$3")
 	line=$("$work/turnbench" load -server "127.0.0.1:$2" -user bench -password bench \
 		-clients "$clients" -size "$size" -duration "${seconds}s")
-	echo "$1: $line" >&2
-	sed -n 's/^relayed_pps=\([0-9]*\).*/\1/p' <<<"$line"
+	t1=$(cputicks "$3")
+	echo "$1: $line server_cpu=$(((t1 - t0) * 1000 / hz))ms" >&2
+	sed -n 's/^relayed_pps=\([0-9]*\).* received=\([0-9]*\).*/\1 \2/p' <<<"$line" |
+		awk -v t=$((t1 - t0)) -v hz="$hz" '{ printf "%s %.2f\n", $1, t / hz * 1e6 / (2 * $2) }'
 }
 med() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # profiled k: run subject k, under perf in the last round with PROFILE=1
@@ -96,16 +104,18 @@ profiled() {
 	if [ "$PROFILE" = 1 ] && [ "$r" = "$ROUNDS" ] && [ "${names[$k]}" != coturn ]; then
 		perf record -o "$work/perf-${names[$k]}.data" -p "${spids[$k]}" -- sleep "$seconds" >/dev/null 2>&1 &
 		local perf_pid=$!
-		run "${names[$k]}" "${ports[$k]}"
+		run "${names[$k]}" "${ports[$k]}" "${spids[$k]}"
 		wait "$perf_pid"
 	else
-		run "${names[$k]}" "${ports[$k]}"
+		run "${names[$k]}" "${ports[$k]}" "${spids[$k]}"
 	fi
 }
-declare -A rates
+declare -A rates cpus
 for r in $(seq "$ROUNDS"); do
 	for k in "${!names[@]}"; do
-		rates[$k]="${rates[$k]:-} $(profiled "$k")"
+		read -r rate cpu <<<"$(profiled "$k")"
+		rates[$k]="${rates[$k]:-} $rate"
+		cpus[$k]="${cpus[$k]:-} $cpu"
 	done
 done
 
@@ -114,6 +124,10 @@ declare -A medians
 for k in "${!names[@]}"; do
 	medians[$k]=$(printf '%s\n' ${rates[$k]} | med)
 	printf '  %-22s %8s   (%s)\n' "${names[$k]}" "${medians[$k]}" "${rates[$k]# }"
+done
+echo "server CPU time per relayed datagram, us, median of $ROUNDS rounds:"
+for k in "${!names[@]}"; do
+	printf '  %-22s %8s   (%s)\n' "${names[$k]}" "$(printf '%s\n' ${cpus[$k]} | med)" "${cpus[$k]# }"
 done
 co=$((${#names[@]} - 1))
 for k in "${!names[@]}"; do

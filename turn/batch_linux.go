@@ -50,7 +50,14 @@ type batch struct {
 	names [batchSize]unix.RawSockaddrInet6
 	data  [batchSize * slotSize]byte
 	n     int // datagrams in it
-	next  int // the next one to hand out (reader) or to send (writer)
+	next  int // the next one to hand out (reader)
+
+	// Sending: the messages sendmmsg gets (group), from datagram first[k],
+	// count[k] of them, a run with its UDP_SEGMENT in cmsgs[k].
+	out           [batchSize]mmsghdr
+	cmsgs         [batchSize][4]uint64
+	first, count  [batchSize]int
+	nout, nextOut int
 }
 
 var batches = sync.Pool{New: func() any {
@@ -67,7 +74,7 @@ var batches = sync.Pool{New: func() any {
 func getBatch() *batch { return batches.Get().(*batch) }
 
 func putBatch(b *batch) {
-	b.n, b.next = 0, 0
+	b.n, b.next, b.nout, b.nextOut = 0, 0, 0, 0
 	batches.Put(b)
 }
 
@@ -200,6 +207,8 @@ type outbox struct {
 	cur    *batch // being sent
 	err    error  // of the last sendmmsg
 	send   func(fd uintptr) bool
+	gso    bool   // runs to one destination go as one (UDP_SEGMENT)
+	sent   uint64 // messages sendmmsg took, for tests
 	// failed is told of each datagram the kernel refused: it was
 	// counted as sent when written.
 	failed func(size int)
@@ -219,6 +228,9 @@ func newOutbox(pc net.PacketConn, failed func(int)) *outbox {
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		o.family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		// Linux 4.18 and later segment UDP; older ones have no such option.
+		_, gerr := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+		o.gso = gerr == nil
 	}); err != nil || serr != nil {
 		return nil
 	}
@@ -269,22 +281,33 @@ func (o *outbox) flush() error {
 		o.cur = nil
 		putBatch(b)
 	}()
+	b.group(0, o.gso)
 	var first error
-	for b.next < b.n {
+	for b.nextOut < b.nout {
 		o.err = nil
 		if err := o.raw.Write(o.send); err != nil {
-			for i := b.next; i < b.n; i++ {
-				o.failed(int(b.iovs[i].Len))
+			for k := b.nextOut; k < b.nout; k++ {
+				b.failed(k, o.failed)
 			}
 			return err
 		}
-		if o.err != nil {
-			// The datagram at next was refused: drop it, send the rest.
-			o.failed(int(b.iovs[b.next].Len))
-			b.next++
-			if first == nil {
-				first = &net.OpError{Op: "sendmmsg", Net: "udp", Err: o.err}
+		if o.err == nil {
+			continue
+		}
+		k := b.nextOut
+		if b.count[k] > 1 {
+			// Not sent as one (longer than the path's MTU, or a device
+			// that cannot segment): the rest one datagram each.
+			if o.err == unix.EIO {
+				o.gso = false
 			}
+			b.group(b.first[k], false)
+			continue
+		}
+		b.failed(k, o.failed)
+		b.nextOut++
+		if first == nil {
+			first = &net.OpError{Op: "sendmmsg", Net: "udp", Err: o.err}
 		}
 	}
 	return first
@@ -293,10 +316,11 @@ func (o *outbox) flush() error {
 func (o *outbox) sendmmsg(fd uintptr) bool {
 	b := o.cur
 	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.next])), uintptr(b.n-b.next), 0, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[b.nextOut])), uintptr(b.nout-b.nextOut), 0, 0, 0)
 		switch errno {
 		case 0:
-			b.next += int(n)
+			o.sent += uint64(n)
+			b.nextOut += int(n)
 			return true
 		case unix.EINTR:
 			continue
@@ -306,6 +330,61 @@ func (o *outbox) sendmmsg(fd uintptr) bool {
 			o.err = errno
 			return true
 		}
+	}
+}
+
+// gsoMaxSegment is the longest datagram sent in a run (UDP GSO): the
+// kernel refuses a segment longer than the path's MTU allows, and no path
+// is below IPv6's minimum (1280 bytes less 48 of headers). Media is shorter.
+const gsoMaxSegment = 1232
+
+// group makes the messages for sendmmsg from datagram from on: one per
+// datagram, or with gso one per run of datagrams to one destination, all
+// of one size but the last, which may be shorter (UDP_SEGMENT: the kernel
+// cuts the run at that size, the receiver gets the same datagrams).
+func (b *batch) group(from int, gso bool) {
+	b.nout, b.nextOut = 0, 0
+	for i := from; i < b.n; {
+		size := b.iovs[i].Len
+		j := i + 1
+		if gso && size <= gsoMaxSegment {
+			for j < b.n && b.sameDest(i, j) && b.iovs[j].Len <= size {
+				j++
+				if b.iovs[j-1].Len < size {
+					break // a shorter one ends a run
+				}
+			}
+		}
+		k := b.nout
+		m := &b.out[k]
+		m.hdr = b.msgs[i].hdr // one iovec at i, no control
+		m.len = 0
+		if j-i > 1 {
+			m.hdr.SetIovlen(j - i)
+			c := (*unix.Cmsghdr)(unsafe.Pointer(&b.cmsgs[k][0]))
+			c.Level, c.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+			c.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Add(unsafe.Pointer(c), unix.CmsgLen(0))) = uint16(size)
+			m.hdr.Control = (*byte)(unsafe.Pointer(c))
+			m.hdr.SetControllen(unix.CmsgSpace(2))
+		}
+		b.first[k], b.count[k] = i, j-i
+		b.nout++
+		i = j
+	}
+}
+
+func (b *batch) sameDest(i, j int) bool {
+	n := b.msgs[i].hdr.Namelen
+	return n == b.msgs[j].hdr.Namelen &&
+		string((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b.names[i]))[:n]) ==
+			string((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b.names[j]))[:n])
+}
+
+// failed reports message k's datagrams.
+func (b *batch) failed(k int, report func(int)) {
+	for i := b.first[k]; i < b.first[k]+b.count[k]; i++ {
+		report(int(b.iovs[i].Len))
 	}
 }
 

@@ -286,3 +286,74 @@ func hasIPv6Loopback() bool {
 	pc.Close()
 	return true
 }
+
+// Runs of datagrams to one destination leave as one message each (UDP
+// GSO) and arrive as the same datagrams, in order; a run the kernel
+// refuses is retried one datagram at a time, and only its own datagrams
+// are lost.
+func TestOutboxRuns(t *testing.T) {
+	src := udpSocket(t, "udp4", "127.0.0.1:0")
+	a, b := udpSocket(t, "udp4", "127.0.0.2:0"), udpSocket(t, "udp4", "127.0.0.3:0")
+	var failed []int
+	o := newOutbox(src, func(n int) { failed = append(failed, n) })
+	addrA, addrB := a.LocalAddr().(*net.UDPAddr).AddrPort(), b.LocalAddr().(*net.UDPAddr).AddrPort()
+	refused := netip.AddrPortFrom(addrA.Addr(), 0)
+	type dgram struct {
+		to   netip.AddrPort
+		size int
+	}
+	var queued []dgram
+	add := func(to netip.AddrPort, size, n int) {
+		for range n {
+			queued = append(queued, dgram{to, size})
+		}
+	}
+	add(addrA, 100, 10) // a run, ended by the shorter one
+	add(addrA, 50, 1)
+	add(addrA, 100, 1) // alone: the next goes elsewhere
+	add(addrB, 100, 3)
+	add(refused, 40, 4)
+	add(addrA, 1300, 2) // too long for a run
+	add(addrA, 100, 1)
+	for i, d := range queued {
+		if ok, _ := o.add(bytes.Repeat([]byte{byte(i)}, d.size), d.to); !ok {
+			t.Fatalf("datagram %d not queued", i)
+		}
+	}
+	if err := o.flush(); err == nil {
+		t.Error("flush with a refused run returned no error")
+	}
+	if len(failed) != 4 || failed[0] != 40 {
+		t.Errorf("refused datagrams reported: %v, want four of 40 bytes", failed)
+	}
+	t.Logf("UDP GSO: %v", o.gso)
+	// The three runs sent as one message each, then one per datagram from
+	// the refused run on; without GSO one per datagram.
+	want := uint64(len(queued) - 4)
+	if o.gso {
+		want = 6
+	}
+	if o.sent != want {
+		t.Errorf("%d messages sent, want %d", o.sent, want)
+	}
+	p := make([]byte, 2048)
+	for i, d := range queued {
+		var conn *net.UDPConn
+		switch d.to {
+		case addrA:
+			conn = a
+		case addrB:
+			conn = b
+		default:
+			continue
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := conn.ReadFrom(p)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if n != d.size || p[0] != byte(i) || p[n-1] != byte(i) || from.String() != src.LocalAddr().String() {
+			t.Fatalf("datagram %d: %d bytes of %02x from %v, want %d of %02x from %v", i, n, p[0], from, d.size, i, src.LocalAddr())
+		}
+	}
+}

@@ -238,13 +238,12 @@ func newOutbox(pc net.PacketConn, failed func(int)) *outbox {
 	return o
 }
 
-// add queues p for to. It returns false, having queued nothing, when p
-// or to does not fit a batch; the caller flushes and writes it itself.
-// It returns true and a full outbox when p made the batch full: the
-// caller flushes it.
-func (o *outbox) add(p []byte, to netip.AddrPort) (ok, full bool) {
+// add queues p for to, sending the batch when p fills it. It returns
+// false, having queued nothing, when p or to does not fit a batch; the
+// caller flushes and writes it itself.
+func (o *outbox) add(p []byte, to netip.AddrPort) bool {
 	if len(p) > slotSize || to.Addr().Zone() != "" {
-		return false, false
+		return false
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -258,12 +257,16 @@ func (o *outbox) add(p []byte, to netip.AddrPort) (ok, full bool) {
 			putBatch(b)
 			o.b = nil
 		}
-		return false, false
+		return false
 	}
 	copy(b.data[i*slotSize:], p)
 	b.iovs[i].SetLen(len(p))
 	b.n++
-	return true, b.n == batchSize
+	if b.n == batchSize {
+		// Under the lock: no other writer may find the batch full.
+		o.flushLocked()
+	}
+	return true
 }
 
 // flush sends what is queued. Datagrams the kernel refuses are dropped
@@ -272,6 +275,10 @@ func (o *outbox) add(p []byte, to netip.AddrPort) (ok, full bool) {
 func (o *outbox) flush() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.flushLocked()
+}
+
+func (o *outbox) flushLocked() error {
 	b := o.b
 	if b == nil {
 		return nil

@@ -145,16 +145,12 @@ func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return queueOrWrite(c.out, c.PacketConn, p, addr)
 }
 
-// queueOrWrite adds p to out, flushing it when full, or writes p straight
+// queueOrWrite adds p to out, or writes p straight
 // (after what is queued) when it cannot be queued.
 func queueOrWrite(out *outbox, pc net.PacketConn, p []byte, addr net.Addr) (int, error) {
 	if out != nil {
 		if u, isUDP := addr.(*net.UDPAddr); isUDP {
-			ok, full := out.add(p, u.AddrPort())
-			if full {
-				out.flush()
-			}
-			if ok {
+			if out.add(p, u.AddrPort()) {
 				return len(p), nil
 			}
 		}

@@ -113,7 +113,12 @@ profiled() {
 declare -A rates cpus
 for r in $(seq "$ROUNDS"); do
 	for k in "${!names[@]}"; do
-		read -r rate cpu <<<"$(profiled "$k")"
+		read -r rate cpu <<<"$(profiled "$k")" || true
+		if [ -z "${rate:-}" ] || ! kill -0 "${spids[$k]}" 2>/dev/null; then
+			echo "turn.sh: no figure from ${names[$k]} in round $r; its server's log:" >&2
+			tail -20 "$work"/*.log >&2 || true
+			exit 1
+		fi
 		rates[$k]="${rates[$k]:-} $rate"
 		cpus[$k]="${cpus[$k]:-} $cpu"
 	done

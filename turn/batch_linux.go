@@ -168,14 +168,6 @@ func (r *batchReader) next(p []byte) (n int, from netip.AddrPort, trunc bool, er
 	return n, sockaddrToAddrPort(&b.names[i]), trunc, nil
 }
 
-// close gives back the batch held; the reader must have stopped.
-func (r *batchReader) close() {
-	if r.b != nil {
-		putBatch(r.b)
-		r.b = nil
-	}
-}
-
 func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	switch sa.Family {
 	case unix.AF_INET:

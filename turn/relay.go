@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -93,7 +94,9 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			if err == nil {
 				addr = c.addrs.get(ap)
 				if trunc {
+					// Longer than pion's buffer: it would go on cut.
 					c.s.stats.malformed.Add(1)
+					c.s.logs.Log(slog.LevelDebug, "turn: oversized datagram from a peer dropped", "peer", addr, "relay", c.LocalAddr(), "service", "turn")
 					continue
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/pion/stun/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -467,5 +468,40 @@ func TestRelayBursts(t *testing.T) {
 	}
 	for _, relay := range relays {
 		roundTrips(t, relay, peer, 2)
+	}
+}
+
+// A client on ::1: pion's answer to its Allocate (a 401 asking for
+// credentials) goes through the outbox of an IPv6 listen socket, which
+// encodes sockaddr_in6 for it. (pion's client resolves IPv4 only, so no
+// allocation from ::1 here.)
+func TestIPv6ClientAnswered(t *testing.T) {
+	if !hasIPv6Loopback() {
+		t.Skip("no ::1 on this machine")
+	}
+	cfg := baseConfig()
+	cfg.Listen = "[::1]:0"
+	s := startServer(t, cfg, Options{})
+	conn := udpSocket(t, "udp6", "[::1]:0")
+	for i := range 3 {
+		req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+			stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}}, stun.Fingerprint)
+		if _, err := conn.WriteTo(req.Raw, net.UDPAddrFromAddrPort(s.Addr())); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p := make([]byte, 1500)
+		n, from, err := conn.ReadFrom(p)
+		if err != nil {
+			t.Fatalf("Allocate %d from ::1 not answered: %v", i, err)
+		}
+		resp := &stun.Message{Raw: p[:n]}
+		var code stun.ErrorCodeAttribute
+		if err := resp.Decode(); err != nil || resp.TransactionID != req.TransactionID || code.GetFrom(resp) != nil || code.Code != stun.CodeUnauthorized {
+			t.Fatalf("Allocate %d: answer %v (%v), want a 401 for its transaction", i, resp, err)
+		}
+		if from.String() != net.UDPAddrFromAddrPort(s.Addr()).String() {
+			t.Errorf("answer from %v, want %v", from, s.Addr())
+		}
 	}
 }

@@ -27,29 +27,87 @@ const (
 	maxFrame = 1<<16 + 64
 )
 
-// packetConn is a UDP socket pion reads from, with admit in front.
+// packetConn is a UDP socket pion reads from, with admit in front. It
+// reads in batches (recvmmsg) and queues what pion writes to it and to its
+// relays while a batch is handled, sent (sendmmsg) before the next
+// receive; see batch_linux.go.
 type packetConn struct {
 	net.PacketConn
 	s     *Server
 	done  func()    // pion's read loop has stopped
 	fast  udpReader // PacketConn when it reads without allocating
 	addrs addrCache
+	in    *batchReader // nil: one datagram per read
+	out   *outbox      // nil: writes go straight out
+
+	mu    sync.Mutex   // guards dirty and spare
+	dirty []*relayConn // relays written to since the last flush
+	spare []*relayConn
 }
 
 func newPacketConn(s *Server, pc net.PacketConn) *packetConn {
 	c := &packetConn{PacketConn: pc, s: s, done: sync.OnceFunc(s.wg.Done)}
 	c.fast, _ = pc.(udpReader)
+	c.in = newBatchReader(pc, c.flush)
+	c.out = newOutbox(pc, func(int) {})
 	return c
+}
+
+// flush sends what pion wrote while the reader handled its last batch: to
+// the relays (a client's datagrams for peers) and to this socket (its
+// answers). Only pion's reader of this socket writes to its relays.
+func (c *packetConn) flush() {
+	c.mu.Lock()
+	list := c.dirty
+	c.dirty, c.spare = c.spare[:0], nil
+	for _, r := range list {
+		r.dirty = false
+	}
+	c.mu.Unlock()
+	for i, r := range list {
+		r.out.flush()
+		list[i] = nil
+	}
+	c.mu.Lock()
+	c.spare = list[:0]
+	c.mu.Unlock()
+	if c.out != nil {
+		c.out.flush()
+	}
+}
+
+// markDirty has r flushed with the socket's next flush.
+func (c *packetConn) markDirty(r *relayConn) {
+	c.mu.Lock()
+	if !r.dirty {
+		r.dirty = true
+		c.dirty = append(c.dirty, r)
+	}
+	c.mu.Unlock()
+}
+
+// read is the next datagram; oversized reports one that did not fit p.
+func (c *packetConn) read(p []byte) (n int, addr net.Addr, oversized bool, err error) {
+	if c.in == nil {
+		c.flush()
+		n, addr, err = readFrom(c.PacketConn, c.fast, &c.addrs, p)
+		return n, addr, err == nil && n >= len(p), err
+	}
+	n, ap, trunc, err := c.in.next(p)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return n, c.addrs.get(ap), trunc || n >= len(p), nil
 }
 
 func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := readFrom(c.PacketConn, c.fast, &c.addrs, p)
+		n, addr, oversized, err := c.read(p)
 		if err != nil {
 			c.done() // pion stops reading on any error
 			return n, addr, err
 		}
-		if n >= len(p) {
+		if oversized {
 			// pion's buffer is its MTU: the datagram was truncated.
 			c.s.stats.malformed.Add(1)
 			c.s.logs.Log(slog.LevelDebug, "turn: oversized datagram dropped", "client", addr, "service", "turn")
@@ -78,6 +136,27 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		return n, addr, nil
 	}
+}
+
+// WriteTo queues p for the next flush: pion writes from this socket's
+// reader (answers) and from its relays' readers (peers' datagrams), each
+// of which flushes before it waits again.
+func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	return queueOrWrite(c.out, c.PacketConn, p, addr)
+}
+
+// queueOrWrite adds p to out, or writes p straight
+// (after what is queued) when it cannot be queued.
+func queueOrWrite(out *outbox, pc net.PacketConn, p []byte, addr net.Addr) (int, error) {
+	if out != nil {
+		if u, isUDP := addr.(*net.UDPAddr); isUDP {
+			if out.add(p, u.AddrPort()) {
+				return len(p), nil
+			}
+		}
+		out.flush()
+	}
+	return pc.WriteTo(p, addr)
 }
 
 // sameSlice reports whether a and b are the same bytes in memory.

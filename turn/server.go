@@ -193,9 +193,10 @@ func New(cfg configs.TURN, opts Options) (*Server, error) {
 	}
 	s.wg.Add(1 + len(shards) + len(listeners))
 	for _, u := range append([]net.PacketConn{udp}, shards...) {
+		c := newPacketConn(s, u)
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn:            newPacketConn(s, u),
-			RelayAddressGenerator: r,
+			PacketConn:            c,
+			RelayAddressGenerator: &relays{s: s, gen: r.gen, owner: c},
 			PermissionHandler:     s.permit,
 		})
 	}

@@ -90,7 +90,9 @@ func TestUDPShards(t *testing.T) {
 }
 
 // The datagram path through gatehouse's wrappers allocates nothing: a
-// client's datagram read through packetConn and a peer's through relayConn.
+// client's datagram read through packetConn and a peer's through relayConn,
+// one at a time and in batches (recvmmsg), and a client's datagram written
+// to a relay and flushed (sendmmsg).
 func TestDatagramPathAllocs(t *testing.T) {
 	s := startServer(t, baseConfig(), Options{Guard: &proxytest.Guard{}})
 	for name, wrap := range map[string]func(net.PacketConn) net.PacketConn{
@@ -98,6 +100,22 @@ func TestDatagramPathAllocs(t *testing.T) {
 			return &packetConn{PacketConn: pc, s: s, done: func() {}, fast: pc.(udpReader)}
 		},
 		"relay socket": func(pc net.PacketConn) net.PacketConn { return &relayConn{PacketConn: pc, s: s, fast: pc.(udpReader)} },
+		"client socket, batched": func(pc net.PacketConn) net.PacketConn {
+			c := newPacketConn(s, pc)
+			c.done = func() {}
+			if c.in == nil {
+				t.Skip("no batched reads here")
+			}
+			return c
+		},
+		"relay socket, batched": func(pc net.PacketConn) net.PacketConn {
+			owner := newPacketConn(s, pc)
+			c := &relayConn{PacketConn: pc, s: s, fast: pc.(udpReader), owner: owner, in: newBatchReader(pc, owner.flush)}
+			if c.in == nil {
+				t.Skip("no batched reads here")
+			}
+			return c
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -128,4 +146,40 @@ func TestDatagramPathAllocs(t *testing.T) {
 			}
 		})
 	}
+	t.Run("relay write, batched", func(t *testing.T) {
+		client, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		sock, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sock.Close()
+		peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		owner := newPacketConn(s, client)
+		relay := &relayConn{PacketConn: sock, s: s, owner: owner, out: newOutbox(sock, func(int) {})}
+		if owner.out == nil || relay.out == nil {
+			t.Skip("no batched writes here")
+		}
+		payload, buf := make([]byte, 160), make([]byte, 1600)
+		to := peer.LocalAddr()
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := relay.WriteTo(payload, to); err != nil {
+				t.Fatal(err)
+			}
+			owner.flush() // what pion's reader of the client socket does before it waits
+			if n, _, err := peer.(*net.UDPConn).ReadFromUDPAddrPort(buf); err != nil || n != len(payload) {
+				t.Fatalf("peer read %d bytes, %v", n, err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%.1f allocations per datagram, want 0", allocs)
+		}
+	})
 }

@@ -149,6 +149,9 @@ func TestThreeNodes(t *testing.T) {
 		m.start(t)
 		defer m.stop()
 	}
+	// The disk a node restarts on in a subtest outlives the subtest: the
+	// node keeps writing to it until the test's deferred stops.
+	emptyDisk := filepath.Join(t.TempDir(), "empty")
 	a, b, c := ms[0], ms[1], ms[2]
 	took := eventually(t, "every node joined (buckets open, three nodes seen)", func() bool {
 		for _, m := range ms {
@@ -281,7 +284,7 @@ func TestThreeNodes(t *testing.T) {
 		eventually(t, "a and b agree", func() bool {
 			return b.list.Blocked(netip.MustParseAddr("192.0.2.4")) && a.list.Blocked(netip.MustParseAddr("203.0.113.77"))
 		})
-		c.cfg.StoreDir = filepath.Join(t.TempDir(), "empty")
+		c.cfg.StoreDir = emptyDisk
 		c.start(t)
 		took := eventually(t, "c has everything", func() bool {
 			l := c.list

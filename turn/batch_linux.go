@@ -90,14 +90,23 @@ type batchReader struct {
 	flush func()
 }
 
-// newBatchReader returns nil when pc is not a UDP socket.
-func newBatchReader(pc net.PacketConn, flush func()) *batchReader {
+// rawUDP is pc's socket, or nil when pc is not a UDP socket.
+func rawUDP(pc net.PacketConn) syscall.RawConn {
 	u, ok := pc.(*net.UDPConn)
 	if !ok {
 		return nil
 	}
 	raw, err := u.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// newBatchReader returns nil when pc is not a UDP socket.
+func newBatchReader(pc net.PacketConn, flush func()) *batchReader {
+	raw := rawUDP(pc)
+	if raw == nil {
 		return nil
 	}
 	r := &batchReader{raw: raw, flush: flush}
@@ -208,12 +217,8 @@ type outbox struct {
 
 // newOutbox returns nil when pc is not a UDP socket.
 func newOutbox(pc net.PacketConn, failed func(int)) *outbox {
-	u, ok := pc.(*net.UDPConn)
-	if !ok {
-		return nil
-	}
-	raw, err := u.SyscallConn()
-	if err != nil {
+	raw := rawUDP(pc)
+	if raw == nil {
 		return nil
 	}
 	o := &outbox{raw: raw, failed: failed}

@@ -177,6 +177,23 @@ func serveH323Target(t *testing.T, ln net.Listener, answer []byte) *h323Target {
 	return h
 }
 
+// register sends a phone's registration on c and checks that the phone
+// gets the gatekeeper's answer and gk the registration, as its last bytes.
+func register(t *testing.T, c net.Conn, registration, answer []byte, gk *h323Target) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write(registration)
+	got := make([]byte, len(answer))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, answer) {
+		t.Fatalf("the phone got % x (%v), want the gatekeeper's answer", got, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !bytes.HasSuffix(gk.received(), registration); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gatekeeper received\n% x\nwant the phone's registration\n% x", gk.received(), registration)
+		}
+	}
+}
+
 func (h *h323Target) connections() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -274,17 +291,7 @@ services:
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		c.Write(grq)
-		got := make([]byte, len(rcf))
-		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, rcf) {
-			t.Fatalf("the phone got % x (%v), want the gatekeeper's RCF", got, err)
-		}
-		for deadline := time.Now().Add(5 * time.Second); !bytes.Equal(gk.received(), grq); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the gatekeeper received\n% x\nwant the phone's GRQ\n% x", gk.received(), grq)
-			}
-		}
+		register(t, c, grq, rcf, gk)
 	})
 }
 
@@ -364,17 +371,7 @@ services:
 				t.Fatal(err)
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			c.Write(registration)
-			got := make([]byte, len(rcf))
-			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, rcf) {
-				t.Fatalf("the phone got % x (%v), want the gatekeeper's RCF", got, err)
-			}
-			for deadline := time.Now().Add(5 * time.Second); !bytes.HasSuffix(used.received(), registration); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the gatekeeper's port (TLS %v) did not receive the registration", tc.wantTLS)
-				}
-			}
+			register(t, c, registration, rcf, used)
 			if used.connections() != usedBefore+1 || unused.connections() != unusedBefore {
 				t.Fatalf("connections: used port %d → %d, other port %d → %d; want one more on the port check_certificate chose only",
 					usedBefore, used.connections(), unusedBefore, unused.connections())

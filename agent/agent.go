@@ -1,12 +1,11 @@
 // Package agent is the LAN side of agent tunnels (`gatehouse agent`): it
 // dials out to every edge of its configuration over TLS, verifies the edge
 // by SPKI fingerprint or CA, registers its services (package tunnel's
-// hello), and then serves HTTP/2 on the connection: each stream the edge
-// opens is one forwarded connection, relayed to the target of the service
-// it names. The agent dials only targets of its own configuration.
+// hello), and then serves HTTP/2 on the connection (package h2mux, server
+// role): each stream the edge opens is one forwarded connection, relayed to
+// the target of the service it names. The agent dials only targets of its
+// own configuration.
 package agent
-
-//lint:file-ignore SA1019 the tunnel is HTTP/2 on one accepted or dialled conn, which only x/net/http2 serves and dials (ServeConn, NewClientConn) with its windows and pings set per tunnel
 
 import (
 	"context"
@@ -20,13 +19,15 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
+	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
 
 // Backoff is the redial delay: Min doubling to Max, with jitter, back to
@@ -59,27 +60,24 @@ type Agent struct {
 	cfg     *configs.AgentConfig
 	log     *slog.Logger
 	backoff Backoff
-	base    *http.Server // for the graceful shutdown of every HTTP/2 connection
-	h2      *http2.Server
+}
+
+// The mux's settings on the agent's side of a tunnel.
+var muxConfig = h2mux.Config{
+	// The edge caps streams per tunnel (agents.max_streams); this only
+	// bounds an edge gone wrong.
+	MaxStreams: 10000,
+	// Bounds the memory a slow target costs per stream and per tunnel.
+	StreamWindow: 1 << 20,
+	ConnWindow:   16 << 20,
+	MaxFrame:     h2mux.DefaultMaxFrame,
+	// The target closed: what the edge still sends has nowhere to go.
+	CloseGrace: 0,
 }
 
 // New prepares an agent; Run starts it.
 func New(cfg *configs.AgentConfig, log *slog.Logger, backoff Backoff) *Agent {
-	a := &Agent{cfg: cfg, log: log, backoff: backoff, base: &http.Server{}}
-	a.h2 = &http2.Server{
-		// The edge caps streams per tunnel (agents.max_streams); this only
-		// bounds an edge gone wrong.
-		MaxConcurrentStreams: 10000,
-		// Bounds the memory a slow target costs per stream and per tunnel.
-		MaxUploadBufferPerStream:     1 << 20,
-		MaxUploadBufferPerConnection: 16 << 20,
-		// What the edge sends is framed by this; the edge holds a buffer of
-		// this size per stream while it waits for client bytes.
-		MaxReadFrameSize: 16 << 10,
-		IdleTimeout:      0, // a tunnel is kept open, idle or not
-	}
-	http2.ConfigureServer(a.base, a.h2)
-	return a
+	return &Agent{cfg: cfg, log: log, backoff: backoff}
 }
 
 // Run keeps a tunnel to every edge until ctx ends, then drains: the edges
@@ -91,9 +89,6 @@ func (a *Agent) Run(ctx context.Context) {
 	}
 	<-ctx.Done()
 	a.log.Info("agent leaving: draining tunnels", "grace", a.cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	a.base.Shutdown(sctx) // sends GOAWAY on every tunnel
 	wg.Wait()
 }
 
@@ -131,20 +126,57 @@ func (a *Agent) session(ctx context.Context, edge string) (up bool, err error) {
 	}
 	a.log.Info("tunnel up", "edge", edge, "registered", w.Accepted)
 	beat := time.Duration(w.HeartbeatMS) * time.Millisecond
-	// Stop serving the connection when ctx ends, after the drain.
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(a.cfg.ShutdownTimeout, func() { conn.Close() })
+	cfg := muxConfig
+	cfg.Handler = a.stream
+	cfg.Misbehaved = func(err error) { a.log.Warn("tunnel: protocol error of the edge", "edge", edge, "err", err) }
+	conn.SetDeadline(time.Now().Add(a.cfg.DialTimeout)) // for the edge's preface
+	mc, err := h2mux.Server(conn, cfg)
+	if err != nil {
+		conn.Close()
+		return true, err
+	}
+	conn.SetDeadline(time.Time{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // drain when ctx ends: GOAWAY, then the streams in flight get the shutdown timeout
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+			mc.Shutdown(sctx)
+			cancel()
+		case <-mc.Done():
+		}
 	})
-	defer stop()
-	srv := *a.h2
-	// The edge pings every heartbeat: silence for two of them, and a ping
-	// unanswered for one more, is a dead tunnel (three missed).
-	srv.ReadIdleTimeout, srv.PingTimeout = 2*beat, beat
-	srv.ServeConn(conn, &http2.ServeConnOpts{Context: sctx, BaseConfig: a.base, Handler: http.HandlerFunc(a.stream)})
+	wg.Go(func() { watch(mc, beat) })
+	<-mc.Done()
+	mc.Wait()
+	wg.Wait()
 	conn.Close()
-	return true, errors.New("tunnel closed")
+	return true, fmt.Errorf("tunnel closed: %w", mc.Err())
+}
+
+// watch drops the tunnel when the edge goes silent: it pings every
+// heartbeat, so silence for two of them, and a ping of ours unanswered
+// for one more, is a dead tunnel (three missed).
+func watch(mc *h2mux.Conn, beat time.Duration) {
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-mc.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(mc.LastRead()) < 2*beat {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), beat)
+		err := mc.Ping(ctx)
+		cancel()
+		if err != nil {
+			mc.Close()
+			return
+		}
+	}
 }
 
 // dial connects to edge, verifies it, and registers.
@@ -208,12 +240,19 @@ func (a *Agent) dial(ctx context.Context, edge string) (*tls.Conn, *tunnel.Welco
 
 // stream serves one forwarded connection: the target of the service the
 // stream names, dialled here, and the bytes both ways.
-func (a *Agent) stream(w http.ResponseWriter, r *http.Request) {
-	st, err := tunnel.ParseStream(r.Header)
-	if err != nil || r.Method != http.MethodPost || r.URL.Path != tunnel.StreamPath {
+func (a *Agent) stream(s *h2mux.Stream) {
+	defer s.Close()
+	h := http.Header{}
+	for _, f := range s.Fields() {
+		h.Add(f.Name, f.Value)
+	}
+	refuse := func(status int, why string) {
+		s.Respond(status, []hpack.HeaderField{{Name: strings.ToLower(tunnel.HError), Value: why}}, true)
+	}
+	st, err := tunnel.ParseStream(h)
+	if err != nil || s.Method() != http.MethodPost || s.Path() != tunnel.StreamPath {
 		a.log.Warn("stream refused: malformed", "err", err)
-		w.Header().Set(tunnel.HError, "malformed stream header")
-		w.WriteHeader(http.StatusBadRequest)
+		refuse(http.StatusBadRequest, "malformed stream header")
 		return
 	}
 	svc := a.cfg.Service(st.Service)
@@ -223,38 +262,33 @@ func (a *Agent) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		a.log.Warn("stream refused: no such service or port", "client", st.Client, "service", st.Service, "type", st.Type)
-		w.Header().Set(tunnel.HError, "no such service or port")
-		w.WriteHeader(http.StatusNotFound)
+		refuse(http.StatusNotFound, "no such service or port")
 		return
 	}
 	addr := net.JoinHostPort(svc.Target, strconv.Itoa(port))
-	target, err := a.dialTarget(r.Context(), svc, addr, st.TLS)
+	target, err := a.dialTarget(context.Background(), svc, addr, st.TLS)
 	if err != nil {
 		a.log.Warn("target unreachable", "client", st.Client, "service", st.Service, "target", addr, "err", err)
-		w.Header().Set(tunnel.HError, "target unreachable")
-		w.WriteHeader(http.StatusBadGateway)
+		refuse(http.StatusBadGateway, "target unreachable")
 		return
 	}
 	defer target.Close()
-	stop := context.AfterFunc(r.Context(), func() { target.Close() }) // the edge reset the stream
-	defer stop()
 	a.log.Debug("stream", "client", st.Client, "service", st.Service, "target", addr)
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	rc.Flush()
-
+	if s.Respond(http.StatusOK, nil, false) != nil {
+		return
+	}
 	var up sync.WaitGroup
 	up.Go(func() { // edge → target
-		_, err := tunnel.Copy(target, r.Body, nil)
+		_, err := tunnel.Copy(target, s, nil)
 		if cw, ok := target.(interface{ CloseWrite() error }); ok && err == nil {
 			cw.CloseWrite()
 		} else {
 			target.Close()
 		}
 	})
-	tunnel.Copy(w, target, rc.Flush) // target → edge, flushed as it comes
+	tunnel.Copy(s, target, nil) // target → edge: each write leaves at once
 	target.Close()
-	r.Body.Close() // unblocks the upward copy
+	s.Close() // unblocks the upward copy; a reset if the edge has not ended
 	up.Wait()
 }
 

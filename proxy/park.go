@@ -17,14 +17,15 @@ import (
 // client (crypto/tls included: read it with a deadline in the past
 // first). Whoever ends a connection that was parked calls Done.
 //
-// Park reports false when there is no poller (not Linux) or c is not a
-// TCP connection: the caller waits itself.
+// Park reports false when there is no poller (not Linux) or c is neither
+// a TCP connection nor a [ReadNotifier]: the caller waits itself.
 func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 	if c.srv == nil {
 		return false
 	}
 	sock := socketOf(c.Conn)
-	if sock == nil {
+	notify, _ := c.Conn.(ReadNotifier)
+	if sock == nil && notify == nil {
 		return false
 	}
 	p := c.srv.relayPoller()
@@ -35,6 +36,12 @@ func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 	p.add(w, idle, w)
 	c.detached.Store(true)
 	c.parked.Store(w)
+	if sock == nil {
+		if !notify.NotifyReadable(w.pollReady) {
+			w.fire(true)
+		}
+		return true
+	}
 	if err := p.arm(sock, w.token); err != nil {
 		w.fire(true)
 	}

@@ -62,6 +62,7 @@ type side struct {
 	// never parks), its token in the poller, and its state.
 	relay        *relay
 	waitFD       syscall.RawConn
+	notify       ReadNotifier // src, when it is no socket but says when it is readable
 	token        uint64
 	parked, over bool
 }
@@ -100,6 +101,11 @@ func (r *relay) detach(first []byte) {
 	c := r.conn
 	r.up.relay, r.down.relay = r, r
 	r.up.waitFD, r.down.waitFD = socketOf(r.up.src), socketOf(r.down.src)
+	for _, s := range []*side{&r.up, &r.down} {
+		if n, ok := s.src.(ReadNotifier); ok && s.waitFD == nil {
+			s.notify = n
+		}
+	}
 	r.touch()
 	r.poll.add(r, r.idleTimeout(), &r.up, &r.down)
 	c.detached.Store(true)
@@ -154,6 +160,12 @@ func (r *relay) park(s *side) bool {
 	s.parked = true
 	r.running--
 	r.mu.Unlock()
+	if s.waitFD == nil {
+		if !s.notify.NotifyReadable(s.pollReady) {
+			r.wake(s)
+		}
+		return true
+	}
 	if err := r.poll.arm(s.waitFD, s.token); err != nil {
 		r.wake(s) // closed meanwhile: the direction reads the error
 	}
@@ -239,7 +251,7 @@ func (r *relay) framedLive(s *side, first []byte, resumed bool) error {
 		}
 		var n int
 		var err error
-		if buf == nil && s.waitFD != nil {
+		if buf == nil && (s.waitFD != nil || s.notify != nil) {
 			buf, n, err = s.try(limit, resumed)
 			if errors.Is(err, errWouldBlock) {
 				return errParked

@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -127,7 +128,9 @@ func (a *Agent) session(ctx context.Context, edge string) (up bool, err error) {
 	a.log.Info("tunnel up", "edge", edge, "registered", w.Accepted)
 	beat := time.Duration(w.HeartbeatMS) * time.Millisecond
 	cfg := muxConfig
-	cfg.Handler = a.stream
+	var pumps sync.WaitGroup // the streams' relays, after their handlers returned
+	defer pumps.Wait()
+	cfg.Handler = func(s *h2mux.Stream) { a.stream(s, &pumps) }
 	cfg.Misbehaved = func(err error) { a.log.Warn("tunnel: protocol error of the edge", "edge", edge, "err", err) }
 	conn.SetDeadline(time.Now().Add(a.cfg.DialTimeout)) // for the edge's preface
 	mc, err := h2mux.Server(conn, cfg)
@@ -240,8 +243,13 @@ func (a *Agent) dial(ctx context.Context, edge string) (*tls.Conn, *tunnel.Welco
 
 // stream serves one forwarded connection: the target of the service the
 // stream names, dialled here, and the bytes both ways.
-func (a *Agent) stream(s *h2mux.Stream) {
-	defer s.Close()
+func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
 	h := http.Header{}
 	for _, f := range s.Fields() {
 		h.Add(f.Name, f.Value)
@@ -272,24 +280,66 @@ func (a *Agent) stream(s *h2mux.Stream) {
 		refuse(http.StatusBadGateway, "target unreachable")
 		return
 	}
-	defer target.Close()
 	a.log.Debug("stream", "client", st.Client, "service", st.Service, "target", addr)
 	if s.Respond(http.StatusOK, nil, false) != nil {
+		target.Close()
 		return
 	}
-	var up sync.WaitGroup
-	up.Go(func() { // edge → target
-		_, err := tunnel.Copy(target, s, nil)
-		if cw, ok := target.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			target.Close()
-		}
+	ok = true
+	u := &upward{s: s, target: target, done: make(chan struct{})}
+	u.park()
+	// target → edge on a goroutine of its own: it starts with a small stack,
+	// where this one grew for the dial, and waits for the target while the
+	// stream is quiet.
+	pumps.Go(func() {
+		tunnel.Copy(s, target, nil) // each write leaves at once
+		target.Close()
+		s.Close() // the upward direction ends too; a reset if the edge has not ended
+		<-u.done
 	})
-	tunnel.Copy(s, target, nil) // target → edge: each write leaves at once
-	target.Close()
-	s.Close() // unblocks the upward copy; a reset if the edge has not ended
-	up.Wait()
+}
+
+// upward copies a stream's bytes to its target without a goroutine while
+// the edge sends nothing: the stream calls back when bytes wait, and a
+// goroutine drains them and parks the direction again.
+type upward struct {
+	s      *h2mux.Stream
+	target net.Conn
+	done   chan struct{} // closed when the direction has ended
+}
+
+var drainBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (u *upward) park() {
+	u.s.NotifyReadable(func() { go u.drain() })
+}
+
+// drain writes what waits to the target; at the edge's end it half-closes
+// the target (or closes it on an error).
+func (u *upward) drain() {
+	bp := drainBuffers.Get().(*[]byte)
+	defer drainBuffers.Put(bp)
+	for {
+		n, err := u.s.ReadAvailable(*bp)
+		if n > 0 {
+			if _, werr := u.target.Write((*bp)[:n]); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		switch {
+		case err != nil:
+			if cw, ok := u.target.(interface{ CloseWrite() error }); ok && errors.Is(err, io.EOF) {
+				cw.CloseWrite()
+			} else {
+				u.target.Close()
+			}
+			close(u.done)
+			return
+		case n == 0:
+			u.park()
+			return
+		}
+	}
 }
 
 func (a *Agent) dialTarget(ctx context.Context, svc *configs.AgentService, addr string, useTLS bool) (net.Conn, error) {

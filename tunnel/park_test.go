@@ -43,22 +43,29 @@ func (lines) Frame(dir proxy.Direction, buf []byte) (int, error) {
 func (lines) Client([]byte) proxy.Verdict          { return proxy.Verdict{} }
 func (lines) Target([]byte) (*proxy.Refusal, bool) { return nil, false }
 
-// relayGoroutines counts the goroutines in the proxy's relay code.
-func relayGoroutines() int {
+// goroutinesIn counts the goroutines running code of any of funcs.
+func goroutinesIn(funcs ...string) int {
 	buf := make([]byte, 4<<20)
 	n := 0
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, "proxy.(*relay)") || strings.Contains(g, "proxy.(*side)") {
-			n++
+		for _, f := range funcs {
+			if strings.Contains(g, f) {
+				n++
+				break
+			}
 		}
 	}
 	return n
 }
 
+// relayGoroutines counts the goroutines in the proxy's relay code.
+func relayGoroutines() int { return goroutinesIn("proxy.(*relay)", "proxy.(*side)") }
+
 // TestTunnelRelayParks: a quiet connection relayed through a tunnel holds
 // no goroutine on the edge: the framed relay parks the client's side on
 // the poller and the stream's side on the stream (proxy.ReadNotifier),
-// and bytes from either end start it again.
+// and bytes from either end start it again. The agent keeps one goroutine
+// per quiet stream (waiting for its target), none for the edge's side.
 func TestTunnelRelayParks(t *testing.T) {
 	r := newRig(t)
 	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
@@ -95,6 +102,9 @@ func TestTunnelRelayParks(t *testing.T) {
 			t.Fatalf("%d goroutines in the relay for %d quiet connections through a tunnel, want 0", relayGoroutines(), n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if up, all := goroutinesIn("agent.(*upward)"), goroutinesIn("agent.(*Agent).stream"); up > 0 || all > n {
+		t.Fatalf("the agent holds %d goroutines for %d quiet streams, %d of them waiting for the edge; want %d and 0", all, n, up, n)
 	}
 	for i, c := range conns {
 		fmt.Fprintf(c, "again %d\n", i)

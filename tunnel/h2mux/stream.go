@@ -190,7 +190,13 @@ func (s *Stream) wake() {
 func expired(t time.Time) bool { return !t.IsZero() && !time.Now().Before(t) }
 
 // Read reads DATA the peer sent; io.EOF after its END_STREAM.
-func (s *Stream) Read(b []byte) (int, error) {
+func (s *Stream) Read(b []byte) (int, error) { return s.read(b, true) }
+
+// ReadAvailable is Read that never waits: (0, nil) when nothing is there
+// yet (NotifyReadable tells when there is).
+func (s *Stream) ReadAvailable(b []byte) (int, error) { return s.read(b, false) }
+
+func (s *Stream) read(b []byte, wait bool) (int, error) {
 	s.mu.Lock()
 	for s.unread == 0 {
 		var err error
@@ -203,7 +209,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 			err = s.rErr
 		case expired(s.rdl):
 			err = os.ErrDeadlineExceeded
-		case len(b) == 0:
+		case len(b) == 0 || !wait:
 		default:
 			s.cond.Wait()
 			continue

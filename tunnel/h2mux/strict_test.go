@@ -41,11 +41,12 @@ func newRawClient(t *testing.T, cfg Config) *rawClient {
 	}()
 	io.WriteString(cc, http2.ClientPreface)
 	// Drain what the server writes, so that it never blocks on us.
-	go io.Copy(io.Discard, cc)
+	var drain sync.WaitGroup
+	drain.Go(func() { io.Copy(io.Discard, cc) })
 	if err := <-ready; err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cc.Close(); r.srv.Close(); r.srv.Wait() })
+	t.Cleanup(func() { cc.Close(); r.srv.Close(); r.srv.Wait(); drain.Wait() })
 	return r
 }
 
@@ -211,7 +212,9 @@ func TestStrictStreamErrors(t *testing.T) {
 // TestStrictClientRole: the client role takes no stream the server opens.
 func TestStrictClientRole(t *testing.T) {
 	cc, sc := tcpPair(t)
-	go io.Copy(io.Discard, sc)
+	var drain sync.WaitGroup
+	drain.Go(func() { io.Copy(io.Discard, sc) })
+	defer func() { sc.Close(); drain.Wait() }()
 	var heard []error
 	var mu sync.Mutex
 	cl, err := Client(cc, Config{Misbehaved: func(err error) { mu.Lock(); heard = append(heard, err); mu.Unlock() }})

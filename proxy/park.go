@@ -3,6 +3,8 @@ package proxy
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 )
 
 // Park waits for the client's next bytes without a goroutine: an HTTP
@@ -33,16 +35,16 @@ func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 		return false
 	}
 	w := &parked{c: c, poll: p, resume: resume, idle: idle, since: time.Now().UnixNano()}
-	p.add(w, idle, w)
+	p.Add(w, idle, w)
 	c.detached.Store(true)
 	c.parked.Store(w)
 	if sock == nil {
-		if !notify.NotifyReadable(w.pollReady) {
+		if !notify.NotifyReadable(w.PollReady) {
 			w.fire(true)
 		}
 		return true
 	}
-	if err := p.arm(sock, w.token); err != nil {
+	if err := p.Arm(sock, w.token); err != nil {
 		w.fire(true)
 	}
 	return true
@@ -68,7 +70,7 @@ func (c *Conn) Done() {
 // parked is a Conn waiting on the poller.
 type parked struct {
 	c      *Conn
-	poll   *poller
+	poll   *netpoll.Poller
 	resume func(ended bool)
 	idle   time.Duration
 	since  int64
@@ -76,12 +78,12 @@ type parked struct {
 	fired  atomic.Bool
 }
 
-func (w *parked) pollReady()        { w.fire(false) }
-func (w *parked) setToken(t uint64) { w.token = t }
+func (w *parked) PollReady()        { w.fire(false) }
+func (w *parked) SetToken(t uint64) { w.token = t }
 
-func (w *parked) idleAt(now int64) bool { return w.idle > 0 && now-w.since >= int64(w.idle) }
+func (w *parked) IdleAt(now int64) bool { return w.idle > 0 && now-w.since >= int64(w.idle) }
 
-func (w *parked) kill() { w.fire(true) }
+func (w *parked) Kill() { w.fire(true) }
 
 // fire ends the wait once: the first of readiness, the sweep, Unpark and
 // abort starts resume.
@@ -89,7 +91,7 @@ func (w *parked) fire(ended bool) {
 	if !w.fired.CompareAndSwap(false, true) {
 		return
 	}
-	w.poll.remove(w, w.token)
+	w.poll.Remove(w, w.token)
 	w.c.parked.CompareAndSwap(w, nil)
 	go w.resume(ended)
 }

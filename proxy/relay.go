@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 )
 
 // relay moves bytes between a routed client and its target until both
@@ -34,7 +36,7 @@ type relay struct {
 	// its socket is readable (see poller). The handler's goroutine returns
 	// at once and the relay owns the connection: the last direction to end
 	// closes both sides and releases the Conn.
-	poll    *poller
+	poll    *netpoll.Poller
 	last    atomic.Int64 // UnixNano of the latest read that moved bytes: the poller's idle sweep
 	mu      sync.Mutex   // guards running, killed and the sides' parked and over
 	running int          // direction goroutines alive
@@ -107,7 +109,7 @@ func (r *relay) detach(first []byte) {
 		}
 	}
 	r.touch()
-	r.poll.add(r, r.idleTimeout(), &r.up, &r.down)
+	r.poll.Add(r, r.idleTimeout(), &r.up, &r.down)
 	c.detached.Store(true)
 	c.relay.Store(r)
 	r.running = 2
@@ -161,12 +163,12 @@ func (r *relay) park(s *side) bool {
 	r.running--
 	r.mu.Unlock()
 	if s.waitFD == nil {
-		if !s.notify.NotifyReadable(s.pollReady) {
+		if !s.notify.NotifyReadable(s.PollReady) {
 			r.wake(s)
 		}
 		return true
 	}
-	if err := r.poll.arm(s.waitFD, s.token); err != nil {
+	if err := r.poll.Arm(s.waitFD, s.token); err != nil {
 		r.wake(s) // closed meanwhile: the direction reads the error
 	}
 	return true
@@ -186,14 +188,14 @@ func (r *relay) wake(s *side) {
 	}
 }
 
-func (s *side) pollReady()        { s.relay.wake(s) }
-func (s *side) setToken(t uint64) { s.token = t }
+func (s *side) PollReady()        { s.relay.wake(s) }
+func (s *side) SetToken(t uint64) { s.token = t }
 
-func (r *relay) idleAt(now int64) bool { return now-r.last.Load() >= int64(r.idleTimeout()) }
+func (r *relay) IdleAt(now int64) bool { return now-r.last.Load() >= int64(r.idleTimeout()) }
 
 // kill ends a detached relay from outside (idle sweep, Shutdown, Drop):
 // both sides are closed, and parked directions started to see it.
-func (r *relay) kill() {
+func (r *relay) Kill() {
 	r.closeBoth()
 	r.mu.Lock()
 	r.killed = true
@@ -211,7 +213,7 @@ func (r *relay) closeBoth() {
 
 // end runs once both directions of a detached relay have ended.
 func (r *relay) end() {
-	r.poll.remove(r, r.up.token, r.down.token)
+	r.poll.Remove(r, r.up.token, r.down.token)
 	r.closeBoth()
 	r.conn.release()
 }

@@ -19,14 +19,19 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
 	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
@@ -61,6 +66,9 @@ type Agent struct {
 	cfg     *configs.AgentConfig
 	log     *slog.Logger
 	backoff Backoff
+	// poll parks the targets' quiet sockets (see downward); nil where
+	// there is no poller (not Linux): a goroutine waits for each.
+	poll *netpoll.Poller
 }
 
 // The mux's settings on the agent's side of a tunnel.
@@ -84,6 +92,12 @@ func New(cfg *configs.AgentConfig, log *slog.Logger, backoff Backoff) *Agent {
 // Run keeps a tunnel to every edge until ctx ends, then drains: the edges
 // are told (GOAWAY), streams in flight get cfg.ShutdownTimeout to finish.
 func (a *Agent) Run(ctx context.Context) {
+	if p, err := netpoll.New(); err != nil {
+		a.log.Warn("no poller: one goroutine per quiet target connection", "err", err)
+	} else {
+		a.poll = p
+		defer p.Stop() // after every session's streams have ended (wg.Wait)
+	}
 	var wg sync.WaitGroup
 	for _, edge := range a.cfg.Edges {
 		wg.Go(func() { a.keep(ctx, edge) })
@@ -286,17 +300,36 @@ func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
 		return
 	}
 	ok = true
-	u := &upward{s: s, target: target, done: make(chan struct{})}
+	pumps.Add(1) // done when both directions have ended (pair.end)
+	p := &pair{pumps: pumps}
+	u := &upward{s: s, target: target, pair: p}
+	d := &downward{s: s, target: target, pair: p, poll: a.poll}
+	p.down = d
+	if a.poll != nil {
+		if d.sock = socketOf(target); d.sock != nil {
+			a.poll.Add(nil, 0, d)
+		}
+	}
 	u.park()
 	// target → edge on a goroutine of its own: it starts with a small stack,
-	// where this one grew for the dial, and waits for the target while the
-	// stream is quiet.
-	pumps.Go(func() {
-		tunnel.Copy(s, target, nil) // each write leaves at once
-		target.Close()
-		s.Close() // the upward direction ends too; a reset if the edge has not ended
-		<-u.done
-	})
+	// where this one grew for the dial, and parks on the poller while the
+	// target is quiet.
+	go d.run(false)
+}
+
+// pair ends a stream's relay once both directions have ended: the
+// session's pumps wait for that, so every goroutine of a direction
+// (started by the stream's or the poller's callbacks) has an owner.
+type pair struct {
+	pumps *sync.WaitGroup
+	ended atomic.Int32
+	down  *downward
+}
+
+func (p *pair) end() {
+	if p.ended.Add(1) == 2 {
+		p.pumps.Done()
+	}
 }
 
 // upward copies a stream's bytes to its target without a goroutine while
@@ -305,10 +338,12 @@ func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
 type upward struct {
 	s      *h2mux.Stream
 	target net.Conn
-	done   chan struct{} // closed when the direction has ended
+	pair   *pair
 }
 
-var drainBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// relayBuffers serve both directions, only while they run: a parked one
+// holds none.
+var relayBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (u *upward) park() {
 	u.s.NotifyReadable(func() { go u.drain() })
@@ -317,8 +352,8 @@ func (u *upward) park() {
 // drain writes what waits to the target; at the edge's end it half-closes
 // the target (or closes it on an error).
 func (u *upward) drain() {
-	bp := drainBuffers.Get().(*[]byte)
-	defer drainBuffers.Put(bp)
+	bp := relayBuffers.Get().(*[]byte)
+	defer relayBuffers.Put(bp)
 	for {
 		n, err := u.s.ReadAvailable(*bp)
 		if n > 0 {
@@ -332,14 +367,111 @@ func (u *upward) drain() {
 				cw.CloseWrite()
 			} else {
 				u.target.Close()
+				u.pair.down.wake() // a parked socket's close is no readiness event
 			}
-			close(u.done)
+			u.pair.end()
 			return
 		case n == 0:
 			u.park()
 			return
 		}
 	}
+}
+
+// downward copies a target's bytes to its stream. While the target is
+// quiet (a phone's registration: for minutes) it holds no goroutine: after
+// proxy.ParkGrace without bytes it arms a one-shot wait for the target's
+// socket on the agent's poller and returns; the poller starts it again
+// when the socket is readable, upward when it closed the target.
+type downward struct {
+	s      *h2mux.Stream
+	target net.Conn
+	pair   *pair
+	poll   *netpoll.Poller
+	sock   syscall.RawConn // the target's TCP socket; nil: no parking
+	token  uint64
+	parked atomic.Bool
+	noPark bool // arming failed: wait on the goroutine from then on
+}
+
+func (d *downward) SetToken(t uint64) { d.token = t }
+func (d *downward) PollReady()        { d.wake() }
+
+// wake starts a parked direction again; it does nothing to one running.
+func (d *downward) wake() {
+	if d.parked.CompareAndSwap(true, false) {
+		go d.run(true)
+	}
+}
+
+// run copies until the target is quiet (then parks) or ends. resumed: the
+// poller saw the socket readable, so the first read needs no grace.
+func (d *downward) run(resumed bool) {
+	bp := relayBuffers.Get().(*[]byte) // held only while running
+	defer relayBuffers.Put(bp)
+	for {
+		grace := !resumed && d.sock != nil && !d.noPark
+		resumed = false
+		if grace {
+			d.target.SetReadDeadline(time.Now().Add(proxy.ParkGrace))
+		}
+		n, err := d.target.Read(*bp)
+		if n > 0 {
+			if _, werr := d.s.Write((*bp)[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if grace && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			d.target.SetReadDeadline(time.Time{})
+			if d.park() {
+				return
+			}
+			continue // woken meanwhile, or arming failed: read on
+		}
+		if err != nil {
+			d.finish()
+			return
+		}
+	}
+}
+
+// park arms the wait; false when the caller still owns the direction.
+func (d *downward) park() bool {
+	d.parked.Store(true)
+	if err := d.poll.Arm(d.sock, d.token); err != nil {
+		if d.parked.CompareAndSwap(true, false) {
+			d.noPark = !errors.Is(err, net.ErrClosed) // closed: the read reports it
+			return false
+		}
+	}
+	return true
+}
+
+// finish ends the direction (EOF or an error alike): the target is done,
+// and so is the stream (a reset if the edge has not ended).
+func (d *downward) finish() {
+	if d.sock != nil {
+		d.poll.Remove(nil, d.token)
+	}
+	d.target.Close()
+	d.s.Close()
+	d.pair.end()
+}
+
+// socketOf returns the TCP socket under a target connection (TLS or not).
+func socketOf(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 func (a *Agent) dialTarget(ctx context.Context, svc *configs.AgentService, addr string, useTLS bool) (net.Conn, error) {

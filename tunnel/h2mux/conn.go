@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -269,6 +270,22 @@ func (c *Conn) tryLock() bool {
 		return false
 	}
 }
+
+// unlockYield is unlock for a stream's HEADERS and DATA: before it flushes
+// a small frame it yields once, so that the streams the same network poll
+// made runnable (fifty keep-alive answers from the target) queue behind
+// the lock meanwhile, and the last of them flushes them all in one TLS
+// record and one write, where each would have paid its own. Large frames
+// (bulk) and control frames (the reader's) flush at once.
+func (c *Conn) unlockYield() error {
+	if c.writers.Load() == 1 && c.bw.Buffered() > 0 && c.bw.Buffered() < yieldBelow {
+		runtime.Gosched()
+	}
+	return c.unlock()
+}
+
+// yieldBelow: a write buffer this full flushes without yielding first.
+const yieldBelow = 16 << 10
 
 // unlock writes the queued control frames, flushes when nobody else waits
 // to write (who does flushes after its own frames), and releases the lock.

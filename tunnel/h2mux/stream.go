@@ -117,7 +117,7 @@ func (c *Conn) Open(ctx context.Context, authority, path string, fields []hpack.
 	} else {
 		err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: c.hbuf, EndHeaders: true})
 	}
-	if uerr := c.unlock(); err == nil {
+	if uerr := c.unlockYield(); err == nil {
 		err = uerr
 	}
 	if err != nil {
@@ -168,7 +168,7 @@ func (s *Stream) Respond(status int, fields []hpack.HeaderField, end bool) error
 		c.henc.WriteField(f)
 	}
 	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: c.hbuf, EndHeaders: true, EndStream: end})
-	if uerr := c.unlock(); err == nil {
+	if uerr := c.unlockYield(); err == nil {
 		err = uerr
 	}
 	if err != nil {
@@ -307,7 +307,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 		} else {
 			c.giveBack(n)
 		}
-		if uerr := c.unlock(); err == nil && uerr != nil {
+		if uerr := c.unlockYield(); err == nil && uerr != nil {
 			err = uerr
 			c.fail(err)
 		}

@@ -116,3 +116,57 @@ func TestTunnelRelayParks(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestAgentDrainResumesParkedStreams: streams whose target side is parked
+// on the agent's poller still carry bytes while the agent drains (SIGTERM:
+// GOAWAY, then shutdown_timeout for the streams in flight), and the drain
+// ends them and returns once the timeout is up: no parked direction is
+// left behind for Run to wait on forever.
+func TestAgentDrainResumesParkedStreams(t *testing.T) {
+	r := newRig(t)
+	stop := r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
+	r.waitTunnels(1)
+	const n = 4
+	streams := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range streams {
+		s, err := r.edge.Dial(context.Background(), "hq", "echo.example.com", "sip", false, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		streams[i], readers[i] = s, bufio.NewReader(s)
+		fmt.Fprintf(s, "first %d\n", i)
+		s.SetReadDeadline(time.Now().Add(proxytest.Wait))
+		if line, err := readers[i].ReadString('\n'); err != nil || line != fmt.Sprintf("first %d\n", i) {
+			t.Fatalf("stream %d: %q, %v", i, line, err)
+		}
+	}
+	deadline := time.Now().Add(proxytest.Wait)
+	for goroutinesIn("agent.(*downward)") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines in the agent's target side for %d quiet streams, want 0", goroutinesIn("agent.(*downward)"), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	for i, s := range streams { // in flight during the drain: still served
+		fmt.Fprintf(s, "drain %d\n", i)
+		s.SetReadDeadline(time.Now().Add(proxytest.Wait))
+		if line, err := readers[i].ReadString('\n'); err != nil || line != fmt.Sprintf("drain %d\n", i) {
+			t.Fatalf("stream %d during the drain: %q, %v", i, line, err)
+		}
+	}
+	select {
+	case <-stopped: // shutdown_timeout (1s) ended the parked streams
+	case <-time.After(proxytest.Wait + 5*time.Second):
+		t.Fatal("the agent's drain did not return with parked streams open")
+	}
+	for i, s := range streams {
+		s.SetReadDeadline(time.Now().Add(proxytest.Wait))
+		if line, err := readers[i].ReadString('\n'); err == nil {
+			t.Fatalf("stream %d after the drain: %q, want its end", i, line)
+		}
+	}
+}

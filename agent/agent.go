@@ -1,12 +1,11 @@
 // Package agent is the LAN side of agent tunnels (`gatehouse agent`): it
 // dials out to every edge of its configuration over TLS, verifies the edge
 // by SPKI fingerprint or CA, registers its services (package tunnel's
-// hello), and then serves HTTP/2 on the connection: each stream the edge
-// opens is one forwarded connection, relayed to the target of the service
-// it names. The agent dials only targets of its own configuration.
+// hello), and then serves HTTP/2 on the connection (package h2mux, server
+// role): each stream the edge opens is one forwarded connection, relayed to
+// the target of the service it names. The agent dials only targets of its
+// own configuration.
 package agent
-
-//lint:file-ignore SA1019 the tunnel is HTTP/2 on one accepted or dialled conn, which only x/net/http2 serves and dials (ServeConn, NewClientConn) with its windows and pings set per tunnel
 
 import (
 	"context"
@@ -15,18 +14,26 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
-	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
+	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
 
 // Backoff is the redial delay: Min doubling to Max, with jitter, back to
@@ -59,41 +66,44 @@ type Agent struct {
 	cfg     *configs.AgentConfig
 	log     *slog.Logger
 	backoff Backoff
-	base    *http.Server // for the graceful shutdown of every HTTP/2 connection
-	h2      *http2.Server
+	// poll parks the targets' quiet sockets (see downward); nil where
+	// there is no poller (not Linux): a goroutine waits for each.
+	poll *netpoll.Poller
+}
+
+// The mux's settings on the agent's side of a tunnel.
+var muxConfig = h2mux.Config{
+	// The edge caps streams per tunnel (agents.max_streams); this only
+	// bounds an edge gone wrong.
+	MaxStreams: 10000,
+	// Bounds the memory a slow target costs per stream and per tunnel.
+	StreamWindow: 1 << 20,
+	ConnWindow:   16 << 20,
+	MaxFrame:     h2mux.DefaultMaxFrame,
+	// The target closed: what the edge still sends has nowhere to go.
+	CloseGrace: 0,
 }
 
 // New prepares an agent; Run starts it.
 func New(cfg *configs.AgentConfig, log *slog.Logger, backoff Backoff) *Agent {
-	a := &Agent{cfg: cfg, log: log, backoff: backoff, base: &http.Server{}}
-	a.h2 = &http2.Server{
-		// The edge caps streams per tunnel (agents.max_streams); this only
-		// bounds an edge gone wrong.
-		MaxConcurrentStreams: 10000,
-		// Bounds the memory a slow target costs per stream and per tunnel.
-		MaxUploadBufferPerStream:     1 << 20,
-		MaxUploadBufferPerConnection: 16 << 20,
-		// What the edge sends is framed by this; the edge holds a buffer of
-		// this size per stream while it waits for client bytes.
-		MaxReadFrameSize: 16 << 10,
-		IdleTimeout:      0, // a tunnel is kept open, idle or not
-	}
-	http2.ConfigureServer(a.base, a.h2)
-	return a
+	return &Agent{cfg: cfg, log: log, backoff: backoff}
 }
 
 // Run keeps a tunnel to every edge until ctx ends, then drains: the edges
 // are told (GOAWAY), streams in flight get cfg.ShutdownTimeout to finish.
 func (a *Agent) Run(ctx context.Context) {
+	if p, err := netpoll.New(); err != nil {
+		a.log.Warn("no poller: one goroutine per quiet target connection", "err", err)
+	} else {
+		a.poll = p
+		defer p.Stop() // after every session's streams have ended (wg.Wait)
+	}
 	var wg sync.WaitGroup
 	for _, edge := range a.cfg.Edges {
 		wg.Go(func() { a.keep(ctx, edge) })
 	}
 	<-ctx.Done()
 	a.log.Info("agent leaving: draining tunnels", "grace", a.cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	a.base.Shutdown(sctx) // sends GOAWAY on every tunnel
 	wg.Wait()
 }
 
@@ -131,20 +141,59 @@ func (a *Agent) session(ctx context.Context, edge string) (up bool, err error) {
 	}
 	a.log.Info("tunnel up", "edge", edge, "registered", w.Accepted)
 	beat := time.Duration(w.HeartbeatMS) * time.Millisecond
-	// Stop serving the connection when ctx ends, after the drain.
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(a.cfg.ShutdownTimeout, func() { conn.Close() })
+	cfg := muxConfig
+	var pumps sync.WaitGroup // the streams' relays, after their handlers returned
+	defer pumps.Wait()
+	cfg.Handler = func(s *h2mux.Stream) { a.stream(s, &pumps) }
+	cfg.Misbehaved = func(err error) { a.log.Warn("tunnel: protocol error of the edge", "edge", edge, "err", err) }
+	conn.SetDeadline(time.Now().Add(a.cfg.DialTimeout)) // for the edge's preface
+	mc, err := h2mux.Server(conn, cfg)
+	if err != nil {
+		conn.Close()
+		return true, err
+	}
+	conn.SetDeadline(time.Time{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // drain when ctx ends: GOAWAY, then the streams in flight get the shutdown timeout
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+			mc.Shutdown(sctx)
+			cancel()
+		case <-mc.Done():
+		}
 	})
-	defer stop()
-	srv := *a.h2
-	// The edge pings every heartbeat: silence for two of them, and a ping
-	// unanswered for one more, is a dead tunnel (three missed).
-	srv.ReadIdleTimeout, srv.PingTimeout = 2*beat, beat
-	srv.ServeConn(conn, &http2.ServeConnOpts{Context: sctx, BaseConfig: a.base, Handler: http.HandlerFunc(a.stream)})
+	wg.Go(func() { watch(mc, beat) })
+	<-mc.Done()
+	mc.Wait()
+	wg.Wait()
 	conn.Close()
-	return true, errors.New("tunnel closed")
+	return true, fmt.Errorf("tunnel closed: %w", mc.Err())
+}
+
+// watch drops the tunnel when the edge goes silent: it pings every
+// heartbeat, so silence for two of them, and a ping of ours unanswered
+// for one more, is a dead tunnel (three missed).
+func watch(mc *h2mux.Conn, beat time.Duration) {
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-mc.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(mc.LastRead()) < 2*beat {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), beat)
+		err := mc.Ping(ctx)
+		cancel()
+		if err != nil {
+			mc.Close()
+			return
+		}
+	}
 }
 
 // dial connects to edge, verifies it, and registers.
@@ -208,12 +257,24 @@ func (a *Agent) dial(ctx context.Context, edge string) (*tls.Conn, *tunnel.Welco
 
 // stream serves one forwarded connection: the target of the service the
 // stream names, dialled here, and the bytes both ways.
-func (a *Agent) stream(w http.ResponseWriter, r *http.Request) {
-	st, err := tunnel.ParseStream(r.Header)
-	if err != nil || r.Method != http.MethodPost || r.URL.Path != tunnel.StreamPath {
+func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	h := http.Header{}
+	for _, f := range s.Fields() {
+		h.Add(f.Name, f.Value)
+	}
+	refuse := func(status int, why string) {
+		s.Respond(status, []hpack.HeaderField{{Name: strings.ToLower(tunnel.HError), Value: why}}, true)
+	}
+	st, err := tunnel.ParseStream(h)
+	if err != nil || s.Method() != http.MethodPost || s.Path() != tunnel.StreamPath {
 		a.log.Warn("stream refused: malformed", "err", err)
-		w.Header().Set(tunnel.HError, "malformed stream header")
-		w.WriteHeader(http.StatusBadRequest)
+		refuse(http.StatusBadRequest, "malformed stream header")
 		return
 	}
 	svc := a.cfg.Service(st.Service)
@@ -223,39 +284,194 @@ func (a *Agent) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		a.log.Warn("stream refused: no such service or port", "client", st.Client, "service", st.Service, "type", st.Type)
-		w.Header().Set(tunnel.HError, "no such service or port")
-		w.WriteHeader(http.StatusNotFound)
+		refuse(http.StatusNotFound, "no such service or port")
 		return
 	}
 	addr := net.JoinHostPort(svc.Target, strconv.Itoa(port))
-	target, err := a.dialTarget(r.Context(), svc, addr, st.TLS)
+	target, err := a.dialTarget(context.Background(), svc, addr, st.TLS)
 	if err != nil {
 		a.log.Warn("target unreachable", "client", st.Client, "service", st.Service, "target", addr, "err", err)
-		w.Header().Set(tunnel.HError, "target unreachable")
-		w.WriteHeader(http.StatusBadGateway)
+		refuse(http.StatusBadGateway, "target unreachable")
 		return
 	}
-	defer target.Close()
-	stop := context.AfterFunc(r.Context(), func() { target.Close() }) // the edge reset the stream
-	defer stop()
 	a.log.Debug("stream", "client", st.Client, "service", st.Service, "target", addr)
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	rc.Flush()
-
-	var up sync.WaitGroup
-	up.Go(func() { // edge → target
-		_, err := tunnel.Copy(target, r.Body, nil)
-		if cw, ok := target.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			target.Close()
+	if s.Respond(http.StatusOK, nil, false) != nil {
+		target.Close()
+		return
+	}
+	ok = true
+	pumps.Add(1) // done when both directions have ended (pair.end)
+	p := &pair{pumps: pumps}
+	u := &upward{s: s, target: target, pair: p}
+	d := &downward{s: s, target: target, pair: p, poll: a.poll}
+	p.down = d
+	if a.poll != nil {
+		if d.sock = socketOf(target); d.sock != nil {
+			a.poll.Add(nil, 0, d)
 		}
-	})
-	tunnel.Copy(w, target, rc.Flush) // target → edge, flushed as it comes
-	target.Close()
-	r.Body.Close() // unblocks the upward copy
-	up.Wait()
+	}
+	u.park()
+	// target → edge on a goroutine of its own: it starts with a small stack,
+	// where this one grew for the dial, and parks on the poller while the
+	// target is quiet.
+	go d.run(false)
+}
+
+// pair ends a stream's relay once both directions have ended: the
+// session's pumps wait for that, so every goroutine of a direction
+// (started by the stream's or the poller's callbacks) has an owner.
+type pair struct {
+	pumps *sync.WaitGroup
+	ended atomic.Int32
+	down  *downward
+}
+
+func (p *pair) end() {
+	if p.ended.Add(1) == 2 {
+		p.pumps.Done()
+	}
+}
+
+// upward copies a stream's bytes to its target without a goroutine while
+// the edge sends nothing: the stream calls back when bytes wait, and a
+// goroutine drains them and parks the direction again.
+type upward struct {
+	s      *h2mux.Stream
+	target net.Conn
+	pair   *pair
+}
+
+// relayBuffers serve both directions, only while they run: a parked one
+// holds none.
+var relayBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (u *upward) park() {
+	u.s.NotifyReadable(func() { go u.drain() })
+}
+
+// drain writes what waits to the target; at the edge's end it half-closes
+// the target (or closes it on an error).
+func (u *upward) drain() {
+	bp := relayBuffers.Get().(*[]byte)
+	defer relayBuffers.Put(bp)
+	for {
+		n, err := u.s.ReadAvailable(*bp)
+		if n > 0 {
+			if _, werr := u.target.Write((*bp)[:n]); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		switch {
+		case err != nil:
+			if cw, ok := u.target.(interface{ CloseWrite() error }); ok && errors.Is(err, io.EOF) {
+				cw.CloseWrite()
+			} else {
+				u.target.Close()
+				u.pair.down.wake() // a parked socket's close is no readiness event
+			}
+			u.pair.end()
+			return
+		case n == 0:
+			u.park()
+			return
+		}
+	}
+}
+
+// downward copies a target's bytes to its stream. While the target is
+// quiet (a phone's registration: for minutes) it holds no goroutine: after
+// proxy.ParkGrace without bytes it arms a one-shot wait for the target's
+// socket on the agent's poller and returns; the poller starts it again
+// when the socket is readable, upward when it closed the target.
+type downward struct {
+	s      *h2mux.Stream
+	target net.Conn
+	pair   *pair
+	poll   *netpoll.Poller
+	sock   syscall.RawConn // the target's TCP socket; nil: no parking
+	token  uint64
+	parked atomic.Bool
+	noPark bool // arming failed: wait on the goroutine from then on
+}
+
+func (d *downward) SetToken(t uint64) { d.token = t }
+func (d *downward) PollReady()        { d.wake() }
+
+// wake starts a parked direction again; it does nothing to one running.
+func (d *downward) wake() {
+	if d.parked.CompareAndSwap(true, false) {
+		go d.run(true)
+	}
+}
+
+// run copies until the target is quiet (then parks) or ends. resumed: the
+// poller saw the socket readable, so the first read needs no grace.
+func (d *downward) run(resumed bool) {
+	bp := relayBuffers.Get().(*[]byte) // held only while running
+	defer relayBuffers.Put(bp)
+	for {
+		grace := !resumed && d.sock != nil && !d.noPark
+		resumed = false
+		if grace {
+			d.target.SetReadDeadline(time.Now().Add(proxy.ParkGrace))
+		}
+		n, err := d.target.Read(*bp)
+		if n > 0 {
+			if _, werr := d.s.Write((*bp)[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if grace && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			d.target.SetReadDeadline(time.Time{})
+			if d.park() {
+				return
+			}
+			continue // woken meanwhile, or arming failed: read on
+		}
+		if err != nil {
+			d.finish()
+			return
+		}
+	}
+}
+
+// park arms the wait; false when the caller still owns the direction.
+func (d *downward) park() bool {
+	d.parked.Store(true)
+	if err := d.poll.Arm(d.sock, d.token); err != nil {
+		if d.parked.CompareAndSwap(true, false) {
+			d.noPark = !errors.Is(err, net.ErrClosed) // closed: the read reports it
+			return false
+		}
+	}
+	return true
+}
+
+// finish ends the direction (EOF or an error alike): the target is done,
+// and so is the stream (a reset if the edge has not ended).
+func (d *downward) finish() {
+	if d.sock != nil {
+		d.poll.Remove(nil, d.token)
+	}
+	d.target.Close()
+	d.s.Close()
+	d.pair.end()
+}
+
+// socketOf returns the TCP socket under a target connection (TLS or not).
+func socketOf(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 func (a *Agent) dialTarget(ctx context.Context, svc *configs.AgentService, addr string, useTLS bool) (net.Conn, error) {

@@ -78,7 +78,7 @@ func (c *Conn) Close() error {
 // Close.
 func (c *Conn) abort() {
 	if r := c.relay.Load(); r != nil {
-		r.kill() // a parked direction would not notice its socket closing
+		r.Kill() // a parked direction would not notice its socket closing
 		return
 	}
 	c.raw.Close()

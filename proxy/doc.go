@@ -70,7 +70,9 @@
 // Shutdown), an [ALPNer] (application protocols on TLS ports), a
 // [Reloader] (state derived from the Table). A Sniffer may also be a
 // [Refuser] (answers a refused first message) and a [TargetUpgrader]
-// (StartTLS towards the target).
+// (StartTLS towards the target). A target conn that is no socket may be a
+// [ReadNotifier] (an agent tunnel's stream): a quiet relay direction then
+// parks on it without a goroutine, as on a socket's readiness.
 //
 // # Who owns a connection
 //

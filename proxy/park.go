@@ -3,6 +3,8 @@ package proxy
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 )
 
 // Park waits for the client's next bytes without a goroutine: an HTTP
@@ -17,14 +19,15 @@ import (
 // client (crypto/tls included: read it with a deadline in the past
 // first). Whoever ends a connection that was parked calls Done.
 //
-// Park reports false when there is no poller (not Linux) or c is not a
-// TCP connection: the caller waits itself.
+// Park reports false when there is no poller (not Linux) or c is neither
+// a TCP connection nor a [ReadNotifier]: the caller waits itself.
 func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 	if c.srv == nil {
 		return false
 	}
 	sock := socketOf(c.Conn)
-	if sock == nil {
+	notify, _ := c.Conn.(ReadNotifier)
+	if sock == nil && notify == nil {
 		return false
 	}
 	p := c.srv.relayPoller()
@@ -32,10 +35,16 @@ func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 		return false
 	}
 	w := &parked{c: c, poll: p, resume: resume, idle: idle, since: time.Now().UnixNano()}
-	p.add(w, idle, w)
+	p.Add(w, idle, w)
 	c.detached.Store(true)
 	c.parked.Store(w)
-	if err := p.arm(sock, w.token); err != nil {
+	if sock == nil {
+		if !notify.NotifyReadable(w.PollReady) {
+			w.fire(true)
+		}
+		return true
+	}
+	if err := p.Arm(sock, w.token); err != nil {
 		w.fire(true)
 	}
 	return true
@@ -61,7 +70,7 @@ func (c *Conn) Done() {
 // parked is a Conn waiting on the poller.
 type parked struct {
 	c      *Conn
-	poll   *poller
+	poll   *netpoll.Poller
 	resume func(ended bool)
 	idle   time.Duration
 	since  int64
@@ -69,12 +78,12 @@ type parked struct {
 	fired  atomic.Bool
 }
 
-func (w *parked) pollReady()        { w.fire(false) }
-func (w *parked) setToken(t uint64) { w.token = t }
+func (w *parked) PollReady()        { w.fire(false) }
+func (w *parked) SetToken(t uint64) { w.token = t }
 
-func (w *parked) idleAt(now int64) bool { return w.idle > 0 && now-w.since >= int64(w.idle) }
+func (w *parked) IdleAt(now int64) bool { return w.idle > 0 && now-w.since >= int64(w.idle) }
 
-func (w *parked) kill() { w.fire(true) }
+func (w *parked) Kill() { w.fire(true) }
 
 // fire ends the wait once: the first of readiness, the sweep, Unpark and
 // abort starts resume.
@@ -82,7 +91,7 @@ func (w *parked) fire(ended bool) {
 	if !w.fired.CompareAndSwap(false, true) {
 		return
 	}
-	w.poll.remove(w, w.token)
+	w.poll.Remove(w, w.token)
 	w.c.parked.CompareAndSwap(w, nil)
 	go w.resume(ended)
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 )
 
 // relay moves bytes between a routed client and its target until both
@@ -34,7 +36,7 @@ type relay struct {
 	// its socket is readable (see poller). The handler's goroutine returns
 	// at once and the relay owns the connection: the last direction to end
 	// closes both sides and releases the Conn.
-	poll    *poller
+	poll    *netpoll.Poller
 	last    atomic.Int64 // UnixNano of the latest read that moved bytes: the poller's idle sweep
 	mu      sync.Mutex   // guards running, killed and the sides' parked and over
 	running int          // direction goroutines alive
@@ -62,6 +64,7 @@ type side struct {
 	// never parks), its token in the poller, and its state.
 	relay        *relay
 	waitFD       syscall.RawConn
+	notify       ReadNotifier // src, when it is no socket but says when it is readable
 	token        uint64
 	parked, over bool
 }
@@ -100,8 +103,13 @@ func (r *relay) detach(first []byte) {
 	c := r.conn
 	r.up.relay, r.down.relay = r, r
 	r.up.waitFD, r.down.waitFD = socketOf(r.up.src), socketOf(r.down.src)
+	for _, s := range []*side{&r.up, &r.down} {
+		if n, ok := s.src.(ReadNotifier); ok && s.waitFD == nil {
+			s.notify = n
+		}
+	}
 	r.touch()
-	r.poll.add(r, r.idleTimeout(), &r.up, &r.down)
+	r.poll.Add(r, r.idleTimeout(), &r.up, &r.down)
 	c.detached.Store(true)
 	c.relay.Store(r)
 	r.running = 2
@@ -154,7 +162,13 @@ func (r *relay) park(s *side) bool {
 	s.parked = true
 	r.running--
 	r.mu.Unlock()
-	if err := r.poll.arm(s.waitFD, s.token); err != nil {
+	if s.waitFD == nil {
+		if !s.notify.NotifyReadable(s.PollReady) {
+			r.wake(s)
+		}
+		return true
+	}
+	if err := r.poll.Arm(s.waitFD, s.token); err != nil {
 		r.wake(s) // closed meanwhile: the direction reads the error
 	}
 	return true
@@ -174,14 +188,14 @@ func (r *relay) wake(s *side) {
 	}
 }
 
-func (s *side) pollReady()        { s.relay.wake(s) }
-func (s *side) setToken(t uint64) { s.token = t }
+func (s *side) PollReady()        { s.relay.wake(s) }
+func (s *side) SetToken(t uint64) { s.token = t }
 
-func (r *relay) idleAt(now int64) bool { return now-r.last.Load() >= int64(r.idleTimeout()) }
+func (r *relay) IdleAt(now int64) bool { return now-r.last.Load() >= int64(r.idleTimeout()) }
 
 // kill ends a detached relay from outside (idle sweep, Shutdown, Drop):
 // both sides are closed, and parked directions started to see it.
-func (r *relay) kill() {
+func (r *relay) Kill() {
 	r.closeBoth()
 	r.mu.Lock()
 	r.killed = true
@@ -199,7 +213,7 @@ func (r *relay) closeBoth() {
 
 // end runs once both directions of a detached relay have ended.
 func (r *relay) end() {
-	r.poll.remove(r, r.up.token, r.down.token)
+	r.poll.Remove(r, r.up.token, r.down.token)
 	r.closeBoth()
 	r.conn.release()
 }
@@ -239,7 +253,7 @@ func (r *relay) framedLive(s *side, first []byte, resumed bool) error {
 		}
 		var n int
 		var err error
-		if buf == nil && s.waitFD != nil {
+		if buf == nil && (s.waitFD != nil || s.notify != nil) {
 			buf, n, err = s.try(limit, resumed)
 			if errors.Is(err, errWouldBlock) {
 				return errParked

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
+	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 )
 
 // Guard is the fraud blacklist as the listener layer sees it, the gate's
@@ -74,8 +75,8 @@ type Server struct {
 	listeners map[string]*listener
 	conns     map[*Conn]struct{}
 	closing   bool
-	poll      *poller // framed relays' (poll_linux.go), made by the first one
-	noPoll    bool    // making it failed: relays keep a goroutine per direction
+	poll      *netpoll.Poller // framed relays' (package netpoll), made by the first one
+	noPoll    bool            // making it failed: relays keep a goroutine per direction
 
 	wg sync.WaitGroup // accept loops and connections
 }
@@ -234,11 +235,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // relayPoller returns the poller for framed relays, making it on first
 // use; nil where there is none.
-func (s *Server) relayPoller() *poller {
+func (s *Server) relayPoller() *netpoll.Poller {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.poll == nil && !s.noPoll && !s.closing {
-		p, err := newPoller()
+		p, err := netpoll.New()
 		if err != nil {
 			s.log.Warn("no poller for idle connections: one goroutine per relay direction", "err", err)
 			s.noPoll = true
@@ -256,7 +257,7 @@ func (s *Server) stopPoller() {
 	s.poll, s.noPoll = nil, true
 	s.mu.Unlock()
 	if p != nil {
-		p.stop()
+		p.Stop()
 	}
 }
 

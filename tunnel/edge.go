@@ -1,30 +1,29 @@
 package tunnel
 
-//lint:file-ignore SA1019 the tunnel is HTTP/2 on one accepted or dialled conn, which only x/net/http2 serves and dials (ServeConn, NewClientConn) with its windows and pings set per tunnel
-
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/gatehouse-pbx/gatehouse/blacklist"
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
+	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
 
 // helloTimeout bounds the TLS handshake and the hello of a new tunnel: an
@@ -41,7 +40,7 @@ const (
 	streamWindow = 1 << 20
 	tunnelWindow = 16 << 20
 	// maxFrame: large DATA frames cost less per byte on bulk transfers.
-	maxFrame = 256 << 10
+	maxFrame = h2mux.DefaultMaxFrame
 )
 
 // missedBeats is how many heartbeats a tunnel may miss before it is dropped.
@@ -74,7 +73,6 @@ type Server struct {
 	cfg   atomic.Pointer[configs.Config]
 	ln    net.Listener
 	sem   chan struct{} // handshakes in progress
-	h2    *http2.Transport
 	ids   atomic.Uint64
 
 	mu      sync.Mutex // guards the fields below
@@ -101,19 +99,6 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		s.hear = func() {}
 	}
 	s.cfg.Store(cfg)
-	// Flow control bounds what a client that stops reading costs the
-	// edge: streamWindow per stream, tunnelWindow per tunnel (x/net's
-	// defaults are 4 MiB and 1 GiB). The agent sets its side's windows.
-	h2, err := http2.ConfigureTransports(&http.Transport{HTTP2: &http.HTTP2Config{
-		MaxReceiveBufferPerStream:     streamWindow,
-		MaxReceiveBufferPerConnection: tunnelWindow,
-		MaxReadFrameSize:              maxFrame,
-		StrictMaxConcurrentRequests:   true,
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: %w", err)
-	}
-	s.h2 = h2
 	if cfg.Agents.Listen == "" {
 		return s, nil
 	}
@@ -351,7 +336,7 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 		names: w.Accepted, ports: ports, maxStreams: int64(cfg.Agents.MaxStreams), beat: cfg.Agents.Heartbeat,
 		dead: make(chan struct{})}
 	// Set before t is shared: close() may run from now on (Disconnect, Close).
-	t.conn = &watchConn{Conn: conn, dead: t.dead}
+	t.conn = conn
 	if !s.add(t, cfg.Agents.MaxTunnels) {
 		Write(conn, Welcome{Error: "too many tunnels for this account"})
 		return nil, fmt.Errorf("account %q: more than agents.max_tunnels (%d) tunnels", acc.Name, cfg.Agents.MaxTunnels)
@@ -361,12 +346,20 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 		return nil, err
 	}
 	conn.SetDeadline(time.Time{})
-	cc, err := s.h2.NewClientConn(t.conn)
+	// Flow control bounds what a client that stops reading costs the
+	// edge: streamWindow per stream, tunnelWindow per tunnel. The agent
+	// sets its side's windows.
+	mc, err := h2mux.Client(conn, h2mux.Config{StreamWindow: streamWindow, ConnWindow: tunnelWindow,
+		MaxFrame: maxFrame, MaxStreams: int(t.maxStreams), CloseGrace: closeGrace,
+		Misbehaved: func(err error) {
+			s.log.Warn("agent tunnel: protocol error", "account", t.account, "agent", t.remote, "err", err)
+			s.report(conn, t.account, "agent protocol error")
+		}})
 	if err != nil {
 		s.remove(t)
 		return nil, err
 	}
-	t.cc = cc
+	t.mc = mc
 	t.lastBeat.Store(time.Now().UnixNano())
 	if !s.publish(t) {
 		// Closed or disconnected while it authenticated: close() found no
@@ -544,7 +537,7 @@ func (s *Server) Tunnels() []Status {
 			continue // still in its handshake
 		}
 		out = append(out, Status{ID: t.id, Account: t.account, Agent: t.remote, Since: t.since, Names: t.names,
-			Streams: t.streams.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load(),
+			Streams: int64(t.mc.NumStreams()), BytesIn: t.mc.BytesIn(), BytesOut: t.mc.BytesOut(),
 			LastHeartbeat: time.Unix(0, t.lastBeat.Load())})
 	}
 	s.mu.Unlock()
@@ -579,26 +572,24 @@ type tunnel struct {
 	ports      map[string]map[string]int // by name
 	maxStreams int64
 	beat       time.Duration
-	conn       *watchConn
-	cc         *http2.ClientConn
+	conn       net.Conn
+	mc         *h2mux.Conn
 	up         bool // routed to; guarded by Server.mu
 
-	streams   atomic.Int64
-	bytesIn   atomic.Int64
-	bytesOut  atomic.Int64
 	lastBeat  atomic.Int64 // unix nanoseconds of the last answered ping
 	dead      chan struct{}
 	closeOnce sync.Once
 	cause     atomic.Pointer[error]
-	pumps     sync.WaitGroup // the copies of the tunnel's streams
 }
 
+// isDead: closed, gone, or draining (the agent sent GOAWAY), or at its
+// stream cap: no new stream goes to it.
 func (t *tunnel) isDead() bool {
 	select {
 	case <-t.dead:
 		return true
 	default:
-		return !t.cc.CanTakeNewRequest()
+		return !t.mc.CanOpen()
 	}
 }
 
@@ -613,15 +604,15 @@ func (t *tunnel) err() error {
 func (t *tunnel) close() {
 	t.closeOnce.Do(func() {
 		t.s.remove(t)
-		t.conn.die()
-		t.conn.Close()
+		close(t.dead)
+		t.conn.Close() // the mux's reader ends, and every stream with it
 	})
 }
 
 // heartbeat pings the agent every heartbeat until the tunnel ends or misses
 // missedBeats pings in a row; it then waits for the tunnel's streams.
 func (t *tunnel) heartbeat() {
-	defer t.pumps.Wait()
+	defer t.mc.Wait()
 	defer t.close()
 	tick := time.NewTicker(t.beat)
 	defer tick.Stop()
@@ -630,10 +621,14 @@ func (t *tunnel) heartbeat() {
 		select {
 		case <-t.dead:
 			return
+		case <-t.mc.Done():
+			err := t.mc.Err()
+			t.cause.Store(&err)
+			return
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), t.beat)
-		err := t.cc.Ping(ctx)
+		err := t.mc.Ping(ctx)
 		cancel()
 		switch {
 		case err == nil:
@@ -652,101 +647,60 @@ func (t *tunnel) heartbeat() {
 	}
 }
 
-var errAgentRefused = errors.New("tunnel: the agent refused the stream")
-
 // closeGrace is how long a stream the proxy closed waits for the agent to
 // end it before it is reset: long enough to deliver what was written last.
 const closeGrace = 5 * time.Second
 
-// open opens one stream and returns its end as a net.Conn. Its bytes move
-// in memory (streamConn): what the proxy writes is the request body the
-// transport reads, and one pump copies the response body to what the
-// proxy reads, so that deadlines and half-close work as on a socket.
+// open opens one stream and returns its end as a net.Conn: the mux's
+// stream, whose bytes wait in the tunnel's reader's buffers, so that an
+// idle stream holds no goroutine and no buffer here.
 func (t *tunnel) open(ctx context.Context, st Stream) (net.Conn, error) {
-	if t.streams.Add(1) > t.maxStreams {
-		t.streams.Add(-1)
-		return nil, fmt.Errorf("tunnel: agents.max_streams (%d) streams open", t.maxStreams)
-	}
-	sctx, cancel := context.WithCancel(context.Background())
-	// Two ends, the sending side's (the transport closes the body) and the
-	// pump's; the last releases the stream.
-	var left atomic.Int32
-	left.Store(2)
-	var resp *http.Response
-	release := func() {
-		if left.Add(-1) == 0 {
-			if resp != nil {
-				resp.Body.Close()
-			}
-			cancel()
-			t.streams.Add(-1)
+	h := http.Header{}
+	st.SetHeader(h)
+	fields := make([]hpack.HeaderField, 0, len(h))
+	for k, vs := range h {
+		for _, v := range vs {
+			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(k), Value: v})
 		}
 	}
-	near := newStreamConn(st.Service, func() { time.AfterFunc(closeGrace, cancel) })
-	body := &upBody{p: near.up, count: &t.bytesOut, onClose: release}
-	stop := context.AfterFunc(ctx, cancel) // the dial's deadline, until the stream is open
-	req, err := http.NewRequestWithContext(sctx, http.MethodPost, "https://agent"+StreamPath, body)
+	s, err := t.mc.Open(ctx, "agent", StreamPath, fields)
 	if err != nil {
-		stop()
-		cancel()
-		t.streams.Add(-1)
-		return nil, err
-	}
-	st.SetHeader(req.Header)
-	resp, err = t.cc.RoundTrip(req)
-	if !stop() || err != nil {
-		near.Close()
-		body.Close() // the transport does too; once is enough
-		if err == nil {
-			err = ctx.Err()
+		if errors.Is(err, h2mux.ErrTooMany) {
+			return nil, fmt.Errorf("tunnel: agents.max_streams (%d) streams open", t.maxStreams)
 		}
-		release()
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		near.Close()
-		body.Close()
-		release()
-		return nil, fmt.Errorf("%w: %s", errAgentRefused, resp.Header.Get(HError))
+	if s.Status() != http.StatusOK {
+		s.Close()
+		return nil, fmt.Errorf("%w: %s", errAgentRefused, fieldValue(s.Fields(), strings.ToLower(HError)))
 	}
-	t.pumps.Go(func() { // agent → client
-		defer release()
-		_, err := Copy(countWriter{writerFunc(near.down.write), &t.bytesIn}, resp.Body, nil)
-		near.down.closeWrite(err) // nil: the agent half-closed
-	})
-	return near, nil
+	return &streamConn{Stream: s, addr: streamAddr(st.Service)}, nil
 }
 
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
-
-type countWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-// watchConn is the tunnel's TLS conn; the first failed read (the agent
-// went away) marks the tunnel dead at once, so that no stream waits for
-// the next heartbeat to find out.
-type watchConn struct {
-	net.Conn
-	dead chan struct{}
-	once sync.Once
-}
-
-func (w *watchConn) die() { w.once.Do(func() { close(w.dead) }) }
-
-func (w *watchConn) Read(b []byte) (int, error) {
-	n, err := w.Conn.Read(b)
-	if err != nil {
-		w.die()
+func fieldValue(fields []hpack.HeaderField, name string) string {
+	for _, f := range fields {
+		if f.Name == name {
+			return f.Value
+		}
 	}
-	return n, err
+	return ""
 }
+
+// streamConn is the edge's end of one stream, handed to the proxy: the
+// mux's stream (Read, Write, CloseWrite, deadlines, Alive), named by its
+// service: the edge never knows the target's address.
+type streamConn struct {
+	*h2mux.Stream
+	addr streamAddr
+}
+
+func (c *streamConn) LocalAddr() net.Addr  { return c.addr }
+func (c *streamConn) RemoteAddr() net.Addr { return c.addr }
+
+// streamAddr names a stream's far end by its service.
+type streamAddr string
+
+func (a streamAddr) Network() string { return "agent" }
+func (a streamAddr) String() string  { return "agent:" + string(a) }
+
+var errAgentRefused = errors.New("tunnel: the agent refused the stream")

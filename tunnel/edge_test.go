@@ -122,7 +122,9 @@ services:
 }
 
 // agent runs an agent with the given auth lines and services until the test ends.
-func (r *rig) agent(auth, services string) {
+// agent runs an agent until the test ends, or until stop: the agent's
+// drain (SIGTERM); stop returns when Run has returned.
+func (r *rig) agent(auth, services string) (stop func()) {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.echo)
 	cfg, err := configs.ParseAgent("agent.yaml", []byte(fmt.Sprintf(`edges: [%q]
@@ -140,7 +142,10 @@ services:
 		defer close(done)
 		agent.New(cfg, testLogger(r.t), agent.Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond, Stable: time.Minute}).Run(ctx)
 	}()
-	r.t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	r.t.Cleanup(stop)
+	return stop
 }
 
 func (r *rig) waitTunnels(n int) {

@@ -1,4 +1,16 @@
-package proxy
+// Package netpoll lets a quiet connection wait for its next bytes without
+// a goroutine: a goroutine parked in a read for minutes keeps a stack of
+// 4–8 KiB, more than the rest of a connection's state. A quiet reader
+// arms a one-shot readiness wait on its TCP socket in the Poller's epoll
+// set and returns; the Poller's one goroutine calls its Waiter when bytes
+// (or EOF) arrive. The Go runtime's own netpoller keeps the socket too:
+// one socket may be in several epoll sets. Linux only: New fails
+// elsewhere, and callers wait on a goroutine as before.
+//
+// The proxy's framed relays and parked keep-alive connections use it
+// (with its idle sweep: limits.idle_timeout without a timer per
+// connection), and so does the agent for its targets' quiet sockets.
+package netpoll
 
 import (
 	"errors"
@@ -7,26 +19,17 @@ import (
 	"time"
 )
 
-// poller lets a framed relay's quiet directions wait without a goroutine
-// of their own: a registered phone's connection is quiet for minutes, and
-// a goroutine parked for that long keeps a stack of 4–8 KiB (more than
-// the rest of the connection's state). A quiet direction arms a one-shot
-// readiness wait on its TCP socket in the poller's epoll set and returns;
-// the poller's one goroutine starts the direction again when bytes (or
-// EOF) arrive. The Go runtime's own netpoller keeps the socket too: one
-// socket may be in several epoll sets.
-//
-// The same wait serves a handler's connection between requests (Conn.Park:
-// an HTTP keep-alive connection). The poller also applies
-// limits.idle_timeout to its relays and parked connections by a sweep
-// every tick, so that none needs a timer or a read deadline.
-type poller struct {
+// Poller is one epoll set and the goroutine that waits on it. Besides
+// readiness it sweeps what was added with an idle timeout every tick, so
+// that none needs a timer or a read deadline. Stop ends the goroutine and
+// waits for it.
+type Poller struct {
 	epfd int
 	wake [2]int // a pipe: a byte on it ends EpollWait early (new tick, stop)
 
-	mu      sync.Mutex            // guards the fields below
-	waiters map[uint64]pollWaiter // by token: whom a readiness event is for
-	swept   map[pollSwept]struct{}
+	mu      sync.Mutex        // guards the fields below
+	waiters map[uint64]Waiter // by token: whom a readiness event is for
+	swept   map[Swept]struct{}
 	next    uint64 // the last token handed out; 0 is the wake pipe's
 	tick    time.Duration
 	stopped bool
@@ -39,12 +42,13 @@ const (
 	minPollTick = 10 * time.Millisecond
 )
 
-func newPoller() (*poller, error) {
+// New makes a Poller and starts its goroutine.
+func New() (*Poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{epfd: epfd, waiters: make(map[uint64]pollWaiter), swept: make(map[pollSwept]struct{}),
+	p := &Poller{epfd: epfd, waiters: make(map[uint64]Waiter), swept: make(map[Swept]struct{}),
 		tick: maxPollTick, done: make(chan struct{})}
 	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		syscall.Close(epfd)
@@ -59,17 +63,18 @@ func newPoller() (*poller, error) {
 	return p, nil
 }
 
-func (p *poller) closeFDs() {
+func (p *Poller) closeFDs() {
 	syscall.Close(p.wake[0])
 	syscall.Close(p.wake[1])
 	syscall.Close(p.epfd)
 }
 
 // poke ends the loop's current wait.
-func (p *poller) poke() { syscall.Write(p.wake[1], []byte{0}) }
+func (p *Poller) poke() { syscall.Write(p.wake[1], []byte{0}) }
 
-// stop ends the loop and waits for it. Every relay must have ended.
-func (p *poller) stop() {
+// Stop ends the loop and waits for it. Whatever was added must have been
+// removed: no waiter is called afterwards.
+func (p *Poller) Stop() {
 	p.mu.Lock()
 	p.stopped = true
 	p.mu.Unlock()
@@ -78,26 +83,36 @@ func (p *poller) stop() {
 	p.closeFDs()
 }
 
-// pollWaiter is woken by readiness of the socket its token was armed for.
-type pollWaiter interface {
-	setToken(uint64) // called by add, under the poller's lock
-	pollReady()
+// Waiter is woken by readiness of the socket its token was armed for.
+type Waiter interface {
+	SetToken(uint64) // called by Add, under the poller's lock
+	PollReady()
 }
 
-// pollSwept is subject to the idle sweep.
-type pollSwept interface {
-	idleAt(now int64) bool // nothing has moved for its idle timeout at now (UnixNano)
-	kill()
+// Swept is subject to the idle sweep.
+type Swept interface {
+	IdleAt(now int64) bool // nothing has moved for its idle timeout at now (UnixNano)
+	Kill()
 }
 
-// add registers x for the idle sweep, with idle its idle timeout (> 0),
-// and waiters for readiness events, to whom it gives their tokens.
-func (p *poller) add(x pollSwept, idle time.Duration, waiters ...pollWaiter) {
+// Add registers x for the idle sweep, with idle its idle timeout (> 0),
+// and waiters for readiness events, to whom it gives their tokens. x may
+// be nil: waiters only, no sweep.
+func (p *Poller) Add(x Swept, idle time.Duration, waiters ...Waiter) {
 	p.mu.Lock()
+	if x == nil {
+		for _, w := range waiters {
+			p.next++
+			w.SetToken(p.next)
+			p.waiters[p.next] = w
+		}
+		p.mu.Unlock()
+		return
+	}
 	p.swept[x] = struct{}{}
 	for _, w := range waiters {
 		p.next++
-		w.setToken(p.next)
+		w.SetToken(p.next)
 		p.waiters[p.next] = w
 	}
 	tick := min(max(idle/4, minPollTick), maxPollTick)
@@ -110,22 +125,24 @@ func (p *poller) add(x pollSwept, idle time.Duration, waiters ...pollWaiter) {
 	}
 }
 
-// remove forgets x and its tokens once it has ended: an event still in
-// flight for one of its sockets finds no waiter.
-func (p *poller) remove(x pollSwept, tokens ...uint64) {
+// Remove forgets x (nil: none) and tokens once they have ended: an event
+// still in flight for one of their sockets finds no waiter.
+func (p *Poller) Remove(x Swept, tokens ...uint64) {
 	p.mu.Lock()
-	delete(p.swept, x)
+	if x != nil {
+		delete(p.swept, x)
+	}
 	for _, t := range tokens {
 		delete(p.waiters, t)
 	}
 	p.mu.Unlock()
 }
 
-// arm waits (once) for the socket of sock to be readable, then calls the
-// pollReady of token's waiter. The socket is named through its raw conn,
+// Arm waits (once) for the socket of sock to be readable, then calls the
+// PollReady of token's waiter. The socket is named through its raw conn,
 // so the descriptor cannot be closed and reused meanwhile; once it is
 // closed, the kernel drops it from the epoll set by itself.
-func (p *poller) arm(sock syscall.RawConn, token uint64) error {
+func (p *Poller) Arm(sock syscall.RawConn, token uint64) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
 		Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
 	var cerr error
@@ -141,7 +158,7 @@ func (p *poller) arm(sock syscall.RawConn, token uint64) error {
 	return cerr
 }
 
-func (p *poller) loop() {
+func (p *Poller) loop() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 128)
 	var drain [64]byte
@@ -177,7 +194,7 @@ func (p *poller) loop() {
 			w := p.waiters[token]
 			p.mu.Unlock()
 			if w != nil {
-				w.pollReady()
+				w.PollReady()
 			}
 		}
 		if !idle && time.Since(lastSweep) >= tick {
@@ -188,16 +205,16 @@ func (p *poller) loop() {
 }
 
 // sweep ends what has been idle for its idle timeout.
-func (p *poller) sweep(now time.Time) {
-	var idle []pollSwept
+func (p *Poller) sweep(now time.Time) {
+	var idle []Swept
 	p.mu.Lock()
 	for x := range p.swept {
-		if x.idleAt(now.UnixNano()) {
+		if x.IdleAt(now.UnixNano()) {
 			idle = append(idle, x)
 		}
 	}
 	p.mu.Unlock()
 	for _, x := range idle {
-		x.kill()
+		x.Kill()
 	}
 }

@@ -310,6 +310,14 @@ func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
 			a.poll.Add(nil, 0, d)
 		}
 	}
+	// A stream reset, or the tunnel's end, closes the target: after the
+	// edge's END_STREAM nothing reads the stream any more, and a quiet
+	// target's parked side would otherwise wait (and the session's pumps
+	// with it) until the target spoke or hung up.
+	s.OnAbort(func() {
+		target.Close()
+		d.wake()
+	})
 	u.park()
 	// target → edge on a goroutine of its own: it starts with a small stack,
 	// where this one grew for the dial, and parks on the poller while the

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,5 +170,67 @@ func TestAgentDrainResumesParkedStreams(t *testing.T) {
 		if line, err := readers[i].ReadString('\n'); err == nil {
 			t.Fatalf("stream %d after the drain: %q, want its end", i, line)
 		}
+	}
+}
+
+// silentTarget accepts a connection on 127.0.0.5, reads it to the
+// client's end and then keeps it open without a word until the test ends,
+// as a PBX may.
+func silentTarget(t *testing.T) (port int, sawEOF <-chan struct{}) {
+	ln, err := net.Listen("tcp", "127.0.0.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eof, end := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(end); ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(io.Discard, c)
+		close(eof)
+		<-end
+	})
+	return ln.Addr().(*net.TCPAddr).Port, eof
+}
+
+// TestAgentEndsHalfClosedStreamsWithTheTunnel: a stream the edge has
+// half-closed, to a target that stays open and silent, has nothing left
+// that reads it on the agent, and its target side parks; the tunnel's end
+// (the agent's drain here) must still end it and let Run return, where
+// Run would wait for that stream for as long as the target keeps quiet.
+func TestAgentEndsHalfClosedStreamsWithTheTunnel(t *testing.T) {
+	r := newRig(t)
+	port, sawEOF := silentTarget(t)
+	stop := r.agent("account: hq\ntoken: s3cret", fmt.Sprintf("  - {name: quiet.devices.example.com, target: 127.0.0.5, ports: {sip: %d}}\n", port))
+	r.waitTunnels(1)
+	s, err := r.edge.Dial(context.Background(), "hq", "quiet.devices.example.com", "sip", false, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	io.WriteString(s, "REGISTER, and nothing more\n")
+	s.(interface{ CloseWrite() error }).CloseWrite()
+	select {
+	case <-sawEOF:
+	case <-time.After(proxytest.Wait):
+		t.Fatal("the target did not get the edge's end of the stream")
+	}
+	deadline := time.Now().Add(proxytest.Wait)
+	for goroutinesIn("agent.(*downward)") > 0 { // parked after proxy.ParkGrace
+		if time.Now().After(deadline) {
+			t.Fatal("the silent target's side did not park")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(proxytest.Wait + 5*time.Second):
+		t.Fatal("the agent's drain did not return: a half-closed stream to a silent target kept it")
 	}
 }

@@ -52,6 +52,8 @@ type Stream struct {
 	headers     bool   // client: response HEADERS arrived; server: Respond was called
 	done        bool   // forgotten by the connection
 	notify      func() // NotifyReadable's callback, until it runs
+	aborted     bool   // reset, or the connection ended
+	onAbort     func() // OnAbort's callback, until it runs
 	rdl, wdl    time.Time
 	rt, wt      *time.Timer
 }
@@ -476,12 +478,33 @@ func (s *Stream) abort(err error) {
 	}
 	s.done = true
 	s.connBlocked = false
+	s.aborted = true
 	s.cond.Broadcast()
 	fn := s.notified()
+	gone := s.onAbort
+	s.onAbort = nil
 	s.mu.Unlock()
 	if fn != nil {
 		fn()
 	}
+	if gone != nil {
+		gone()
+	}
+}
+
+// OnAbort calls fn once when the stream is reset (by either side) or its
+// connection ends, on the goroutine that ended it; at once when that has
+// happened already. fn must not block. It is what tells a side that has
+// stopped reading (after the peer's END_STREAM) that the stream is gone.
+func (s *Stream) OnAbort(fn func()) {
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		fn()
+		return
+	}
+	s.onAbort = fn
+	s.mu.Unlock()
 }
 
 // maybeDone forgets s once both sides have ended.

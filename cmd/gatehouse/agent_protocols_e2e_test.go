@@ -177,6 +177,17 @@ func serveH323Target(t *testing.T, ln net.Listener, answer []byte) *h323Target {
 	return h
 }
 
+// h323Fixture is a packet of protocols/h323's fixtures (checked against
+// tshark there).
+func h323Fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../protocols/h323/testdata/" + name + ".tpkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // register sends a phone's registration on c and checks that the phone
 // gets the gatekeeper's answer and gk the registration, as its last bytes.
 func register(t *testing.T, c net.Conn, registration, answer []byte, gk *h323Target) {
@@ -212,14 +223,7 @@ func (h *h323Target) received() []byte {
 // routed by its gatekeeper ID) to a gatekeeper that answers with the RCF
 // fixture; the target gets the phone's bytes and the phone the answer.
 func TestAgentWebSocketAndH323(t *testing.T) {
-	grq, err := os.ReadFile("../../protocols/h323/testdata/grq_example_com.tpkt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcf, err := os.ReadFile("../../protocols/h323/testdata/rcf.tpkt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	grq, rcf := h323Fixture(t, "grq_example_com"), h323Fixture(t, "rcf")
 	wsPort, gkPort := testpeer.FreePort(t), testpeer.FreePort(t)
 	wsEcho(t, fmt.Sprintf("127.0.0.5:%d", wsPort))
 	gk := startH323Target(t, fmt.Sprintf("127.0.0.5:%d", gkPort), rcf)
@@ -302,14 +306,7 @@ services:
 // client_cas and names both aliases; otherwise to its plain port. The edge
 // says which in the stream header, the agent dials the port it registered.
 func TestAgentCheckCertificate(t *testing.T) {
-	registration, err := os.ReadFile("../../protocols/h323/testdata/grq_rrq.tpkt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcf, err := os.ReadFile("../../protocols/h323/testdata/rcf.tpkt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	registration, rcf := h323Fixture(t, "grq_rrq"), h323Fixture(t, "rcf")
 	ca := testpki.NewCA(t, "edge")
 	plainPort, tlsPort := testpeer.FreePort(t), testpeer.FreePort(t)
 	plain := startH323Target(t, fmt.Sprintf("127.0.0.5:%d", plainPort), rcf)

@@ -59,6 +59,25 @@ func (b *Body) Done() bool { return b.done }
 // Chunked reports whether the body uses the chunked coding.
 func (b *Body) Chunked() bool { return b.chunked }
 
+// Remaining is what is left to read of a body framed by Content-Length;
+// -1 for the other framings and after an error.
+func (b *Body) Remaining() int64 {
+	if b.chunked || b.untilEOF || b.err != nil {
+		return -1
+	}
+	return b.remaining
+}
+
+// Advance records that n bytes of a body framed by Content-Length were
+// moved past b by the caller, straight from the stream under b's reader
+// (splice(2)), which had nothing buffered; n is at most Remaining.
+func (b *Body) Advance(n int64) {
+	b.remaining -= n
+	if b.remaining <= 0 {
+		b.remaining, b.done = 0, true
+	}
+}
+
 func (b *Body) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err

@@ -330,6 +330,27 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
+// TestSIGHUPDuringStart: a SIGHUP sent as soon as gatehouse has logged
+// its first line (a reload right after a start: logrotate, an operator's
+// script) is a reload once the start is done, not the signal's default
+// action, which ends the process.
+func TestSIGHUPDuringStart(t *testing.T) {
+	f := newFixture(t)
+	in := launch(t, "gatehouse.yaml", f.config, nil, "run")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(in.log.String(), "level="); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gatehouse logged nothing:\n%s", in.log)
+		}
+	}
+	in.signal(t, syscall.SIGHUP)
+	in.waitLog(t, "configuration reloaded")
+	select {
+	case err := <-in.done:
+		t.Fatalf("gatehouse ended (%v) after a SIGHUP during its start:\n%s", err, in.log)
+	default:
+	}
+}
+
 func TestReloadAndGracefulStop(t *testing.T) {
 	need(t, "curl")
 	f := newFixture(t)

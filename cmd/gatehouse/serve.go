@@ -52,6 +52,13 @@ type app struct {
 // serve runs gatehouse until ctx is cancelled (SIGTERM, SIGINT), reloading
 // the configuration on SIGHUP.
 func serve(ctx context.Context, path string, logw io.Writer) error {
+	// Taken before anything listens: a SIGHUP's default action ends the
+	// process, and one sent as soon as the ports answer (a reload right
+	// after a start) would. One that comes during the start is a reload
+	// once the start is done.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := configs.Load(path)
 	if err != nil {
 		return err
@@ -158,9 +165,6 @@ func serve(ctx context.Context, path string, logw io.Writer) error {
 	}
 	log.Info("gatehouse started", "version", version, "config", path, "services", len(cfg.Services))
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:

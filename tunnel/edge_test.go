@@ -68,7 +68,7 @@ func newRig(t testing.TB) *rig {
 	ca := testpki.NewCA(t, "edge")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	r := &rig{t: t, ca: ca, cert: ca.Server("edge.example.com"), events: &events{}, hash: string(hash),
-		addr: fmt.Sprintf("127.0.0.2:%d", testpeer.FreePort(t))}
+		addr: testpeer.FreeAddrOn(t, "127.0.0.2")}
 	cfg := r.config("")
 	edge, err := tunnel.New(cfg, tunnel.Options{Logger: testLogger(t), Guard: r.events})
 	if err != nil {

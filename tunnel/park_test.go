@@ -72,8 +72,7 @@ func TestTunnelRelayParks(t *testing.T) {
 	r := newRig(t)
 	r.agent("account: hq\ntoken: s3cret", "  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}\n")
 	r.waitTunnels(1)
-	port := testpeer.FreePort(t)
-	cfg := r.config(fmt.Sprintf("listen: {sip: \"127.0.0.2:%d\"}\n", port))
+	cfg := r.config(fmt.Sprintf("listen: {sip: %q}\n", testpeer.FreeAddrOn(t, "127.0.0.2")))
 	srv, err := proxy.NewServer(cfg, proxy.Options{Handlers: map[string]proxy.Handler{"sip": proxy.Stream(lines{})},
 		Guard: &proxytest.Guard{}, Logger: slog.New(slog.DiscardHandler), Agents: r.edge})
 	if err != nil {

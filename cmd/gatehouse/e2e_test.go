@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,37 +52,8 @@ func need(t *testing.T, programs ...string) {
 
 func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
 
-// handedOut holds every port freeAddrOn has returned in this process: the
-// kernel may give a port closed a moment ago to the next caller, and a
-// test that picks several ports before starting anything (a listener and
-// the cluster's forward_listen of one node) would then get one twice.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// freeAddrOn returns ip:port with a TCP port free on ip now and not handed
-// out before in this test process.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().(*net.TCPAddr)
-		l.Close()
-		handedOut.Lock()
-		taken := handedOut.ports[addr.Port]
-		handedOut.ports[addr.Port] = true
-		handedOut.Unlock()
-		if !taken {
-			return addr.String()
-		}
-	}
-	t.Fatal("no TCP port free that was not handed out before")
-	return ""
-}
+// freeAddrOn returns ip:port with a TCP port free on ip (testpeer.FreeAddrOn).
+func freeAddrOn(t *testing.T, ip string) string { return testpeer.FreeAddrOn(t, ip) }
 
 type instance struct {
 	cmd    *exec.Cmd

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -69,15 +70,45 @@ func (l *Log) Bytes() []byte {
 	return bytes.Clone(l.b.Bytes())
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port free on 127.0.0.1 a moment ago (FreeAddrOn).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	_, port, _ := net.SplitHostPort(FreeAddrOn(t, "127.0.0.1"))
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// handedOut holds every port FreeAddrOn has returned in this process: the
+// kernel may give a port closed a moment ago to the next caller, and a
+// test that picks several ports before starting anything (a listener and
+// the cluster's forward_listen of one node) would then get one twice.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreeAddrOn returns ip:port with a TCP port free on ip now (a port free
+// on 127.0.0.1 may be taken on 127.0.0.2) and not handed out before in
+// this test process.
+func FreeAddrOn(t testing.TB, ip string) string {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().(*net.TCPAddr)
+		l.Close()
+		handedOut.Lock()
+		taken := handedOut.ports[addr.Port]
+		handedOut.ports[addr.Port] = true
+		handedOut.Unlock()
+		if !taken {
+			return addr.String()
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no TCP port free that was not handed out before")
+	return ""
 }
 
 // WaitListening waits up to ten seconds until something accepts TCP

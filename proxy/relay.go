@@ -238,21 +238,11 @@ func (r *relay) framedLive(s *side, first []byte, resumed bool) error {
 			}
 			end = copy(buf, buf[start:end])
 		}
-		switch {
-		case end == 0:
-			putFrameBuf(buf)
-			buf = nil
-		case end == len(buf):
-			if len(buf) >= limit {
-				return r.framingError(s, Refuse(ReasonTooLarge, "message head", errHeadTooLarge))
-			}
-			grown := make([]byte, min(limit, 2*len(buf)))
-			copy(grown, buf[:end])
-			putFrameBuf(buf)
-			buf = grown
+		var err error
+		if buf, err = r.settle(s, buf, end, limit); err != nil {
+			return err
 		}
 		var n int
-		var err error
 		if buf == nil && (s.waitFD != nil || s.notify != nil) {
 			buf, n, err = s.try(limit, resumed)
 			if errors.Is(err, errWouldBlock) {
@@ -425,6 +415,27 @@ func (r *relay) timedOut(s, other *side, n int64, err error) (bool, error) {
 	return false, nil
 }
 
+// settle keeps a direction's buffer once its whole messages are passed
+// on and the unfinished one moved to its front (end bytes): none when
+// nothing is left (a quiet direction holds no buffer), twice the size, up
+// to limit, when the unfinished message fills it.
+func (r *relay) settle(s *side, buf []byte, end, limit int) ([]byte, error) {
+	switch {
+	case end == 0:
+		putFrameBuf(buf)
+		return nil, nil
+	case end == len(buf):
+		if len(buf) >= limit {
+			return buf, r.framingError(s, Refuse(ReasonTooLarge, "message head", errHeadTooLarge))
+		}
+		grown := make([]byte, min(limit, 2*len(buf)))
+		copy(grown, buf[:end])
+		putFrameBuf(buf)
+		return grown, nil
+	}
+	return buf, nil
+}
+
 // framed relays one direction message by message through the watcher. The
 // buffer starts small and grows to first_packet_max only for long heads.
 // A direction that has nothing pending holds no buffer while it waits (a
@@ -449,17 +460,8 @@ func (r *relay) framed(s, other *side, first []byte) error {
 			end = copy(buf, buf[start:end])
 			start = 0
 		}
-		switch {
-		case end == 0:
-			putFrameBuf(buf)
-			buf = nil
-		case end == len(buf):
-			if len(buf) >= limit {
-				return r.framingError(s, Refuse(ReasonTooLarge, "message head", errHeadTooLarge))
-			}
-			grown := make([]byte, min(limit, 2*len(buf)))
-			copy(grown, buf[:end])
-			buf = grown
+		if buf, err = r.settle(s, buf, end, limit); err != nil {
+			return err
 		}
 		s.src.SetReadDeadline(time.Now().Add(r.idleTimeout()))
 		var n int

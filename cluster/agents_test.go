@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/agent"
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
@@ -60,21 +61,7 @@ func agentCluster(t *testing.T) (nodes []*agentNode, echo string, edgeCert *test
 	ca := testpki.NewCA(t, "edge")
 	edgeCert = ca.Server("edge.example.com")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	ln, err := net.Listen("tcp", "127.0.0.5:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); io.Copy(c, c) })
-		}
-	})
+	echoAddr := testpeer.Serve(t, "127.0.0.5:0", func(c net.Conn) { io.Copy(c, c) })
 	for _, m := range ms {
 		m.cfg.Replicas = 1
 		m.cfg.ForwardListen = fmt.Sprintf("%s:%d", m.ip, freePort(t, m.ip))
@@ -103,7 +90,7 @@ services:
 		t.Cleanup(func() { n.agents.Close(); n.edge.Close(); m.stop() })
 		nodes = append(nodes, n)
 	}
-	return nodes, ln.Addr().String(), edgeCert
+	return nodes, echoAddr, edgeCert
 }
 
 // runAgent connects an agent for echo.example.com to edge until stop is called.

@@ -77,25 +77,7 @@ func newRig(t testing.TB) *rig {
 	r.edge = edge
 	t.Cleanup(func() { edge.Close() })
 
-	ln, err := net.Listen("tcp", "127.0.0.5:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.echo = ln.Addr().String()
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(c, c)
-			})
-		}
-	})
+	r.echo = testpeer.Serve(t, "127.0.0.5:0", func(c net.Conn) { io.Copy(c, c) })
 	return r
 }
 

@@ -136,43 +136,29 @@ func startH323Target(t *testing.T, addr string, answer []byte) *h323Target {
 // gatekeeper's TLS port).
 func serveH323Target(t *testing.T, ln net.Listener, answer []byte) *h323Target {
 	h := &h323Target{}
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	testpeer.ServeOn(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		h.mu.Lock()
+		h.conns++
+		h.mu.Unlock()
+		var head [4]byte
+		answered := false
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := io.ReadFull(c, head[:]); err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				h.mu.Lock()
-				h.conns++
-				h.mu.Unlock()
-				var head [4]byte
-				answered := false
-				for {
-					if _, err := io.ReadFull(c, head[:]); err != nil {
-						return
-					}
-					body := make([]byte, int(binenc.BigEndian.Uint16(head[2:]))-4)
-					if _, err := io.ReadFull(c, body); err != nil {
-						return
-					}
-					h.mu.Lock()
-					h.got = append(append(h.got, head[:]...), body...)
-					h.mu.Unlock()
-					if !answered {
-						c.Write(answer)
-						answered = true
-					}
-				}
-			})
+			body := make([]byte, int(binenc.BigEndian.Uint16(head[2:]))-4)
+			if _, err := io.ReadFull(c, body); err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.got = append(append(h.got, head[:]...), body...)
+			h.mu.Unlock()
+			if !answered {
+				c.Write(answer)
+				answered = true
+			}
 		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
 	})
 	return h
 }

@@ -123,3 +123,35 @@ func WaitListening(t testing.TB, addr string) {
 	}
 	t.Fatalf("nothing listens on %s", addr)
 }
+
+// Serve listens on addr ("127.0.0.5:0") and runs handle for every
+// connection on a goroutine of its own, closing the connection after;
+// the listener closes and every handle is waited for when the test ends.
+// It returns the address listened on.
+func Serve(t testing.TB, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ServeOn(t, ln, handle)
+	return ln.Addr().String()
+}
+
+// ServeOn is Serve on a listener of the caller's (a TLS listener).
+func ServeOn(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+}

@@ -10,10 +10,10 @@ import (
 	stdhttp "net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
@@ -81,29 +81,13 @@ func TestH1BigBodiesSpliced(t *testing.T) {
 // Content-Length and closes: the client's connection is closed before
 // the framed end (it cannot learn otherwise), and is not kept.
 func TestH1SplicedBodyCutShort(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 4<<20)
-				time.Sleep(50 * time.Millisecond) // the head alone first: the body is spliced
-				c.Write(make([]byte, 1<<20))
-			})
-		}
+	addr := testpeer.Serve(t, "127.0.0.1:0", func(c net.Conn) {
+		c.Read(make([]byte, 4096))
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 4<<20)
+		time.Sleep(50 * time.Millisecond) // the head alone first: the body is spliced
+		c.Write(make([]byte, 1<<20))
 	})
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_, port, _ := net.SplitHostPort(addr)
 	g := startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, port), "")
 	before := splicedBytes.Load()
 	resp, err := g.client.Get("http://hq.example.com/short")

@@ -131,41 +131,6 @@ services:
 	}
 }
 
-// TestFramedIdleTimeoutClosesOnlyIdleConnections: parked framed relays get
-// limits.idle_timeout from the poller's sweep, not from read deadlines.
-func TestFramedIdleTimeoutClosesOnlyIdleConnections(t *testing.T) {
-	tg := newTarget(t, echoLines)
-	srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  idle_timeout: 300ms\n"),
-		proxy.Stream(&lineSniffer{watch: true}), nil)
-
-	busy := proxytest.DialFrom(t, "127.0.0.2", addr)
-	idle := proxytest.DialFrom(t, "127.0.0.3", addr)
-	br, ir := bufio.NewReader(busy), bufio.NewReader(idle)
-	for _, c := range []net.Conn{busy, idle} {
-		fmt.Fprint(c, "HELLO pbx.example.com\n")
-	}
-	br.ReadString('\n')
-	ir.ReadString('\n')
-	start := time.Now()
-	for time.Since(start) < 1500*time.Millisecond {
-		fmt.Fprint(busy, "ping\n")
-		if line, err := br.ReadString('\n'); err != nil || line != "echo: ping\n" {
-			t.Fatalf("busy connection: %q, %v after %v", line, err, time.Since(start))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if _, err := ir.ReadString('\n'); err == nil {
-		t.Fatal("idle connection still open")
-	}
-	deadline := time.Now().Add(proxytest.Wait)
-	for len(srv.Conns()) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("conns after the idle one closed: %+v", srv.Conns())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestDropEndsAParkedRelay: the admin UI's Drop closes a quiet framed
 // connection, whose directions wait on the poller, not on its socket.
 func TestDropEndsAParkedRelay(t *testing.T) {

@@ -199,30 +199,45 @@ func TestWatcherLongMessageIsStreamed(t *testing.T) {
 	g.WaitReason(t, "message too large (message head)")
 }
 
+// TestIdleTimeoutClosesOnlyIdleConnections: limits.idle_timeout closes a
+// quiet connection while a busy one goes on, for raw relays (read
+// deadlines) and framed ones (parked on the poller, which applies the
+// timeout in its sweep).
 func TestIdleTimeoutClosesOnlyIdleConnections(t *testing.T) {
-	tg := newTarget(t, echoLines)
-	_, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  idle_timeout: 300ms\n"),
-		proxy.Stream(&lineSniffer{}), nil)
+	for _, framed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("framed=%v", framed), func(t *testing.T) {
+			tg := newTarget(t, echoLines)
+			srv, addr := startProxy(t, svcYAML("pbx.example.com", tg.port(), "limits:\n  idle_timeout: 300ms\n"),
+				proxy.Stream(&lineSniffer{watch: framed}), nil)
 
-	busy := proxytest.DialFrom(t, "127.0.0.2", addr)
-	idle := proxytest.DialFrom(t, "127.0.0.3", addr)
-	br, ir := bufio.NewReader(busy), bufio.NewReader(idle)
-	for _, c := range []net.Conn{busy, idle} {
-		fmt.Fprint(c, "HELLO pbx.example.com\n")
-	}
-	br.ReadString('\n')
-	ir.ReadString('\n')
-	start := time.Now()
-	// Keep one connection busy for well over the idle timeout.
-	for time.Since(start) < 1500*time.Millisecond {
-		fmt.Fprint(busy, "ping\n")
-		if line, err := br.ReadString('\n'); err != nil || line != "echo: ping\n" {
-			t.Fatalf("busy connection: %q, %v after %v", line, err, time.Since(start))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if _, err := ir.ReadString('\n'); err == nil {
-		t.Fatal("idle connection still open")
+			busy := proxytest.DialFrom(t, "127.0.0.2", addr)
+			idle := proxytest.DialFrom(t, "127.0.0.3", addr)
+			br, ir := bufio.NewReader(busy), bufio.NewReader(idle)
+			for _, c := range []net.Conn{busy, idle} {
+				fmt.Fprint(c, "HELLO pbx.example.com\n")
+			}
+			br.ReadString('\n')
+			ir.ReadString('\n')
+			start := time.Now()
+			// Keep one connection busy for well over the idle timeout.
+			for time.Since(start) < 1500*time.Millisecond {
+				fmt.Fprint(busy, "ping\n")
+				if line, err := br.ReadString('\n'); err != nil || line != "echo: ping\n" {
+					t.Fatalf("busy connection: %q, %v after %v", line, err, time.Since(start))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if _, err := ir.ReadString('\n'); err == nil {
+				t.Fatal("idle connection still open")
+			}
+			deadline := time.Now().Add(proxytest.Wait)
+			for len(srv.Conns()) != 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("conns after the idle one closed: %+v", srv.Conns())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
+	"github.com/gatehouse-pbx/gatehouse/proxy/proxytest"
 )
 
 // wsAccept is Sec-WebSocket-Accept for key (RFC 6455 section 4.2.2).
@@ -243,13 +244,7 @@ services:
 	edge.waitLog(t, "agent tunnel up")
 
 	t.Run("websocket", func(t *testing.T) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}, Timeout: 5 * time.Second}
-		c, err := d.Dial("tcp", httpAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := proxytest.DialFrom(t, "127.0.0.3", httpAddr)
 		const key = "dGhlIHNhbXBsZSBub25jZQ=="
 		fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 			"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", key)
@@ -275,13 +270,7 @@ services:
 	})
 
 	t.Run("h323", func(t *testing.T) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}, Timeout: 5 * time.Second}
-		c, err := d.Dial("tcp", h323Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		register(t, c, grq, rcf, gk)
+		register(t, proxytest.DialFrom(t, "127.0.0.4", h323Addr), grq, rcf, gk)
 	})
 }
 

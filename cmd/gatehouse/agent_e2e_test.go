@@ -4,10 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,29 +111,7 @@ func (r *agentRig) admin(t *testing.T, args ...string) (string, string) {
 // page logs in to the admin UI and returns the page at path.
 func (r *agentRig) page(t *testing.T, path string) string {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: r.ca.Pool(), ServerName: "edge.example.com"}}}
-	base := "https://" + r.adminAddr
-	get := func(u string) string {
-		resp, err := c.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(get(base + "/login"))
-	if m == nil {
-		t.Fatal("no login form")
-	}
-	resp, err := c.PostForm(base+"/login", url.Values{"csrf": {m[1]}, "user": {"admin"}, "password": {"s3cret"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return get(base + path)
+	return adminPage(t, &tls.Config{RootCAs: r.ca.Pool(), ServerName: "edge.example.com"}, r.adminAddr, "s3cret", path)
 }
 
 func (r *agentRig) get(t *testing.T, path string) (string, string) {

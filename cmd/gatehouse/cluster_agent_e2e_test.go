@@ -323,10 +323,17 @@ services:
 // the self-signed one made at first start) and returns the page at path.
 func loginPage(t *testing.T, addr, path string) string {
 	t.Helper()
+	return adminPage(t, &tls.Config{InsecureSkipVerify: true}, addr, "secret", path)
+}
+
+// adminPage logs in to the admin UI at addr as admin with password,
+// trusting its certificate by tc, and returns the page at path.
+func adminPage(t *testing.T, tc *tls.Config, addr, password, path string) string {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	defer c.CloseIdleConnections()
+	base := "https://" + addr
 	get := func(u string) string {
 		resp, err := c.Get(u)
 		if err != nil {
@@ -336,14 +343,14 @@ func loginPage(t *testing.T, addr, path string) string {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(get("https://" + addr + "/login"))
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(get(base + "/login"))
 	if m == nil {
 		t.Fatal("no login form")
 	}
-	resp, err := c.PostForm("https://"+addr+"/login", url.Values{"csrf": {m[1]}, "user": {"admin"}, "password": {"secret"}})
+	resp, err := c.PostForm(base+"/login", url.Values{"csrf": {m[1]}, "user": {"admin"}, "password": {password}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	return get("https://" + addr + path)
+	return get(base + path)
 }

@@ -9,7 +9,11 @@ import (
 	"net"
 	stdhttp "net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +105,49 @@ func TestH1SplicedBodyCutShort(t *testing.T) {
 	}
 	if splicedBytes.Load() == before {
 		t.Fatal("the body was not spliced: this test covers nothing")
+	}
+}
+
+// TestSplicedNginxToCurl: real peers on both ends of the splice: nginx
+// serving a file (sendfile) and curl fetching it twice on one kept-alive
+// connection through gatehouse; curl gets the file's bytes both times.
+func TestSplicedNginxToCurl(t *testing.T) {
+	curl := testpeer.Program(t, "curl", "curl")
+	root := t.TempDir()
+	file := make([]byte, 20<<20+7)
+	rand.NewChaCha8([32]byte{7}).Read(file)
+	if err := os.WriteFile(filepath.Join(root, "firmware.bin"), file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(testpeer.FreePort(t))
+	testpeer.Nginx(t, `
+	sendfile on;
+	server {
+		listen 127.0.0.1:`+port+`;
+		root `+root+`;
+	}`)
+	testpeer.WaitListening(t, "127.0.0.1:"+port)
+	g := startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, port), "")
+	before := splicedBytes.Load()
+	out := filepath.Join(t.TempDir(), "got")
+	url := "http://hq.example.com/firmware.bin"
+	cmd := exec.Command(curl, "-sS", "--fail", "--max-time", "30", "--interface", "127.0.0.2",
+		"--connect-to", "hq.example.com:80:"+g.http, "-o", out+"1", url, "-o", out+"2", url,
+		"-w", "%{num_connects}\n")
+	res, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v\n%s", err, res)
+	}
+	if got := strings.Fields(string(res)); len(got) != 2 || got[1] != "0" {
+		t.Errorf("curl's connections per transfer: %q, want the second on the first's connection", res)
+	}
+	for _, f := range []string{out + "1", out + "2"} {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Equal(b, file) {
+			t.Fatalf("%s: %d bytes (%v), want the file's %d", f, len(b), err, len(file))
+		}
+	}
+	if moved := splicedBytes.Load() - before; moved < int64(len(file)) {
+		t.Fatalf("%d bytes spliced for two transfers of %d", moved, len(file))
 	}
 }

@@ -240,12 +240,7 @@ func answerBinding(req bindingRequest, at socket, src netip.AddrPort, addrs []ne
 		}
 		setters = append(setters, stun.Fingerprint)
 	}
-	m, err := stun.Build(setters...)
-	if err != nil {
-		return r, err
-	}
-	r.msg = withID(m.Raw, req)
-	return r, nil
+	return r.build(req, setters)
 }
 
 // fail makes r an error response with code, sent back where the request
@@ -268,6 +263,11 @@ func (r bindingReply) fail(req bindingRequest, code stun.ErrorCode, unknown []st
 	if !req.classic {
 		setters = append(setters, stun.Fingerprint)
 	}
+	return r.build(req, setters)
+}
+
+// build makes r's message of setters, with the request's ID field.
+func (r bindingReply) build(req bindingRequest, setters []stun.Setter) (bindingReply, error) {
 	m, err := stun.Build(setters...)
 	if err != nil {
 		return r, err

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -154,4 +155,43 @@ func ServeOn(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 			})
 		}
 	})
+}
+
+// StartGroup starts cmd in a process group of its own (a peer that forks:
+// Kamailio, socat) until the test ends: then the group gets SIGTERM, and
+// SIGKILL after 5 s. Its output goes to cmd's Stdout and Stderr when the
+// caller set them, else to the returned Log, shown under name when the
+// test failed. A SysProcAttr the caller set (Pdeathsig) is kept.
+func StartGroup(t testing.TB, name string, cmd *exec.Cmd) *Log {
+	t.Helper()
+	log := &Log{}
+	own := cmd.Stdout == nil && cmd.Stderr == nil
+	if own {
+		cmd.Stdout, cmd.Stderr = log, log
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true // its children go with it
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		if own && t.Failed() {
+			t.Logf("%s:\n%s", name, log)
+		}
+	})
+	return log
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,31 +31,8 @@ func TestKamailioSipp(t *testing.T) {
 
 	registrar := "127.0.0.1:" + freePort(t)
 	run := t.TempDir()
-	var kamLog bytes.Buffer
-	kam := exec.Command(kamailio, "-f", filepath.Join(e2e, "kamailio.cfg"), "-DD", "-E",
-		"-Y", run, "-l", "tcp:"+registrar, "-m", "32", "-M", "4")
-	kam.Stdout, kam.Stderr = &kamLog, &kamLog
-	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children go with it
-	if err := kam.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		kam.Wait()
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-kam.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("kamailio:\n%s", kamLog.String())
-		}
-	})
+	testpeer.StartGroup(t, "kamailio", exec.Command(kamailio, "-f", filepath.Join(e2e, "kamailio.cfg"), "-DD", "-E",
+		"-Y", run, "-l", "tcp:"+registrar, "-m", "32", "-M", "4"))
 	testpeer.WaitListening(t, registrar)
 
 	// Gatehouse on sip and sips; the registrar has a plain port only, so
@@ -139,26 +115,8 @@ func startSocat(t *testing.T, src, addr, caFile string, opts ...string) string {
 	socat := testpeer.Program(t, "socat", "socat")
 	listen := src + ":" + freePort(t)
 	_, p, _ := strings.Cut(listen, ":")
-	var out bytes.Buffer
-	cmd := exec.Command(socat, "TCP-LISTEN:"+p+",bind="+src+",reuseaddr,fork",
-		"OPENSSL:"+addr+",bind="+src+",cafile="+caFile+",commonname=example.com,verify=1"+strings.Join(append([]string{""}, opts...), ","))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its forked children go with it
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		<-done
-		if t.Failed() {
-			t.Logf("socat:\n%s", out.String())
-		}
-	})
+	testpeer.StartGroup(t, "socat", exec.Command(socat, "TCP-LISTEN:"+p+",bind="+src+",reuseaddr,fork",
+		"OPENSSL:"+addr+",bind="+src+",cafile="+caFile+",commonname=example.com,verify=1"+strings.Join(append([]string{""}, opts...), ",")))
 	testpeer.WaitListening(t, listen)
 	return listen
 }

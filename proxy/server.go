@@ -18,6 +18,15 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
 )
 
+// TCP keep-alive of accepted connections: net's defaults (probes after 15 s
+// quiet, every 15 s, 9 unanswered end the connection), set on the
+// listening socket (listen_linux.go).
+const (
+	keepAliveIdle     = 15 * time.Second
+	keepAliveInterval = 15 * time.Second
+	keepAliveCount    = 9
+)
+
 // Guard is the fraud blacklist as the listener layer sees it, the gate's
 // Guard: Blocked is asked for every accepted connection before anything
 // is read from it, so it must be cheap; Report hears about every
@@ -155,7 +164,7 @@ func (s *Server) apply(cfg *configs.Config) error {
 			continue
 		}
 		st, _ := configs.LookupType(typ)
-		raw, err := net.Listen("tcp", addr)
+		raw, err := listenTCP(addr)
 		if err != nil {
 			for _, l := range opened {
 				l.ln.Close()

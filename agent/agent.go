@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
 	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
@@ -221,14 +222,18 @@ func (a *Agent) dial(ctx context.Context, edge string) (*tls.Conn, *tunnel.Welco
 	} else {
 		tc.RootCAs = a.cfg.EdgeCAPool
 	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: a.cfg.DialTimeout, KeepAlive: 30 * time.Second}, Config: tc}
 	dctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
 	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
 	c, err := d.DialContext(dctx, "tcp", edge)
 	if err != nil {
 		return nil, nil, err
 	}
-	conn := c.(*tls.Conn)
+	conn := tls.Client(sockio.Wrap(c), tc) // the tunnel's reads and writes go raw
+	if err := conn.HandshakeContext(dctx); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
 	if p := conn.ConnectionState().NegotiatedProtocol; p != tunnel.ALPN {
 		conn.Close()
 		return nil, nil, fmt.Errorf("agent: the edge does not speak %s (ALPN %q)", tunnel.ALPN, p)
@@ -471,7 +476,7 @@ func socketOf(c net.Conn) syscall.RawConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	tcp, ok := c.(*net.TCPConn)
+	tcp, ok := sockio.TCP(c)
 	if !ok {
 		return nil
 	}
@@ -487,8 +492,12 @@ func (a *Agent) dialTarget(ctx context.Context, svc *configs.AgentService, addr 
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil || !useTLS {
-		return c, err
+	if err != nil {
+		return nil, err
+	}
+	c = sockio.Wrap(c) // raw reads and writes (socketOf finds the socket under it)
+	if !useTLS {
+		return c, nil
 	}
 	tc := tls.Client(c, &tls.Config{ServerName: svc.Target, MinVersion: tls.VersionTLS12,
 		InsecureSkipVerify: !svc.TLSVerify}) // tls_verify: false is the operator's choice for a self-signed PBX

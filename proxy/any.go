@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/detect"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // listen.any: one listener for every protocol. The listener reads the
@@ -97,7 +98,7 @@ func (l *listener) detectAny(c *Conn) (Handler, bool) {
 // anyTLS terminates TLS for listen.any and returns the service type: by
 // ALPN for HTTP and TURN, else by the first bytes inside.
 func (c *Conn) anyTLS() (string, bool) {
-	tc := tls.Server(c.Conn, c.Table.anyTLS)
+	tc := tls.Server(sockio.Wrap(c.Conn), c.Table.anyTLS)
 	ctx, cancel := context.WithTimeout(context.Background(), c.Table.Config.Limits.FirstPacketTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // listener accepts one service type on one address.
@@ -101,7 +102,7 @@ func (c *Conn) startTLS() error {
 	// A plain type upgraded in band (LDAP StartTLS) uses its TLS sibling's
 	// configuration.
 	_, tlsType := familyTypes(c.Info.Type.Family)
-	tc := tls.Server(c.Conn, c.Table.ServerTLS(tlsType))
+	tc := tls.Server(sockio.Wrap(c.Conn), c.Table.ServerTLS(tlsType))
 	ctx, cancel := context.WithTimeout(context.Background(), c.Table.Config.Limits.FirstPacketTimeout)
 	defer cancel()
 	// The handshake runs on a goroutine of its own that ends with it: its

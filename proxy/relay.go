@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // relay moves bytes between a routed client and its target until both
@@ -334,7 +335,7 @@ func (r *relay) finish(s *side, err error) {
 
 // rawConn returns c's raw connection when c is plain TCP.
 func rawConn(c net.Conn) syscall.RawConn {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := sockio.TCP(c); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
 			return rc
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/proxy/gate"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
 
@@ -291,7 +292,7 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 		for _, ck := range cfg.TLS.Certificates {
 			certs = append(certs, ck.Loaded)
 		}
-		conn = tls.Server(raw, &tls.Config{
+		conn = tls.Server(sockio.Wrap(raw), &tls.Config{ // the tunnel's reads and writes go raw
 			Certificates: certs,
 			MinVersion:   tls.VersionTLS12,
 			NextProtos:   []string{ALPN},

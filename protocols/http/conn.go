@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/protocols/http/h1"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // HTTP/1.x is served by a loop of its own rather than by net/http's server
@@ -99,6 +100,14 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 	c.headDL = c.headDeadline
 	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
 	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
+	if tcp, ok := pc.Conn.(*net.TCPConn); ok {
+		// Plain HTTP: the reads and writes go raw (pc.Conn stays the
+		// *net.TCPConn, for splice); under TLS the listener wrapped the
+		// socket already.
+		if s := sockio.New(tcp); s != nil {
+			c.cr.r, c.cw.w = s, s
+		}
+	}
 	c.acquire()
 	// The listener's deadline still bounds the first request's head; its
 	// write half is renewed per response.

@@ -3,12 +3,15 @@ package http
 import (
 	"bufio"
 	"crypto/tls"
-	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // targetConn is a connection to a target, kept alive between requests.
@@ -49,8 +52,15 @@ func newTargetConn(conn net.Conn, key poolKey) *targetConn {
 	}
 	tc.restore = tc.restoreDeadline
 	tc.cr = countReader{r: conn}
+	var w io.Writer = conn
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		// Raw reads and writes (tc.conn stays the *net.TCPConn, for splice).
+		if s := sockio.New(tcp); s != nil {
+			tc.cr.r, w = s, s
+		}
+	}
 	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
-	tc.bw = bufio.NewWriterSize(conn, bufSize)
+	tc.bw = bufio.NewWriterSize(w, bufSize)
 	return tc
 }
 
@@ -97,8 +107,10 @@ func (tc *targetConn) alive() bool {
 
 func (tc *targetConn) peekFD(fd uintptr) bool {
 	var b [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	tc.peekOK = n < 0 && errors.Is(err, syscall.EAGAIN)
+	// Raw, as sockio's reads are: a peek never blocks (see sockio's doc).
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	tc.peekOK = errno == syscall.EAGAIN
 	return true // never wait for readiness
 }
 

@@ -271,11 +271,6 @@ func (c *h1conn) awaitRequest(first, mayPark bool) await {
 		c.conn.SetReadDeadline(grace)
 		c.graceSet, c.graceDL = true, grace
 	}
-	if !first {
-		// The answer has just been written: the client is only now
-		// reading it, and its next request is not here yet.
-		c.yieldBeforeRead()
-	}
 	_, err := c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.g.closing.Load() || !time.Now().Before(wait) && !wait.IsZero() {
 		if err != nil || !c.setIdle(false) {
@@ -335,16 +330,22 @@ func (c *h1conn) gotFirst(n int, first bool) await {
 	return serve
 }
 
-// yieldBeforeRead comes before the two reads of a kept-alive request
-// that would usually find nothing yet: the target's answer right after
-// the request went to it, and the client's next request right after the
-// answer went to it. It lets the other goroutines run first. Go's reads
-// try the system call first and wait for readiness only after it failed
-// with EAGAIN, so a read made too early costs a system call, a park on the
-// poller and a wake-up; after the other connections' goroutines have had
-// their turn, the bytes are usually there (on the bench with wrk -c50,
-// 1.45 of 3.45 reads per request failed before, 0.77 of 2.77 after). With
-// nothing else to run, the yield returns at once.
+// yieldBeforeRead comes before the read of the target's answer, right
+// after the request went to it, which would usually find nothing yet. It
+// lets the other goroutines run first. Go's reads try the system call
+// first and wait for readiness only after it failed with EAGAIN, so a read
+// made too early costs a system call, a park on the poller and a wake-up;
+// after the other connections' goroutines have had their turn, the answer
+// is usually there. With nothing else to run, the yield returns at once.
+//
+// Not before the client's next request, though that read fails as often:
+// a goroutine that yields stays runnable, and the runtime polls the
+// network only when no goroutine is runnable (or every 10 ms, from its
+// monitor). With both reads yielding, a busy connection went round the run
+// queue without ever parking, and the few that had parked waited for
+// the 10 ms poll: p99 three times HAProxy's. The client's read parks
+// instead, so the run queue empties once a round and the parked are
+// polled (bench/README.md: p99 halved, 5% fewer requests per second).
 //
 // Only on one P (GOMAXPROCS=1, read when the connection starts): with
 // more, runtime.Gosched also wakes an idle P's thread to take the yielded

@@ -157,8 +157,8 @@ func TestH1KeptConnectionCrossingClientsIsPeeked(t *testing.T) {
 	}
 }
 
-// On one P the request loop yields before the reads that would find
-// nothing yet (yieldBeforeRead); the answers are the same.
+// On one P the request loop yields before the target's answer, which it
+// would not find yet (yieldBeforeRead); the answers are the same.
 func TestH1KeepAliveOnOneP(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	echo := newEcho(t)

@@ -283,6 +283,18 @@ func (s *Server) report(c net.Conn, account, reason string) {
 // is wrong: which of them is for the edge's log only.
 var errAuth = errors.New("authentication failed")
 
+// rawIO gives the tunnel's socket raw reads and writes (sockio), under
+// the gate's conn when the listener is the gate's, whose Close frees the
+// client's place.
+func rawIO(c net.Conn) net.Conn {
+	if gc, ok := c.(*gate.Conn); ok {
+		if tcp, ok := gc.Conn.(*net.TCPConn); ok {
+			return sockio.Under(gc, tcp)
+		}
+	}
+	return sockio.Wrap(c)
+}
+
 // handshake authenticates the agent on raw, TLS first unless conn is
 // raw's TLS conn, already handshaken by another listener.
 func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
@@ -292,7 +304,7 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 		for _, ck := range cfg.TLS.Certificates {
 			certs = append(certs, ck.Loaded)
 		}
-		conn = tls.Server(sockio.Wrap(raw), &tls.Config{ // the tunnel's reads and writes go raw
+		conn = tls.Server(rawIO(raw), &tls.Config{
 			Certificates: certs,
 			MinVersion:   tls.VersionTLS12,
 			NextProtos:   []string{ALPN},

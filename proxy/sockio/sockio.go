@@ -74,13 +74,35 @@ func Wrap(c net.Conn) net.Conn {
 	return c
 }
 
-// TCP returns the *net.TCPConn under c, whether c is one or a Conn.
+// Under returns c with raw reads and writes on tcp, the socket under it;
+// every other method is c's: its Close, say, when c is a wrapper that
+// accounts for the connection (the gate's).
+func Under(c net.Conn, tcp *net.TCPConn) net.Conn {
+	s := New(tcp)
+	if s == nil {
+		return c
+	}
+	return &under{Conn: c, s: s}
+}
+
+type under struct {
+	net.Conn
+	s *Conn
+}
+
+func (u *under) Read(p []byte) (int, error)  { return u.s.Read(p) }
+func (u *under) Write(p []byte) (int, error) { return u.s.Write(p) }
+
+// TCP returns the *net.TCPConn under c, whether c is one, a Conn or
+// Under's.
 func TCP(c net.Conn) (*net.TCPConn, bool) {
 	switch c := c.(type) {
 	case *net.TCPConn:
 		return c, true
 	case *Conn:
 		return c.TCPConn, true
+	case *under:
+		return c.s.TCPConn, true
 	}
 	return nil, false
 }

@@ -236,3 +236,36 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// Under reads and writes raw, and leaves every other method to the conn
+// it wraps.
+func TestUnder(t *testing.T) {
+	s, peer := pair(t)
+	outer := &closeCounter{Conn: s.TCPConn}
+	u := Under(outer, s.TCPConn)
+	if tc, ok := TCP(u); !ok || tc != s.TCPConn {
+		t.Fatal("TCP of Under's conn is not the socket")
+	}
+	go peer.Write([]byte("hello"))
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(u, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	if _, err := u.Write([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, buf[:4]); err != nil || string(buf[:4]) != "back" {
+		t.Fatalf("peer read %q, %v", buf[:4], err)
+	}
+	u.Close()
+	if outer.closed != 1 {
+		t.Fatalf("Under's Close reached the wrapper %d times, want once", outer.closed)
+	}
+}
+
+type closeCounter struct {
+	net.Conn
+	closed int
+}
+
+func (c *closeCounter) Close() error { c.closed++; return c.Conn.Close() }

@@ -23,7 +23,8 @@
 //     first_packet_max), answers a Decision's Reply, upgrades in band
 //     (StartTLS), then Route, Dial, Forwarded, and hands over to the relay.
 //  4. relay.go: bytes both ways, replaying the sniffed bytes first; splice
-//     between plain TCP ends; message by message through the [Watcher] when
+//     between plain TCP ends (under TLS the socket reads and writes are
+//     proxy/sockio's raw system calls); message by message through the [Watcher] when
 //     the Decision has one; idle_timeout for both directions together.
 //  5. Per-request protocols (HTTP) are a Handler of their own and call the
 //     same [Conn] methods for every request.

@@ -1,10 +1,11 @@
 package proxy
 
 import (
-	"net"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 // Accepted connections have the keep-alive the listening socket was given:
@@ -15,17 +16,8 @@ func TestAcceptedConnsInheritKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	a, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	rc, err := a.(*net.TCPConn).SyscallConn()
+	_, a := testpeer.TCPPair(t, ln)
+	rc, err := a.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,3 +195,29 @@ func StartGroup(t testing.TB, name string, cmd *exec.Cmd) *Log {
 	})
 	return log
 }
+
+// TCPPair returns both ends of a loopback TCP connection accepted on ln
+// (nil: a fresh listener on 127.0.0.1, closed once the pair is made); both
+// are closed at the test's end.
+func TCPPair(t testing.TB, ln net.Listener) (client, server *net.TCPConn) {
+	t.Helper()
+	if ln == nil {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ln = l
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 type waiter struct {
@@ -18,24 +20,7 @@ func (w *waiter) SetToken(t uint64) { w.token = t }
 func (w *waiter) PollReady()        { w.ready <- struct{}{} }
 
 // pair returns both ends of a loopback TCP connection.
-func pair(t *testing.T) (a, b *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+func pair(t *testing.T) (a, b *net.TCPConn) { return testpeer.TCPPair(t, nil) }
 
 // TestArmOneShot: an armed socket's waiter is called once when bytes
 // arrive, not before, and again only after it is armed again; a waiter

@@ -11,27 +11,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/internal/testpeer"
 )
 
 // pair returns a connected loopback pair: ours wrapped, theirs plain net.
 func pair(t testing.TB) (*Conn, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(c.(*net.TCPConn))
-	t.Cleanup(func() { s.Close(); a.Close() })
-	return s, a.(*net.TCPConn)
+	c, a := testpeer.TCPPair(t, nil)
+	return New(c), a
 }
 
 // Bytes cross both ways whole, through full socket buffers (the EAGAIN

@@ -59,7 +59,13 @@ func (c *h1conn) forward(req *h1.Request, route *proxy.Route) bool {
 	if resp.StatusCode == stdhttp.StatusSwitchingProtocols {
 		return x.switchProtocols(resp)
 	}
-	return x.answer(resp)
+	ok := x.answer(resp)
+	// Both heads are done with (the body copy, if any, has its own
+	// h1.Body); the upgrade above and the error paths leave theirs to the
+	// collector.
+	resp.Release()
+	req.Release()
+	return ok
 }
 
 // refuse answers a request that could not be sent with status. The client
@@ -333,6 +339,7 @@ func (x *exchange) send() (*h1.Response, error) {
 				return nil, errClientGone
 			}
 		}
+		resp.Release()
 	}
 }
 

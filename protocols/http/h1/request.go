@@ -46,6 +46,19 @@ type Request struct {
 	// Close: the client asked to close after this request (Connection:
 	// close, or HTTP/1.0 without keep-alive).
 	Close bool
+
+	alloc *requestAlloc // where r lives, for Release; nil: not pooled
+}
+
+// Release gives the request's memory back for a later request to reuse:
+// neither r nor its Header may be used after it (its strings may: they
+// are the head's own). Releasing twice, or a request not from
+// ReadRequest, does nothing.
+func (r *Request) Release() {
+	if a := r.alloc; a != nil {
+		*a = requestAlloc{}
+		requestAllocs.Put(a)
+	}
 }
 
 // RequestURI is the target to write towards an origin server: the origin
@@ -97,8 +110,9 @@ func parseRequest(head string) (*Request, error) {
 		h Header
 	)
 	if n := fieldCount(rest); n <= inlineFields {
-		a := new(requestAlloc)
+		a := requestAllocs.Get().(*requestAlloc)
 		r, h = &a.r, a.f[:0]
+		r.alloc = a
 	} else {
 		r, h = new(Request), make(Header, 0, n)
 	}

@@ -26,6 +26,16 @@ type Response struct {
 	BodyLength int64
 	// Close: the connection ends after this response.
 	Close bool
+
+	alloc *responseAlloc // where r lives, for Release; nil: not pooled
+}
+
+// Release gives the response's memory back, as Request.Release does.
+func (r *Response) Release() {
+	if a := r.alloc; a != nil {
+		*a = responseAlloc{}
+		responseAllocs.Put(a)
+	}
 }
 
 // Bodyless reports whether a response to method with code has no body
@@ -58,8 +68,9 @@ func ParseResponse(head, method string) (*Response, error) {
 		h Header
 	)
 	if n := fieldCount(rest); n <= inlineFields {
-		a := new(responseAlloc)
+		a := responseAllocs.Get().(*responseAlloc)
 		r, h = &a.r, a.f[:0]
+		r.alloc = a
 	} else {
 		r, h = new(Response), make(Header, 0, n)
 	}

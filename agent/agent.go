@@ -311,7 +311,7 @@ func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
 	d := &downward{s: s, target: target, pair: p, poll: a.poll}
 	p.down = d
 	if a.poll != nil {
-		if d.sock = socketOf(target); d.sock != nil {
+		if d.sock = sockio.Socket(target); d.sock != nil {
 			a.poll.Add(nil, 0, d)
 		}
 	}
@@ -471,22 +471,6 @@ func (d *downward) finish() {
 	d.pair.end()
 }
 
-// socketOf returns the TCP socket under a target connection (TLS or not).
-func socketOf(c net.Conn) syscall.RawConn {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	tcp, ok := sockio.TCP(c)
-	if !ok {
-		return nil
-	}
-	raw, err := tcp.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return raw
-}
-
 func (a *Agent) dialTarget(ctx context.Context, svc *configs.AgentService, addr string, useTLS bool) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.DialTimeout)
 	defer cancel()
@@ -495,7 +479,7 @@ func (a *Agent) dialTarget(ctx context.Context, svc *configs.AgentService, addr 
 	if err != nil {
 		return nil, err
 	}
-	c = sockio.Wrap(c) // raw reads and writes (socketOf finds the socket under it)
+	c = sockio.Wrap(c) // raw reads and writes (sockio.Socket finds the socket under it)
 	if !useTLS {
 		return c, nil
 	}

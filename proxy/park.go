@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
+	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // Park waits for the client's next bytes without a goroutine: an HTTP
@@ -25,7 +26,7 @@ func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 	if c.srv == nil {
 		return false
 	}
-	sock := socketOf(c.Conn)
+	sock := sockio.Socket(c.Conn)
 	notify, _ := c.Conn.(ReadNotifier)
 	if sock == nil && notify == nil {
 		return false

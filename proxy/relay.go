@@ -79,7 +79,7 @@ func (r *relay) run(first []byte) {
 	r.up = side{src: c.Conn, dst: r.target, dir: FromClient, bytes: &c.bytesIn}
 	r.down = side{src: r.target, dst: c.Conn, dir: FromTarget, bytes: &c.bytesOut}
 	if r.watcher != nil {
-		r.up.raw, r.down.raw = rawConn(r.up.src), rawConn(r.down.src)
+		r.up.raw, r.down.raw = sockio.Raw(r.up.src), sockio.Raw(r.down.src)
 		if c.srv != nil {
 			r.poll = c.srv.relayPoller()
 		}
@@ -103,7 +103,7 @@ func (r *relay) run(first []byte) {
 func (r *relay) detach(first []byte) {
 	c := r.conn
 	r.up.relay, r.down.relay = r, r
-	r.up.waitFD, r.down.waitFD = socketOf(r.up.src), socketOf(r.down.src)
+	r.up.waitFD, r.down.waitFD = sockio.Socket(r.up.src), sockio.Socket(r.down.src)
 	for _, s := range []*side{&r.up, &r.down} {
 		if n, ok := s.src.(ReadNotifier); ok && s.waitFD == nil {
 			s.notify = n
@@ -116,14 +116,6 @@ func (r *relay) detach(first []byte) {
 	r.running = 2
 	go r.direction(&r.down, nil, false)
 	go r.direction(&r.up, first, false)
-}
-
-// socketOf returns the raw conn of the TCP socket under c, through TLS.
-func socketOf(c net.Conn) syscall.RawConn {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = tc.NetConn()
-	}
-	return rawConn(c)
 }
 
 func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
@@ -331,16 +323,6 @@ func (r *relay) finish(s *side, err error) {
 		r.conn.Close()
 		r.target.Close()
 	})
-}
-
-// rawConn returns c's raw connection when c is plain TCP.
-func rawConn(c net.Conn) syscall.RawConn {
-	if tc, ok := sockio.TCP(c); ok {
-		if rc, err := tc.SyscallConn(); err == nil {
-			return rc
-		}
-	}
-	return nil
 }
 
 func (r *relay) pump(s, other *side, first []byte) error {

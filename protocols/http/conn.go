@@ -98,16 +98,11 @@ func (h *Handler) serveH1(g *generation, pc *proxy.Conn) {
 		return
 	}
 	c.headDL = c.headDeadline
-	c.cr = countReader{r: pc.Conn, total: pc.CountIn}
-	c.cw = countWriter{w: pc.Conn, total: pc.CountOut}
-	if tcp, ok := pc.Conn.(*net.TCPConn); ok {
-		// Plain HTTP: the reads and writes go raw (pc.Conn stays the
-		// *net.TCPConn, for splice); under TLS the listener wrapped the
-		// socket already.
-		if s := sockio.New(tcp); s != nil {
-			c.cr.r, c.cw.w = s, s
-		}
-	}
+	// Plain HTTP reads and writes raw (pc.Conn stays the *net.TCPConn,
+	// for splice); under TLS the listener wrapped the socket already.
+	rw := sockio.Wrap(pc.Conn)
+	c.cr = countReader{r: rw, total: pc.CountIn}
+	c.cw = countWriter{w: rw, total: pc.CountOut}
 	c.acquire()
 	// The listener's deadline still bounds the first request's head; its
 	// write half is renewed per response.

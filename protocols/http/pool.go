@@ -3,7 +3,6 @@ package http
 import (
 	"bufio"
 	"crypto/tls"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -51,16 +50,10 @@ func newTargetConn(conn net.Conn, key poolKey) *targetConn {
 		}
 	}
 	tc.restore = tc.restoreDeadline
-	tc.cr = countReader{r: conn}
-	var w io.Writer = conn
-	if tcp, ok := conn.(*net.TCPConn); ok {
-		// Raw reads and writes (tc.conn stays the *net.TCPConn, for splice).
-		if s := sockio.New(tcp); s != nil {
-			tc.cr.r, w = s, s
-		}
-	}
+	rw := sockio.Wrap(conn) // raw reads and writes (tc.conn stays the *net.TCPConn, for splice)
+	tc.cr = countReader{r: rw}
 	tc.br = bufio.NewReaderSize(&tc.cr, bufSize)
-	tc.bw = bufio.NewWriterSize(w, bufSize)
+	tc.bw = bufio.NewWriterSize(rw, bufSize)
 	return tc
 }
 

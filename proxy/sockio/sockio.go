@@ -107,6 +107,30 @@ func TCP(c net.Conn) (*net.TCPConn, bool) {
 	return nil, false
 }
 
+// Raw returns the raw connection of c's socket when c is plain TCP (a
+// *net.TCPConn or a Conn), else nil.
+func Raw(c net.Conn) syscall.RawConn {
+	tcp, ok := TCP(c)
+	if !ok {
+		return nil
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// Socket returns the raw connection of the TCP socket under c, through
+// TLS (a conn with NetConn, as *tls.Conn has), else nil: what a poller
+// waits on for c.
+func Socket(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	return Raw(c)
+}
+
 // call makes one read or write; false means EAGAIN, and RawConn waits for
 // the socket in the netpoller and calls again.
 func (o *op) call(trap, fd uintptr) bool {

@@ -3,6 +3,7 @@ package sockio
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -183,6 +184,14 @@ func TestWrapAndTCP(t *testing.T) {
 	}
 	if _, ok := TCP(a); ok {
 		t.Fatal("TCP of a pipe")
+	}
+	if Raw(s) == nil || Raw(peer) == nil || Raw(a) != nil {
+		t.Fatal("Raw: a socket for TCP conns, none for a pipe")
+	}
+	// Through TLS Socket finds the socket; Raw, which is for plain TCP only, does not.
+	over := tls.Client(s, &tls.Config{InsecureSkipVerify: true})
+	if Socket(over) == nil || Raw(over) != nil || Socket(a) != nil {
+		t.Fatal("Socket: the socket under TLS, none under a pipe")
 	}
 }
 

@@ -49,33 +49,44 @@ func tcpPair(t testing.TB) (client, server net.Conn) {
 	return client, server
 }
 
-// pair runs a client and a server mux on one loopback connection.
-func pair(t testing.TB, ccfg, scfg Config) (*Conn, *Conn) {
-	cc, sc := tcpPair(t)
+// startServer starts the server role on sc on a goroutine (its preface
+// waits for the client's); the returned func waits for it.
+func startServer(t testing.TB, sc net.Conn, cfg Config) func() *Conn {
 	type res struct {
 		c   *Conn
 		err error
 	}
 	srv := make(chan res, 1)
 	go func() {
-		c, err := Server(sc, scfg)
+		c, err := Server(sc, cfg)
 		srv <- res{c, err}
 	}()
+	return func() *Conn {
+		t.Helper()
+		r := <-srv
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.c
+	}
+}
+
+// pair runs a client and a server mux on one loopback connection.
+func pair(t testing.TB, ccfg, scfg Config) (*Conn, *Conn) {
+	cc, sc := tcpPair(t)
+	server := startServer(t, sc, scfg)
 	cl, err := Client(cc, ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := <-srv
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
+	srv := server()
 	t.Cleanup(func() {
 		cl.Close()
-		r.c.Close()
+		srv.Close()
 		cl.Wait()
-		r.c.Wait()
+		srv.Wait()
 	})
-	return cl, r.c
+	return cl, srv
 }
 
 // echo answers 200 and sends back what it reads, until the client's end.
@@ -315,15 +326,7 @@ func TestInteropStockServer(t *testing.T) {
 // TestInteropStockClient: x/net's http2.Transport talks to the server role.
 func TestInteropStockClient(t *testing.T) {
 	cc, sc := tcpPair(t)
-	type res struct {
-		c   *Conn
-		err error
-	}
-	srv := make(chan res, 1)
-	go func() {
-		c, err := Server(sc, Config{Handler: echo})
-		srv <- res{c, err}
-	}()
+	server := startServer(t, sc, Config{Handler: echo})
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(context.Context, string, string, *tls.Config) (net.Conn, error) {
 		return cc, nil
 	}}
@@ -340,11 +343,8 @@ func TestInteropStockClient(t *testing.T) {
 		}
 		respc <- resp
 	}()
-	r := <-srv
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	defer func() { r.c.Close(); r.c.Wait() }()
+	srv := server()
+	defer func() { srv.Close(); srv.Wait() }()
 	io.WriteString(pw, "hello, stock client") // the request's headers leave with the first bytes
 	var resp *http.Response
 	select {

@@ -183,12 +183,7 @@ func (c *Conn) onData(f *http2.DataFrame) error {
 	if f.StreamEnded() {
 		s.rEnded = true
 	}
-	s.cond.Broadcast()
-	fn := s.notified()
-	s.mu.Unlock()
-	if fn != nil {
-		fn()
-	}
+	s.wakeUnlock()
 	c.bytesIn.Add(int64(len(data)))
 	if drop > 0 {
 		c.credit(s, drop)
@@ -278,12 +273,7 @@ func (c *Conn) onResponse(s *Stream, f *http2.MetaHeadersFrame) error {
 	if f.StreamEnded() {
 		s.rEnded = true
 	}
-	s.cond.Broadcast()
-	fn := s.notified()
-	s.mu.Unlock()
-	if fn != nil {
-		fn()
-	}
+	s.wakeUnlock()
 	if f.StreamEnded() {
 		s.maybeDone()
 	}

@@ -428,12 +428,7 @@ func (s *Stream) Close() error {
 	}
 	s.closed = true
 	dropped := s.drop()
-	s.cond.Broadcast() // a blocked Write gives up
-	fn := s.notified()
-	s.mu.Unlock()
-	if fn != nil {
-		fn()
-	}
+	s.wakeUnlock() // a blocked Write gives up
 	if dropped > 0 {
 		s.c.credit(nil, dropped)
 	}
@@ -479,14 +474,9 @@ func (s *Stream) abort(err error) {
 	s.done = true
 	s.connBlocked = false
 	s.aborted = true
-	s.cond.Broadcast()
-	fn := s.notified()
 	gone := s.onAbort
 	s.onAbort = nil
-	s.mu.Unlock()
-	if fn != nil {
-		fn()
-	}
+	s.wakeUnlock()
 	if gone != nil {
 		gone()
 	}
@@ -540,15 +530,21 @@ func (s *Stream) NotifyReadable(fn func()) bool {
 // readable: a Read would not block; s.mu is held.
 func (s *Stream) readable() bool { return s.unread > 0 || s.rEnded || s.rErr != nil || s.closed }
 
-// notified takes the callback to run, once s.mu is released, if s became
-// readable; s.mu is held.
-func (s *Stream) notified() func() {
+// wakeUnlock tells the stream's waiters that its state changed: it wakes
+// blocked Reads and Writes, releases s.mu (held by the caller), and then
+// runs NotifyReadable's callback if s became readable.
+func (s *Stream) wakeUnlock() {
+	s.cond.Broadcast()
 	fn := s.notify
-	if fn == nil || !s.readable() {
-		return nil
+	if fn != nil && s.readable() {
+		s.notify = nil
+	} else {
+		fn = nil
 	}
-	s.notify = nil
-	return fn
+	s.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 // Alive says whether an idle stream can carry more: open both ways, and

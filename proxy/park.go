@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-pbx/gatehouse/proxy/netpoll"
-	"github.com/gatehouse-pbx/gatehouse/proxy/sockio"
 )
 
 // Park waits for the client's next bytes without a goroutine: an HTTP
@@ -26,9 +25,8 @@ func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 	if c.srv == nil {
 		return false
 	}
-	sock := sockio.Socket(c.Conn)
-	notify, _ := c.Conn.(ReadNotifier)
-	if sock == nil && notify == nil {
+	wait := waitableOf(c.Conn)
+	if !wait.ok() {
 		return false
 	}
 	p := c.srv.relayPoller()
@@ -39,13 +37,7 @@ func (c *Conn) Park(idle time.Duration, resume func(ended bool)) bool {
 	p.Add(w, idle, w)
 	c.detached.Store(true)
 	c.parked.Store(w)
-	if sock == nil {
-		if !notify.NotifyReadable(w.PollReady) {
-			w.fire(true)
-		}
-		return true
-	}
-	if err := p.Arm(sock, w.token); err != nil {
+	if !wait.arm(p, w.token, w.PollReady) {
 		w.fire(true)
 	}
 	return true

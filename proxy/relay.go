@@ -60,12 +60,11 @@ type side struct {
 	raw   syscall.RawConn // src's, when it is plain TCP (see fill)
 	small [64]byte        // the first bytes after a quiet spell, when src is not
 
-	// With the relay's poller: the TCP socket under src, whose readiness a
-	// parked direction waits for (nil: src is no socket, the direction
-	// never parks), its token in the poller, and its state.
+	// With the relay's poller: how a parked direction waits for src (its
+	// socket, or its notification; neither: the direction never parks),
+	// its token in the poller, and its state.
 	relay        *relay
-	waitFD       syscall.RawConn
-	notify       ReadNotifier // src, when it is no socket but says when it is readable
+	wait         waitable
 	token        uint64
 	parked, over bool
 }
@@ -103,12 +102,7 @@ func (r *relay) run(first []byte) {
 func (r *relay) detach(first []byte) {
 	c := r.conn
 	r.up.relay, r.down.relay = r, r
-	r.up.waitFD, r.down.waitFD = sockio.Socket(r.up.src), sockio.Socket(r.down.src)
-	for _, s := range []*side{&r.up, &r.down} {
-		if n, ok := s.src.(ReadNotifier); ok && s.waitFD == nil {
-			s.notify = n
-		}
-	}
+	r.up.wait, r.down.wait = waitableOf(r.up.src), waitableOf(r.down.src)
 	r.touch()
 	r.poll.Add(r, r.idleTimeout(), &r.up, &r.down)
 	c.detached.Store(true)
@@ -155,13 +149,7 @@ func (r *relay) park(s *side) bool {
 	s.parked = true
 	r.running--
 	r.mu.Unlock()
-	if s.waitFD == nil {
-		if !s.notify.NotifyReadable(s.PollReady) {
-			r.wake(s)
-		}
-		return true
-	}
-	if err := r.poll.Arm(s.waitFD, s.token); err != nil {
+	if !s.wait.arm(r.poll, s.token, s.PollReady) {
 		r.wake(s) // closed meanwhile: the direction reads the error
 	}
 	return true
@@ -236,7 +224,7 @@ func (r *relay) framedLive(s *side, first []byte, resumed bool) error {
 			return err
 		}
 		var n int
-		if buf == nil && (s.waitFD != nil || s.notify != nil) {
+		if buf == nil && s.wait.ok() {
 			buf, n, err = s.try(limit, resumed)
 			if errors.Is(err, errWouldBlock) {
 				return errParked

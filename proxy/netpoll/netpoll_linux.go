@@ -100,21 +100,16 @@ type Swept interface {
 // be nil: waiters only, no sweep.
 func (p *Poller) Add(x Swept, idle time.Duration, waiters ...Waiter) {
 	p.mu.Lock()
-	if x == nil {
-		for _, w := range waiters {
-			p.next++
-			w.SetToken(p.next)
-			p.waiters[p.next] = w
-		}
-		p.mu.Unlock()
-		return
-	}
-	p.swept[x] = struct{}{}
 	for _, w := range waiters {
 		p.next++
 		w.SetToken(p.next)
 		p.waiters[p.next] = w
 	}
+	if x == nil {
+		p.mu.Unlock()
+		return
+	}
+	p.swept[x] = struct{}{}
 	tick := min(max(idle/4, minPollTick), maxPollTick)
 	faster := tick < p.tick
 	p.tick = min(p.tick, tick)

@@ -10,6 +10,15 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 )
 
+// nginxBehindGate starts nginx with locations and gatehouse in front of
+// it as hq.example.com.
+func nginxBehindGate(t *testing.T, locations string) *gate {
+	port := fmt.Sprint(testpeer.FreePort(t))
+	testpeer.Nginx(t, "server {\n\t\tlisten 127.0.0.1:"+port+";\n"+locations+"\n\t}")
+	testpeer.WaitListening(t, "127.0.0.1:"+port)
+	return startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, port), "")
+}
+
 // TestPooledHeadsWithRealPeers: curl sends requests of different shapes
 // on one kept-alive connection through gatehouse to nginx, each with
 // fields of its own, and nginx answers each with fields of its own. The
@@ -18,19 +27,13 @@ import (
 // towards nginx or towards curl.
 func TestPooledHeadsWithRealPeers(t *testing.T) {
 	curl := testpeer.Program(t, "curl", "curl")
-	port := fmt.Sprint(testpeer.FreePort(t))
-	testpeer.Nginx(t, `
-	server {
-		listen 127.0.0.1:`+port+`;
+	g := nginxBehindGate(t, `
 		location /echo {
 			add_header X-Seen-A "$http_x_a";
 			add_header X-Seen-B "$http_x_b";
 			return 200 "a=$http_x_a b=$http_x_b args=$args method=$request_method\n";
 		}
-		location /empty { return 204; }
-	}`)
-	testpeer.WaitListening(t, "127.0.0.1:"+port)
-	g := startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, port), "")
+		location /empty { return 204; }`)
 	base := "http://hq.example.com"
 	// --next resets every option but the connections curl keeps.
 	var args []string
@@ -94,17 +97,11 @@ func TestPooledHeadsWithRealPeers(t *testing.T) {
 // use would carry another client's fields.
 func TestPooledHeadsAcrossClients(t *testing.T) {
 	curl := testpeer.Program(t, "curl", "curl")
-	port := fmt.Sprint(testpeer.FreePort(t))
-	testpeer.Nginx(t, `
-	server {
-		listen 127.0.0.1:`+port+`;
+	g := nginxBehindGate(t, `
 		location /echo {
 			add_header X-Seen "$http_x_who";
 			return 200 "who=$http_x_who args=$args\n";
-		}
-	}`)
-	testpeer.WaitListening(t, "127.0.0.1:"+port)
-	g := startGate(t, testpki.NewCA(t, "test"), fmt.Sprintf(echoSvc, port), "")
+		}`)
 	const clients, requests = 4, 25
 	errs := make(chan error, clients)
 	for c := range clients {

@@ -327,7 +327,7 @@ func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
 	// target → edge on a goroutine of its own: it starts with a small stack,
 	// where this one grew for the dial, and parks on the poller while the
 	// target is quiet.
-	go d.run(false)
+	go d.run()
 }
 
 // pair ends a stream's relay once both directions have ended: the
@@ -346,12 +346,16 @@ func (p *pair) end() {
 }
 
 // upward copies a stream's bytes to its target without a goroutine while
-// the edge sends nothing: the stream calls back when bytes wait, and a
-// goroutine drains them and parks the direction again.
+// the edge sends nothing: the stream calls back when bytes wait. What fits
+// in the target's socket at once (a request, mostly) the callback writes
+// itself; a goroutine takes over only for the rest, and parks the
+// direction again when it has drained the stream.
 type upward struct {
 	s      *h2mux.Stream
 	target net.Conn
+	raw    *sockio.Conn // target, when plain TCP: the callback may write to it
 	pair   *pair
+	ready  func() // u.readable, bound once
 }
 
 // relayBuffers serve both directions, only while they run: a parked one
@@ -359,14 +363,60 @@ type upward struct {
 var relayBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (u *upward) park() {
-	u.s.NotifyReadable(func() { go u.drain() })
+	if u.ready == nil {
+		u.ready = u.readable
+		u.raw, _ = u.target.(*sockio.Conn)
+	}
+	u.s.NotifyReadable(u.ready)
 }
 
-// drain writes what waits to the target; at the edge's end it half-closes
-// the target (or closes it on an error).
-func (u *upward) drain() {
+// readable runs on the tunnel's frame reader (or on park's caller), which
+// must not block: it writes only what the target's socket takes now.
+func (u *upward) readable() {
+	if u.raw == nil {
+		go u.drain(nil, nil)
+		return
+	}
 	bp := relayBuffers.Get().(*[]byte)
+	for {
+		n, err := u.s.ReadAvailable(*bp)
+		w := 0
+		if n > 0 {
+			var werr error
+			if w, werr = u.raw.TryWrite((*bp)[:n]); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		switch {
+		case err != nil:
+			relayBuffers.Put(bp)
+			u.end(err)
+			return
+		case w < n:
+			go u.drain(bp, (*bp)[w:n]) // the target is slow: wait for it there
+			return
+		case n == 0:
+			relayBuffers.Put(bp)
+			u.park()
+			return
+		}
+	}
+}
+
+// drain writes pending, then what waits in the stream, to the target, and
+// parks the direction again; at the edge's end it half-closes the target
+// (or closes it on an error). bp holds pending (nil: take a buffer).
+func (u *upward) drain(bp *[]byte, pending []byte) {
+	if bp == nil {
+		bp = relayBuffers.Get().(*[]byte)
+	}
 	defer relayBuffers.Put(bp)
+	if len(pending) > 0 {
+		if _, err := u.target.Write(pending); err != nil {
+			u.end(err)
+			return
+		}
+	}
 	for {
 		n, err := u.s.ReadAvailable(*bp)
 		if n > 0 {
@@ -376,19 +426,25 @@ func (u *upward) drain() {
 		}
 		switch {
 		case err != nil:
-			if cw, ok := u.target.(interface{ CloseWrite() error }); ok && errors.Is(err, io.EOF) {
-				cw.CloseWrite()
-			} else {
-				u.target.Close()
-				u.pair.down.wake() // a parked socket's close is no readiness event
-			}
-			u.pair.end()
+			u.end(err)
 			return
 		case n == 0:
 			u.park()
 			return
 		}
 	}
+}
+
+// end ends the direction: the edge's end (io.EOF) half-closes the target,
+// anything else closes it.
+func (u *upward) end(err error) {
+	if cw, ok := u.target.(interface{ CloseWrite() error }); ok && errors.Is(err, io.EOF) {
+		cw.CloseWrite()
+	} else {
+		u.target.Close()
+		u.pair.down.wake() // a parked socket's close is no readiness event
+	}
+	u.pair.end()
 }
 
 // downward copies a target's bytes to its stream. While the target is
@@ -413,38 +469,45 @@ func (d *downward) PollReady()        { d.wake() }
 // wake starts a parked direction again; it does nothing to one running.
 func (d *downward) wake() {
 	if d.parked.CompareAndSwap(true, false) {
-		go d.run(true)
+		go d.run()
 	}
 }
 
-// run copies until the target is quiet (then parks) or ends. resumed: the
-// poller saw the socket readable, so the first read needs no grace.
-func (d *downward) run(resumed bool) {
+// run copies until the target is quiet (then parks) or ends.
+//
+// The grace is one deadline for a whole period of proxy.ParkGrace, not one
+// per read: a busy target (HTTP keep-alive under load) would otherwise
+// cost a clock read and a timer change per answer. A period in which bytes
+// came starts another; the direction parks after one without any (after
+// one to two periods of quiet). sockio.ReadEach saves the read that would
+// find the socket empty after each answer.
+func (d *downward) run() {
 	bp := relayBuffers.Get().(*[]byte) // held only while running
 	defer relayBuffers.Put(bp)
 	for {
-		grace := !resumed && d.sock != nil && !d.noPark
-		resumed = false
+		grace := d.sock != nil && !d.noPark
 		if grace {
 			d.target.SetReadDeadline(time.Now().Add(proxy.ParkGrace))
 		}
-		n, err := d.target.Read(*bp)
-		if n > 0 {
-			if _, werr := d.s.Write((*bp)[:n]); werr != nil {
-				err = werr
+		moved := false
+		var werr error
+		err := sockio.ReadEach(d.target, *bp, func(b []byte) bool {
+			moved = true
+			_, werr = d.s.Write(b)
+			return werr == nil
+		})
+		if grace && errors.Is(err, os.ErrDeadlineExceeded) {
+			if moved {
+				continue // busy in the period that ended: another one
 			}
-		}
-		if grace && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			d.target.SetReadDeadline(time.Time{})
 			if d.park() {
 				return
 			}
 			continue // woken meanwhile, or arming failed: read on
 		}
-		if err != nil {
-			d.finish()
-			return
-		}
+		d.finish() // the target's end or error, or the stream's (werr)
+		return
 	}
 }
 

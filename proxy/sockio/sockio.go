@@ -49,6 +49,7 @@ type op struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
+	once  func(fd uintptr) bool // fn that never waits: TryWrite's
 }
 
 // New returns c with raw reads and writes, or nil if c has no raw
@@ -61,6 +62,7 @@ func New(c *net.TCPConn) *Conn {
 	s := &Conn{TCPConn: c, rc: rc}
 	s.r.fn = func(fd uintptr) bool { return s.r.call(syscall.SYS_READ, fd) }
 	s.w.fn = func(fd uintptr) bool { return s.w.call(syscall.SYS_WRITE, fd) }
+	s.w.once = func(fd uintptr) bool { s.w.call(syscall.SYS_WRITE, fd); return true }
 	return s
 }
 
@@ -192,6 +194,102 @@ func (c *Conn) Write(p []byte) (int, error) {
 		done += n
 	}
 	return done, nil
+}
+
+// TryWrite writes what of p the socket's buffer takes now and never
+// waits: a short count and a nil error when the buffer is full. It lets a
+// goroutine that must not block (a tunnel's frame reader) hand bytes on
+// itself when they fit, and start a goroutine only when they do not.
+func (c *Conn) TryWrite(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o := &c.w
+	o.mu.Lock()
+	o.p, o.n, o.errno = p, 0, 0
+	err := c.rc.Write(o.once)
+	n, errno := o.n, o.errno
+	o.p = nil
+	o.mu.Unlock()
+	switch {
+	case err != nil:
+		return 0, c.opError("write", err)
+	case errno != 0:
+		return 0, c.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
+
+// ReadEach reads c into p and hands each read's bytes to fn, until fn
+// returns false (ReadEach then returns nil) or a read fails: io.EOF at the
+// peer's end, the deadline's or Close's error (worded as Read's). A read
+// that filled less than p emptied the socket, so the next one waits for
+// the kernel's readiness instead of first making the system call that
+// would find nothing: under requests and answers (a target's keep-alive
+// answers) one system call fewer per answer. That is safe only inside one
+// RawConn.Read (its start forgets readiness seen before), so fn runs
+// inside the read: it may block, and only ReadEach reads c meanwhile.
+func (c *Conn) ReadEach(p []byte, fn func(b []byte) bool) error {
+	if len(p) == 0 {
+		return nil
+	}
+	o := &c.r
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var errno syscall.Errno
+	eof, stopped := false, false
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false
+			case e != 0:
+				errno = e
+				return true
+			case n == 0:
+				eof = true
+				return true
+			}
+			if !fn(p[:n]) {
+				stopped = true
+				return true
+			}
+			if int(n) < len(p) {
+				return false // emptied: wait for more
+			}
+		}
+	})
+	switch {
+	case stopped:
+		return nil
+	case err != nil:
+		return c.opError("read", err)
+	case errno != 0:
+		return c.opError("read", os.NewSyscallError("read", errno))
+	case eof:
+		return io.EOF
+	}
+	return nil
+}
+
+// ReadEach is Conn's ReadEach for any connection: for one that is not a
+// Conn (TLS, say), reads one after another, each handed to fn.
+func ReadEach(c net.Conn, p []byte, fn func(b []byte) bool) error {
+	if s, ok := c.(*Conn); ok {
+		return s.ReadEach(p, fn)
+	}
+	for {
+		n, err := c.Read(p)
+		if n > 0 && !fn(p[:n]) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // opError names the operation as net does ("read", not RawConn's

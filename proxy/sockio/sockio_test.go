@@ -266,3 +266,147 @@ type closeCounter struct {
 }
 
 func (c *closeCounter) Close() error { c.closed++; return c.Conn.Close() }
+
+// TryWrite takes what fits and returns at once when the peer's buffers
+// are full, with a short count and no error; the peer gets exactly the
+// bytes counted.
+func TestTryWriteNeverWaits(t *testing.T) {
+	s, peer := pair(t)
+	out := make([]byte, 1<<20)
+	rand.Read(out)
+	var sent bytes.Buffer
+	done := make(chan error, 1)
+	go func() { // nobody reads yet: the buffers fill
+		for {
+			n, err := s.TryWrite(out)
+			sent.Write(out[:n])
+			if err != nil || n < len(out) {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("TryWrite into full buffers: %v, want a short count", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("TryWrite waited for a peer that does not read")
+	}
+	if n, err := s.TryWrite(nil); n != 0 || err != nil {
+		t.Fatalf("empty TryWrite: %d, %v", n, err)
+	}
+	s.CloseWrite()
+	got, err := io.ReadAll(peer)
+	if err != nil || !bytes.Equal(got, sent.Bytes()) {
+		t.Fatalf("peer read %d bytes (%v), want the %d TryWrite counted", len(got), err, sent.Len())
+	}
+	s.Close()
+	if _, err := s.TryWrite([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("TryWrite after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// ReadEach hands on every byte in order, in reads of any size, and ends
+// with io.EOF at the peer's end.
+func TestReadEachWhole(t *testing.T) {
+	s, peer := pair(t)
+	back := make([]byte, 3<<20)
+	rand.Read(back)
+	go func() {
+		for rest, k := back, 1; len(rest) > 0; k = k*7%65521 + 1 { // writes of many sizes
+			k = min(k, len(rest))
+			peer.Write(rest[:k])
+			rest = rest[k:]
+		}
+		peer.CloseWrite()
+	}()
+	var in bytes.Buffer
+	calls := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ReadEach(make([]byte, 1000), func(b []byte) bool { calls++; in.Write(b); return true })
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second): // a full read followed by a wait would stop here
+		t.Fatal("ReadEach stuck with bytes in the socket")
+	}
+	if err != io.EOF || !bytes.Equal(in.Bytes(), back) {
+		t.Fatalf("ReadEach: %v after %d bytes, want io.EOF after the %d sent", err, in.Len(), len(back))
+	}
+	if calls < len(back)/1000 {
+		t.Fatalf("%d calls of fn for %d bytes in a 1000-byte buffer", calls, len(back))
+	}
+}
+
+// Requests and answers, one at a time: each answer waits for readiness
+// after the short read of its request, and no request is missed (a lost
+// wake-up would hang here).
+func TestReadEachPingPong(t *testing.T) {
+	s, peer := pair(t)
+	const rounds = 5000
+	go func() {
+		b := make([]byte, 5)
+		for i := 0; i < rounds; i++ {
+			peer.Write([]byte("ping"))
+			if _, err := io.ReadFull(peer, b); err != nil {
+				return
+			}
+		}
+		peer.CloseWrite()
+	}()
+	got := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ReadEach(make([]byte, 64), func(b []byte) bool {
+			for range bytes.Count(b, []byte("ping")) {
+				got++
+				s.Write([]byte("pong!"))
+			}
+			return true
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != io.EOF || got != rounds {
+			t.Fatalf("ReadEach: %v after %d requests, want io.EOF after %d", err, got, rounds)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ReadEach stuck after %d of %d requests", got, rounds)
+	}
+}
+
+// fn's false stops ReadEach with nil and loses nothing: what was not read
+// yet is still there for Read. A deadline ends it as it ends Read, word
+// for word; on a conn that is no Conn the package's ReadEach reads the
+// same way.
+func TestReadEachStopsAndDeadline(t *testing.T) {
+	s, peer := pair(t)
+	peer.Write([]byte("first"))
+	var got []byte
+	if err := s.ReadEach(make([]byte, 5), func(b []byte) bool { got = append(got, b...); return false }); err != nil || string(got) != "first" {
+		t.Fatalf("ReadEach stopped by fn: %v, %q", err, got)
+	}
+	peer.Write([]byte("second"))
+	b := make([]byte, 6)
+	if _, err := io.ReadFull(s, b); err != nil || string(b) != "second" {
+		t.Fatalf("Read after ReadEach: %q, %v", b, err)
+	}
+	s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	err := s.ReadEach(make([]byte, 10), func([]byte) bool { return true })
+	_, readErr := s.Read(make([]byte, 10))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || err.Error() != readErr.Error() {
+		t.Fatalf("ReadEach past its deadline: %v, want Read's %v", err, readErr)
+	}
+
+	a, c := net.Pipe()
+	defer a.Close()
+	go func() { c.Write([]byte("over a pipe")); c.Close() }()
+	got = got[:0]
+	if err := ReadEach(a, make([]byte, 4), func(b []byte) bool { got = append(got, b...); return true }); err != io.EOF || string(got) != "over a pipe" {
+		t.Fatalf("ReadEach of a pipe: %v, %q", err, got)
+	}
+}

@@ -175,6 +175,24 @@ func TestDeadlines(t *testing.T) {
 	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
+	// A deadline already past fails a Write at once.
+	s.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := io.WriteString(s, "y"); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past a deadline set in the past: %v", err)
+	}
+	s.SetWriteDeadline(time.Time{})
+	// A deadline moved later while a Read waits: the earlier one's timer
+	// does not end the Read, which gets what comes after it.
+	s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	s.SetReadDeadline(time.Now().Add(time.Minute))
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(s, "z")
+	}()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(s, b); err != nil || b[0] != 'z' {
+		t.Fatalf("read with its deadline moved later: %q, %v", b, err)
+	}
 }
 
 // TestBulkBothWays: streams that send and receive megabytes at once, in

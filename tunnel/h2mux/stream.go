@@ -54,8 +54,17 @@ type Stream struct {
 	notify      func() // NotifyReadable's callback, until it runs
 	aborted     bool   // reset, or the connection ended
 	onAbort     func() // OnAbort's callback, until it runs
-	rdl, wdl    time.Time
-	rt, wt      *time.Timer
+	rdl, wdl    deadline
+}
+
+// deadline is one direction's deadline. Its timer wakes the stream's
+// waiters when it comes and marks it passed, so that a Read or Write asks
+// a flag, not the clock (a kept-alive request's Write through the tunnel
+// would otherwise read the clock each time).
+type deadline struct {
+	t      time.Time
+	timer  *time.Timer
+	passed bool
 }
 
 func (c *Conn) newStream(id uint32) *Stream {
@@ -189,8 +198,6 @@ func (s *Stream) wake() {
 	s.mu.Unlock()
 }
 
-func expired(t time.Time) bool { return !t.IsZero() && !time.Now().Before(t) }
-
 // Read reads DATA the peer sent; io.EOF after its END_STREAM.
 func (s *Stream) Read(b []byte) (int, error) { return s.read(b, true) }
 
@@ -209,7 +216,7 @@ func (s *Stream) read(b []byte, wait bool) (int, error) {
 			err = io.EOF
 		case s.rErr != nil:
 			err = s.rErr
-		case expired(s.rdl):
+		case s.rdl.passed:
 			err = os.ErrDeadlineExceeded
 		case len(b) == 0 || !wait:
 		default:
@@ -332,7 +339,7 @@ func (s *Stream) writeErr() error {
 		return net.ErrClosed
 	case !s.headers:
 		return errors.New("h2mux: DATA before the response")
-	case expired(s.wdl):
+	case s.wdl.passed:
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -555,30 +562,45 @@ func (s *Stream) Alive() bool {
 	return !s.closed && !s.done && !s.rEnded && !s.wEnded && s.unread == 0
 }
 
-func (s *Stream) setDeadline(dl *time.Time, tm **time.Timer, t time.Time) {
+func (s *Stream) setDeadline(d *deadline, t time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	*dl = t
+	d.t = t
+	d.passed = false
 	switch {
 	case t.IsZero():
-		if *tm != nil {
-			(*tm).Stop()
+		if d.timer != nil {
+			d.timer.Stop()
 		}
-	case *tm == nil:
-		*tm = time.AfterFunc(time.Until(t), s.wake)
 	default:
-		(*tm).Reset(time.Until(t))
+		wait := time.Until(t)
+		d.passed = wait <= 0
+		if d.timer == nil {
+			d.timer = time.AfterFunc(wait, func() { s.expire(d) })
+		} else {
+			d.timer.Reset(wait)
+		}
 	}
 	s.cond.Broadcast()
 }
 
+// expire is d's timer: d has passed unless it was moved meanwhile.
+func (s *Stream) expire(d *deadline) {
+	s.mu.Lock()
+	if !d.t.IsZero() && !time.Now().Before(d.t) {
+		d.passed = true
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	s.setDeadline(&s.rdl, &s.rt, t)
+	s.setDeadline(&s.rdl, t)
 	return nil
 }
 
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	s.setDeadline(&s.wdl, &s.wt, t)
+	s.setDeadline(&s.wdl, t)
 	return nil
 }
 

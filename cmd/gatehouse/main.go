@@ -27,12 +27,18 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/internal/gcpace"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "agent") {
+		// Rarer collections while the live heap is small (see gcpace);
+		// the process's whole life, so no stop.
+		gcpace.Start(gcpace.Headroom)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -479,24 +479,31 @@ func (d *downward) wake() {
 // per read: a busy target (HTTP keep-alive under load) would otherwise
 // cost a clock read and a timer change per answer. A period in which bytes
 // came starts another; the direction parks after one without any (after
-// one to two periods of quiet). sockio.ReadEach saves the read that would
-// find the socket empty after each answer.
+// one to two periods of quiet).
+//
+// After a read that did not fill the buffer the socket is mostly empty,
+// and the next read only finds EAGAIN before it waits; it is made anyway:
+// a short read may also have stopped at the peer's FIN (or before a
+// reset) whose readiness the netpoller already reported, and waiting
+// without that read would wait for good.
 func (d *downward) run() {
 	bp := relayBuffers.Get().(*[]byte) // held only while running
 	defer relayBuffers.Put(bp)
+	graceSet, moved := false, false
 	for {
-		grace := d.sock != nil && !d.noPark
-		if grace {
+		if !graceSet && d.sock != nil && !d.noPark {
 			d.target.SetReadDeadline(time.Now().Add(proxy.ParkGrace))
+			graceSet, moved = true, false
 		}
-		moved := false
-		var werr error
-		err := sockio.ReadEach(d.target, *bp, func(b []byte) bool {
+		n, err := d.target.Read(*bp)
+		if n > 0 {
 			moved = true
-			_, werr = d.s.Write(b)
-			return werr == nil
-		})
-		if grace && errors.Is(err, os.ErrDeadlineExceeded) {
+			if _, werr := d.s.Write((*bp)[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if graceSet && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			graceSet = false
 			if moved {
 				continue // busy in the period that ended: another one
 			}
@@ -506,8 +513,10 @@ func (d *downward) run() {
 			}
 			continue // woken meanwhile, or arming failed: read on
 		}
-		d.finish() // the target's end or error, or the stream's (werr)
-		return
+		if err != nil {
+			d.finish() // the target's end or error, or the stream's
+			return
+		}
 	}
 }
 

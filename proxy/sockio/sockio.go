@@ -155,41 +155,25 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	o := &c.r
-	o.mu.Lock()
-	o.p, o.n, o.errno = p, 0, 0
-	err := c.rc.Read(o.fn)
-	n, errno := o.n, o.errno
-	o.p = nil
-	o.mu.Unlock()
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	c.r.mu.Lock()
+	n, err := c.do(&c.r, p, false, c.r.fn)
+	c.r.mu.Unlock()
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
 // Write writes all of p, as net.Conn's Write does, waiting in the
 // netpoller while the socket's buffer is full.
 func (c *Conn) Write(p []byte) (int, error) {
-	o := &c.w
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
 	done := 0
 	for done < len(p) {
-		o.p, o.n, o.errno = p[done:], 0, 0
-		err := c.rc.Write(o.fn)
-		n, errno := o.n, o.errno
-		o.p = nil
-		switch {
-		case err != nil:
-			return done, c.opError("write", err)
-		case errno != 0:
-			return done, c.opError("write", os.NewSyscallError("write", errno))
+		n, err := c.do(&c.w, p[done:], true, c.w.fn)
+		if err != nil {
+			return done, err
 		}
 		done += n
 	}
@@ -204,92 +188,35 @@ func (c *Conn) TryWrite(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	o := &c.w
-	o.mu.Lock()
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.do(&c.w, p, true, c.w.once)
+}
+
+// do makes o's system call on p through RawConn's Read or Write (which
+// calls fn again after each wait for the socket) and words its error as
+// net does; o.mu is held.
+func (c *Conn) do(o *op, p []byte, write bool, fn func(fd uintptr) bool) (int, error) {
 	o.p, o.n, o.errno = p, 0, 0
-	err := c.rc.Write(o.once)
+	var err error
+	if write {
+		err = c.rc.Write(fn)
+	} else {
+		err = c.rc.Read(fn)
+	}
 	n, errno := o.n, o.errno
 	o.p = nil
-	o.mu.Unlock()
+	name := "read"
+	if write {
+		name = "write"
+	}
 	switch {
 	case err != nil:
-		return 0, c.opError("write", err)
+		return 0, c.opError(name, err)
 	case errno != 0:
-		return 0, c.opError("write", os.NewSyscallError("write", errno))
+		return 0, c.opError(name, os.NewSyscallError(name, errno))
 	}
 	return n, nil
-}
-
-// ReadEach reads c into p and hands each read's bytes to fn, until fn
-// returns false (ReadEach then returns nil) or a read fails: io.EOF at the
-// peer's end, the deadline's or Close's error (worded as Read's). A read
-// that filled less than p emptied the socket, so the next one waits for
-// the kernel's readiness instead of first making the system call that
-// would find nothing: under requests and answers (a target's keep-alive
-// answers) one system call fewer per answer. That is safe only inside one
-// RawConn.Read (its start forgets readiness seen before), so fn runs
-// inside the read: it may block, and only ReadEach reads c meanwhile.
-func (c *Conn) ReadEach(p []byte, fn func(b []byte) bool) error {
-	if len(p) == 0 {
-		return nil
-	}
-	o := &c.r
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var errno syscall.Errno
-	eof, stopped := false, false
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return false
-			case e != 0:
-				errno = e
-				return true
-			case n == 0:
-				eof = true
-				return true
-			}
-			if !fn(p[:n]) {
-				stopped = true
-				return true
-			}
-			if int(n) < len(p) {
-				return false // emptied: wait for more
-			}
-		}
-	})
-	switch {
-	case stopped:
-		return nil
-	case err != nil:
-		return c.opError("read", err)
-	case errno != 0:
-		return c.opError("read", os.NewSyscallError("read", errno))
-	case eof:
-		return io.EOF
-	}
-	return nil
-}
-
-// ReadEach is Conn's ReadEach for any connection: for one that is not a
-// Conn (TLS, say), reads one after another, each handed to fn.
-func ReadEach(c net.Conn, p []byte, fn func(b []byte) bool) error {
-	if s, ok := c.(*Conn); ok {
-		return s.ReadEach(p, fn)
-	}
-	for {
-		n, err := c.Read(p)
-		if n > 0 && !fn(p[:n]) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 // opError names the operation as net does ("read", not RawConn's

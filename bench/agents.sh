@@ -5,7 +5,8 @@
 # large file). One gatehouse edge holds both services (bench.example.com
 # direct, tunnel.example.com through the agent); one `gatehouse agent` fronts
 # the same nginx target. Everything on 127.0.0.1, GOMAXPROCS=1 for both
-# gatehouse processes. Prints the ratios against the issue's 0.8 target.
+# gatehouse processes. Prints the ratios against the issue's 0.8 target:
+# of the medians over rounds, and the median of each round's own ratio.
 #
 # Environment: DURATION [10] seconds per wrk run, ROUNDS [3] (median
 # counts), CONNS [50], BULK_MB [512], PORT_BASE [28580], GATEHOUSE (a binary
@@ -187,14 +188,36 @@ for s in $subjects; do
 	printf '%-8s %12s %10s %10s %10s   p50s: %s p99s: %s\n' "$s" "$(median <<<"${rps[$s]}")" "" "" "$(median <<<"${mbs[$s]}")" \
 		"${p50[$s]}" "${p99[$s]}"
 done
+# ratios SUBJECT → the per-round ratios SUBJECT/direct of req/s and of
+# MB/s (each round measures both within seconds, so a change in the
+# machine's load between rounds cancels out) and their medians.
+ratios() {
+	awk -v a="${rps[$1]}" -v b="${rps[direct]}" -v c="${mbs[$1]}" -v d="${mbs[direct]}" -v s="$1" '
+	function med(v, n,   i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+		return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
+	}
+	BEGIN {
+		n = split(a, ra, " "); split(b, rb, " "); split(c, rc, " "); split(d, rd, " ")
+		k = 0; m = 0; ks = ""; ms = ""
+		for (i = 1; i <= n; i++) {
+			if (ra[i] ~ /^[0-9.]+$/ && rb[i] ~ /^[0-9.]+$/ && rb[i] > 0) { kv[++k] = ra[i] / rb[i]; ks = ks sprintf(" %.2f", kv[k]) }
+			if (rc[i] ~ /^[0-9.]+$/ && rd[i] ~ /^[0-9.]+$/ && rd[i] > 0) { mv[++m] = rc[i] / rd[i]; ms = ms sprintf(" %.2f", mv[m]) }
+		}
+		printf "keep-alive %s/direct per round:%s, median %.2f\n", s, ks, k ? med(kv, k) : 0
+		printf "bulk       %s/direct per round:%s, median %.2f\n", s, ms, m ? med(mv, m) : 0
+	}'
+}
 awk -v a="$(median <<<"${rps[tunnel]}")" -v b="$(median <<<"${rps[direct]}")" \
 	-v c="$(median <<<"${mbs[tunnel]}")" -v d="$(median <<<"${mbs[direct]}")" 'BEGIN {
 	printf "keep-alive tunnel/direct %.2f (target >= 0.8: %s)\n", a / b, (a / b >= 0.8 ? "met" : "NOT met")
 	printf "bulk       tunnel/direct %.2f (target >= 0.8: %s)\n", c / d, (c / d >= 0.8 ? "met" : "NOT met")
 }'
+ratios tunnel
 if [ -n "$BASELINE" ]; then
 	awk -v a="$(median <<<"${rps[baseline]}")" -v b="$(median <<<"${rps[direct]}")" \
 		-v c="$(median <<<"${mbs[baseline]}")" -v d="$(median <<<"${mbs[direct]}")" 'BEGIN {
 		printf "keep-alive baseline/direct %.2f\nbulk       baseline/direct %.2f\n", a / b, c / d
 	}'
+	ratios baseline
 fi

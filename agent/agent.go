@@ -308,6 +308,8 @@ func (a *Agent) stream(s *h2mux.Stream, pumps *sync.WaitGroup) {
 	pumps.Add(1) // done when both directions have ended (pair.end)
 	p := &pair{pumps: pumps}
 	u := &upward{s: s, target: target, pair: p}
+	u.raw, _ = target.(*sockio.Conn)
+	u.ready = u.readable
 	d := &downward{s: s, target: target, pair: p, poll: a.poll}
 	p.down = d
 	if a.poll != nil {
@@ -362,74 +364,55 @@ type upward struct {
 // holds none.
 var relayBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (u *upward) park() {
-	if u.ready == nil {
-		u.ready = u.readable
-		u.raw, _ = u.target.(*sockio.Conn)
-	}
-	u.s.NotifyReadable(u.ready)
-}
+func (u *upward) park() { u.s.NotifyReadable(u.ready) }
 
 // readable runs on the tunnel's frame reader (or on park's caller), which
 // must not block: it writes only what the target's socket takes now.
 func (u *upward) readable() {
+	bp := relayBuffers.Get().(*[]byte)
 	if u.raw == nil {
-		go u.drain(nil, nil)
+		go u.pump(bp, nil, false)
 		return
 	}
-	bp := relayBuffers.Get().(*[]byte)
-	for {
-		n, err := u.s.ReadAvailable(*bp)
-		w := 0
-		if n > 0 {
-			var werr error
-			if w, werr = u.raw.TryWrite((*bp)[:n]); werr != nil && err == nil {
-				err = werr
-			}
-		}
-		switch {
-		case err != nil:
-			relayBuffers.Put(bp)
-			u.end(err)
-			return
-		case w < n:
-			go u.drain(bp, (*bp)[w:n]) // the target is slow: wait for it there
-			return
-		case n == 0:
-			relayBuffers.Put(bp)
-			u.park()
-			return
-		}
-	}
+	u.pump(bp, nil, true)
 }
 
-// drain writes pending, then what waits in the stream, to the target, and
-// parks the direction again; at the edge's end it half-closes the target
-// (or closes it on an error). bp holds pending (nil: take a buffer).
-func (u *upward) drain(bp *[]byte, pending []byte) {
-	if bp == nil {
-		bp = relayBuffers.Get().(*[]byte)
-	}
-	defer relayBuffers.Put(bp)
-	if len(pending) > 0 {
-		if _, err := u.target.Write(pending); err != nil {
-			u.end(err)
-			return
-		}
-	}
+// pump writes pending, then what waits in the stream, to the target, and
+// parks the direction again when the stream has nothing more; at the
+// edge's end it half-closes the target (or closes it on an error). now: on
+// the frame reader, so only what the socket takes at once is written, and
+// a goroutine waits for the target with the rest. bp holds pending and
+// goes back to the pool when pump is done with it.
+func (u *upward) pump(bp *[]byte, pending []byte, now bool) {
 	for {
-		n, err := u.s.ReadAvailable(*bp)
-		if n > 0 {
-			if _, werr := u.target.Write((*bp)[:n]); werr != nil && err == nil {
-				err = werr
+		if len(pending) == 0 {
+			n, err := u.s.ReadAvailable(*bp) // bytes or an error, never both
+			switch {
+			case err != nil:
+				relayBuffers.Put(bp)
+				u.end(err)
+				return
+			case n == 0:
+				relayBuffers.Put(bp)
+				u.park()
+				return
 			}
+			pending = (*bp)[:n]
 		}
-		switch {
-		case err != nil:
+		var w int
+		var err error
+		if now {
+			w, err = u.raw.TryWrite(pending)
+		} else {
+			w, err = u.target.Write(pending)
+		}
+		if err != nil {
+			relayBuffers.Put(bp)
 			u.end(err)
 			return
-		case n == 0:
-			u.park()
+		}
+		if pending = pending[w:]; len(pending) > 0 {
+			go u.pump(bp, pending, false) // the target is slow: wait for it there
 			return
 		}
 	}

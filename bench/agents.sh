@@ -8,11 +8,19 @@
 # gatehouse processes. Prints the ratios against the issue's 0.8 target:
 # of the medians over rounds, and the median of each round's own ratio.
 #
+# The reference: the same shape built from HAProxy (bench/agents/haproxy-*.cfg.tmpl, one
+# thread each): an edge that sends bench.example.com straight to the target
+# and tunnel.example.com over HTTP/2 on TLS to a second HAProxy in front of
+# the target, measured in the same rounds as haproxy-direct and
+# haproxy-tunnel; their ratio says what such a second hop costs a mature
+# proxy on this machine.
+#
 # Environment: DURATION [10] seconds per wrk run, ROUNDS [3] (median
 # counts), CONNS [50], BULK_MB [512], PORT_BASE [28580], GATEHOUSE (a binary
 # instead of building this checkout), BASELINE (an earlier build: its own
 # edge and agent, on the next ports, measured as "baseline" through its
-# tunnel in the same rounds). Needs nginx wrk curl openssl.
+# tunnel in the same rounds), HAPROXY [1 when haproxy is installed] (0:
+# leave the reference out). Needs nginx wrk curl openssl.
 #
 # IDLE=N measures memory instead: N SIPS registrations held through the
 # tunnel (client, edge, agent and target are four processes, so that N=10000
@@ -145,7 +153,23 @@ pair "$GATEHOUSE" this "$EDGE" $((PORT_BASE + 2))
 subjects="direct tunnel"
 if [ -n "$BASELINE" ]; then
 	pair "$BASELINE" baseline "$BASE_EDGE" $((PORT_BASE + 4))
-	subjects="direct tunnel baseline"
+	subjects+=" baseline"
+fi
+HAPROXY=${HAPROXY:-$(command -v haproxy >/dev/null && echo 1 || echo 0)}
+HA_EDGE=$((PORT_BASE + 6)) HA_AGENT=$((PORT_BASE + 7))
+if [ "$HAPROXY" = 1 ]; then
+	cat "$work/edge.crt" "$work/edge.key" >"$work/edge.pem"
+	for f in haproxy-edge haproxy-agent; do
+		sed -e "s#@WORK@#$work#g" -e "s#@TARGET@#$TARGET#g" -e "s#@HA_EDGE@#$HA_EDGE#g" -e "s#@HA_AGENT@#$HA_AGENT#g" \
+			"bench/agents/$f.cfg.tmpl" >"$work/$f.cfg"
+		haproxy -c -q -f "$work/$f.cfg" || die "haproxy refused $work/$f.cfg"
+		haproxy -db -f "$work/$f.cfg" >"$work/$f.log" 2>&1 & pids+=($!)
+	done
+	for _ in $(seq 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$HA_EDGE") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$HA_AGENT") 2>/dev/null && break
+		sleep 0.1
+	done
+	subjects+=" haproxy-direct haproxy-tunnel"
 fi
 # target SUBJECT → "edge-port host"
 target() {
@@ -153,6 +177,8 @@ target() {
 	direct) echo "$EDGE bench.example.com" ;;
 	tunnel) echo "$EDGE tunnel.example.com" ;;
 	baseline) echo "$BASE_EDGE tunnel.example.com" ;;
+	haproxy-direct) echo "$HA_EDGE bench.example.com" ;;
+	haproxy-tunnel) echo "$HA_EDGE tunnel.example.com" ;;
 	esac
 }
 for s in $subjects; do
@@ -188,11 +214,12 @@ for s in $subjects; do
 	printf '%-8s %12s %10s %10s %10s   p50s: %s p99s: %s\n' "$s" "$(median <<<"${rps[$s]}")" "" "" "$(median <<<"${mbs[$s]}")" \
 		"${p50[$s]}" "${p99[$s]}"
 done
-# ratios SUBJECT → the per-round ratios SUBJECT/direct of req/s and of
-# MB/s (each round measures both within seconds, so a change in the
-# machine's load between rounds cancels out) and their medians.
+# ratios SUBJECT [REF] → the per-round ratios SUBJECT/REF (direct) of
+# req/s and of MB/s (each round measures both within seconds, so a change
+# in the machine's load between rounds cancels out) and their medians.
 ratios() {
-	awk -v a="${rps[$1]}" -v b="${rps[direct]}" -v c="${mbs[$1]}" -v d="${mbs[direct]}" -v s="$1" '
+	local ref=${2:-direct}
+	awk -v a="${rps[$1]}" -v b="${rps[$ref]}" -v c="${mbs[$1]}" -v d="${mbs[$ref]}" -v s="$1" -v r="$ref" '
 	function med(v, n,   i, j, t) {
 		for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
 		return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
@@ -204,8 +231,8 @@ ratios() {
 			if (ra[i] ~ /^[0-9.]+$/ && rb[i] ~ /^[0-9.]+$/ && rb[i] > 0) { kv[++k] = ra[i] / rb[i]; ks = ks sprintf(" %.2f", kv[k]) }
 			if (rc[i] ~ /^[0-9.]+$/ && rd[i] ~ /^[0-9.]+$/ && rd[i] > 0) { mv[++m] = rc[i] / rd[i]; ms = ms sprintf(" %.2f", mv[m]) }
 		}
-		printf "keep-alive %s/direct per round:%s, median %.2f\n", s, ks, k ? med(kv, k) : 0
-		printf "bulk       %s/direct per round:%s, median %.2f\n", s, ms, m ? med(mv, m) : 0
+		printf "keep-alive %s/%s per round:%s, median %.2f\n", s, r, ks, k ? med(kv, k) : 0
+		printf "bulk       %s/%s per round:%s, median %.2f\n", s, r, ms, m ? med(mv, m) : 0
 	}'
 }
 awk -v a="$(median <<<"${rps[tunnel]}")" -v b="$(median <<<"${rps[direct]}")" \
@@ -220,4 +247,14 @@ if [ -n "$BASELINE" ]; then
 		printf "keep-alive baseline/direct %.2f\nbulk       baseline/direct %.2f\n", a / b, c / d
 	}'
 	ratios baseline
+fi
+if [ "$HAPROXY" = 1 ]; then
+	echo "reference, the same shape from HAProxy (edge and agent one thread each, HTTP/2 on TLS between):"
+	awk -v a="$(median <<<"${rps[haproxy-tunnel]}")" -v b="$(median <<<"${rps[haproxy-direct]}")" \
+		-v c="$(median <<<"${mbs[haproxy-tunnel]}")" -v d="$(median <<<"${mbs[haproxy-direct]}")" \
+		-v t="$(median <<<"${rps[tunnel]}")" -v u="$(median <<<"${mbs[tunnel]}")" 'BEGIN {
+		printf "keep-alive haproxy-tunnel/haproxy-direct %.2f\nbulk       haproxy-tunnel/haproxy-direct %.2f\n", a / b, c / d
+		printf "tunnel/haproxy-tunnel: keep-alive %.2f, bulk %.2f (gatehouse through its agent against HAProxy through its second hop)\n", t / a, u / c
+	}'
+	ratios haproxy-tunnel haproxy-direct
 fi

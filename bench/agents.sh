@@ -20,7 +20,9 @@
 # instead of building this checkout), BASELINE (an earlier build: its own
 # edge and agent, on the next ports, measured as "baseline" through its
 # tunnel in the same rounds), HAPROXY [1 when haproxy is installed] (0:
-# leave the reference out). Needs nginx wrk curl openssl.
+# leave the reference out), BULK_ONLY [0] (1: only the bulk GETs, the
+# subjects' order reversed every other round, so that many short rounds
+# compare two builds under the same noise). Needs nginx wrk curl openssl.
 #
 # IDLE=N measures memory instead: N SIPS registrations held through the
 # tunnel (client, edge, agent and target are four processes, so that N=10000
@@ -197,17 +199,28 @@ bulk() { # port host → MB/s
 	curl -s -o /dev/null -H "Host: $2" -w '%{size_download} %{speed_download}' "http://127.0.0.1:$1/big" |
 		awk -v want="$((BULK_MB << 20))" '$1 != want {print "short:" $1; exit} {printf "%.1f", $2 / 1048576}'
 }
+BULK_ONLY=${BULK_ONLY:-0}
 for round in $(seq "$ROUNDS"); do
-	for subject in $subjects; do
+	order=$subjects
+	[ "$BULK_ONLY" = 1 ] && [ $((round % 2)) = 0 ] && order=$(tr ' ' '\n' <<<"$subjects" | tac | tr '\n' ' ')
+	for subject in $order; do
 		read -r port host < <(target "$subject")
-		read -r r a b < <(ka "$port" "$host")
+		if [ "$BULK_ONLY" = 1 ]; then
+			r=- a=- b=-
+		else
+			read -r r a b < <(ka "$port" "$host")
+		fi
 		rps[$subject]+="$r " p50[$subject]+="$a " p99[$subject]+="$b "
 		mbs[$subject]+="$(bulk "$port" "$host") "
 		echo "round $round $subject: $r req/s p50 $a p99 $b, bulk $(awk '{print $NF}' <<<"${mbs[$subject]}") MB/s" >&2
 	done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-echo "$("$GATEHOUSE" version), wrk -c$CONNS -d${DURATION}s, $ROUNDS rounds (median), bulk ${BULK_MB} MiB"
+if [ "$BULK_ONLY" = 1 ]; then
+	echo "$("$GATEHOUSE" version), bulk only, $ROUNDS rounds (median), ${BULK_MB} MiB"
+else
+	echo "$("$GATEHOUSE" version), wrk -c$CONNS -d${DURATION}s, $ROUNDS rounds (median), bulk ${BULK_MB} MiB"
+fi
 printf '%-8s %12s %10s %10s %10s\n' "" "req/s" "" "" "bulk MB/s"
 for s in $subjects; do
 	# Latencies as wrk prints them (units vary), one per round.
@@ -231,30 +244,34 @@ ratios() {
 			if (ra[i] ~ /^[0-9.]+$/ && rb[i] ~ /^[0-9.]+$/ && rb[i] > 0) { kv[++k] = ra[i] / rb[i]; ks = ks sprintf(" %.2f", kv[k]) }
 			if (rc[i] ~ /^[0-9.]+$/ && rd[i] ~ /^[0-9.]+$/ && rd[i] > 0) { mv[++m] = rc[i] / rd[i]; ms = ms sprintf(" %.2f", mv[m]) }
 		}
-		printf "keep-alive %s/%s per round:%s, median %.2f\n", s, r, ks, k ? med(kv, k) : 0
+		if (k) printf "keep-alive %s/%s per round:%s, median %.2f\n", s, r, ks, med(kv, k)
 		printf "bulk       %s/%s per round:%s, median %.2f\n", s, r, ms, m ? med(mv, m) : 0
 	}'
 }
 awk -v a="$(median <<<"${rps[tunnel]}")" -v b="$(median <<<"${rps[direct]}")" \
 	-v c="$(median <<<"${mbs[tunnel]}")" -v d="$(median <<<"${mbs[direct]}")" 'BEGIN {
-	printf "keep-alive tunnel/direct %.2f (target >= 0.8: %s)\n", a / b, (a / b >= 0.8 ? "met" : "NOT met")
+	if (b > 0) printf "keep-alive tunnel/direct %.2f (target >= 0.8: %s)\n", a / b, (a / b >= 0.8 ? "met" : "NOT met")
 	printf "bulk       tunnel/direct %.2f (target >= 0.8: %s)\n", c / d, (c / d >= 0.8 ? "met" : "NOT met")
 }'
 ratios tunnel
 if [ -n "$BASELINE" ]; then
 	awk -v a="$(median <<<"${rps[baseline]}")" -v b="$(median <<<"${rps[direct]}")" \
 		-v c="$(median <<<"${mbs[baseline]}")" -v d="$(median <<<"${mbs[direct]}")" 'BEGIN {
-		printf "keep-alive baseline/direct %.2f\nbulk       baseline/direct %.2f\n", a / b, c / d
+		if (b > 0) printf "keep-alive baseline/direct %.2f\n", a / b
+		printf "bulk       baseline/direct %.2f\n", c / d
 	}'
 	ratios baseline
+	ratios tunnel baseline
 fi
 if [ "$HAPROXY" = 1 ]; then
 	echo "reference, the same shape from HAProxy (edge and agent one thread each, HTTP/2 on TLS between):"
 	awk -v a="$(median <<<"${rps[haproxy-tunnel]}")" -v b="$(median <<<"${rps[haproxy-direct]}")" \
 		-v c="$(median <<<"${mbs[haproxy-tunnel]}")" -v d="$(median <<<"${mbs[haproxy-direct]}")" \
 		-v t="$(median <<<"${rps[tunnel]}")" -v u="$(median <<<"${mbs[tunnel]}")" 'BEGIN {
-		printf "keep-alive haproxy-tunnel/haproxy-direct %.2f\nbulk       haproxy-tunnel/haproxy-direct %.2f\n", a / b, c / d
-		printf "tunnel/haproxy-tunnel: keep-alive %.2f, bulk %.2f (gatehouse through its agent against HAProxy through its second hop)\n", t / a, u / c
+		if (b > 0) printf "keep-alive haproxy-tunnel/haproxy-direct %.2f\n", a / b
+		printf "bulk       haproxy-tunnel/haproxy-direct %.2f\n", c / d
+		if (a > 0) printf "keep-alive tunnel/haproxy-tunnel %.2f\n", t / a
+		printf "bulk       tunnel/haproxy-tunnel %.2f (gatehouse through its agent against HAProxy through its second hop)\n", u / c
 	}'
 	ratios haproxy-tunnel haproxy-direct
 fi

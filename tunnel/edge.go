@@ -35,11 +35,17 @@ const helloTimeout = 10 * time.Second
 // tens of milliseconds of CPU, which strangers must not be able to queue up.
 const maxHandshakes = 8
 
-// The receive windows of a tunnel on the edge: enough for a few round
-// trips of a fast LAN link per stream, and a bound on what one tunnel holds.
+// The receive windows of a tunnel on the edge: per stream, enough that a
+// download is not held back by a few milliseconds in which the edge is not
+// scheduled (on a busy host 1 MiB made bulk through the tunnel 0.65-0.9x as
+// fast; bench/README.md) nor by a WAN's round trips (4 MiB is 200 MB/s at
+// 20 ms); per tunnel, a bound on what one tunnel holds, sixteen streams'
+// windows, so that clients that stop reading must be many to spend it and
+// stall the tunnel's other streams (TestTunnelSlowReader: fifteen do not).
+// Neither is memory until bytes wait: a stream's chunks come from a pool.
 const (
-	streamWindow = 1 << 20
-	tunnelWindow = 16 << 20
+	streamWindow = 4 << 20
+	tunnelWindow = 16 * streamWindow
 	// maxFrame: large DATA frames cost less per byte on bulk transfers.
 	maxFrame = h2mux.DefaultMaxFrame
 )

@@ -294,10 +294,12 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestTunnelSlowReader: a client that stops reading holds one stream, not
-// the tunnel: what reaches its socket stays bounded (the stream's window
-// and the socket pair's buffers hold the rest back at the agent), and
-// another stream of the same tunnel still flows.
+// TestTunnelSlowReader: clients that stop reading hold their streams, not
+// the tunnel: what one takes from the agent stays bounded (the stream's
+// window and the socket pair's buffers hold the rest back there), and with
+// fifteen such streams, one short of spending the tunnel's window, another
+// stream of the same tunnel still flows. (The client side here is the
+// edge's stream itself, read by nobody.)
 func TestTunnelSlowReader(t *testing.T) {
 	r := newRig(t)
 	flood, err := net.Listen("tcp", "127.0.0.5:0")
@@ -307,16 +309,20 @@ func TestTunnelSlowReader(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { flood.Close(); wg.Wait() })
 	wg.Go(func() {
-		c, err := flood.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 64<<10)
 		for {
-			if _, err := c.Write(buf); err != nil {
+			c, err := flood.Accept()
+			if err != nil {
 				return
 			}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
 		}
 	})
 	_, floodPort, _ := net.SplitHostPort(flood.Addr().String())
@@ -324,19 +330,39 @@ func TestTunnelSlowReader(t *testing.T) {
   - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
 `)
 	r.waitTunnels(1)
+	// filled waits until the tunnel has taken all it will from the
+	// floods: its byte count stops growing.
+	filled := func() int64 {
+		var last int64 = -1
+		for range 100 {
+			time.Sleep(50 * time.Millisecond)
+			now := r.edge.Tunnels()[0].BytesIn
+			if now == last {
+				break
+			}
+			last = now
+		}
+		return last
+	}
 	stuck, err := r.edge.Dial(context.Background(), "hq", "flood.devices.example.com", "sip", false, client)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stuck.Close()
-	// Let the flood fill whatever it can: the socket pair, the stream's window.
-	var last int64
-	for range 20 {
-		time.Sleep(50 * time.Millisecond)
-		last = r.edge.Tunnels()[0].BytesIn
+	if got := filled(); got > tunnel.StreamWindow+(1<<20) {
+		t.Errorf("%d bytes taken from the agent for a client that reads nothing (window %d)", got, tunnel.StreamWindow)
 	}
-	if last > 16<<20 {
-		t.Errorf("%d bytes taken from the agent for a client that reads nothing", last)
+	for range 14 { // fifteen in all: the tunnel's window must outlast them
+		c, err := r.edge.Dial(context.Background(), "hq", "flood.devices.example.com", "sip", false, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	got := filled()
+	t.Logf("fifteen stopped readers hold %d bytes of the tunnel window of %d", got, tunnel.TunnelWindow)
+	if got > tunnel.TunnelWindow-tunnel.StreamWindow/2 {
+		t.Errorf("fifteen stopped readers took %d bytes of a tunnel window of %d", got, tunnel.TunnelWindow)
 	}
 	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
 		t.Fatalf("another stream of the tunnel: %v", err)

@@ -243,16 +243,26 @@ med() { # metric subject
 }
 medi() { med "$@" | awk '{ if ($1 == "nan") print "-"; else printf "%.0f\n", $1 }'; } # rounded
 
+# machine → "busy idle" clock ticks of all CPUs together, from /proc/stat:
+# busy is user, nice, system, irq and softirq (the kernel's TCP work
+# included, wherever it ran), idle is idle and iowait; steal is neither.
+machine() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6; exit}' /proc/stat; }
+
 # measure metric subject command...: runs the command and records the CPU
-# each party used meanwhile, as % of one core.
+# each party used meanwhile, as % of one core, and the machine's busy
+# core-seconds and idle share.
 measure() {
-	local metric=$1 s=$2 t0 tt0 tp0 tc0 t1 out
+	local metric=$1 s=$2 t0 tt0 tp0 tc0 t1 out mb0 mi0 mb1 mi1
 	shift 2
 	tt0=$(ticks "${PID[direct]}") tp0=0
 	[ "$s" = direct ] || tp0=$(ticks "${PID[$s]}")
+	read -r mb0 mi0 < <(machine)
 	tc0=$(client_ticks) t0=$(now)
 	out=$("$@") || die "$metric $s: measurement failed"
 	t1=$(now)
+	read -r mb1 mi1 < <(machine)
+	add "$metric.busy" "$s" "$(awk -v b=$((mb1 - mb0)) -v hz="$TICK" 'BEGIN {printf "%.3f", b / hz}')"
+	add "$metric.idle" "$s" "$(awk -v b=$((mb1 - mb0)) -v i=$((mi1 - mi0)) 'BEGIN {printf "%.0f", b + i ? 100 * i / (b + i) : 0}')"
 	local el tt tp tc
 	tc=$(($(client_ticks) - tc0)) # before ticks, whose ps and awk are children too
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
@@ -343,20 +353,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+per_unit() { awk -v p="$1" -v r="$2" 'BEGIN { if (p + 0 == 0 || r + 0 == 0) print "-"; else printf "%.1f", p * 1e4 / r }'; } # CPU % and rate → µs
 
 table() { # metric title unit
 	local m=$1 s v
 	echo
 	echo "== $2 =="
-	printf '%-14s %10s %8s %19s %9s %7s %7s %7s\n' subject "$3" ×direct "rounds min-max" \
-		"CPU proxy" target client errors
+	printf '%-14s %10s %8s %19s %9s %7s %7s %7s %9s\n' subject "$3" ×direct "rounds min-max" \
+		"CPU proxy" target client errors "proxy µs"
 	for s in "${SUBJECTS[@]}"; do
 		v=$(med "$m" "$s")
-		printf '%-14s %10.0f %8s %19s %8s%% %6s%% %6s%% %7s\n' "$s" "$v" "$(ratio "$v" "$(med "$m" direct)")" \
+		printf '%-14s %10.0f %8s %19s %8s%% %6s%% %6s%% %7s %9s\n' "$s" "$v" "$(ratio "$v" "$(med "$m" direct)")" \
 			"$(span "$m" "$s")" \
 			"$(medi "$m.cpu_proxy" "$s")" "$(medi "$m.cpu_target" "$s")" "$(medi "$m.cpu_client" "$s")" \
-			"$(medi "$m.err" "$s")"
+			"$(medi "$m.err" "$s")" "$(per_unit "$(med "$m.cpu_proxy" "$s")" "$v")"
 	done
+	echo "(proxy µs: the proxy's CPU per request, connection or MB, from its CPU share and the rate)"
 	printf 'gatehouse / haproxy-http %s   / haproxy-tcp %s   / nginx %s\n' \
 		"$(ratio "$(med "$m" gatehouse)" "$(med "$m" haproxy-http)")" \
 		"$(ratio "$(med "$m" gatehouse)" "$(med "$m" haproxy-tcp)")" \
@@ -377,6 +389,15 @@ echo "DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS BULK_MB=$BULK_MB BULK_GETS=
 table ka "keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, GET /small (200-byte body)" req/s
 table nc "new connections: the same with Connection: close, one request per connection" conn/s
 table bulk "bulk: curl, GET /big ($BULK_MB MiB) x$BULK_GETS on one connection" MB/s
+# What moving a GB costs the whole machine (client, proxy, target and the
+# kernel's TCP work together): when no subject keeps the CPUs busy, the
+# rate a path can reach is about the machine's busy share over this.
+printf 'machine CPU per GB moved (core-s, medians; idle share of the CPUs meanwhile):'
+for s in "${SUBJECTS[@]}"; do
+	printf ' %s %s (%s%%)' "$s" "$(awk -v c="$(med bulk.busy "$s")" -v gb="$(awk -v m="$BULK_MB" -v g="$BULK_GETS" 'BEGIN {print m * g * 1048576 / 1e9}')" \
+		'BEGIN {printf "%.2f", c / gb}')" "$(medi bulk.idle "$s")"
+done
+echo
 # The HTTPS tables: gatehouse against HAProxy, both terminating TLS.
 tls_table() { # metric title unit
 	local m=$1 s v

@@ -37,7 +37,7 @@ const maxHandshakes = 8
 
 // The receive windows of a tunnel on the edge: per stream, enough that a
 // download is not held back by a few milliseconds in which the edge is not
-// scheduled (on a busy host 1 MiB made bulk through the tunnel 0.65-0.9x as
+// scheduled (on a busy host 1 MiB made bulk through the tunnel 0.65-0.95x as
 // fast; bench/README.md) nor by a WAN's round trips (4 MiB is 200 MB/s at
 // 20 ms); per tunnel, a bound on what one tunnel holds, sixteen streams'
 // windows, so that clients that stop reading must be many to spend it and

@@ -50,6 +50,12 @@ const (
 	maxFrame = h2mux.DefaultMaxFrame
 )
 
+// stallTimeout: while a tunnel's window is short, a stream whose client
+// has read nothing for this long is reset, so that clients that stop
+// reading cannot hold the tunnel's other streams (h2mux's StallTimeout).
+// A variable for tests.
+var stallTimeout = 10 * time.Second
+
 // missedBeats is how many heartbeats a tunnel may miss before it is dropped.
 const missedBeats = 3
 
@@ -369,7 +375,7 @@ func (s *Server) handshake(raw net.Conn, conn *tls.Conn) (*tunnel, error) {
 	// edge: streamWindow per stream, tunnelWindow per tunnel. The agent
 	// sets its side's windows.
 	mc, err := h2mux.Client(conn, h2mux.Config{StreamWindow: streamWindow, ConnWindow: tunnelWindow,
-		MaxFrame: maxFrame, MaxStreams: int(t.maxStreams), CloseGrace: closeGrace,
+		MaxFrame: maxFrame, MaxStreams: int(t.maxStreams), CloseGrace: closeGrace, StallTimeout: stallTimeout,
 		Misbehaved: func(err error) {
 			s.log.Warn("agent tunnel: protocol error", "account", t.account, "agent", t.remote, "err", err)
 			s.report(conn, t.account, "agent protocol error")
@@ -693,6 +699,12 @@ func (t *tunnel) open(ctx context.Context, st Stream) (net.Conn, error) {
 		s.Close()
 		return nil, fmt.Errorf("%w: %s", errAgentRefused, fieldValue(s.Fields(), strings.ToLower(HError)))
 	}
+	s.OnAbort(func() {
+		if s.Stalled() {
+			t.s.log.Warn("agent tunnel: stream reset: its client read nothing while the tunnel's window ran short",
+				"client", st.Client, "service", st.Service, "account", t.account, "agent", t.remote, "after", stallTimeout)
+		}
+	})
 	return &streamConn{Stream: s, addr: streamAddr(st.Service)}, nil
 }
 

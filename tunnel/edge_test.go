@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-pbx/gatehouse/internal/testpki"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 	"github.com/gatehouse-pbx/gatehouse/tunnel"
+	"github.com/gatehouse-pbx/gatehouse/tunnel/h2mux"
 )
 
 // events records what the edge reports, as the refusal log would.
@@ -64,13 +65,20 @@ type rig struct {
 // newRig starts an edge on 127.0.0.2 whose account hq (token "s3cret")
 // may register echo.example.com and *.devices.example.com, and an echo
 // target on 127.0.0.5.
-func newRig(t testing.TB) *rig {
+func newRig(t testing.TB) *rig { return newRigLog(t, nil) }
+
+// newRigLog is newRig whose edge also logs into capture (when not nil).
+func newRigLog(t testing.TB, capture *logBuffer) *rig {
 	ca := testpki.NewCA(t, "edge")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	r := &rig{t: t, ca: ca, cert: ca.Server("edge.example.com"), events: &events{}, hash: string(hash),
 		addr: testpeer.FreeAddrOn(t, "127.0.0.2")}
 	cfg := r.config("")
-	edge, err := tunnel.New(cfg, tunnel.Options{Logger: testLogger(t), Guard: r.events})
+	log := testLogger(t)
+	if capture != nil {
+		log = slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, capture), nil))
+	}
+	edge, err := tunnel.New(cfg, tunnel.Options{Logger: log, Guard: r.events})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +150,21 @@ func (r *rig) waitTunnels(n int) {
 var client = netip.MustParseAddrPort("192.0.2.7:5060")
 
 // echo sends a line through a stream to name and reads it back.
+// filled waits until the tunnel has taken all it will from the agent (its
+// byte count stops growing) and returns that count.
+func (r *rig) filled() int64 {
+	var last int64 = -1
+	for range 100 {
+		time.Sleep(50 * time.Millisecond)
+		now := r.edge.Tunnels()[0].BytesIn
+		if now == last {
+			break
+		}
+		last = now
+	}
+	return last
+}
+
 func (r *rig) echoThrough(account, name string) error {
 	c, err := r.edge.Dial(context.Background(), account, name, "sip", false, client)
 	if err != nil {
@@ -280,6 +303,24 @@ agents:
 	}
 }
 
+// logBuffer collects log lines for a test to look at.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
@@ -330,26 +371,12 @@ func TestTunnelSlowReader(t *testing.T) {
   - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
 `)
 	r.waitTunnels(1)
-	// filled waits until the tunnel has taken all it will from the
-	// floods: its byte count stops growing.
-	filled := func() int64 {
-		var last int64 = -1
-		for range 100 {
-			time.Sleep(50 * time.Millisecond)
-			now := r.edge.Tunnels()[0].BytesIn
-			if now == last {
-				break
-			}
-			last = now
-		}
-		return last
-	}
 	stuck, err := r.edge.Dial(context.Background(), "hq", "flood.devices.example.com", "sip", false, client)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stuck.Close()
-	if got := filled(); got > tunnel.StreamWindow+(1<<20) {
+	if got := r.filled(); got > tunnel.StreamWindow+(1<<20) {
 		t.Errorf("%d bytes taken from the agent for a client that reads nothing (window %d)", got, tunnel.StreamWindow)
 	}
 	for range 14 { // fifteen in all: the tunnel's window must outlast them
@@ -359,13 +386,91 @@ func TestTunnelSlowReader(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	got := filled()
+	got := r.filled()
 	t.Logf("fifteen stopped readers hold %d bytes of the tunnel window of %d", got, tunnel.TunnelWindow)
 	if got > tunnel.TunnelWindow-tunnel.StreamWindow/2 {
 		t.Errorf("fifteen stopped readers took %d bytes of a tunnel window of %d", got, tunnel.TunnelWindow)
 	}
 	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
 		t.Fatalf("another stream of the tunnel: %v", err)
+	}
+}
+
+// TestTunnelStalledReadersAreReset: clients that stop reading and spend a
+// tunnel's whole window (sixteen of them, and one more) are reset once
+// they have read nothing for the stall timeout, each with a log line that
+// names the client and the service, and the tunnel's other streams flow
+// again.
+func TestTunnelStalledReadersAreReset(t *testing.T) {
+	old := tunnel.SetStallTimeout(300 * time.Millisecond)
+	t.Cleanup(func() { tunnel.SetStallTimeout(old) })
+	logs := &logBuffer{}
+	r := newRigLog(t, logs)
+	flood, err := net.Listen("tcp", "127.0.0.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { flood.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := flood.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	_, floodPort, _ := net.SplitHostPort(flood.Addr().String())
+	r.agent("account: hq\ntoken: s3cret", `  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}
+  - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
+`)
+	r.waitTunnels(1)
+	const stoppers = tunnel.TunnelWindow/tunnel.StreamWindow + 1
+	stuck := make([]net.Conn, 0, stoppers)
+	for range stoppers {
+		c, err := r.edge.Dial(context.Background(), "hq", "flood.devices.example.com", "sip", false, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		stuck = append(stuck, c)
+	}
+	for deadline := time.Now().Add(10 * time.Second); r.edge.Tunnels()[0].BytesIn < tunnel.TunnelWindow; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped readers took %d bytes, not the tunnel's window of %d", r.edge.Tunnels()[0].BytesIn, tunnel.TunnelWindow)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.echoThrough("hq", "echo.example.com"); err != nil {
+		t.Fatalf("another stream of the tunnel: %v", err)
+	}
+	// A reset stream's first read says so (its bytes were dropped); a
+	// stream that was not reset reads bytes.
+	reset := 0
+	buf := make([]byte, 1<<20)
+	for _, c := range stuck {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(buf); errors.Is(err, h2mux.ErrStalled) {
+			reset++
+		}
+	}
+	if reset < stoppers-1 {
+		t.Errorf("%d of %d stopped readers were reset for it", reset, stoppers)
+	}
+	if n := strings.Count(logs.String(), "its client read nothing while the tunnel's window ran short"); n != reset {
+		t.Errorf("%d log lines for %d streams reset:\n%s", n, reset, logs.String())
+	}
+	if !strings.Contains(logs.String(), "service=flood.devices.example.com") || !strings.Contains(logs.String(), "client="+client.String()) {
+		t.Errorf("the log lines do not name the client and the service:\n%s", logs.String())
 	}
 }
 

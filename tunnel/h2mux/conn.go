@@ -76,6 +76,10 @@ type Config struct {
 	// Misbehaved hears each protocol error of the peer (connection or
 	// stream); nil: they only end what they concern.
 	Misbehaved func(error)
+	// StallTimeout: while the connection's receive window is short, a
+	// stream whose reader has taken nothing for this long is reset
+	// (stall.go); 0: never.
+	StallTimeout time.Duration
 }
 
 // ProtocolError is a peer's breach of HTTP/2 (or of this use of it).
@@ -137,6 +141,8 @@ type Conn struct {
 	err           error // why the connection ended
 	budget        int
 	budgetAt      time.Time
+	stallArmed    bool        // a stall check is due (stall.go)
+	stallTimer    *time.Timer // its timer
 
 	lastRead  atomic.Int64 // unix nanoseconds of the last frame read
 	bytesIn   atomic.Int64 // DATA payload received
@@ -406,6 +412,9 @@ func (c *Conn) fail(err error) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.err = err
+		if c.stallTimer != nil {
+			c.stallTimer.Stop()
+		}
 		streams := c.streams
 		c.streams = map[uint32]*Stream{}
 		for _, ch := range c.pings {

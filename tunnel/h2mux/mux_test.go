@@ -429,3 +429,118 @@ func heap() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse + m.StackInuse)
 }
+
+// TestStalledReadersAreReset: readers that stop and spend the whole
+// connection window between them are reset after StallTimeout (ErrStalled
+// there, a reset for their writers), and the connection's other streams
+// flow again; a reader that keeps taking bytes, however slowly, is not.
+func TestStalledReadersAreReset(t *testing.T) {
+	const win, connWin = 64 << 10, 256 << 10
+	stuck := make(chan struct{})
+	type held struct {
+		s    *Stream
+		slow bool
+		err  chan error
+	}
+	heldc := make(chan held, 8)
+	scfg := Config{StreamWindow: win, ConnWindow: connWin, StallTimeout: 200 * time.Millisecond, Handler: func(s *Stream) {
+		if s.Path() == "/echo" {
+			echo(s)
+			return
+		}
+		h := held{s: s, slow: s.Path() == "/slow", err: make(chan error, 1)}
+		s.Respond(200, nil, false)
+		heldc <- h
+		if h.slow { // one byte every 20 ms
+			var b [1]byte
+			for {
+				select {
+				case <-stuck:
+					s.Close()
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				if _, err := s.Read(b[:]); err != nil {
+					h.err <- err
+					return
+				}
+			}
+		}
+		<-stuck // reads nothing until the end
+		_, err := s.Read(make([]byte, 1))
+		h.err <- err
+		s.Close()
+	}}
+	cl, _ := pair(t, Config{}, scfg)
+	t.Cleanup(func() { close(stuck) })
+	writers := make([]*Stream, 0, 4)
+	for i := range 4 {
+		path := "/stuck"
+		if i == 0 {
+			path = "/slow"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s, err := cl.Open(ctx, "agent", path, nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		writers = append(writers, s)
+		s.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		go s.Write(make([]byte, 4*win)) // as much as the windows let through
+	}
+	hs := make([]held, 0, 4)
+	for range 4 {
+		hs = append(hs, <-heldc)
+	}
+	// The other stream gets through once the stopped readers are reset.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := cl.Open(ctx, "agent", "/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(s, "still flowing")
+	buf := make([]byte, len("still flowing"))
+	if _, err := io.ReadFull(s, buf); err != nil {
+		t.Fatalf("another stream: %v", err)
+	}
+	waitFor(t, "the stopped readers' reset", func() bool {
+		for _, h := range hs {
+			if h.slow {
+				continue
+			}
+			h.s.mu.Lock()
+			err := h.s.rErr
+			h.s.mu.Unlock()
+			if err != ErrStalled {
+				return false
+			}
+		}
+		return true
+	})
+	for _, h := range hs {
+		select {
+		case err := <-h.err:
+			if h.slow {
+				t.Errorf("the slow reader was cut: %v", err)
+			}
+		default:
+		}
+	}
+	// The writers of the reset streams are told.
+	waitFor(t, "the writers' reset", func() bool {
+		n := 0
+		for _, w := range writers[1:] {
+			w.mu.Lock()
+			if errors.Is(w.wErr, ErrStreamReset) {
+				n++
+			}
+			w.mu.Unlock()
+		}
+		return n == 3
+	})
+}

@@ -142,6 +142,7 @@ func (c *Conn) onData(f *http2.DataFrame) error {
 		return connErr(http2.ErrCodeFlowControl, "DATA beyond the connection's window")
 	}
 	c.recvWin -= int64(n)
+	c.armStallCheck()
 	s, idle := c.streams[f.StreamID], c.idle(f.StreamID)
 	c.mu.Unlock()
 	if s == nil {

@@ -39,11 +39,17 @@ type Stream struct {
 	buf     []*[]byte // chunks of unread DATA
 	head    int       // read offset into buf[0]
 	unread  int
-	recvWin int32 // what the peer may still send
-	unacked int32 // read, not yet returned in a WINDOW_UPDATE
-	rEnded  bool  // END_STREAM received
-	rErr    error // reset, or the connection ended
-	closed  bool  // Close was called: what arrives is dropped
+	recvWin int32  // what the peer may still send
+	unacked int32  // read, not yet returned in a WINDOW_UPDATE
+	rEnded  bool   // END_STREAM received
+	rErr    error  // reset, or the connection ended
+	closed  bool   // Close was called: what arrives is dropped
+	reads   uint32 // reads that took bytes, for the stall checks
+	// The stall checks' (stall.go): reads at the last check, and since when
+	// the reader has taken nothing while bytes waited and the window was short.
+	stallReads uint32
+	stallFrom  time.Time
+	stalled    bool // reset for its stalled reader
 	// Send side.
 	sendWin     int64
 	wEnded      bool // END_STREAM sent
@@ -237,6 +243,7 @@ func (s *Stream) read(b []byte, wait bool) (int, error) {
 			s.release()
 		}
 	}
+	s.reads++
 	s.mu.Unlock()
 	s.c.credit(s, int32(n))
 	return n, nil

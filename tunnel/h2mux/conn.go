@@ -14,7 +14,9 @@
 //   - No buffer per idle stream: DATA waits in chunks from a pool, bounded by
 //     the stream's receive window, and the chunks go back once read.
 //   - Flow control blocks only the stream whose window is spent; the
-//     connection's window bounds what all streams together hold.
+//     connection's window bounds what all streams together hold, and
+//     readers that stop cannot keep it spent: Config.StallTimeout resets
+//     them while it is short (stall.go).
 //
 // The receive side is strict: frames on unknown streams, window overflows,
 // oversized frames, too many streams and floods of SETTINGS, PING or

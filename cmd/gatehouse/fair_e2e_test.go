@@ -107,13 +107,21 @@ func TestSpreadFloodOver2000Addresses(t *testing.T) {
 	}
 	ok := f.good(t, 40)
 	healthy := f.adminHealthy(t)
-	st = f.gateStats(t)
+	// The flood's silent connections end at first_packet_timeout and are
+	// dialled again, all about together, so one look can fall into the
+	// gap: the flood still holds the appliance if it is full again within
+	// a cycle.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if st = f.gateStats(t); st.Capped >= 170 || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("unloaded %d of 20; during the flood %d of 40; gate %+v", base, ok, st)
 	if float64(ok)/40 < 0.95*float64(base)/20 || !healthy {
 		t.Errorf("during the flood: good client %d of 40 (unloaded %d of 20), admin healthy %v", ok, base, healthy)
 	}
 	if st.RefusedFair == 0 || st.Capped < 170 {
-		t.Errorf("the range rules did not refuse the flood: %+v", st)
+		t.Errorf("the range rules did not refuse the flood, or it no longer filled the appliance: %+v", st)
 	}
 	f.in.waitLog(t, "connection refused: connection limit per range")
 }

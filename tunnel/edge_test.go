@@ -68,7 +68,7 @@ type rig struct {
 func newRig(t testing.TB) *rig { return newRigLog(t, nil) }
 
 // newRigLog is newRig whose edge also logs into capture (when not nil).
-func newRigLog(t testing.TB, capture *logBuffer) *rig {
+func newRigLog(t testing.TB, capture *testpeer.Log) *rig {
 	ca := testpki.NewCA(t, "edge")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	r := &rig{t: t, ca: ca, cert: ca.Server("edge.example.com"), events: &events{}, hash: string(hash),
@@ -150,6 +150,25 @@ func (r *rig) waitTunnels(n int) {
 var client = netip.MustParseAddrPort("192.0.2.7:5060")
 
 // echo sends a line through a stream to name and reads it back.
+// floodAgent starts an agent for echo.example.com and for
+// flood.devices.example.com, a target that writes to every connection
+// without end, and waits for its tunnel.
+func (r *rig) floodAgent() {
+	flood := testpeer.Serve(r.t, "127.0.0.5:0", func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	_, floodPort, _ := net.SplitHostPort(flood)
+	r.agent("account: hq\ntoken: s3cret", `  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}
+  - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
+`)
+	r.waitTunnels(1)
+}
+
 // filled waits until the tunnel has taken all it will from the agent (its
 // byte count stops growing) and returns that count.
 func (r *rig) filled() int64 {
@@ -303,24 +322,6 @@ agents:
 	}
 }
 
-// logBuffer collects log lines for a test to look at.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
@@ -343,34 +344,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // edge's stream itself, read by nobody.)
 func TestTunnelSlowReader(t *testing.T) {
 	r := newRig(t)
-	flood, err := net.Listen("tcp", "127.0.0.5:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { flood.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := flood.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	_, floodPort, _ := net.SplitHostPort(flood.Addr().String())
-	r.agent("account: hq\ntoken: s3cret", `  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}
-  - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
-`)
-	r.waitTunnels(1)
+	r.floodAgent()
 	stuck, err := r.edge.Dial(context.Background(), "hq", "flood.devices.example.com", "sip", false, client)
 	if err != nil {
 		t.Fatal(err)
@@ -404,36 +378,9 @@ func TestTunnelSlowReader(t *testing.T) {
 func TestTunnelStalledReadersAreReset(t *testing.T) {
 	old := tunnel.SetStallTimeout(300 * time.Millisecond)
 	t.Cleanup(func() { tunnel.SetStallTimeout(old) })
-	logs := &logBuffer{}
+	logs := &testpeer.Log{}
 	r := newRigLog(t, logs)
-	flood, err := net.Listen("tcp", "127.0.0.5:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { flood.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := flood.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	_, floodPort, _ := net.SplitHostPort(flood.Addr().String())
-	r.agent("account: hq\ntoken: s3cret", `  - {name: echo.example.com, target: 127.0.0.5, ports: {sip: PORT}}
-  - {name: flood.devices.example.com, target: 127.0.0.5, ports: {sip: `+floodPort+`}}
-`)
-	r.waitTunnels(1)
+	r.floodAgent()
 	const stoppers = tunnel.TunnelWindow/tunnel.StreamWindow + 1
 	stuck := make([]net.Conn, 0, stoppers)
 	for range stoppers {

@@ -109,6 +109,24 @@ func open(t testing.TB, c *Conn) *Stream {
 	return s
 }
 
+// echoFlows checks that a new /echo stream of cl answers within 5 s.
+func echoFlows(t testing.TB, cl *Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := cl.Open(ctx, "agent", "/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(s, "still flowing")
+	buf := make([]byte, len("still flowing"))
+	if _, err := io.ReadFull(s, buf); err != nil {
+		t.Fatalf("another stream: %v", err)
+	}
+}
+
 func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
@@ -278,18 +296,7 @@ func TestStoppedReader(t *testing.T) {
 	if unread > connWin || int64(unread) != sent {
 		t.Fatalf("the receiver holds %d bytes (sent %d, connection window %d)", unread, sent, connWin)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := cl.Open(ctx, "agent", "/echo", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	io.WriteString(s, "still flowing")
-	buf := make([]byte, len("still flowing"))
-	if _, err := io.ReadFull(s, buf); err != nil {
-		t.Fatalf("another stream: %v", err)
-	}
+	echoFlows(t, cl)
 }
 
 // TestInteropStockServer: x/net's http2.Server serves the client role: the
@@ -494,20 +501,7 @@ func TestStalledReadersAreReset(t *testing.T) {
 	for range 4 {
 		hs = append(hs, <-heldc)
 	}
-	// The other stream gets through once the stopped readers are reset.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := cl.Open(ctx, "agent", "/echo", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(s, "still flowing")
-	buf := make([]byte, len("still flowing"))
-	if _, err := io.ReadFull(s, buf); err != nil {
-		t.Fatalf("another stream: %v", err)
-	}
+	echoFlows(t, cl) // once the stopped readers are reset
 	waitFor(t, "the stopped readers' reset", func() bool {
 		for _, h := range hs {
 			if h.slow {

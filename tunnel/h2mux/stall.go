@@ -86,9 +86,7 @@ func (s *Stream) stall() {
 	dropped := s.drop()
 	s.stalled = true
 	s.mu.Unlock()
-	s.abort(ErrStalled)
-	s.c.forget(s)
-	s.c.queue(control{typ: http2.FrameRSTStream, stream: s.id, val: uint32(http2.ErrCodeCancel)})
+	s.reset(ErrStalled, http2.ErrCodeCancel)
 	if dropped > 0 {
 		s.c.credit(nil, dropped)
 	}

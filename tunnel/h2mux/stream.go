@@ -464,13 +464,18 @@ func (s *Stream) Close() error {
 
 // Reset ends the stream at once with RST_STREAM(code), unless it ended.
 func (s *Stream) Reset(code http2.ErrCode) {
+	s.reset(fmt.Errorf("%w here (%v)", ErrStreamReset, code), code)
+}
+
+// reset is Reset with the error the stream's side here gets.
+func (s *Stream) reset(err error, code http2.ErrCode) {
 	s.mu.Lock()
 	done := s.done
 	s.mu.Unlock()
 	if done {
 		return
 	}
-	s.abort(fmt.Errorf("%w here (%v)", ErrStreamReset, code))
+	s.abort(err)
 	s.c.forget(s)
 	s.c.queue(control{typ: http2.FrameRSTStream, stream: s.id, val: uint32(code)})
 }

@@ -405,3 +405,64 @@ func TestAgentUploadToSlowTarget(t *testing.T) {
 		t.Fatalf("upload through the tunnel: %s %q, want 200 %q", code, got, want)
 	}
 }
+
+// TestAgentStalledClientsAreCut: seventeen curls download a large file
+// from nginx behind the agent and are stopped (SIGSTOP), so that their
+// streams spend the tunnel's whole window; the edge resets them once they
+// have read nothing for the stall timeout (10 s), says so in its log with
+// the client's address, and another client's request through the same
+// tunnel is answered.
+func TestAgentStalledClientsAreCut(t *testing.T) {
+	r := newAgentRig(t)
+	root := t.TempDir()
+	os.Chmod(root, 0o755) // nginx may read as another user
+	if err := os.MkdirAll(filepath.Join(root, "PBX0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big, err := os.Create(filepath.Join(root, "PBX0", "MY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Truncate(4 << 30) // sparse: far more than the clients' and the tunnel's buffers together
+	big.Close()
+	if err := os.WriteFile(filepath.Join(root, "PBX0", "a"), []byte("small"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(big.Name(), 0o644)
+	bigAddr := "127.0.0.5:" + fmt.Sprint(testpeer.FreePort(t))
+	testpeer.Nginx(t, "\taccess_log off;\n\tserver { listen "+bigAddr+"; location / { root "+root+"; } }")
+	testpeer.WaitListening(t, bigAddr)
+	r.agentConfig = regexp.MustCompile(`ports: \{http: \d+\}`).ReplaceAllString(r.agentConfig,
+		"ports: {http: "+bigAddr[strings.LastIndexByte(bigAddr, ':')+1:]+"}")
+	edge := start(t, r.edgeConfig, r.httpAddr)
+	startAgent(t, r.agentConfig).waitLog(t, "tunnel up")
+
+	const stoppers = 17 // one more than the tunnel's window holds streams' windows
+	var curls []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range curls {
+			c.Process.Signal(syscall.SIGCONT)
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	for range stoppers {
+		c := exec.Command("curl", "-s", "-o", "/dev/null", "--interface", "127.0.0.4",
+			"-H", "Host: hq.example.com", "http://"+r.httpAddr+"/PBX0/MY")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		curls = append(curls, c)
+	}
+	time.Sleep(500 * time.Millisecond) // every download under way
+	for _, c := range curls {
+		c.Process.Signal(syscall.SIGSTOP)
+	}
+	edge.waitLogFor(t, 60*time.Second, "its client read nothing while the tunnel's window ran short")
+	if !strings.Contains(edge.log.String(), "client=127.0.0.4:") {
+		t.Errorf("the reset's log line does not name the client:\n%s", edge.log)
+	}
+	if code, body := curl(t, "127.0.0.3", "-H", "Host: hq.example.com", "http://"+r.httpAddr+"/PBX0/a"); code != "200" || body != "small" {
+		t.Fatalf("another client through the tunnel: %s %q", code, body)
+	}
+}

@@ -120,7 +120,13 @@ func (in *instance) signal(t *testing.T, sig syscall.Signal) {
 // waitLog waits until the log contains s.
 func (in *instance) waitLog(t *testing.T, s string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	in.waitLogFor(t, 10*time.Second, s)
+}
+
+// waitLogFor is waitLog with a wait of d.
+func (in *instance) waitLogFor(t *testing.T, d time.Duration, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if strings.Contains(in.log.String(), s) {
 			return
 		}

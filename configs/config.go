@@ -48,21 +48,21 @@ type Config struct {
 	// file has no cluster section.
 	Cluster Cluster `yaml:"cluster"`
 
-	// byName indexes Services by lowercased name; nil in a Config built by hand.
+	// byName indexes Services by FoldName of their names; nil in a Config built by hand.
 	byName map[string]*Service
 }
 
-// Service returns the service called name, compared case-insensitively, or
-// nil. A name no service has exactly may match a pattern service
+// Service returns the service called name, compared with ASCII case
+// ignored (EqualName), or nil. A name no service has exactly may match a pattern service
 // ("*.devices.example.com", where "*" stands for exactly one DNS label).
 func (c *Config) Service(name string) *Service {
 	if c.byName != nil {
-		if s := c.byName[strings.ToLower(name)]; s != nil {
+		if s := c.byName[FoldName(name)]; s != nil {
 			return s
 		}
 	} else {
 		for i := range c.Services {
-			if strings.EqualFold(c.Services[i].Name, name) {
+			if EqualName(c.Services[i].Name, name) {
 				return &c.Services[i]
 			}
 		}
@@ -75,11 +75,12 @@ func (c *Config) Service(name string) *Service {
 	return nil
 }
 
-// MatchName reports whether name matches pattern, compared
-// case-insensitively: equal, or, for a pattern whose first label is "*",
-// equal after replacing that label by exactly one non-empty label of name.
+// MatchName reports whether name matches pattern, compared with ASCII case
+// ignored (EqualName): equal, or, for a pattern whose first label is "*",
+// equal after replacing that label by exactly one DNS label of name
+// (letters, digits, '-' and '_', as isDNSName allows).
 func MatchName(pattern, name string) bool {
-	if strings.EqualFold(pattern, name) {
+	if EqualName(pattern, name) {
 		return true
 	}
 	rest, ok := strings.CutPrefix(pattern, "*.")
@@ -87,7 +88,19 @@ func MatchName(pattern, name string) bool {
 		return false
 	}
 	label, tail, ok := strings.Cut(name, ".")
-	return ok && label != "" && label != "*" && strings.EqualFold(tail, rest)
+	return ok && dnsLabel(label) && EqualName(tail, rest)
+}
+
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // TLS holds the certificates gatehouse offers and the CAs it trusts.

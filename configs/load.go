@@ -50,7 +50,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	c.byName = make(map[string]*Service, len(c.Services))
 	for i := range c.Services {
-		c.byName[strings.ToLower(c.Services[i].Name)] = &c.Services[i]
+		c.byName[FoldName(c.Services[i].Name)] = &c.Services[i]
 	}
 	return c, nil
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
 // CertSource is where certificates come from besides tls.certificates:
@@ -44,7 +46,7 @@ func (t *Table) useCerts(src CertSource) {
 	}
 	t.certs = src
 	get := func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		name := strings.ToLower(strings.TrimSuffix(hi.ServerName, "."))
+		name := configs.FoldName(strings.TrimSuffix(hi.ServerName, "."))
 		for i := range t.Config.TLS.Certificates {
 			ck := &t.Config.TLS.Certificates[i]
 			if ck.Loaded.Leaf != nil && ck.Loaded.Leaf.VerifyHostname(name) == nil {

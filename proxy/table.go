@@ -173,7 +173,7 @@ func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		tc := &tls.Config{RootCAs: cfg.TLS.TargetCAPool, MinVersion: tls.VersionTLS12, ServerName: s.Target}
-		t.targetTLS[strings.ToLower(s.Name)] = tc
+		t.targetTLS[configs.FoldName(s.Name)] = tc
 	}
 	return t
 }
@@ -243,7 +243,7 @@ func (t *Table) ServerTLS(typ string) *tls.Config { return t.serverTLS[typ] }
 
 // TargetTLS returns the TLS configuration for dialling service's target.
 func (t *Table) TargetTLS(service string) *tls.Config {
-	return t.targetTLS[strings.ToLower(service)]
+	return t.targetTLS[configs.FoldName(service)]
 }
 
 // TargetTLSBase is the TLS configuration for targets without a server
@@ -306,7 +306,7 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool,
 	}
 	port := svc.Port
 	if svc.Agent != "" {
-		name = strings.ToLower(name)
+		name = configs.FoldName(name)
 		var ports map[string]int
 		ok := false
 		if t.agents != nil {
@@ -325,7 +325,7 @@ func (t *Table) Resolve(client netip.Addr, typ configs.ServiceType, secure bool,
 	case hasPlain && hasTLS:
 		useTLS = secure
 		if useTLS && checksCertificate(svc, typ.Family) {
-			useTLS = identity != "" && strings.EqualFold(identity, verifiedCN)
+			useTLS = identity != "" && configs.EqualName(identity, verifiedCN)
 		}
 	case hasTLS:
 		useTLS = true

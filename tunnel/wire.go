@@ -154,7 +154,7 @@ func DecodeHello(body []byte) (*Hello, error) {
 	seen := map[string]bool{}
 	for i := range h.Services {
 		s := &h.Services[i]
-		s.Name = strings.ToLower(s.Name)
+		s.Name = configs.FoldName(s.Name) // then validName: ASCII only
 		if !validName(s.Name) {
 			return nil, fmt.Errorf("%w: service %d: bad name", errBadHello, i)
 		}

@@ -43,6 +43,7 @@ func TestHelloRefused(t *testing.T) {
 		{"trailing value", `{"version":1,"account":"a","services":[]} {}`},
 		{"pattern name", `{"version":1,"account":"a","services":[{"name":"*.example.com","ports":{"http":80}}]}`},
 		{"name with a space", `{"version":1,"account":"a","services":[{"name":"a b","ports":{"http":80}}]}`},
+		{"name that lowers to another", `{"version":1,"account":"a","services":[{"name":"\u212Aiosk.example.com","ports":{"http":80}}]}`}, // KELVIN SIGN
 		{"name twice, in two cases", `{"version":1,"account":"a","services":[{"name":"a","ports":{"http":80}},{"name":"A","ports":{"http":80}}]}`},
 		{"no ports", `{"version":1,"account":"a","services":[{"name":"a","ports":{}}]}`},
 		{"unknown type", `{"version":1,"account":"a","services":[{"name":"a","ports":{"ftp":21}}]}`},

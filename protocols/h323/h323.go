@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -182,7 +183,7 @@ func (r registration) who() string {
 func (r *registration) check(m *rasInfo) error {
 	if m.gatekeeperID != nil {
 		service, ok := serviceName(bmpString(m.gatekeeperID))
-		if !ok || !strings.EqualFold(service, r.service) {
+		if !ok || !configs.EqualName(service, r.service) {
 			return errOtherService
 		}
 	}
@@ -197,7 +198,7 @@ func (r *registration) check(m *rasInfo) error {
 		if !certifiesAll(r.cert, m, r.service) {
 			return errOtherAlias
 		}
-	case r.user != "" && !strings.EqualFold(user, r.user):
+	case r.user != "" && !configs.EqualName(user, r.user):
 		return errOtherAlias
 	}
 	return nil

@@ -3,6 +3,8 @@ package h323
 import (
 	"crypto/x509"
 	"strings"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
 // check_certificate lets a PBX trust a registration that arrives on its TLS
@@ -67,7 +69,7 @@ func oneUser(aliases []alias) (string, error) {
 		switch {
 		case user == "":
 			user = u
-		case !strings.EqualFold(u, user):
+		case !configs.EqualName(u, user):
 			return "", errManyUsers
 		}
 	}
@@ -113,7 +115,7 @@ func certNames(cert *x509.Certificate) []address {
 // domain the service's.
 func namesAny(names []address, a address, domain string) bool {
 	for _, n := range names {
-		if !strings.EqualFold(n.user, a.user) {
+		if !configs.EqualName(n.user, a.user) {
 			continue
 		}
 		nd, ad := n.domain, a.domain
@@ -123,7 +125,7 @@ func namesAny(names []address, a address, domain string) bool {
 		if ad == "" {
 			ad = domain
 		}
-		if strings.EqualFold(nd, ad) {
+		if configs.EqualName(nd, ad) {
 			return true
 		}
 	}

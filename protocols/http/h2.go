@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
+	"github.com/gatehouse-pbx/gatehouse/protocols/http/h1"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -57,6 +59,11 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 		refuse(w, stdhttp.StatusForbidden) // blocked while the connection was open
 		return
 	}
+	if err := checkAuthority(r); err != nil {
+		e.pc.Report("", proxy.Refuse(proxy.ReasonUnreadable, "", err))
+		refuse(w, stdhttp.StatusBadRequest)
+		return
+	}
 	route, status := admit(e.pc, request{method: r.Method, host: r.Host, path: rawPath(r)},
 		func(host string) (*proxy.Route, error) { return e.pc.Route(host, "") })
 	if route == nil {
@@ -82,6 +89,31 @@ func (h *Handler) serveHTTP(g *generation, w stdhttp.ResponseWriter, r *stdhttp.
 	ctx = httptrace.WithClientTrace(ctx, rt.trace())
 	g.rp.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// checkAuthority holds an HTTP/2 request's authority to the rule HTTP/1.x
+// requests keep for Host (h1.ValidHost: uri-host [":" port], in ASCII),
+// which net/http's HTTP/2 server does not check: it passes any field value,
+// bytes above 0x7F included. It also refuses a Host field that names
+// another authority than :authority (RFC 9113 8.3.1: a server SHOULD treat
+// the request as malformed): forwarded as HTTP/1.1, one of them would be
+// lost, and a target that reads the other would see another host than
+// gatehouse routed.
+func checkAuthority(r *stdhttp.Request) error {
+	if !h1.ValidHost(r.Host) {
+		return errInvalidAuthority
+	}
+	for _, h := range r.Header.Values("Host") {
+		if !configs.EqualName(h, r.Host) {
+			return errOtherHost
+		}
+	}
+	return nil
+}
+
+var (
+	errInvalidAuthority = errors.New("http2: invalid :authority")
+	errOtherHost        = errors.New("http2: Host field differs from :authority")
+)
 
 // rewrite points the outgoing request at the route's target. The Host the
 // client asked for is kept; X-Forwarded-For gets the client appended.

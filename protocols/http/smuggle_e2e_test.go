@@ -281,6 +281,11 @@ func TestHTTP2SmugglingAgainstRealTargets(t *testing.T) {
     target: 127.0.0.1
     ports: {http: %s}
     allow:
+      urls: [/PBX0/MY]
+  - name: kiosk.example.com
+    target: 127.0.0.1
+    ports: {http: %[1]s}
+    allow:
       urls: [/PBX0/MY]`, peer.port), "")
 			for _, tc := range []struct {
 				name   string
@@ -302,6 +307,14 @@ func TestHTTP2SmugglingAgainstRealTargets(t *testing.T) {
 				{name: "encoded dots", fields: [][2]string{{":path", "/PBX0/MY/%2e%2e/ADMIN"}}, status: 403},
 				{name: "body that looks like a request", fields: [][2]string{{"content-length", fmt.Sprint(len(smuggled))}},
 					data: smuggled, ok: true, reach: "POST /PBX0/MY/h2", status: 200},
+				// net/http's HTTP/2 server passes any :authority; gatehouse
+				// holds it to HTTP/1's Host rule. KELVIN SIGN lowers to "k":
+				// it was routed to kiosk.example.com.
+				{name: "authority not ASCII", fields: [][2]string{{":authority", "\u212Aiosk.example.com"}}, status: 400},
+				{name: "authority with two ports", fields: [][2]string{{":authority", "hq.example.com:443:80"}}, status: 400},
+				{name: "Host field naming another host", fields: [][2]string{{"host", "kiosk.example.com"}}, status: 400},
+				{name: "Host field naming the authority", fields: [][2]string{{"host", "HQ.example.com"}},
+					ok: true, reach: "POST /PBX0/MY/h2", status: 200},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					before := len(peer.requests())
@@ -329,7 +342,7 @@ func TestHTTP2SmugglingAgainstRealTargets(t *testing.T) {
 }
 
 // h2Raw sends one POST /PBX0/MY/h2 over HTTP/2 with extra fields (a
-// ":path" replaces the path) and data, and returns the status of the
+// ":path" or ":authority" replaces the request's) and data, and returns the status of the
 // answer, or 0 when the stream or connection was reset.
 func h2Raw(t *testing.T, g *gate, fields [][2]string, data string) int {
 	t.Helper()
@@ -344,17 +357,20 @@ func h2Raw(t *testing.T, g *gate, fields [][2]string, data string) int {
 	fr.WriteSettings()
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	path := "/PBX0/MY/h2"
+	path, authority := "/PBX0/MY/h2", "hq.example.com"
 	for _, f := range fields {
-		if f[0] == ":path" {
+		switch f[0] {
+		case ":path":
 			path = f[1]
+		case ":authority":
+			authority = f[1]
 		}
 	}
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "hq.example.com"}, {":path", path}} {
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", authority}, {":path", path}} {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	for _, f := range fields {
-		if f[0] != ":path" {
+		if f[0] != ":path" && f[0] != ":authority" {
 			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 		}
 	}

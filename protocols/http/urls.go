@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
 // HostKey returns the routing key of a Host header or :authority: the host
@@ -19,7 +21,7 @@ func HostKey(host string) string {
 	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.Count(host, ":") == 1 {
 		host = host[:i]
 	}
-	return strings.ToLower(strings.TrimSuffix(host, "."))
+	return configs.FoldName(strings.TrimSuffix(host, "."))
 }
 
 // URLAllowed applies the contract's allowed-URL rule to a request path as

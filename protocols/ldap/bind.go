@@ -5,6 +5,8 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/gatehouse-pbx/gatehouse/configs"
 )
 
 // Tags of the AuthenticationChoice of a BindRequest (RFC 4511 4.2); 1 and 2
@@ -83,5 +85,5 @@ func routingKey(name string) (string, error) {
 // isDC reports whether an attribute type names domainComponent (RFC 4519
 // 2.4) by any of its names.
 func isDC(t string) bool {
-	return strings.EqualFold(t, "dc") || strings.EqualFold(t, "domainComponent") || t == "0.9.2342.19200300.100.1.25"
+	return configs.EqualName(t, "dc") || configs.EqualName(t, "domainComponent") || t == "0.9.2342.19200300.100.1.25"
 }

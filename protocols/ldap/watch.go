@@ -1,11 +1,10 @@
 package ldap
 
 import (
-	"strings"
-
 	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -44,7 +43,7 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 	}
 	if m.is(goldap.ApplicationBindRequest) {
 		key, err := bindKey(m)
-		if err == nil && !strings.EqualFold(key, w.service) {
+		if err == nil && !configs.EqualName(key, w.service) {
 			err = errOtherService
 		}
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"strings"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -69,5 +70,5 @@ func namesUser(name string, a uri, bare bool) bool {
 	if at < 0 {
 		return bare && name == a.user
 	}
-	return name[:at] == a.user && strings.EqualFold(name[at+1:], a.host)
+	return name[:at] == a.user && configs.EqualName(name[at+1:], a.host)
 }

@@ -30,10 +30,10 @@ package sip
 
 import (
 	"bytes"
-	"strings"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -103,7 +103,7 @@ func (s *Sniffer) Sniff(first []byte, info *proxy.ConnInfo) (*proxy.Decision, er
 		return nil, err
 	}
 
-	d := &proxy.Decision{Service: strings.ToLower(id.from.host), Who: id.record().String()}
+	d := &proxy.Decision{Service: configs.FoldName(id.from.host), Who: id.record().String()}
 	w := &watcher{service: d.Service, max: limit}
 	w.frames[proxy.FromClient].max = limit
 	w.frames[proxy.FromTarget].max = limit
@@ -292,7 +292,7 @@ func identify(req *sipmsg.Request) (identity, error) {
 	}
 	id.from = uri{f.Address.User, f.Address.Host}
 	id.to = uri{t.Address.User, t.Address.Host}
-	if id.method == sipmsg.REGISTER && !strings.EqualFold(id.to.host, id.from.host) {
+	if id.method == sipmsg.REGISTER && !configs.EqualName(id.to.host, id.from.host) {
 		return id, ErrToOtherService
 	}
 	return id, nil

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
@@ -101,7 +101,7 @@ func (w *watcher) Client(head []byte) proxy.Verdict {
 		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", ErrToOtherService)
 	case err != nil:
 		return w.refuse(req, sipmsg.StatusBadRequest, "Bad Request", proxy.AsRefusal(err))
-	case !strings.EqualFold(id.from.host, w.service):
+	case !configs.EqualName(id.from.host, w.service):
 		return w.refuse(req, sipmsg.StatusForbidden, "Forbidden", errOtherDomain)
 	case w.identity.user != "" && (id.from.user != w.identity.user ||
 		req.Method == sipmsg.REGISTER && id.to.user != w.identity.user):

@@ -138,7 +138,7 @@ func (m *Manager) setNames(names []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, n := range names {
-		m.names[strings.ToLower(n)] = true
+		m.names[configs.FoldName(n)] = true
 	}
 }
 
@@ -147,7 +147,7 @@ func (m *Manager) setNames(names []string) {
 func (m *Manager) Manages(name string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.names[strings.ToLower(strings.TrimSuffix(name, "."))]
+	return m.names[configs.FoldName(strings.TrimSuffix(name, "."))]
 }
 
 // GetCertificate answers a TLS-ALPN-01 challenge, or returns the

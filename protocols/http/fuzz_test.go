@@ -28,8 +28,11 @@ func FuzzRequestHead(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := h1.ReadRequest(bufio.NewReader(bytes.NewReader(raw)), 64<<10)
-		if err != nil || req.Method == stdhttp.MethodConnect {
-			return // refused before anything is forwarded
+		if err != nil || req.Method == stdhttp.MethodConnect || req.Host == "" {
+			// Refused before anything is forwarded: an HTTP/1.0 request may
+			// lack Host, and then names no service
+			// (TestH1RefusalsAndUnreadableRequests).
+			return
 		}
 		c := &h1conn{ip: "192.0.2.1", proto: "http"}
 		var out bytes.Buffer

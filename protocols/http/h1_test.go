@@ -352,6 +352,7 @@ func TestH1RefusalsAndUnreadableRequests(t *testing.T) {
 		{"unknown host", "GET /echo HTTP/1.1\r\nHost: nobody.example.com\r\n\r\n", 421, "nobody.example.com: unknown service"},
 		{"CONNECT", "CONNECT hq.example.com:443 HTTP/1.1\r\nHost: hq.example.com:443\r\n\r\n", 405, ": method not allowed"},
 		{"no Host", "GET /echo HTTP/1.1\r\n\r\n", 400, ": unreadable request"},
+		{"no Host on HTTP/1.0", "GET /echo HTTP/1.0\r\n\r\n", 421, ": unknown service"}, // legal, and names no service
 		{"bad Host", "GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n", 400, ": unreadable request"},
 		{"two Hosts", "GET /echo HTTP/1.1\r\nHost: hq.example.com\r\nHost: x\r\n\r\n", 400, ": unreadable request"},
 		{"two lengths", "POST /echo HTTP/1.1\r\nHost: hq.example.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, ": unreadable request"},

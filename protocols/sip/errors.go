@@ -21,6 +21,8 @@ var (
 	ErrFromNoHost      = &proxy.Refusal{Reason: proxy.ReasonNoName, Detail: "From without host"}
 	ErrNoTo            = &proxy.Refusal{Reason: proxy.ReasonUnreadable, Detail: "no To header"}
 	ErrToNoHost        = &proxy.Refusal{Reason: proxy.ReasonNoName, Detail: "To without host"}
+	ErrFromBadHost     = &proxy.Refusal{Reason: proxy.ReasonUnreadable, Detail: "From host malformed"}
+	ErrToBadHost       = &proxy.Refusal{Reason: proxy.ReasonUnreadable, Detail: "To host malformed"}
 	ErrNoCallID        = &proxy.Refusal{Reason: proxy.ReasonUnreadable, Detail: "no Call-ID header"}
 	ErrNoCSeq          = &proxy.Refusal{Reason: proxy.ReasonUnreadable, Detail: "no CSeq header"}
 	ErrCSeqMethod      = &proxy.Refusal{Reason: proxy.ReasonUnreadable, Detail: "CSeq method is not the request's"}

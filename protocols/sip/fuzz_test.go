@@ -7,13 +7,14 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/gatehouse-pbx/gatehouse/configs"
 	"github.com/gatehouse-pbx/gatehouse/proxy"
 )
 
 // refusals are the only errors Sniff and Frame may return: short, stable
 // reasons for the blacklist, never an echo of the client's bytes.
 var refusals = append([]error{proxy.ErrNeedMore, ErrNotSIP, ErrNotRequest, ErrMalformed, ErrTooLarge,
-	ErrNoContentLength, ErrContentLength, ErrNoFrom, ErrFromNoHost, ErrNoTo, ErrToNoHost, ErrNoCallID,
+	ErrNoContentLength, ErrContentLength, ErrNoFrom, ErrFromNoHost, ErrFromBadHost, ErrNoTo, ErrToNoHost, ErrToBadHost, ErrNoCallID,
 	ErrNoCSeq, ErrCSeqMethod, ErrToOtherService}, append(errDuplicate[:], errUnreadable[:]...)...)
 
 func isRefusal(err error) bool {
@@ -58,7 +59,7 @@ func FuzzSniff(f *testing.F) {
 			}
 			return
 		}
-		if d.Service == "" || d.Service != strings.ToLower(d.Service) || d.Watcher == nil {
+		if d.Service == "" || d.Service != configs.FoldName(d.Service) || !validHost(d.Service) || d.Watcher == nil {
 			t.Fatalf("decision %+v", d)
 		}
 		// Sniff has sipgo read only what routing needs; the Watcher judges

@@ -105,6 +105,11 @@ func TestSniffRefuses(t *testing.T) {
 		{"From without host", request("REGISTER", "From: <sip:alice@>;tag=1\r\n", "l: 0\r\n\r\n"), ErrFromNoHost},
 		{"tel From", request("INVITE", "From: <tel:+4930123>;tag=1\r\n", "l: 0\r\n\r\n"), ErrFromNoHost},
 		{"From not a URI", request("INVITE", "From: alice\r\n", "l: 0\r\n\r\n"), errUnreadable[hFrom]},
+		{"From host not ASCII", request("INVITE", "From: <sip:alice@\u212Aiosk.example.com>;tag=1\r\n", "l: 0\r\n\r\n"), ErrFromBadHost},
+		{"From host an invalid byte", request("INVITE", "From: <sip:alice@\xea>;tag=1\r\n", "l: 0\r\n\r\n"), ErrFromBadHost}, // found by FuzzSniff
+		{"From host with an empty label", request("INVITE", "From: <sip:alice@example..com>;tag=1\r\n", "l: 0\r\n\r\n"), ErrFromBadHost},
+		{"From host a bracketed IPv4", request("INVITE", "From: <sip:alice@[10.0.0.1]>;tag=1\r\n", "l: 0\r\n\r\n"), ErrFromBadHost},
+		{"To host malformed", strings.Replace(request("INVITE", from, "l: 0\r\n\r\n"), "To: <sip:pbx@example.com>", "To: <sip:pbx@-example.com>", 1), ErrToBadHost},
 		{"bad CSeq", strings.Replace(request("REGISTER", from, "l: 0\r\n\r\n"), "CSeq: 1", "CSeq: x", 1), errUnreadable[hCSeq]},
 		{"no To", strings.Replace(request("INVITE", from, "l: 0\r\n\r\n"), "To: <sip:pbx@example.com>\r\n", "", 1), ErrNoTo},
 		{"no Call-ID", strings.Replace(request("INVITE", from, "l: 0\r\n\r\n"), "Call-ID: c1\r\n", "", 1), ErrNoCallID},

@@ -6,8 +6,10 @@
 // The rules, in the order a reader checks them:
 //
 //   - TLS: a handshake record (0x16, version 3.x) that starts a ClientHello.
-//   - STUN/TURN over TCP (RFC 8489 §6): the two top bits zero, a length
-//     that is a multiple of four, and the magic cookie 0x2112A442.
+//   - STUN/TURN over TCP (RFC 8489 §6): a first byte of 0x00-0x03 (the two
+//     top bits zero, and a method up to 0x0FF, which holds every method
+//     IANA has registered), a length that is a multiple of four, and the
+//     magic cookie 0x2112A442.
 //   - H.225.0: a TPKT header (RFC 1006: version 3, reserved 0, length of
 //     at least a Q.931 header) followed by the Q.931 protocol
 //     discriminator 0x08.
@@ -18,9 +20,12 @@
 //     HTTP/2 preface's "HTTP/2.0" against "SIP/2.0"), as methods such as
 //     OPTIONS start both.
 //
-// The first bytes of a TLS ClientHello (0x16 0x03) and of STUN (top bits
-// zero) overlap; the sixth byte (handshake type 1 against the cookie's
-// 0x12) keeps them apart, so no two rules ever both say yes.
+// The first bytes tell the rules apart (TLS 0x16, STUN 0x00-0x03, TPKT
+// 0x03 0x00, LDAP 0x30, HTTP and SIP a letter); TPKT and a STUN message
+// type of 0x03 0x00 differ in the fifth byte (Q.931's 0x08 against the
+// cookie's 0x21), so no two rules ever both say yes. STUN's first byte is
+// held to the registered methods' range for that: with only its top bits
+// checked, an LDAP message whose messageID is 0x2112A442 was STUN too.
 package detect
 
 // Protocol is what a connection's first bytes are.
@@ -126,13 +131,14 @@ func isTLS(b []byte) Result {
 	return Yes
 }
 
-// isSTUN: RFC 8489 §5/§6 header: 0b00 top bits, length a multiple of 4,
-// the magic cookie.
+// isSTUN: RFC 8489 §5/§6 header: a message type whose first byte is 0x00-0x03
+// (0b00 top bits; methods 0x000-0x0FF), length a multiple of 4, the magic
+// cookie.
 func isSTUN(b []byte) Result {
 	if len(b) == 0 {
 		return NeedMore
 	}
-	if b[0]&0xC0 != 0 {
+	if b[0] > 0x03 {
 		return No
 	}
 	if len(b) >= 4 && b[3]&0x03 != 0 {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
 )
 
 // fixtures are first packets real clients sent (see TestRecordFixtures).
@@ -74,6 +76,35 @@ func TestClientHelloInOneByteRecords(t *testing.T) {
 	}
 }
 
+// An LDAP bind whose messageID is the STUN cookie's value (0x2112A442, a
+// valid messageID) starts 30 L 02 04 21 12 A4 42: a STUN header but for
+// its first byte, which no registered STUN method has. It is LDAP (found
+// by FuzzDetect: the rules' order had decided, and the listener sent such a
+// bind to the TURN server).
+func TestLDAPWithTheCookieAsMessageID(t *testing.T) {
+	msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
+	msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, int64(0x2112A442), "MessageID"))
+	bind := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 0, nil, "Bind Request")
+	bind.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, int64(3), "Version"))
+	bind.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "cn=alice,dc=example,dc=com", "Name"))
+	bind.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "secret", "Password"))
+	msg.AppendChild(bind)
+	b := msg.Bytes()
+	if string(b[2:8]) != "\x02\x04\x21\x12\xa4\x42" {
+		t.Fatalf("encoded as % x", b[:8])
+	}
+	if p, r := Detect(b); p != LDAP || r != Yes {
+		t.Errorf("%v %v, want ldap", p, r)
+	}
+	// A STUN Binding request is still STUN, and so is the highest
+	// method the rule takes (0x0FF, a success response: type 0x03EF).
+	for _, h := range []string{"\x00\x01\x00\x00\x21\x12\xa4\x42", "\x03\xef\x00\x00\x21\x12\xa4\x42"} {
+		if p, r := Detect([]byte(h)); p != STUN || r != Yes {
+			t.Errorf("% x: %v %v, want stun", h, p, r)
+		}
+	}
+}
+
 func TestRefused(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -94,6 +125,7 @@ func TestRefused(t *testing.T) {
 		{"TLS empty record", "\x16\x03\x01\x00\x00\x01"},
 		{"STUN without cookie (RFC 3489)", "\x00\x01\x00\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"},
 		{"STUN odd length", "\x00\x01\x00\x02\x21\x12\xa4\x42"},
+		{"STUN method 0x100", "\x04\x00\x00\x00\x21\x12\xa4\x42"},
 		{"TPKT without Q.931", "\x03\x00\x00\x10\x02"},
 		{"TPKT too short", "\x03\x00\x00\x04\x08"},
 		{"BER indefinite length", "\x30\x80\x02\x01\x01"},

@@ -180,10 +180,11 @@ func NewTable(cfg *configs.Config, alpn map[string][]string) *Table {
 
 // newAnyTLS is listen.any's TLS configuration: a client offering HTTP in
 // ALPN gets https's (never a CertificateRequest), one offering stun.turn
-// TURN's, one offering a protocol gatehouse does not serve there (acme-tls/1,
-// gatehouse-agent/1) a failed handshake, and any other the configuration
-// for SIP, LDAP and H.323 inside TLS, which asks for a client certificate
-// when sips or h323s would.
+// TURN's, one offering gatehouse-agent/1 the agents' when agents are served,
+// one offering acme-tls/1 or gatehouse-agent/1 that is not served a failed
+// handshake (an ACME challenge, when tls.acme is set, is answered before
+// this: certs.go), and any other the configuration for SIP, LDAP and H.323
+// inside TLS, which asks for a client certificate when sips or h323s would.
 func (t *Table) newAnyTLS(certs []tls.Certificate, cfg *configs.Config) *tls.Config {
 	base := func() *tls.Config {
 		return &tls.Config{Certificates: certs, MinVersion: cmp.Or(cfg.TLS.MinVersionID, tls.VersionTLS12), CipherSuites: cipherSuites(cfg.TLS.MinVersionID)}

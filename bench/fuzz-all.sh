@@ -22,7 +22,20 @@ for pkg in $(go list ${PKGS:-./...}); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "== $pkg $target ($fuzztime)"
-		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" -parallel "$workers"
+		out=$(mktemp)
+		if ! go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" \
+			-parallel "$workers" 2>&1 | tee "$out"; then
+			# Go 1.26's coordinator can fail a target at the end of -fuzztime
+			# with a bare "context deadline exceeded" and no input written
+			# (golang/go#75804, fixed in Go 1.27): not a finding. Anything
+			# else (a written input, a panic, a build error) fails the run.
+			if grep -q 'Failing input written' "$out" || ! grep -q '^    context deadline exceeded$' "$out"; then
+				rm -f "$out"
+				exit 1
+			fi
+			echo "   (Go's fuzzing deadline race, golang/go#75804: no input written, not a finding)"
+		fi
+		rm -f "$out"
 		if [ "$keep" -gt 0 ] && [ -d "$cache/$pkg/$target" ]; then
 			mkdir -p "$dir/testdata/fuzz/$target"
 			# ls -S sorts by size, largest first: keep the tail.

@@ -582,17 +582,27 @@ func isHost(s string) bool {
 	return err == nil || isDNSName(s)
 }
 
-// isDNSName checks the syntax of a host name: dot-separated labels of
-// letters, digits, '-' and '_' (seen in internal names), up to 63 bytes
-// each and 253 in all, with a last label that is not all digits, so that a
-// mistyped IPv4 address such as 10.0.0.300 is not taken for a name.
+// isDNSName checks the syntax of a host name: HostLabels, with a last
+// label that is not all digits, so that a mistyped IPv4 address such as
+// 10.0.0.300 is not taken for a name.
 func isDNSName(s string) bool {
+	if !HostLabels(s) {
+		return false
+	}
+	s = strings.TrimSuffix(s, ".")
+	last := s[strings.LastIndexByte(s, '.')+1:]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+// HostLabels reports whether s is dot-separated labels of ASCII letters,
+// digits, '-' and '_' (seen in internal names), none starting or ending
+// with '-', up to 63 bytes each and 253 in all, with an optional final dot.
+func HostLabels(s string) bool {
 	s = strings.TrimSuffix(s, ".")
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	labels := strings.Split(s, ".")
-	for _, l := range labels {
+	for l := range strings.SplitSeq(s, ".") {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}
@@ -602,8 +612,7 @@ func isDNSName(s string) bool {
 			}
 		}
 	}
-	last := labels[len(labels)-1]
-	return strings.Trim(last, "0123456789") != ""
+	return true
 }
 
 func isAlnum(c byte) bool {

@@ -305,31 +305,16 @@ func identify(req *sipmsg.Request) (identity, error) {
 }
 
 // validHost reports whether h is a SIP URI's host (RFC 3261 §25.1): an
-// IPv6 reference, or dot-separated labels of ASCII letters, digits and '-'
-// (and '_', which service names may hold), not starting or ending with '-',
-// with an optional final dot. sipgo takes any bytes there; a host gatehouse
-// could not route, or one a PBX reads otherwise, is refused as malformed.
+// IPv6 reference, or labels as configs.HostLabels takes them (ASCII
+// letters, digits and '-', and '_', which service names may hold). sipgo
+// takes any bytes there; a host gatehouse could not route, or one a PBX
+// reads otherwise, is refused as malformed.
 func validHost(h string) bool {
 	if strings.HasPrefix(h, "[") {
 		a, err := netip.ParseAddr(strings.TrimSuffix(h[1:], "]"))
 		return strings.HasSuffix(h, "]") && err == nil && a.Is6() && a.Zone() == ""
 	}
-	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	return configs.HostLabels(h)
 }
 
 // isKeepAlive reports whether a framed message is a CRLF keep-alive.

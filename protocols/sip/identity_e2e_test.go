@@ -54,6 +54,10 @@ func TestKamailioIdentity(t *testing.T) {
 		{"From bob, To alice", "identity.xml", []string{"from", "bob", "to", "alice"}, "alice", "bob", k.plain},
 		{"From bob, then f alice", "duplicate.xml", []string{"from", "bob", "second", "f", "secondfrom", "alice", "to", "alice"}, "", "", ""},
 		{"From alice, then From bob", "duplicate.xml", []string{"from", "alice", "second", "From", "secondfrom", "bob", "to", "alice"}, "", "", ""},
+		// A From host that is no SIP host: an empty label, and a non-ASCII
+		// byte sipgo takes as a host.
+		{"From host with an empty label", "fromhost.xml", []string{"from", "alice", "to", "alice", "fromhost", "example..com"}, "", "", ""},
+		{"From host not ASCII", "fromhost.xml", []string{"from", "alice", "to", "alice", "fromhost", "ex\u00e4mple.com"}, "", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			since := k.logSize()
@@ -68,18 +72,21 @@ func TestKamailioIdentity(t *testing.T) {
 			}
 		})
 	}
-	// The two refused REGISTERs never reached the registrar, and were counted.
+	// The four refused REGISTERs never reached the registrar, and were counted.
 	b := k.log()
 	if strings.Contains(b, "to=alice from=bob port="+k.behindTLS) || strings.Count(b, "REGISTER to=") != 4 {
 		t.Fatalf("registrar log:\n%s", b)
 	}
-	dups := 0
+	dups, badHosts := 0, 0
 	for _, r := range k.g.reasons() {
-		if r == "127.0.0.4 : unreadable request (duplicate From header)" { // refused before routing: no service yet
+		switch r { // refused before routing: no service yet
+		case "127.0.0.4 : unreadable request (duplicate From header)":
 			dups++
+		case "127.0.0.4 : unreadable request (From host malformed)":
+			badHosts++
 		}
 	}
-	if dups != 2 {
+	if dups != 2 || badHosts != 2 {
 		t.Fatalf("events %q", k.g.reasons())
 	}
 }

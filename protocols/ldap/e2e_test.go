@@ -72,6 +72,13 @@ func TestEndToEnd(t *testing.T) {
 			[]string{"Inappropriate authentication (48)", "refused by gatehouse: anonymous bind"}},
 		{"unknown service", whoami, []string{"-x", "-H", ldapURL, "-D", "uid=eve,dc=example,dc=net", "-w", "x"},
 			[]string{"Server is unwilling to perform (53)", "refused by gatehouse: unknown service"}},
+		// Names compare with ASCII case ignored and nothing else: KELVIN
+		// SIGN lowers to k with Unicode's rules, and slapd would have read
+		// the bind as the look-alike it is.
+		{"ASCII case of a service name", whoami, []string{"-x", "-H", ldapURL, "-D", `KIOSK.Example.com\alice`, "-w", "alice-pw"},
+			[]string{"Invalid DN syntax (34)"}},
+		{"look-alike of a service name", whoami, []string{"-x", "-H", ldapURL, "-D", "\u212Aiosk.example.com\\alice", "-w", "alice-pw"},
+			[]string{"Server is unwilling to perform (53)", "refused by gatehouse: unknown service"}},
 		{"wrong password", whoami, []string{"-x", "-H", ldapURL, "-D", com.DN("alice"), "-w", "guess"},
 			[]string{"Invalid credentials (49)"}},
 	} {
@@ -135,7 +142,8 @@ type gatehouse struct {
 
 // startGatehouse builds and runs the binary with a configuration routing
 // example.com to com (plain and LDAPS ports) and example.org to org (plain
-// port, StartTLS for encrypted requests). 127.0.0.1, where the command
+// port, StartTLS for encrypted requests), and kiosk.example.com to com's
+// plain port (for the look-alike names). 127.0.0.1, where the command
 // line clients come from, is whitelisted: only go-ldap's chosen source
 // addresses are ever blocked.
 func startGatehouse(t *testing.T, com, org *slapdtest.Server) *gatehouse {
@@ -164,13 +172,16 @@ services:
     target: 127.0.0.1
     ports: {ldap: %s}
     ldap_starttls: true
+  - name: kiosk.example.com
+    target: 127.0.0.1
+    ports: {ldap: %s}
 blacklist:
   threshold: 3
   whitelist: [127.0.0.1]
 log:
   level: debug
 `, gh.ldap, gh.ldaps, cert.CertFile, cert.KeyFile, com.CA.File, org.CA.File,
-		port(com.Addr), port(com.LDAPSAddr), port(org.Addr))
+		port(com.Addr), port(com.LDAPSAddr), port(org.Addr), port(com.Addr))
 	conf := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
